@@ -1,0 +1,75 @@
+"""redgraph: explainable, checkable vision-language answers.
+
+A reasoner writes rationales, a critic checks them against the image, and a local LVLM answers
+with Rationale-Enhanced Decoding (RED), so that the answer provably depends on both.
+
+``import redgraph`` is light: torch and transformers load only when a model is used.
+
+Example:
+    >>> import redgraph
+    >>> config = redgraph.REDConfig(rationale_weight=0.5)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from redgraph.errors import (
+    ConfigError,
+    ImageError,
+    InputError,
+    ModelLoadError,
+    RedgraphError,
+    UnsupportedError,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "REDConfig": "redgraph.decoding",
+    "REDDecoder": "redgraph.decoding",
+    "REDRequest": "redgraph.decoding",
+    "REDResult": "redgraph.decoding",
+    "RationaleEnhancedLogitsProcessor": "redgraph.decoding",
+    "LVLM": "redgraph.models",
+    "load_lvlm": "redgraph.models",
+    "load_image": "redgraph.models",
+}
+
+if TYPE_CHECKING:
+    from redgraph.decoding import (
+        RationaleEnhancedLogitsProcessor,
+        REDConfig,
+        REDDecoder,
+        REDRequest,
+        REDResult,
+    )
+    from redgraph.models import LVLM, load_image, load_lvlm
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'redgraph' has no attribute {name!r}")
+
+
+__all__ = [
+    "LVLM",
+    "ConfigError",
+    "ImageError",
+    "InputError",
+    "ModelLoadError",
+    "REDConfig",
+    "REDDecoder",
+    "REDRequest",
+    "REDResult",
+    "RationaleEnhancedLogitsProcessor",
+    "RedgraphError",
+    "UnsupportedError",
+    "__version__",
+    "load_image",
+    "load_lvlm",
+]

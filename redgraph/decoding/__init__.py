@@ -1,0 +1,26 @@
+"""Rationale-Enhanced Decoding (RED).
+
+``score = log_softmax(image branch) + lambda * log_softmax(rationale branch)``: the image branch
+sees image + question only, the rationale branch rationale + question only.
+
+- :class:`REDConfig`: the settings.
+- :class:`REDDecoder`: the fast decoder (several branches and questions per forward).
+- :class:`RationaleEnhancedLogitsProcessor`: RED inside ``model.generate``.
+- :func:`red_scores`: the combination itself, for use without a model.
+"""
+
+from redgraph.decoding.combine import rationale_lambdas, red_scores
+from redgraph.decoding.config import REDConfig
+from redgraph.decoding.decoder import REDDecoder, REDRequest, REDResult, TokenAttribution
+from redgraph.decoding.processor import RationaleEnhancedLogitsProcessor
+
+__all__ = [
+    "REDConfig",
+    "REDDecoder",
+    "REDRequest",
+    "REDResult",
+    "RationaleEnhancedLogitsProcessor",
+    "TokenAttribution",
+    "rationale_lambdas",
+    "red_scores",
+]

@@ -1,0 +1,256 @@
+"""Decoding rows that share one KV cache, with explicit positions for every model family.
+
+A *row* is one branch of one question: the image branch (image + question) or a rationale
+branch (rationale + question). Each row is prefilled on its own, so a short rationale prompt is
+never padded to the length of a long image prompt; rows are then merged, left-padded, into one
+cache, and one forward per step advances them all.
+
+Positions are always passed explicitly. Llama-family forwards do not derive them from the
+attention mask (only ``generate`` does), and Qwen-VL models keep ``rope_deltas`` as state on the
+model, which two branches sharing one model would overwrite. We compute Qwen's 3-D positions
+with the model's own ``get_rope_index`` and never let the model touch that state.
+
+Shapes: B rows in a group; L cache length (after left padding); T prompt length; V vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from redgraph.errors import UnsupportedError
+
+_NOT_MODEL_KWARGS = ("input_ids", "attention_mask")
+
+
+class CannotMerge(Exception):
+    """Rows whose caches cannot share one tensor (a sliding window already full)."""
+
+
+def _mrope_model(model):
+    """The inner model that computes Qwen-style 3-D rope positions, or None."""
+    inner = getattr(model, "model", None)
+    return inner if hasattr(inner, "get_rope_index") else None
+
+
+def _new_cache(model):
+    from transformers import DynamicCache
+
+    return DynamicCache(config=model.config)
+
+
+@dataclass
+class RowGroup:
+    """Rows advanced together by one forward per step.
+
+    Attributes:
+        model: the shared model (never mutated).
+        cache: the rows' KV cache, rows left-padded to a common length L.
+        attention_mask: (B, L) 1 for real tokens, 0 for padding.
+        lengths: (B,) real tokens per row, i.e. the position of the next token.
+        rope_deltas: (B,) Qwen-style offset of text positions after the image, or None.
+        logprobs: (B, V) float32 log-probabilities of each row's next token.
+    """
+
+    model: torch.nn.Module
+    cache: object
+    attention_mask: torch.Tensor
+    lengths: torch.Tensor
+    rope_deltas: torch.Tensor | None
+    logprobs: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def step(self, tokens: torch.Tensor) -> None:
+        """Feed one token per row (B,) and refresh ``logprobs``."""
+        batch = self.size
+        self.attention_mask = torch.cat(
+            [self.attention_mask, self.attention_mask.new_ones(batch, 1)], dim=1
+        )  # (B, L + 1)
+        positions = _decode_positions(self.lengths, self.rope_deltas)
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=tokens.view(batch, 1).to(self.attention_mask.device),
+                attention_mask=self.attention_mask,
+                position_ids=positions,
+                past_key_values=self.cache,
+                use_cache=True,
+            )
+        self.lengths = self.lengths + 1
+        self.logprobs = F.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (B, V)
+
+    def select(self, rows: list[int]) -> None:
+        """Keep only ``rows`` (indices into this group), e.g. when their questions are finished."""
+        index = torch.tensor(rows, dtype=torch.long, device=self.attention_mask.device)
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, index)
+            layer.values = layer.values.index_select(0, index)
+        self.attention_mask = self.attention_mask.index_select(0, index)
+        self.lengths = self.lengths.index_select(0, index)
+        self.logprobs = self.logprobs.index_select(0, index)
+        if self.rope_deltas is not None:
+            self.rope_deltas = self.rope_deltas.index_select(0, index)
+
+
+def prefill_row(model, inputs) -> RowGroup:
+    """Run one row's prompt (batch of 1, no padding) and return it as a group of one."""
+    input_ids = inputs["input_ids"]  # (1, T)
+    if input_ids.shape[0] != 1:
+        raise ValueError(f"prefill_row takes one row, got a batch of {input_ids.shape[0]}")
+    length = input_ids.shape[1]
+    attention_mask = inputs.get("attention_mask")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    positions, rope_delta = _prefill_positions(model, inputs, attention_mask)
+    extra = {k: v for k, v in inputs.items() if k not in _NOT_MODEL_KWARGS}
+    cache = _new_cache(model)
+    with torch.inference_mode():
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **extra,
+        )
+    device = input_ids.device
+    return RowGroup(
+        model=model,
+        cache=out.past_key_values,
+        attention_mask=attention_mask.long(),
+        lengths=torch.tensor([length], dtype=torch.long, device=device),
+        rope_deltas=None if rope_delta is None else rope_delta.view(1).to(device),
+        logprobs=F.log_softmax(out.logits[:, -1, :].float(), dim=-1),  # (1, V)
+    )
+
+
+def merge(groups: list[RowGroup]) -> RowGroup:
+    """One group holding the rows of ``groups`` in order, caches left-padded to a common length.
+
+    Raises:
+        CannotMerge: a sliding-window layer is already full in some row, so rows of different
+            lengths cannot share its tensor; keep those groups separate.
+    """
+    if len(groups) == 1:
+        return groups[0]
+    model = groups[0].model
+    target = max(g.attention_mask.shape[1] for g in groups)
+    merged_cache = _new_cache(model)
+    layer_count = len(groups[0].cache.layers)
+    for index in range(layer_count):
+        sample = groups[0].cache.layers[index]
+        window = getattr(sample, "sliding_window", None)
+        if window is not None and target >= window:
+            raise CannotMerge(f"layer {index} has a sliding window of {window} and rows of up to {target} tokens")
+        keys = torch.cat([_left_pad(g.cache.layers[index].keys, target) for g in groups], dim=0)
+        values = torch.cat([_left_pad(g.cache.layers[index].values, target) for g in groups], dim=0)
+        if index >= len(merged_cache.layers):
+            raise UnsupportedError(f"cannot rebuild the cache of {type(model).__name__}: layer {index} is missing")
+        merged_cache.layers[index].update(keys, values)  # fresh layer: stores them as they are
+    mask = torch.cat([_left_pad_mask(g.attention_mask, target) for g in groups], dim=0)  # (B, L)
+    deltas = [g.rope_deltas for g in groups]
+    return RowGroup(
+        model=model,
+        cache=merged_cache,
+        attention_mask=mask,
+        lengths=torch.cat([g.lengths for g in groups]),
+        rope_deltas=None if deltas[0] is None else torch.cat(deltas),
+        logprobs=torch.cat([g.logprobs for g in groups], dim=0),
+    )
+
+
+RowKey = tuple[int, int]  # (question, branch): branch -1 is the image branch, k >= 0 rationale k
+
+
+class BranchSet:
+    """Every row of one decoding run, keyed by (question, branch).
+
+    Rows are prefilled one by one; with ``batched`` they are merged into one group (one forward
+    per step), else each keeps its own (one forward per row: the serial reference). Where a full
+    sliding window forbids merging, rows stay separate: slower, same results.
+    """
+
+    def __init__(self, model, rows: list[tuple[RowKey, object]], *, batched: bool) -> None:
+        groups = [prefill_row(model, inputs) for _, inputs in rows]
+        keys = [[key] for key, _ in rows]
+        if batched and len(groups) > 1:
+            try:
+                groups, keys = [merge(groups)], [[key for group_keys in keys for key in group_keys]]
+            except CannotMerge:
+                pass
+        self.groups: list[RowGroup] = groups
+        self.keys: list[list[RowKey]] = keys
+
+    def logprobs(self) -> tuple[torch.Tensor, dict[RowKey, int]]:
+        """(R, V) next-token log-probabilities of every row, and the row index of each key."""
+        stacked = torch.cat([g.logprobs for g in self.groups], dim=0)
+        index = {key: row for row, key in enumerate(k for group_keys in self.keys for k in group_keys)}
+        return stacked, index
+
+    def step(self, chosen: dict[int, int]) -> None:
+        """Feed each row the token chosen for its question."""
+        for group, group_keys in zip(self.groups, self.keys):
+            tokens = torch.tensor([chosen[q] for q, _ in group_keys], device=group.attention_mask.device)
+            group.step(tokens)
+
+    def keep(self, questions: set[int]) -> None:
+        """Drop the rows of every question not in ``questions``."""
+        kept_groups, kept_keys = [], []
+        for group, group_keys in zip(self.groups, self.keys):
+            rows = [i for i, (q, _) in enumerate(group_keys) if q in questions]
+            if not rows:
+                continue
+            if len(rows) < len(group_keys):
+                group.select(rows)
+            kept_groups.append(group)
+            kept_keys.append([group_keys[i] for i in rows])
+        self.groups, self.keys = kept_groups, kept_keys
+
+
+def _left_pad(states: torch.Tensor, length: int) -> torch.Tensor:
+    # states: (b, heads, t, head_dim) -> (b, heads, length, head_dim), zeros in front
+    missing = length - states.shape[-2]
+    return F.pad(states, (0, 0, missing, 0)) if missing else states
+
+
+def _left_pad_mask(mask: torch.Tensor, length: int) -> torch.Tensor:
+    missing = length - mask.shape[1]
+    return F.pad(mask, (missing, 0)) if missing else mask
+
+
+def _prefill_positions(model, inputs, attention_mask):
+    """Positions for an unpadded prompt, and the row's rope delta (None for 1-D rope models)."""
+    input_ids = inputs["input_ids"]
+    length = input_ids.shape[1]
+    text_positions = torch.arange(length, device=input_ids.device).view(1, 1, length)  # (1, 1, T)
+    mrope = _mrope_model(model)
+    if mrope is None:
+        return text_positions[0], None  # (1, T)
+    grids = {k: inputs[k] for k in ("image_grid_thw", "video_grid_thw") if inputs.get(k) is not None}
+    if grids:
+        if inputs.get("mm_token_type_ids") is None:
+            raise UnsupportedError(
+                f"{type(model).__name__} needs mm_token_type_ids with an image; use the model's own processor"
+            )
+        vision_positions, deltas = mrope.get_rope_index(
+            input_ids, mm_token_type_ids=inputs["mm_token_type_ids"], attention_mask=attention_mask, **grids
+        )  # (3, 1, T), (1, 1)
+        delta = deltas.view(1)
+    else:
+        vision_positions = text_positions.expand(3, 1, length)
+        delta = torch.zeros(1, dtype=torch.long, device=input_ids.device)
+    # generate's layout: row 0 holds the text positions (used for the mask), rows 1-3 the 3-D rope.
+    return torch.cat([text_positions, vision_positions.to(text_positions.dtype)], dim=0), delta  # (4, 1, T)
+
+
+def _decode_positions(lengths: torch.Tensor, rope_deltas: torch.Tensor | None) -> torch.Tensor:
+    text = lengths.view(1, -1, 1)  # (1, B, 1): a row's next position is its token count
+    if rope_deltas is None:
+        return text[0]  # (B, 1)
+    rope = (text + rope_deltas.view(1, -1, 1)).expand(3, -1, -1)  # (3, B, 1)
+    return torch.cat([text, rope], dim=0)  # (4, B, 1)

@@ -1,0 +1,100 @@
+"""The one frozen configuration of Rationale-Enhanced Decoding."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from redgraph.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class REDConfig:
+    """Settings of one RED run; validated on construction.
+
+    The next-token score is ``log p(y | image, question) + sum_k lambda_k log p(y | rationale_k, question)``
+    with ``lambda_k = rationale_weight * w_k / sum(w)``: ``rationale_weight`` is the total strength
+    of the rationales, and ``rationale_weights`` (``w``) split it between them.
+
+    Example:
+        >>> REDConfig(rationale_weight=0.5, max_new_tokens=16).greedy
+        True
+    """
+
+    # lambda: 0 reproduces plain greedy decoding of the image branch exactly.
+    rationale_weight: float = 0.5
+    # Relative weight of each rationale (split of lambda); None means equal shares.
+    rationale_weights: tuple[float, ...] | None = None
+    max_new_tokens: int = 32
+    # Greedy when do_sample is False; otherwise sample with temperature / top_k / top_p.
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    # Generation ends at any of these strings (the string itself is cut from the answer) ...
+    stop_strings: tuple[str, ...] = ()
+    # ... or at any of these token ids; None means the model's own end-of-sequence ids.
+    eos_token_ids: tuple[int, ...] | None = None
+    # Record per-token attribution (log-probabilities under every branch).
+    record_attribution: bool = True
+    # Advance every branch of every question with one forward per step (False: one per branch).
+    batch_branches: bool = True
+
+    def __post_init__(self) -> None:
+        check_non_negative("rationale_weight", self.rationale_weight)
+        if self.rationale_weights is not None:
+            weights = tuple(self.rationale_weights)
+            object.__setattr__(self, "rationale_weights", weights)
+            check_rationale_weights(weights)
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if not isinstance(self.do_sample, bool):
+            raise ConfigError(f"do_sample must be True or False, got {self.do_sample!r}")
+        check_non_negative("temperature", self.temperature)
+        if self.do_sample and self.temperature == 0:
+            raise ConfigError("temperature 0 with do_sample=True is ambiguous; use do_sample=False for greedy decoding")
+        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1):
+            raise ConfigError(f"top_k must be a positive integer or None, got {self.top_k!r}")
+        if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ConfigError(f"top_p must be in (0, 1] or None, got {self.top_p!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"seed must be an integer or None, got {self.seed!r}")
+        if isinstance(self.stop_strings, str):
+            raise ConfigError(f"stop_strings must be a tuple of strings, got the single string {self.stop_strings!r}; wrap it: ({self.stop_strings!r},)")
+        object.__setattr__(self, "stop_strings", tuple(self.stop_strings))
+        for stop in self.stop_strings:
+            if not isinstance(stop, str) or not stop:
+                raise ConfigError(f"each stop string must be a non-empty string, got {stop!r}")
+        if self.eos_token_ids is not None:
+            object.__setattr__(self, "eos_token_ids", tuple(self.eos_token_ids))
+            for token in self.eos_token_ids:
+                if isinstance(token, bool) or not isinstance(token, int) or token < 0:
+                    raise ConfigError(f"eos_token_ids must be non-negative integers, got {token!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return not self.do_sample
+
+
+def check_rationale_weights(weights) -> tuple[float, ...]:
+    """Validate per-rationale relative weights (non-negative, finite, not all zero)."""
+    weights = tuple(weights)
+    if not weights:
+        raise ConfigError("rationale_weights is empty; give one weight per rationale, or None for equal shares")
+    for index, weight in enumerate(weights):
+        check_non_negative(f"rationale_weights[{index}]", weight)
+    if sum(weights) == 0:
+        raise ConfigError(
+            f"rationale_weights {weights!r} are all zero; set rationale_weight=0 to decode without rationales"
+        )
+    return weights
+
+
+def check_non_negative(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
+    if math.isnan(value) or math.isinf(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    if value < 0:
+        raise ConfigError(f"{name} must be >= 0, got {value!r}; 0 ignores the rationale, larger values follow it more")

@@ -1,0 +1,289 @@
+"""The fast RED decoder: image branch, rationale branches and several questions per forward.
+
+At every step, for each question::
+
+    score = log_softmax(image branch) + sum_k lambda_k * log_softmax(rationale branch k)
+
+and the chosen token is fed to all branches of that question. Branches are prefilled one by one
+(no padding) and merged into one cache, so a decode step is one forward over all rows.
+
+Example:
+    >>> decoder = REDDecoder(lvlm, REDConfig(rationale_weight=0.5))  # doctest: +SKIP
+    >>> result = decoder.decode("cat.png", "What is on the mat?", ["I see a cat on a red mat."])  # doctest: +SKIP
+    >>> result.text, result.tokens[0].changed_by_rationale  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from redgraph.decoding.branches import BranchSet
+from redgraph.decoding.combine import rationale_lambdas, red_scores, sampling_logits
+from redgraph.decoding.config import REDConfig
+from redgraph.errors import InputError
+from redgraph.models.images import ImageInput
+from redgraph.models.prompts import check_rationale
+
+FinishReason = Literal["eos", "stop", "length"]
+
+
+@dataclass(frozen=True)
+class REDRequest:
+    """One question to answer with RED.
+
+    Attributes:
+        image: path, bytes or PIL image.
+        question: the question about the image.
+        rationales: zero or more rationales; with none, RED is plain decoding of the image branch.
+        rationale_weights: relative weight per rationale (e.g. the critic's support); None uses the
+            config's ``rationale_weights``, or equal shares.
+    """
+
+    image: ImageInput
+    question: str
+    rationales: tuple[str, ...] = ()
+    rationale_weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rationales, str):
+            object.__setattr__(self, "rationales", (self.rationales,))
+        object.__setattr__(self, "rationales", tuple(self.rationales))
+        for index, rationale in enumerate(self.rationales):
+            check_rationale(rationale, index if len(self.rationales) > 1 else None)
+
+
+@dataclass(frozen=True)
+class TokenAttribution:
+    """What one answer token owed to the image and to each rationale.
+
+    Attributes:
+        token_id, text: the chosen token and its text.
+        image_logprob: log p(token | image, question, answer so far).
+        rationale_logprobs: log p(token | rationale_k, question, answer so far), one per rationale.
+        score: the combined RED score of the token (image term + weighted rationale terms).
+        logprob: log-softmax of the combined scores at the token: RED's own probability.
+        image_choice: the token the image branch alone would have chosen greedily.
+        changed_by_rationale: True when the rationale(s) changed the choice against the image branch.
+    """
+
+    token_id: int
+    text: str
+    image_logprob: float
+    rationale_logprobs: tuple[float, ...]
+    score: float
+    logprob: float
+    image_choice: int
+    changed_by_rationale: bool
+
+
+@dataclass
+class REDResult:
+    """The answer to one request, with its per-token attribution."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: FinishReason
+    rationale_lambdas: tuple[float, ...]
+    tokens: list[TokenAttribution] = field(default_factory=list)
+    prompt_tokens: int = 0
+    rationale_prompt_tokens: tuple[int, ...] = ()
+
+    @property
+    def changed_tokens(self) -> int:
+        """How many answer tokens the rationale(s) changed against the image branch alone."""
+        return sum(t.changed_by_rationale for t in self.tokens)
+
+
+TokenCallback = Callable[[int, TokenAttribution], None]
+
+
+@dataclass
+class _Question:
+    index: int
+    lambdas: tuple[float, ...]
+    generator: torch.Generator | None
+    token_ids: list[int] = field(default_factory=list)
+    tokens: list[TokenAttribution] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    text: str = ""
+
+
+class REDDecoder:
+    """Rationale-Enhanced Decoding over a loaded LVLM; safe to share between threads.
+
+    The decoder holds no per-request state: each call builds its own caches, so two calls in two
+    threads on one model give what each gives alone.
+
+    Args:
+        lvlm: the model to answer with (see :func:`redgraph.models.load_lvlm`).
+        config: decoding settings.
+    """
+
+    def __init__(self, lvlm, config: REDConfig | None = None) -> None:
+        if config is not None and not isinstance(config, REDConfig):
+            raise TypeError(f"config must be a REDConfig, got {type(config).__name__}")
+        self.lvlm = lvlm
+        self.config = config or REDConfig()
+
+    def decode(
+        self,
+        image: ImageInput,
+        question: str,
+        rationales: Sequence[str] | str = (),
+        *,
+        rationale_weights: Sequence[float] | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> REDResult:
+        """Answer one question; see :class:`REDRequest` for the arguments."""
+        request = REDRequest(image, question, tuple(rationales) if not isinstance(rationales, str) else rationales,
+                             None if rationale_weights is None else tuple(rationale_weights))
+        return self.decode_batch([request], on_token=on_token)[0]
+
+    def decode_batch(self, requests: Sequence[REDRequest], *, on_token: TokenCallback | None = None) -> list[REDResult]:
+        """Answer several questions together, one forward per step for all of their branches.
+
+        Args:
+            requests: the questions.
+            on_token: called as ``on_token(request_index, attribution)`` for each new token.
+
+        Raises:
+            InputError: a request's image, question or rationale cannot be used, or a prompt is
+                longer than the model's context.
+        """
+        if not requests:
+            return []
+        for index, request in enumerate(requests):
+            if not isinstance(request, REDRequest):
+                raise InputError(f"requests[{index}] must be a REDRequest, got {type(request).__name__}")
+        cfg = self.config
+        lvlm = self.lvlm
+        questions: list[_Question] = []
+        row_inputs: list[tuple[int, int, object]] = []  # (question, branch: -1 image / k rationale, inputs)
+        for q, request in enumerate(requests):
+            weights = request.rationale_weights if request.rationale_weights is not None else cfg.rationale_weights
+            lambdas = rationale_lambdas(cfg.rationale_weight, weights, len(request.rationales)) if request.rationales else ()
+            image_inputs = lvlm.encode_image_branch(request.image, request.question)
+            lvlm.check_fits(image_inputs, cfg.max_new_tokens, "image-branch prompt")
+            row_inputs.append((q, -1, image_inputs))
+            # Rationale branches run even at lambda = 0: the answer is then the image branch's
+            # exactly, and the attribution still shows what each rationale would have said.
+            for k, rationale in enumerate(request.rationales):
+                inputs = lvlm.encode_rationale_branch(rationale, request.question)
+                lvlm.check_fits(inputs, cfg.max_new_tokens, f"rationale-branch prompt of rationale {k}")
+                row_inputs.append((q, k, inputs))
+            generator = None
+            if cfg.do_sample:
+                generator = torch.Generator(device=lvlm.device)
+                generator.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
+            questions.append(_Question(index=q, lambdas=lambdas, generator=generator))
+
+        # Prefill every row alone, then merge (batched) or keep one group per row (serial).
+        branches = BranchSet(lvlm.model, [((q, b), inputs) for q, b, inputs in row_inputs], batched=cfg.batch_branches)
+
+        eos = self._eos_ids()
+        for step in range(cfg.max_new_tokens):
+            active = [qs for qs in questions if qs.finish_reason is None]
+            chosen = self._choose(active, branches)  # question index -> token id
+            for qs in active:
+                self._finish_if_done(qs, chosen[qs.index], eos)
+                if on_token is not None and qs.tokens:
+                    on_token(qs.index, qs.tokens[-1])
+            # Drop rows of finished questions, then advance the rest.
+            still = {qs.index for qs in questions if qs.finish_reason is None}
+            if not still:
+                break
+            branches.keep(still)
+            branches.step(chosen)
+        for qs in questions:
+            if qs.finish_reason is None:
+                qs.finish_reason = "length"
+                qs.text = self._text(qs.token_ids)
+
+        return [
+            REDResult(
+                text=qs.text,
+                token_ids=qs.token_ids,
+                finish_reason=qs.finish_reason,
+                rationale_lambdas=qs.lambdas,
+                tokens=qs.tokens,
+                prompt_tokens=int(next(i["input_ids"].shape[1] for q, b, i in row_inputs if q == qs.index and b == -1)),
+                rationale_prompt_tokens=tuple(int(i["input_ids"].shape[1]) for q, b, i in row_inputs if q == qs.index and b >= 0),
+            )
+            for qs in questions
+        ]
+
+    # -- one step --------------------------------------------------------------------------
+
+    def _choose(self, active: list[_Question], branches: BranchSet) -> dict[int, int]:
+        cfg = self.config
+        logprobs, where = branches.logprobs()  # (R, V) every row; row of each (question, branch)
+        max_k = max((len(qs.lambdas) for qs in active), default=0)
+        image_rows = torch.tensor([where[(qs.index, -1)] for qs in active], device=logprobs.device)
+        # Questions with fewer rationales point their missing slots at the image row with lambda 0.
+        rationale_rows = torch.tensor(
+            [[where.get((qs.index, k), where[(qs.index, -1)]) for k in range(max_k)] for qs in active],
+            dtype=torch.long, device=logprobs.device,
+        ).view(len(active), max_k)  # (N, K)
+        lambdas = torch.tensor(
+            [list(qs.lambdas) + [0.0] * (max_k - len(qs.lambdas)) for qs in active],
+            dtype=torch.float32, device=logprobs.device,
+        ).view(len(active), max_k)  # (N, K)
+        image_lp = logprobs[image_rows]  # (N, V)
+        rationale_lp = logprobs[rationale_rows]  # (N, K, V)
+        scores = red_scores(image_lp, rationale_lp, lambdas)  # (N, V)
+        if cfg.do_sample:
+            logits = sampling_logits(scores, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)
+            probs = logits.softmax(dim=-1)
+            picks = [int(torch.multinomial(probs[n], 1, generator=qs.generator)) for n, qs in enumerate(active)]
+        else:
+            picks = scores.argmax(dim=-1).tolist()
+        image_choice = image_lp.argmax(dim=-1).tolist()
+        combined = scores.log_softmax(dim=-1) if cfg.record_attribution else None
+        chosen = {}
+        for n, qs in enumerate(active):
+            token = picks[n]
+            chosen[qs.index] = token
+            qs.token_ids.append(token)
+            if cfg.record_attribution:
+                qs.tokens.append(
+                    TokenAttribution(
+                        token_id=token,
+                        text=self.lvlm.tokenizer.decode([token]),
+                        image_logprob=float(image_lp[n, token]),
+                        rationale_logprobs=tuple(float(rationale_lp[n, k, token]) for k in range(len(qs.lambdas))),
+                        score=float(scores[n, token]),
+                        logprob=float(combined[n, token]),
+                        image_choice=int(image_choice[n]),
+                        changed_by_rationale=int(image_choice[n]) != token,
+                    )
+                )
+        return chosen
+
+    def _finish_if_done(self, qs: _Question, token: int, eos: set[int]) -> None:
+        if token in eos:
+            qs.finish_reason = "eos"
+            qs.text = self._text(qs.token_ids)
+            return
+        if self.config.stop_strings:
+            text = self._text(qs.token_ids)
+            cut = min((i for i in (text.find(s) for s in self.config.stop_strings) if i >= 0), default=-1)
+            if cut >= 0:
+                qs.finish_reason = "stop"
+                qs.text = text[:cut]
+
+    def _text(self, token_ids: list[int]) -> str:
+        return self.lvlm.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def _eos_ids(self) -> set[int]:
+        if self.config.eos_token_ids is not None:
+            return set(self.config.eos_token_ids)
+        found = getattr(getattr(self.lvlm.model, "generation_config", None), "eos_token_id", None)
+        if found is None:
+            found = self.lvlm.tokenizer.eos_token_id
+        if found is None:
+            return set()
+        return set(found) if isinstance(found, (list, tuple)) else {int(found)}

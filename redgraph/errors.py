@@ -1,0 +1,40 @@
+"""Every error redgraph raises on purpose derives from :class:`RedgraphError`.
+
+Messages quote the offending value and say what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class RedgraphError(Exception):
+    """Base class of all redgraph errors."""
+
+
+class ConfigError(RedgraphError, ValueError):
+    """A setting is out of range or of the wrong type."""
+
+
+class InputError(RedgraphError, ValueError):
+    """A user-supplied input (image, question, rationale) cannot be used."""
+
+
+class ImageError(InputError):
+    """An image is missing, unreadable, or too large."""
+
+
+class ModelLoadError(RedgraphError):
+    """A model or its processor could not be loaded."""
+
+
+class UnsupportedError(RedgraphError, NotImplementedError):
+    """A requested mode or model family is not supported."""
+
+
+__all__ = [
+    "ConfigError",
+    "ImageError",
+    "InputError",
+    "ModelLoadError",
+    "RedgraphError",
+    "UnsupportedError",
+]

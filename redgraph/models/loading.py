@@ -1,0 +1,160 @@
+"""Loading a local vision-language model and encoding its prompts.
+
+Example:
+    >>> lvlm = load_lvlm("/path/to/Qwen2-VL-2B-Instruct", dtype="bfloat16")  # doctest: +SKIP
+    >>> inputs = lvlm.encode_image_branch(image, "What colour is the car?")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from redgraph.errors import ConfigError, InputError, ModelLoadError
+from redgraph.models import prompts
+from redgraph.models.images import ImageInput, load_image
+from redgraph.models.processors import load_processor
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class LVLM:
+    """A loaded model, its processor, and how to word its prompts.
+
+    Attributes:
+        model: a transformers image-text-to-text model in eval mode.
+        processor: its multimodal processor (a ``ProcessorMixin``).
+        name: the path or hub id it came from (or a descriptive name for in-memory models).
+        prompt_format: the wording of question and rationale inside the user turn.
+        max_image_pixels: images above this many pixels are refused.
+    """
+
+    model: torch.nn.Module
+    processor: object
+    name: str = "in-memory model"
+    prompt_format: prompts.PromptFormat = field(default_factory=prompts.PromptFormat)
+    max_image_pixels: int = 64_000_000
+
+    @property
+    def family(self) -> str:
+        return self.model.config.model_type
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def context_length(self) -> int | None:
+        """The longest sequence the language model was configured for, if it says."""
+        config = self.model.config
+        text_config = getattr(config, "text_config", None) or config
+        return getattr(text_config, "max_position_embeddings", None)
+
+    def encode_image_branch(self, image: ImageInput, question: str):
+        """Image + question: RED's image branch, and the direct baseline."""
+        text = prompts.image_branch_text(self.processor, question, self.prompt_format)
+        return self._encode(text, load_image(image, max_pixels=self.max_image_pixels))
+
+    def encode_rationale_branch(self, rationale: str, question: str):
+        """Rationale + question, no image: RED's rationale branch."""
+        text = prompts.rationale_branch_text(self.processor, rationale, question, self.prompt_format)
+        return self._encode(text, None)
+
+    def encode_cot(self, image: ImageInput, rationale: str, question: str):
+        """Image + rationale + question in one sequence: plain multimodal chain-of-thought."""
+        text = prompts.cot_text(self.processor, rationale, question, self.prompt_format)
+        return self._encode(text, load_image(image, max_pixels=self.max_image_pixels))
+
+    encode_direct = encode_image_branch
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save model and processor as an ordinary checkpoint that :func:`load_lvlm` reads back."""
+        from redgraph.models.processors import save_processor
+
+        self.model.save_pretrained(path)
+        save_processor(self.processor, os.fspath(path))
+
+    def check_fits(self, inputs, max_new_tokens: int, what: str) -> None:
+        """Raise InputError when prompt + answer would not fit the model's context."""
+        limit = self.context_length
+        length = int(inputs["input_ids"].shape[-1])
+        if limit is not None and length + max_new_tokens > limit:
+            raise InputError(
+                f"the {what} is {length} tokens and {max_new_tokens} new tokens are asked for, which exceeds "
+                f"the model's context of {limit} tokens; shorten the text or lower max_new_tokens"
+            )
+
+    def _encode(self, text: str, image):
+        kwargs = {"images": [image]} if image is not None else {}
+        encoded = self.processor(text=[text], return_tensors="pt", **kwargs)
+        return encoded.to(self.device)
+
+
+def load_lvlm(
+    model: str | os.PathLike[str],
+    *,
+    dtype: str | torch.dtype = "auto",
+    device: str | torch.device = "cpu",
+    trust_remote_code: bool = False,
+    local_files_only: bool | None = None,
+) -> LVLM:
+    """Load any transformers image-text-to-text checkpoint.
+
+    Args:
+        model: a local folder, or a hub id already in the user's cache (or reachable).
+        dtype: ``"auto"`` (the checkpoint's own), ``"float32"``, ``"float16"``, ``"bfloat16"`` or a
+            ``torch.dtype``.
+        device: where to put the weights, e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+        trust_remote_code: allow running model code shipped with the checkpoint. Off by default.
+        local_files_only: never touch the network; defaults to True for local folders.
+
+    Raises:
+        ModelLoadError: the checkpoint is missing, unreadable, needs remote code, or is not a
+            vision-language model.
+        ConfigError: ``dtype`` or ``device`` is not understood.
+    """
+    from transformers import AutoModelForImageTextToText
+
+    path = os.fspath(model)
+    if not isinstance(path, str) or not path.strip():
+        raise ModelLoadError(f"model must be a folder or a hub id, got {model!r}")
+    is_local = os.path.isdir(path)
+    if not is_local and (path.startswith((".", "/", "~")) or os.sep in path.strip("/").replace("/", "", 1)):
+        raise ModelLoadError(f"model folder {path!r} does not exist; pass an existing checkpoint folder or a hub id")
+    torch_dtype = _parse_dtype(dtype)
+    try:
+        torch_device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {device!r} is not understood; use e.g. 'cpu', 'cuda' or 'cuda:0'") from exc
+    hub_kwargs = {"local_files_only": is_local if local_files_only is None else local_files_only}
+    try:
+        loaded = AutoModelForImageTextToText.from_pretrained(
+            path, dtype=torch_dtype, trust_remote_code=trust_remote_code, **hub_kwargs
+        )
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise ModelLoadError(
+                f"{path!r} ships its own model code; review it, then pass trust_remote_code=True "
+                "(--trust-remote-code on the command line) to run it"
+            ) from exc
+        raise ModelLoadError(f"{path!r} is not a supported vision-language checkpoint: {exc}") from exc
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise ModelLoadError(f"could not load model {path!r}: {exc}") from exc
+    processor = load_processor(path, trust_remote_code=trust_remote_code, **hub_kwargs)
+    loaded.to(torch_device).eval()
+    return LVLM(model=loaded, processor=processor, name=path)
+
+
+def _parse_dtype(dtype: str | torch.dtype):
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    if dtype in _DTYPES:
+        return _DTYPES[dtype]
+    raise ConfigError(f"dtype {dtype!r} is not supported; use 'auto', 'float32', 'float16' or 'bfloat16'")

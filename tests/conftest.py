@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny random models of every supported family, built offline, and test images."""
+
+from __future__ import annotations
+
+import os
+
+# Tests never touch a network (DESIGN invariant 6). Set before transformers / huggingface_hub
+# are imported, which read it once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import functools  # noqa: E402
+
+import pytest  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from redgraph.models import FAMILIES, build_tiny_lvlm  # noqa: E402
+
+
+@functools.cache
+def tiny(family: str):
+    """One tiny model per family for the whole session (they are never mutated)."""
+    return build_tiny_lvlm(family)
+
+
+def scene(colour: str = "red", size: tuple[int, int] = (64, 48)) -> Image.Image:
+    picture = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(picture)
+    draw.ellipse((4, 4, 28, 28), fill=colour)
+    draw.rectangle((34, 10, 58, 40), fill="blue")
+    return picture
+
+
+@pytest.fixture(params=FAMILIES)
+def family_lvlm(request):
+    return tiny(request.param)
+
+
+@pytest.fixture
+def qwen():
+    return tiny("qwen2_vl")
+
+
+@pytest.fixture
+def llava():
+    return tiny("llava_clip")

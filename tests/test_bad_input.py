@@ -1,0 +1,95 @@
+"""Bad input to the decoder and the logits processor: clear errors that name the value."""
+
+import pytest
+import torch
+
+from redgraph.decoding import RationaleEnhancedLogitsProcessor, REDConfig, REDDecoder, REDRequest
+from redgraph.errors import ConfigError, ImageError, InputError, UnsupportedError
+from tests.conftest import scene
+
+QUESTION = "what color is the circle?"
+
+
+@pytest.mark.parametrize(
+    ("question", "rationales", "error", "message"),
+    [
+        ("", (), InputError, "question is empty"),
+        ("   ", (), InputError, "question is empty"),
+        (42, (), InputError, "question must be a string, got int"),
+        (QUESTION, ("",), InputError, "rationale is empty"),
+        (QUESTION, ("fine", "  "), InputError, "rationale 1 is empty"),
+        (QUESTION, (7,), InputError, "rationale must be a string, got int"),
+    ],
+)
+def test_bad_question_or_rationale(qwen, question, rationales, error, message):
+    with pytest.raises(error, match=message):
+        REDDecoder(qwen).decode(scene(), question, rationales)
+
+
+def test_over_long_rationale_names_the_lengths(qwen):
+    too_long = "the red circle is left of the blue square " * 600
+    with pytest.raises(InputError, match=r"rationale-branch prompt of rationale 0 is \d+ tokens .* context of 4096"):
+        REDDecoder(qwen).decode(scene(), QUESTION, [too_long])
+
+
+def test_missing_and_corrupt_images(qwen, tmp_path):
+    with pytest.raises(ImageError, match="nope.png"):
+        REDDecoder(qwen).decode(tmp_path / "nope.png", QUESTION)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ImageError, match="bad.png"):
+        REDDecoder(qwen).decode(tmp_path / "bad.png", QUESTION)
+
+
+def test_wrong_types(qwen):
+    with pytest.raises(InputError, match=r"requests\[0\] must be a REDRequest, got tuple"):
+        REDDecoder(qwen).decode_batch([(scene(), QUESTION)])
+    with pytest.raises(TypeError, match="config must be a REDConfig, got dict"):
+        REDDecoder(qwen, {"rationale_weight": 0.5})
+    with pytest.raises(ConfigError, match="got 1 rationale weights"):
+        REDDecoder(qwen).decode(scene(), QUESTION, ["a", "b"], rationale_weights=(1.0,))
+    assert REDDecoder(qwen).decode_batch([]) == []
+
+
+def test_a_single_string_is_one_rationale_not_many(qwen):
+    request = REDRequest(scene(), QUESTION, "one rationale")
+    assert request.rationales == ("one rationale",)
+
+
+def test_processor_refuses_beam_search(llava):
+    inputs = llava.encode_image_branch(scene(), QUESTION)
+    processor = RationaleEnhancedLogitsProcessor.from_rationales(llava, QUESTION, ["red"], rationale_weight=0.5)
+    with pytest.raises(UnsupportedError, match="beam search"):
+        llava.model.generate(**inputs, logits_processor=[processor], num_beams=2, max_new_tokens=3, do_sample=False)
+
+
+def test_processor_reuse_needs_reset(llava):
+    inputs = llava.encode_image_branch(scene(), QUESTION)
+    processor = RationaleEnhancedLogitsProcessor.from_rationales(llava, QUESTION, ["red"], rationale_weight=0.5)
+    first = llava.model.generate(**inputs, logits_processor=[processor], max_new_tokens=4, do_sample=False)
+    with pytest.raises(UnsupportedError, match="reset"):
+        llava.model.generate(**inputs, logits_processor=[processor], max_new_tokens=4, do_sample=False)
+    processor.reset()
+    again = llava.model.generate(**inputs, logits_processor=[processor], max_new_tokens=4, do_sample=False)
+    assert torch.equal(first, again)
+
+
+def test_processor_with_lambda_zero_is_the_identity(llava):
+    processor = RationaleEnhancedLogitsProcessor.from_rationales(llava, QUESTION, ["red"], rationale_weight=0.0)
+    scores = torch.randn(1, 10)
+    assert processor(torch.zeros(1, 3, dtype=torch.long), scores) is scores
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rationale_weight": -1.0}, "-1.0"),
+        ({"rationale_weight": float("nan")}, "nan"),
+        ({"rationale_weight": 0.5, "rationale_weights": [(1.0, 2.0)]}, "got 2 rationale weights"),
+    ],
+)
+def test_processor_validates_its_arguments(llava, kwargs, message):
+    inputs = [llava.encode_rationale_branch("red", QUESTION)]
+    with pytest.raises(ConfigError, match=message):
+        RationaleEnhancedLogitsProcessor(llava.model, inputs, **kwargs)
+    with pytest.raises(ConfigError, match="empty"):
+        RationaleEnhancedLogitsProcessor(llava.model, [], rationale_weight=0.5)

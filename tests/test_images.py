@@ -1,0 +1,86 @@
+"""Image input: every source gives an upright RGB copy; every bad input a clear ImageError."""
+
+import io
+
+import pytest
+from PIL import Image
+
+from redgraph.errors import ImageError
+from redgraph.models import image_sha256, load_image
+
+
+def _png(image: Image.Image, **save) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=save.pop("format", "PNG"), **save)
+    return buffer.getvalue()
+
+
+def test_path_bytes_and_pil_give_the_same_rgb_pixels(tmp_path):
+    original = Image.new("RGB", (5, 3), (10, 20, 30))
+    path = tmp_path / "a.png"
+    original.save(path)
+    from_path, from_bytes, from_pil = load_image(path), load_image(_png(original)), load_image(original)
+    assert {im.mode for im in (from_path, from_bytes, from_pil)} == {"RGB"}
+    assert image_sha256(from_path) == image_sha256(from_bytes) == image_sha256(from_pil) == image_sha256(original)
+    assert from_pil is not original
+
+
+def test_exif_orientation_is_applied():
+    wide = Image.new("RGB", (6, 2), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    loaded = load_image(_png(wide, format="JPEG", exif=exif.tobytes()))
+    assert loaded.size == (2, 6)
+
+
+def test_transparency_becomes_white_and_greyscale_becomes_rgb():
+    clear = Image.new("RGBA", (2, 2), (255, 0, 0, 0))
+    assert load_image(clear).getpixel((0, 0)) == (255, 255, 255)
+    assert load_image(Image.new("L", (2, 2), 128)).getpixel((1, 1)) == (128, 128, 128)
+    assert load_image(Image.new("P", (2, 2))).mode == "RGB"
+
+
+def test_caller_image_is_not_modified():
+    original = Image.new("RGBA", (2, 2), (1, 2, 3, 4))
+    load_image(original)
+    assert original.mode == "RGBA" and original.getpixel((0, 0)) == (1, 2, 3, 4)
+
+
+def test_decompression_bombs_are_refused_before_decoding():
+    # Single-colour images compress to a few KB whatever their size.
+    above_our_limit = _png(Image.new("1", (10000, 10000)))
+    with pytest.raises(ImageError, match="10000x10000 = 100000000 pixels, above the limit of 64000000"):
+        load_image(above_our_limit)
+    far_above = _png(Image.new("1", (20000, 20000)))  # PIL itself refuses this one at open
+    with pytest.raises(ImageError, match="too large to decode safely.*400000000 pixels"):
+        load_image(far_above)
+    with pytest.raises(ImageError, match="above the limit of 100"):
+        load_image(Image.new("RGB", (20, 20)), max_pixels=100)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p / "missing.png", "does not exist"),
+        (lambda p: p, "is a folder"),
+        (lambda p: _write(p / "corrupt.png", b"\x89PNG\r\n\x1a\nnot really"), "is not a readable image"),
+        (lambda p: _write(p / "text.jpg", b"hello"), "text.jpg"),
+        (lambda p: _png(Image.new("RGB", (4, 4)))[:40], "40 bytes"),
+        (lambda p: b"", "empty"),
+        (lambda p: 42, "unsupported image type int"),
+        (lambda p: None, "unsupported image type NoneType"),
+    ],
+)
+def test_bad_images_are_named_in_the_error(tmp_path, make, message):
+    with pytest.raises(ImageError, match=message):
+        load_image(make(tmp_path))
+
+
+def test_bad_limit_is_refused():
+    with pytest.raises(ImageError, match="max_pixels"):
+        load_image(Image.new("RGB", (2, 2)), max_pixels=0)
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
