@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Literal
@@ -67,14 +68,18 @@ class _Dims:
     vision_hidden: int
     vision_layers: int
     vision_heads: int
-    image_side: int  # pixels; the processor resizes every image to about this side
+    image_tokens: int  # per image, a square number; each family derives its image side from it
     vocab: int
+
+    @property
+    def image_grid(self) -> int:
+        return math.isqrt(self.image_tokens)
 
 
 _SIZES: dict[str, _Dims] = {
-    "tiny": _Dims(32, 2, 4, 2, 64, 32, 1, 2, 56, 512),
+    "tiny": _Dims(32, 2, 4, 2, 64, 32, 1, 2, 16, 512),
     # About 10-20M parameters with 256 image tokens: the RED speed benchmark's setting.
-    "bench": _Dims(384, 6, 6, 2, 1024, 192, 2, 3, 448, 4096),
+    "bench": _Dims(384, 6, 6, 2, 1024, 192, 2, 3, 256, 4096),
 }
 
 
@@ -189,7 +194,8 @@ def _qwen(family: str, dims: _Dims):
     vision = dict(depth=dims.vision_layers, hidden_size=dims.vision_hidden, num_heads=dims.vision_heads,
                   patch_size=patch, spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
     if family == "qwen2_vl":
-        vision.update(embed_dim=dims.vision_hidden, mlp_ratio=2)
+        # Qwen2-VL's vision hidden_size is the merger's output width, which feeds the text model.
+        vision.update(embed_dim=dims.vision_hidden, hidden_size=dims.hidden, mlp_ratio=2)
         config_cls, model_cls = transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration
         processor_cls = transformers.Qwen2VLProcessor
     elif family == "qwen2_5_vl":
@@ -199,7 +205,7 @@ def _qwen(family: str, dims: _Dims):
         processor_cls = transformers.Qwen2_5_VLProcessor
     else:
         vision.update(intermediate_size=dims.vision_hidden * 2, out_hidden_size=dims.hidden,
-                      num_position_embeddings=((dims.image_side // patch) ** 2), deepstack_visual_indexes=[0])
+                      num_position_embeddings=(2 * dims.image_grid) ** 2, deepstack_visual_indexes=[0])
         config_cls, model_cls = transformers.Qwen3VLConfig, transformers.Qwen3VLForConditionalGeneration
         processor_cls = transformers.Qwen3VLProcessor
     config = config_cls(
@@ -212,7 +218,7 @@ def _qwen(family: str, dims: _Dims):
         tie_word_embeddings=False,
     )
     model = model_cls(config)
-    side = dims.image_side
+    side = 2 * patch * dims.image_grid  # 2x2 patches merge into one image token
     image_processor = Qwen2VLImageProcessorPil(
         min_pixels=side * side, max_pixels=side * side, patch_size=patch, merge_size=2, temporal_patch_size=2
     )
@@ -229,7 +235,7 @@ def _llava(family: str, dims: _Dims):
 
     tokenizer = build_tokenizer(_ROLE_TOKENS + ["<image>"], vocab_size=dims.vocab)
     patch = 14 if family == "llava_clip" else 16
-    side = dims.image_side // patch * patch
+    side = patch * dims.image_grid
     vision = dict(hidden_size=dims.vision_hidden, intermediate_size=dims.vision_hidden * 2,
                   num_hidden_layers=dims.vision_layers, num_attention_heads=dims.vision_heads,
                   image_size=side, patch_size=patch)
@@ -271,8 +277,8 @@ def _idefics(family: str, dims: _Dims):
     specials = _ROLE_TOKENS + ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"]
     tokenizer = build_tokenizer(specials + grid_tokens, vocab_size=dims.vocab + 40)
     patch, scale = 14, 2
-    side = dims.image_side // (patch * scale) * patch * scale
-    image_seq_len = (side // patch) ** 2 // scale**2
+    side = patch * scale * dims.image_grid  # pixel shuffle merges scale x scale patches
+    image_seq_len = dims.image_tokens
     vision = dict(hidden_size=dims.vision_hidden, intermediate_size=dims.vision_hidden * 2,
                   num_hidden_layers=dims.vision_layers, num_attention_heads=dims.vision_heads,
                   image_size=side, patch_size=patch)
@@ -307,8 +313,8 @@ def _gemma3(family: str, dims: _Dims):
     named = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
     tokenizer = build_tokenizer(_ROLE_TOKENS + list(named.values()), vocab_size=dims.vocab, named=named)
     patch = 14
-    tokens_per_side = 4 if dims.image_side < 200 else 16
-    side = dims.image_side // (patch * tokens_per_side) * patch * tokens_per_side
+    tokens_per_side = dims.image_grid
+    side = patch * tokens_per_side
     text = _text_config(dims, tokenizer, head_dim=dims.hidden // dims.heads, sliding_window=4096,
                         query_pre_attn_scalar=dims.hidden // dims.heads)
     config = transformers.Gemma3Config(

@@ -1,0 +1,36 @@
+"""The benchmark models and scripts keep working (a smoke run; timings are not asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from redgraph.models import FAMILIES, build_tiny_lvlm
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bench_size_models_have_256_image_tokens_and_generate(family):
+    lvlm = build_tiny_lvlm(family, size="bench")
+    params = sum(p.numel() for p in lvlm.model.parameters())
+    assert 10e6 <= params <= 20e6
+    inputs = lvlm.encode_image_branch(Image.new("RGB", (448, 448), "white"), "what is it?")
+    image_token = lvlm.model.config.image_token_id
+    assert int((inputs["input_ids"] == image_token).sum()) == 256
+    out = lvlm.model.generate(**inputs, max_new_tokens=2, min_new_tokens=2, do_sample=False)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 2
+
+
+def test_red_speed_smoke_run_prints_every_ratio():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "red_speed.py"), "--json", "--size", "tiny",
+         "--new-tokens", "3", "--repeats", "1", "--families", "llava_clip"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    report = json.loads(done.stdout)
+    for key in ("decode_step_ratio", "prefill_ratio_vs_cot", "e2e_ratio_vs_cot", "batch8_speedup", "processor_vs_fast"):
+        assert report[key] > 0
