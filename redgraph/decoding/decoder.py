@@ -49,9 +49,9 @@ class REDRequest:
     rationale_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.rationales, str):
-            object.__setattr__(self, "rationales", (self.rationales,))
-        object.__setattr__(self, "rationales", tuple(self.rationales))
+        # A lone string is one rationale, not a sequence of one-character rationales.
+        rationales = (self.rationales,) if isinstance(self.rationales, str) else tuple(self.rationales)
+        object.__setattr__(self, "rationales", rationales)
         for index, rationale in enumerate(self.rationales):
             check_rationale(rationale, index if len(self.rationales) > 1 else None)
 
@@ -106,6 +106,8 @@ class _Question:
     index: int
     lambdas: tuple[float, ...]
     generator: torch.Generator | None
+    prompt_tokens: int
+    rationale_prompt_tokens: tuple[int, ...]
     token_ids: list[int] = field(default_factory=list)
     tokens: list[TokenAttribution] = field(default_factory=list)
     finish_reason: FinishReason | None = None
@@ -139,8 +141,8 @@ class REDDecoder:
         on_token: TokenCallback | None = None,
     ) -> REDResult:
         """Answer one question; see :class:`REDRequest` for the arguments."""
-        request = REDRequest(image, question, tuple(rationales) if not isinstance(rationales, str) else rationales,
-                             None if rationale_weights is None else tuple(rationale_weights))
+        weights = None if rationale_weights is None else tuple(rationale_weights)
+        request = REDRequest(image, question, rationales, weights)
         return self.decode_batch([request], on_token=on_token)[0]
 
     def decode_batch(self, requests: Sequence[REDRequest], *, on_token: TokenCallback | None = None) -> list[REDResult]:
@@ -162,30 +164,36 @@ class REDDecoder:
         cfg = self.config
         lvlm = self.lvlm
         questions: list[_Question] = []
-        row_inputs: list[tuple[int, int, object]] = []  # (question, branch: -1 image / k rationale, inputs)
+        rows: list[tuple[tuple[int, int], object]] = []  # ((question, branch: -1 image, k rationale k), inputs)
         for q, request in enumerate(requests):
             weights = request.rationale_weights if request.rationale_weights is not None else cfg.rationale_weights
             lambdas = rationale_lambdas(cfg.rationale_weight, weights, len(request.rationales)) if request.rationales else ()
             image_inputs = lvlm.encode_image_branch(request.image, request.question)
             lvlm.check_fits(image_inputs, cfg.max_new_tokens, "image-branch prompt")
-            row_inputs.append((q, -1, image_inputs))
+            rows.append(((q, -1), image_inputs))
+            rationale_lengths = []
             # Rationale branches run even at lambda = 0: the answer is then the image branch's
             # exactly, and the attribution still shows what each rationale would have said.
             for k, rationale in enumerate(request.rationales):
                 inputs = lvlm.encode_rationale_branch(rationale, request.question)
                 lvlm.check_fits(inputs, cfg.max_new_tokens, f"rationale-branch prompt of rationale {k}")
-                row_inputs.append((q, k, inputs))
+                rows.append(((q, k), inputs))
+                rationale_lengths.append(int(inputs["input_ids"].shape[1]))
             generator = None
             if cfg.do_sample:
                 generator = torch.Generator(device=lvlm.device)
-                generator.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
-            questions.append(_Question(index=q, lambdas=lambdas, generator=generator))
+                # Never torch.seed(): that would re-seed the process-wide generator.
+                generator.manual_seed(cfg.seed) if cfg.seed is not None else generator.seed()
+            questions.append(_Question(
+                index=q, lambdas=lambdas, generator=generator,
+                prompt_tokens=int(image_inputs["input_ids"].shape[1]), rationale_prompt_tokens=tuple(rationale_lengths),
+            ))
 
         # Prefill every row alone, then merge (batched) or keep one group per row (serial).
-        branches = BranchSet(lvlm.model, [((q, b), inputs) for q, b, inputs in row_inputs], batched=cfg.batch_branches)
+        branches = BranchSet(lvlm.model, rows, batched=cfg.batch_branches)
 
         eos = self._eos_ids()
-        for step in range(cfg.max_new_tokens):
+        for _ in range(cfg.max_new_tokens):
             active = [qs for qs in questions if qs.finish_reason is None]
             chosen = self._choose(active, branches)  # question index -> token id
             for qs in active:
@@ -210,8 +218,8 @@ class REDDecoder:
                 finish_reason=qs.finish_reason,
                 rationale_lambdas=qs.lambdas,
                 tokens=qs.tokens,
-                prompt_tokens=int(next(i["input_ids"].shape[1] for q, b, i in row_inputs if q == qs.index and b == -1)),
-                rationale_prompt_tokens=tuple(int(i["input_ids"].shape[1]) for q, b, i in row_inputs if q == qs.index and b >= 0),
+                prompt_tokens=qs.prompt_tokens,
+                rationale_prompt_tokens=qs.rationale_prompt_tokens,
             )
             for qs in questions
         ]
