@@ -212,6 +212,24 @@ class BranchSet:
         self.groups, self.keys = kept_groups, kept_keys
 
 
+def padded_rationale_rows(
+    where: dict[RowKey, int], lambdas: list[tuple[int, tuple[float, ...]]], device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) row of each question's rationale k and (N, K) its lambda, for ``(question, lambdas)`` pairs.
+
+    Questions with fewer than K rationales are padded with row 0 and lambda 0; RED skips
+    lambda-0 terms, so what that row holds never matters.
+    """
+    count, max_k = len(lambdas), max((len(lam) for _, lam in lambdas), default=0)
+    rows = torch.tensor(
+        [[where.get((q, k), 0) for k in range(max_k)] for q, _ in lambdas], dtype=torch.long, device=device
+    ).view(count, max_k)
+    weights = torch.tensor(
+        [list(lam) + [0.0] * (max_k - len(lam)) for _, lam in lambdas], dtype=torch.float32, device=device
+    ).view(count, max_k)
+    return rows, weights
+
+
 def _left_pad(states: torch.Tensor, length: int) -> torch.Tensor:
     # states: (b, heads, t, head_dim) -> (b, heads, length, head_dim), zeros in front
     missing = length - states.shape[-2]

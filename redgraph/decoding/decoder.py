@@ -21,7 +21,7 @@ from typing import Literal
 
 import torch
 
-from redgraph.decoding.branches import BranchSet
+from redgraph.decoding.branches import BranchSet, padded_rationale_rows
 from redgraph.decoding.combine import rationale_lambdas, red_scores, sampling_logits
 from redgraph.decoding.config import REDConfig
 from redgraph.errors import InputError
@@ -229,17 +229,10 @@ class REDDecoder:
     def _choose(self, active: list[_Question], branches: BranchSet) -> dict[int, int]:
         cfg = self.config
         logprobs, where = branches.logprobs()  # (R, V) every row; row of each (question, branch)
-        max_k = max((len(qs.lambdas) for qs in active), default=0)
-        image_rows = torch.tensor([where[(qs.index, -1)] for qs in active], device=logprobs.device)
-        # Questions with fewer rationales point their missing slots at the image row with lambda 0.
-        rationale_rows = torch.tensor(
-            [[where.get((qs.index, k), where[(qs.index, -1)]) for k in range(max_k)] for qs in active],
-            dtype=torch.long, device=logprobs.device,
-        ).view(len(active), max_k)  # (N, K)
-        lambdas = torch.tensor(
-            [list(qs.lambdas) + [0.0] * (max_k - len(qs.lambdas)) for qs in active],
-            dtype=torch.float32, device=logprobs.device,
-        ).view(len(active), max_k)  # (N, K)
+        image_rows = torch.tensor([where[(qs.index, -1)] for qs in active], device=logprobs.device)  # (N,)
+        rationale_rows, lambdas = padded_rationale_rows(
+            where, [(qs.index, qs.lambdas) for qs in active], logprobs.device
+        )  # (N, K), (N, K)
         image_lp = logprobs[image_rows]  # (N, V)
         rationale_lp = logprobs[rationale_rows]  # (N, K, V)
         scores = red_scores(image_lp, rationale_lp, lambdas)  # (N, V)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from transformers import LogitsProcessor
 
-from redgraph.decoding.branches import BranchSet
+from redgraph.decoding.branches import BranchSet, padded_rationale_rows
 from redgraph.decoding.combine import rationale_lambdas, red_scores
 from redgraph.decoding.config import check_non_negative
 from redgraph.errors import ConfigError, UnsupportedError
@@ -124,14 +124,7 @@ class RationaleEnhancedLogitsProcessor(LogitsProcessor):
             self._branches.step({q: last[q] for q in range(batch)})
         self._steps += 1
         logprobs, where = self._branches.logprobs()  # (R, V)
-        max_k = max(len(x) for x in self._lambdas)
-        rows = torch.tensor(
-            [[where[(q, min(k, len(self._lambdas[q]) - 1))] for k in range(max_k)] for q in range(batch)],
-            device=logprobs.device,
-        )  # (N, K)
-        lambdas = torch.tensor(
-            [list(lam) + [0.0] * (max_k - len(lam)) for lam in self._lambdas], device=logprobs.device
-        )  # (N, K)
+        rows, lambdas = padded_rationale_rows(where, list(enumerate(self._lambdas)), logprobs.device)  # (N, K)
         image_lp = F.log_softmax(scores.float(), dim=-1)  # (N, V)
         combined = red_scores(image_lp, logprobs[rows], lambdas)  # (N, V)
         return combined.to(scores.dtype)
