@@ -182,8 +182,10 @@ class REDDecoder:
             generator = None
             if cfg.do_sample:
                 generator = torch.Generator(device=lvlm.device)
-                # Never torch.seed(): that would re-seed the process-wide generator.
-                generator.manual_seed(cfg.seed) if cfg.seed is not None else generator.seed()
+                if cfg.seed is not None:
+                    generator.manual_seed(cfg.seed)
+                else:
+                    generator.seed()  # never torch.seed(): that re-seeds the process-wide generator
             questions.append(_Question(
                 index=q, lambdas=lambdas, generator=generator,
                 prompt_tokens=int(image_inputs["input_ids"].shape[1]), rationale_prompt_tokens=tuple(rationale_lengths),
