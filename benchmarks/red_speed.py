@@ -110,8 +110,7 @@ def bench_family(family: str, size: str, new_tokens: int, repeats: int, image_si
     )
     plain_step = (times[f"plain_{n}"] - times["plain_1"]) / (n - 1)
     red_step = (times[f"red_{n}"] - times["red_1"]) / (n - 1)
-    with torch.inference_mode():
-        prompt = lvlm.encode_image_branch(image, QUESTION)["input_ids"].shape[1]
+    prompt = lvlm.encode_image_branch(image, QUESTION)["input_ids"].shape[1]
     return {
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "image_prompt_tokens": prompt,
