@@ -83,7 +83,9 @@ _SIZES: dict[str, _Dims] = {
 }
 
 
-def build_tokenizer(special_tokens: list[str], *, vocab_size: int = 512, named: dict | None = None):
+def build_tokenizer(
+    special_tokens: list[str], *, vocab_size: int = 512, named: dict | None = None, corpus: list[str] | None = None
+):
     """A byte-level BPE fast tokenizer trained on a small synthetic corpus (offline, ~50 ms).
 
     Args:
@@ -91,12 +93,15 @@ def build_tokenizer(special_tokens: list[str], *, vocab_size: int = 512, named: 
         vocab_size: BPE vocabulary size, special tokens included.
         named: extra named special tokens, e.g. ``{"image_token": "<image>"}``; each becomes an
             attribute (``tokenizer.image_token``) as the family's processor expects.
+        corpus: extra training texts, added to a generic corpus of common words. Any text still
+            encodes (byte-level), this only decides which words get their own tokens.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     rng = random.Random(0)
-    corpus = [" ".join(rng.choice(_WORDS) for _ in range(12)) + "?" for _ in range(3000)]
+    corpus = list(corpus or [])
+    corpus += [" ".join(rng.choice(_WORDS) for _ in range(12)) + "?" for _ in range(3000)]
     corpus += [f"{rng.randint(0, 999)}.{rng.randint(0, 99)} , : ; ! ( ) [ ] {{ }} \" '" for _ in range(300)]
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

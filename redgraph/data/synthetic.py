@@ -1,0 +1,436 @@
+"""A seeded, deterministic generator of visual-reasoning items, and its GQA-style export.
+
+Each item is one rendered scene (shapes, a bar chart or a document), one question and its answer,
+three rationales (gold: the facts needed; misleading: plausible facts implying another answer;
+irrelevant: about another scene) and atomic claims labelled true or false by evaluating them on
+the scene record.
+
+Splits are fixed by the scene itself: a scene's digest puts it in ``test`` (10%), ``validation``
+(5%) or ``train``, so no scene appears in two splits whatever the seed or the counts.
+
+Example:
+    >>> from redgraph.data import generate_items
+    >>> item = next(generate_items("test", 1))
+    >>> item.question, item.answer  # doctest: +SKIP
+    ('How many red shapes are there?', '2')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image
+
+from redgraph.data.claims import Claim
+from redgraph.data.scenes import (
+    COLOURS,
+    KINDS,
+    SHAPES,
+    TITLES,
+    BarScene,
+    DocumentScene,
+    Scene,
+    ShapeScene,
+    random_scene,
+    render,
+    scene_from_dict,
+    scene_to_dict,
+)
+from redgraph.errors import InputError
+
+Split = Literal["train", "validation", "test"]
+SPLITS: tuple[Split, ...] = ("train", "validation", "test")
+CATEGORIES = {
+    "shapes": ("count_colour", "count_shape", "shape_colour", "exists", "relation_lr", "relation_ab", "size"),
+    "bars": ("tallest", "shortest", "bar_value", "bar_compare"),
+    "document": ("title", "field"),
+}
+_CLEAR = 16  # pixels: relations are only asked about (or claimed at random) when this clear
+
+
+@dataclass(frozen=True)
+class SyntheticItem:
+    """One question about one rendered scene, with its rationales and labelled claims."""
+
+    question_id: str
+    split: Split
+    kind: str
+    category: str
+    question: str
+    answer: str
+    gold_rationale: str
+    misleading_rationale: str
+    misleading_answer: str
+    irrelevant_rationale: str
+    claims: tuple[tuple[str, bool], ...]  # (sentence, true for this scene)
+    scene: Scene
+
+    def image(self) -> Image.Image:
+        return render(self.scene)
+
+    def to_record(self, image_path: str) -> dict:
+        """A GQA-style JSONL record (``question_id``, ``image``, ``text``, ``answer``, ``category``) plus
+        the synthetic extras."""
+        return {
+            "question_id": self.question_id,
+            "image": image_path,
+            "text": self.question,
+            "answer": self.answer,
+            "category": self.category,
+            "kind": self.kind,
+            "split": self.split,
+            "gold_rationale": self.gold_rationale,
+            "misleading_rationale": self.misleading_rationale,
+            "misleading_answer": self.misleading_answer,
+            "irrelevant_rationale": self.irrelevant_rationale,
+            "claims": [{"text": text, "label": label} for text, label in self.claims],
+            "scene": scene_to_dict(self.scene),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict) -> SyntheticItem:
+        try:
+            return cls(
+                question_id=record["question_id"], split=record["split"], kind=record["kind"],
+                category=record["category"], question=record["text"], answer=record["answer"],
+                gold_rationale=record["gold_rationale"], misleading_rationale=record["misleading_rationale"],
+                misleading_answer=record["misleading_answer"], irrelevant_rationale=record["irrelevant_rationale"],
+                claims=tuple((c["text"], bool(c["label"])) for c in record["claims"]),
+                scene=scene_from_dict(record["scene"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"not a synthetic item record (missing {exc}): {record!r:.200}") from exc
+
+
+def split_of(scene: Scene) -> Split:
+    """The split a scene belongs to, from its digest: 10% test, 5% validation, 85% train."""
+    digest = hashlib.sha256(json.dumps(scene_to_dict(scene), sort_keys=True).encode()).digest()
+    bucket = int.from_bytes(digest[:4], "big") % 20
+    return "test" if bucket < 2 else "validation" if bucket == 2 else "train"
+
+
+def generate_items(split: Split, count: int, *, seed: int = 0, start: int = 0) -> Iterator[SyntheticItem]:
+    """Items ``start .. start+count-1`` of ``split``; the same arguments always give the same items.
+
+    Kinds rotate shapes, bars, document, so every three consecutive items cover all three.
+    """
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if not isinstance(count, int) or count < 0:
+        raise InputError(f"count must be a whole number >= 0, got {count!r}")
+    for index in range(start, start + count):
+        yield make_item(split, index, seed=seed)
+
+
+def make_item(split: Split, index: int, *, seed: int = 0) -> SyntheticItem:
+    rng = random.Random(f"redgraph-synthetic:{seed}:{split}:{index}")
+    kind = KINDS[index % len(KINDS)]
+    while True:
+        scene = random_scene(kind, rng)
+        if split_of(scene) != split:
+            continue
+        posed = _pose(scene, rng)
+        if posed is not None:
+            break
+    category, question, answer, gold, misleading, misleading_answer = posed
+    other_kind = rng.choice([k for k in KINDS if k != kind])
+    while (other := _pose(random_scene(other_kind, rng), rng)) is None:
+        pass
+    claims = _labelled_claims(scene, gold + misleading + random_claims(scene, rng), rng)
+    return SyntheticItem(
+        question_id=f"{split}-{seed}-{index:06d}",
+        split=split,
+        kind=kind,
+        category=category,
+        question=question,
+        answer=answer,
+        gold_rationale=_join(gold),
+        misleading_rationale=_join(misleading),
+        misleading_answer=misleading_answer,
+        irrelevant_rationale=_join(other[3]),
+        claims=claims,
+        scene=scene,
+    )
+
+
+def _join(claims: list[Claim]) -> str:
+    return " ".join(claim.text for claim in claims)
+
+
+def _labelled_claims(scene: Scene, claims: list[Claim], rng: random.Random) -> tuple[tuple[str, bool], ...]:
+    unique = list(dict.fromkeys(claims))
+    rng.shuffle(unique)
+    return tuple((claim.text, claim.holds(scene)) for claim in unique)
+
+
+# --- questions ----------------------------------------------------------------------------------
+
+Posed = tuple[str, str, str, list[Claim], list[Claim], str]  # category, q, a, gold, misleading, misleading a
+
+
+def _pose(scene: Scene, rng: random.Random) -> Posed | None:
+    categories = list(CATEGORIES[scene.kind])
+    rng.shuffle(categories)
+    for category in categories:
+        posed = _POSERS[category](scene, rng)
+        if posed is not None:
+            return (category, *posed)
+    return None
+
+
+def _other(values, value, rng: random.Random):
+    return rng.choice([v for v in values if v != value])
+
+
+def _other_count(n: int, rng: random.Random) -> int:
+    return n + 1 if n == 0 or rng.random() < 0.5 else n - 1
+
+
+def _count_colour(scene: ShapeScene, rng):
+    present = sorted({o.colour for o in scene.objects})
+    colour = rng.choice(present) if rng.random() < 0.8 else rng.choice(COLOURS)
+    members = [o for o in scene.objects if o.colour == colour]
+    n, wrong = len(members), _other_count(len(members), rng)
+    gold = [Claim("exists", (o.colour, o.shape, True)) for o in members] + [Claim("count_colour", (colour, n))]
+    fake = [Claim("exists", (colour, s, True)) for s in SHAPES if scene.find(colour, s) is None]
+    shown = members[:wrong] if wrong < n else members
+    misleading = [Claim("exists", (o.colour, o.shape, True)) for o in shown] + fake[: max(0, wrong - n)]
+    misleading.append(Claim("count_colour", (colour, wrong)))
+    return f"How many {colour} shapes are there?", str(n), gold, misleading, str(wrong)
+
+
+def _count_shape(scene: ShapeScene, rng):
+    shape = rng.choice(SHAPES)
+    members = [o for o in scene.objects if o.shape == shape]
+    n, wrong = len(members), _other_count(len(members), rng)
+    gold = [Claim("exists", (o.colour, o.shape, True)) for o in members] + [Claim("count_shape", (shape, n))]
+    fake = [Claim("exists", (c, shape, True)) for c in COLOURS if scene.find(c, shape) is None]
+    shown = members[:wrong] if wrong < n else members
+    misleading = [Claim("exists", (o.colour, o.shape, True)) for o in shown] + fake[: max(0, wrong - n)]
+    misleading.append(Claim("count_shape", (shape, wrong)))
+    return f"How many {shape}s are there?", str(n), gold, misleading, str(wrong)
+
+
+def _shape_colour(scene: ShapeScene, rng):
+    unique = [s for s in SHAPES if sum(o.shape == s for o in scene.objects) == 1]
+    if not unique:
+        return None
+    shape = rng.choice(unique)
+    colour = next(o.colour for o in scene.objects if o.shape == shape)
+    wrong = _other(COLOURS, colour, rng)
+    return (f"What colour is the {shape}?", colour, [Claim("shape_colour", (shape, colour))],
+            [Claim("shape_colour", (shape, wrong))], wrong)
+
+
+def _exists(scene: ShapeScene, rng):
+    if rng.random() < 0.5:
+        target = rng.choice(scene.objects)
+        colour, shape = target.colour, target.shape
+    else:
+        absent = [(c, s) for c in COLOURS for s in SHAPES if scene.find(c, s) is None]
+        colour, shape = rng.choice(absent)
+    present = scene.find(colour, shape) is not None
+    answer, wrong = ("yes", "no") if present else ("no", "yes")
+    return (f"Is there a {colour} {shape}?", answer, [Claim("exists", (colour, shape, present))],
+            [Claim("exists", (colour, shape, not present))], wrong)
+
+
+def _clear_pairs(scene: ShapeScene, axis: str):
+    return [(a, b) for a in scene.objects for b in scene.objects
+            if a is not b and abs(getattr(a, axis) - getattr(b, axis)) >= _CLEAR]
+
+
+def _relation(scene: ShapeScene, rng, axis: str, words: tuple[str, str]):
+    pairs = _clear_pairs(scene, axis)
+    if not pairs:
+        return None
+    a, b = rng.choice(pairs)
+    first = getattr(a, axis) < getattr(b, axis)
+    answer, wrong = words if first else words[::-1]
+    rel = {"left": "left of", "right": "right of"}.get(answer, answer)
+    wrong_rel = {"left": "left of", "right": "right of"}.get(wrong, wrong)
+    gold = [Claim("relation", (a.colour, a.shape, rel, b.colour, b.shape))]
+    misleading = [Claim("relation", (a.colour, a.shape, wrong_rel, b.colour, b.shape))]
+    question = f"Is the {a.name} {words[0]} or {words[1]} {'of ' if axis == 'x' else ''}the {b.name}?"
+    return question, answer, gold, misleading, wrong
+
+
+def _size(scene: ShapeScene, rng):
+    pairs = [(a, b) for a in scene.objects for b in scene.objects if a.size != b.size]
+    if not pairs:
+        return None
+    a, b = rng.choice(pairs)
+    answer, wrong = ("bigger", "smaller") if a.radius > b.radius else ("smaller", "bigger")
+    return (f"Is the {a.name} bigger or smaller than the {b.name}?", answer,
+            [Claim("size", (a.colour, a.shape, answer, b.colour, b.shape))],
+            [Claim("size", (a.colour, a.shape, wrong, b.colour, b.shape))], wrong)
+
+
+def _extreme(scene: BarScene, rng, which: str):
+    pick = max if which == "tallest" else min
+    colour, value = pick(scene.bars, key=lambda bar: bar[1])
+    wrong, wrong_value = _other(scene.bars, (colour, value), rng)
+    return (f"Which bar is the {which}?", colour,
+            [Claim("bar_value", (colour, value)), Claim("bar_extreme", (colour, which))],
+            [Claim("bar_value", (wrong, wrong_value)), Claim("bar_extreme", (wrong, which))], wrong)
+
+
+def _bar_value(scene: BarScene, rng):
+    colour, value = rng.choice(scene.bars)
+    wrong = _other(range(1, 10), value, rng)
+    return (f"What is the value of the {colour} bar?", str(value), [Claim("bar_value", (colour, value))],
+            [Claim("bar_value", (colour, wrong))], str(wrong))
+
+
+def _bar_compare(scene: BarScene, rng):
+    (c1, v1), (c2, v2) = rng.sample(scene.bars, 2)
+    high, low = (c1, c2) if v1 > v2 else (c2, c1)
+    gold = [Claim("bar_value", (c1, v1)), Claim("bar_value", (c2, v2)), Claim("bar_compare", (high, "higher", low))]
+    misleading = [Claim("bar_value", (c1, v2)), Claim("bar_value", (c2, v1)), Claim("bar_compare", (low, "higher", high))]
+    return f"Which bar is higher, the {c1} bar or the {c2} bar?", high, gold, misleading, low
+
+
+def _title(scene: DocumentScene, rng):
+    wrong = _other(TITLES, scene.title, rng)
+    return ("What is the title?", scene.title, [Claim("title", (scene.title,))], [Claim("title", (wrong,))], wrong)
+
+
+def _field(scene: DocumentScene, rng):
+    name, value = rng.choice(scene.fields)
+    wrong = _other(range(10, 100), value, rng)
+    return (f"What is the {name}?", str(value), [Claim("field", (name, value))],
+            [Claim("field", (name, wrong))], str(wrong))
+
+
+_POSERS = {
+    "count_colour": _count_colour,
+    "count_shape": _count_shape,
+    "shape_colour": _shape_colour,
+    "exists": _exists,
+    "relation_lr": lambda scene, rng: _relation(scene, rng, "x", ("left", "right")),
+    "relation_ab": lambda scene, rng: _relation(scene, rng, "y", ("above", "below")),
+    "size": _size,
+    "tallest": lambda scene, rng: _extreme(scene, rng, "tallest"),
+    "shortest": lambda scene, rng: _extreme(scene, rng, "shortest"),
+    "bar_value": _bar_value,
+    "bar_compare": _bar_compare,
+    "title": _title,
+    "field": _field,
+}
+
+
+# --- random claims ------------------------------------------------------------------------------
+
+def scene_facts(scene: Scene) -> list[Claim]:
+    """True claims about ``scene`` (relations only where clear by at least 16 pixels)."""
+    if isinstance(scene, ShapeScene):
+        objs = scene.objects
+        facts = [Claim("count_colour", (c, sum(o.colour == c for o in objs))) for c in COLOURS]
+        facts += [Claim("count_shape", (s, sum(o.shape == s for o in objs))) for s in SHAPES]
+        facts += [Claim("shape_colour", (o.shape, o.colour)) for o in objs
+                  if sum(p.shape == o.shape for p in objs) == 1]
+        facts += [Claim("exists", (c, s, scene.find(c, s) is not None)) for c in COLOURS for s in SHAPES]
+        for axis, (before, after) in (("x", ("left of", "right of")), ("y", ("above", "below"))):
+            for a, b in _clear_pairs(scene, axis):
+                rel = before if getattr(a, axis) < getattr(b, axis) else after
+                facts.append(Claim("relation", (a.colour, a.shape, rel, b.colour, b.shape)))
+        facts += [Claim("size", (a.colour, a.shape, "bigger" if a.radius > b.radius else "smaller", b.colour, b.shape))
+                  for a in objs for b in objs if a.size != b.size]
+        return facts
+    if isinstance(scene, BarScene):
+        values = [v for _, v in scene.bars]
+        facts = [Claim("bar_value", bar) for bar in scene.bars]
+        facts += [Claim("bar_extreme", (c, "tallest")) for c, v in scene.bars if v == max(values)]
+        facts += [Claim("bar_extreme", (c, "shortest")) for c, v in scene.bars if v == min(values)]
+        facts += [Claim("bar_compare", (c1, "higher" if v1 > v2 else "lower", c2))
+                  for c1, v1 in scene.bars for c2, v2 in scene.bars if c1 != c2]
+        return facts
+    return [Claim("title", (scene.title,))] + [Claim("field", f) for f in scene.fields]
+
+
+_FLIP = {"left of": "right of", "right of": "left of", "above": "below", "below": "above",
+         "bigger": "smaller", "smaller": "bigger", "higher": "lower", "lower": "higher",
+         "tallest": "shortest", "shortest": "tallest"}
+
+
+def falsify(claim: Claim, rng: random.Random) -> Claim:
+    """A claim of the same kind that says something else (false whenever ``claim`` is a fact)."""
+    kind, args = claim.kind, claim.args
+    if kind in ("count_colour", "count_shape"):
+        return Claim(kind, (args[0], _other_count(args[1], rng)))
+    if kind == "shape_colour":
+        return Claim(kind, (args[0], _other(COLOURS, args[1], rng)))
+    if kind == "exists":
+        return Claim(kind, (args[0], args[1], not args[2]))
+    if kind in ("relation", "size"):
+        return Claim(kind, (args[0], args[1], _FLIP[args[2]], args[3], args[4]))
+    if kind == "bar_value":
+        return Claim(kind, (args[0], _other(range(1, 10), args[1], rng)))
+    if kind == "bar_extreme":
+        return Claim(kind, (args[0], _FLIP[args[1]]))
+    if kind == "bar_compare":
+        return Claim(kind, (args[0], _FLIP[args[1]], args[2]))
+    if kind == "title":
+        return Claim(kind, (_other(TITLES, args[0], rng),))
+    return Claim(kind, (args[0], _other(range(10, 100), args[1], rng)))
+
+
+def random_claims(scene: Scene, rng: random.Random, count: int = 4) -> list[Claim]:
+    """``count`` claims about ``scene``, half true and half false, in random order."""
+    facts = scene_facts(scene)
+    picked = [rng.choice(facts) for _ in range(count)]
+    return [falsify(claim, rng) if index % 2 else claim for index, claim in enumerate(picked)]
+
+
+# --- export -------------------------------------------------------------------------------------
+
+def export_dataset(folder: str | os.PathLike[str], counts: dict[str, int], *, seed: int = 0) -> dict[str, Path]:
+    """Write ``{split}.jsonl`` files and ``images/*.png`` under ``folder``, GQA-style.
+
+    Args:
+        folder: created if missing; existing files of the same names are replaced.
+        counts: items per split, e.g. ``{"train": 3000, "validation": 300, "test": 600}``.
+        seed: the generator seed.
+
+    Returns:
+        The path of each split's JSONL file.
+    """
+    unknown = set(counts) - set(SPLITS)
+    if unknown:
+        raise InputError(f"unknown split(s) {sorted(unknown)}; choose among {', '.join(SPLITS)}")
+    root = Path(folder)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    written = {}
+    for split, count in counts.items():
+        path = root / f"{split}.jsonl"
+        with open(path, "w", encoding="utf-8") as handle:
+            for item in generate_items(split, count, seed=seed):
+                image_path = f"images/{item.question_id}.png"
+                item.image().save(root / image_path)
+                handle.write(json.dumps(item.to_record(image_path)) + "\n")
+        written[split] = path
+    meta = {"generator": "redgraph.data.synthetic", "seed": seed, "counts": counts, "image_side": 128}
+    (root / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return written
+
+
+def read_items(path: str | os.PathLike[str]) -> list[SyntheticItem]:
+    """Read items back from an exported ``{split}.jsonl``."""
+    items = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{number} is not JSON: {exc}") from exc
+            items.append(SyntheticItem.from_record(record))
+    return items
