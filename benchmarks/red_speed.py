@@ -59,7 +59,7 @@ def timed(fn) -> float:
 def median_times(jobs: dict, repeats: int) -> dict[str, float]:
     """Run every job once per round, rounds interleaved, and take medians: noise hits all alike."""
     samples: dict[str, list[float]] = {name: [] for name in jobs}
-    for name, job in jobs.items():  # warm-up round, not counted
+    for job in jobs.values():  # warm-up round, not counted
         job()
     for _ in range(repeats):
         for name, job in jobs.items():

@@ -21,6 +21,7 @@ from redgraph.errors import (
     InputError,
     ModelLoadError,
     RedgraphError,
+    RemoteModelError,
     UnsupportedError,
 )
 
@@ -35,6 +36,10 @@ _LAZY = {
     "LVLM": "redgraph.models",
     "load_lvlm": "redgraph.models",
     "load_image": "redgraph.models",
+    "load_embedded": "redgraph.models.embedded",
+    "ask": "redgraph.graphs",
+    "build_graph": "redgraph.graphs",
+    "make_context": "redgraph.graphs",
 }
 
 if TYPE_CHECKING:
@@ -45,7 +50,9 @@ if TYPE_CHECKING:
         REDRequest,
         REDResult,
     )
+    from redgraph.graphs import ask, build_graph, make_context
     from redgraph.models import LVLM, load_image, load_lvlm
+    from redgraph.models.embedded import load_embedded
 
 
 def __getattr__(name: str):
@@ -68,8 +75,13 @@ __all__ = [
     "REDResult",
     "RationaleEnhancedLogitsProcessor",
     "RedgraphError",
+    "RemoteModelError",
     "UnsupportedError",
     "__version__",
+    "ask",
+    "build_graph",
+    "load_embedded",
     "load_image",
     "load_lvlm",
+    "make_context",
 ]

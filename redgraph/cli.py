@@ -23,8 +23,21 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+embedded_app = typer.Typer(help="The embedded default model: train it, evaluate it.", no_args_is_help=True)
+data_app = typer.Typer(help="Synthetic visual-reasoning data.", no_args_is_help=True)
+app.add_typer(embedded_app, name="embedded")
+app.add_typer(data_app, name="data")
+trace_app = typer.Typer(help="Check and read run traces.", no_args_is_help=True)
+app.add_typer(trace_app, name="trace")
 console = Console(stderr=True)
 out = Console()
+
+
+def _load_model(model: str | None, *, dtype: str = "auto", device: str = "cpu", trust_remote_code: bool = False):
+    """The named checkpoint, or the embedded model when none is named."""
+    from redgraph.models import load_lvlm
+
+    return load_lvlm(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
 
 
 @app.command()
@@ -39,7 +52,7 @@ def version() -> None:
 def decode(
     image: Annotated[Path, typer.Argument(help="Image file (PNG, JPEG, ...).")],
     question: Annotated[str, typer.Argument(help="The question about the image.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Local checkpoint folder or hub id.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Local checkpoint folder or hub id; default: the embedded model.")] = None,
     rationale: Annotated[Optional[list[str]], typer.Option("--rationale", "-r", help="A rationale; repeat for several.")] = None,
     rationale_weight: Annotated[float, typer.Option("--lambda", help="RED weight of the rationales (0 = ignore them).")] = 0.5,
     max_new_tokens: Annotated[int, typer.Option(help="Most answer tokens.")] = 32,
@@ -56,15 +69,14 @@ def decode(
 ) -> None:
     """Answer QUESTION about IMAGE with RED on a local model, showing what each token owed."""
     from redgraph.decoding import REDConfig, REDDecoder
-    from redgraph.models import load_lvlm
 
     try:
         config = REDConfig(
             rationale_weight=rationale_weight, max_new_tokens=max_new_tokens, do_sample=sample,
             temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop_strings=tuple(stop or ()),
         )
-        with console.status(f"loading {model} ..."):
-            lvlm = load_lvlm(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+        with console.status(f"loading {model or 'the embedded model'} ..."):
+            lvlm = _load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
         with console.status("decoding ..."):
             result = REDDecoder(lvlm, config).decode(image, question, rationale or ())
     except RedgraphError as exc:
@@ -74,39 +86,230 @@ def decode(
 
 @app.command()
 def demo(
-    rationale_weight: Annotated[float, typer.Option("--lambda", help="RED weight of the rationale.")] = 1.0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for traces and reports.")] = Path("redgraph-demo"),
+    rationale_weight: Annotated[float, typer.Option("--lambda", help="RED weight of accepted rationales.")] = 1.0,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Checkpoint folder; default: the embedded model.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Run RED end to end on a generated image, offline.
+    """Run the whole graph on the bundled example images, offline, writing a trace and an HTML report
+    per run; then once more with a reasoner that lies, to show the critic catching it."""
+    import uuid
+    from importlib.resources import files
 
-    Until the embedded model ships, this uses a tiny *randomly initialised* Qwen2-VL: the answer
-    text is noise, but every part of the engine runs, and the table shows per token what the image
-    branch and the rationale branch each said.
-    """
-    from PIL import Image, ImageDraw
+    from redgraph.agents import LocalCritic, ScriptedReasoner
+    from redgraph.graphs import RunContext, make_context
+    from redgraph.graphs import ask as run_ask
+    from redgraph.trace.report import write_report
 
-    from redgraph.decoding import REDConfig, REDDecoder
-    from redgraph.models import build_tiny_lvlm
-
-    picture = Image.new("RGB", (96, 64), "white")
-    draw = ImageDraw.Draw(picture)
-    draw.ellipse((8, 16, 40, 48), fill="red")
-    draw.rectangle((56, 16, 88, 48), fill="blue")
-    question = "What colour is the circle?"
-    rationale = "There is a red circle on the left and a blue square on the right."
-    with console.status("building a tiny random Qwen2-VL ..."):
-        lvlm = build_tiny_lvlm("qwen2_vl")
-    console.print("[yellow]demo model: tiny Qwen2-VL with random weights; answers are noise until the embedded model ships[/]")
-    results = {}
-    for weight in (0.0, rationale_weight):
-        config = REDConfig(rationale_weight=weight, max_new_tokens=8)
-        results[weight] = REDDecoder(lvlm, config).decode(picture, question, [rationale])
+    examples_dir = files("redgraph.examples")
+    examples = json.loads(examples_dir.joinpath("examples.json").read_text(encoding="utf-8"))
+    session = uuid.uuid4().hex[:8]
+    runs = []
+    try:
+        with console.status(f"loading {model or 'the embedded model'} ..."):
+            context = make_context(model, rationale_weight=rationale_weight, rounds=2, max_new_tokens=8)
+        liar = ScriptedReasoner([examples[1]["misleading_rationale"]], name="planted-liar")
+        lying = RunContext(answerer=context.answerer, reasoner=liar, critic=LocalCritic(context.answerer),
+                           rationale_weight=rationale_weight, rounds=2, on_exhausted="image_only", max_new_tokens=8)
+        plan = [(example, context, example["image"].removesuffix(".png")) for example in examples]
+        plan.append((examples[1], lying, "bars-lying-reasoner"))
+        for example, run_context, name in plan:
+            with console.status(f"{name}: reasoning, checking, answering ..."):
+                result = run_ask(str(examples_dir.joinpath(example["image"])), example["question"], run_context,
+                                 checkpoint=out_dir / "checkpoints.sqlite", thread_id=f"demo-{session}-{name}",
+                                 trace_path=out_dir / f"{name}.trace.json")
+            report = write_report(result.state, result.trace, out_dir / f"{name}.report.html")
+            runs.append({"run": name, "question": example["question"], "expected": example["answer"],
+                         "answer": result.answer, "rationales": result.rationales, "verdict": result.verdict,
+                         "outcome": result.outcome, "flags": result.flags,
+                         "trace": str(out_dir / f"{name}.trace.json"), "report": str(report)})
+    except RedgraphError as exc:
+        _fail(exc)
     if as_json:
-        out.print_json(json.dumps({f"lambda={w}": _as_dict(r) for w, r in results.items()}))
+        out.print_json(json.dumps({"model": context.answerer.name, "lambda": rationale_weight, "runs": runs}))
         return
-    for weight, result in results.items():
-        out.rule(f"lambda = {weight}")
-        _show(result, question, [rationale], False)
+    table = Table("run", "question", "expected", "answer", "rationale (support)", "outcome")
+    for run in runs:
+        rationale = "; ".join(f"{r['text']} ({r['support']:.2f})" for r in run["rationales"])
+        table.add_row(run["run"], escape(run["question"]), escape(run["expected"]), escape(str(run["answer"])),
+                      escape(rationale), escape(", ".join([run["outcome"] or "", *run["flags"]])))
+    out.print(table)
+    out.print(f"traces and reports in {escape(str(out_dir))}/ (check one with: redgraph trace verify FILE)")
+
+
+@app.command()
+def ask(
+    image: Annotated[Path, typer.Argument(help="Image file (PNG, JPEG, ...).")],
+    question: Annotated[str, typer.Argument(help="The question about the image.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Checkpoint folder or hub id; default: the embedded model.")] = None,
+    reasoner: Annotated[str, typer.Option(help="Who writes rationales: 'local' (the model above) or 'openai:MODEL'.")] = "local",
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server for --reasoner openai:MODEL.")] = None,
+    style: Annotated[Optional[list[str]], typer.Option("--style", help="Prompt-library style; repeat to rotate.")] = None,
+    rationale_weight: Annotated[float, typer.Option("--lambda", help="RED weight of the accepted rationales.")] = 1.0,
+    rationales: Annotated[int, typer.Option("--rationales", "-k", help="Rationales per round.")] = 1,
+    rounds: Annotated[int, typer.Option(help="Most reasoning rounds before the policy applies.")] = 2,
+    on_exhausted: Annotated[str, typer.Option(help="image_only, best_supported or human_review.")] = "best_supported",
+    max_new_tokens: Annotated[int, typer.Option(help="Most answer tokens.")] = 16,
+    checkpoint: Annotated[Optional[str], typer.Option(help="SQLite checkpoint file, or 'memory'.")] = None,
+    thread: Annotated[Optional[str], typer.Option(help="Run id; an unfinished run of this id resumes.")] = None,
+    resume: Annotated[Optional[str], typer.Option(help='Reply to a paused review, as JSON: {"use": [0]}, '
+                                                       '{"rationales": ["..."]} or {"image_only": true}.')] = None,
+    trace: Annotated[Optional[Path], typer.Option(help="Write the trace (JSON) here.")] = None,
+    sign_key: Annotated[Optional[str], typer.Option(help="HMAC key to sign the trace; default: $REDGRAPH_TRACE_KEY.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write the HTML report here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Answer QUESTION about IMAGE through the graph: reasoner -> critic -> RED answerer, with a trace."""
+    from redgraph.graphs import ask as run_ask
+    from redgraph.graphs import make_context
+    from redgraph.trace.report import write_report
+
+    try:
+        try:
+            reply = json.loads(resume) if resume is not None else None
+        except json.JSONDecodeError as exc:
+            raise RedgraphError(f"--resume must be JSON such as '{{\"use\": [0]}}', got {resume!r}: {exc}") from exc
+        with console.status(f"loading {model or 'the embedded model'} ..."):
+            context = make_context(model, reasoner=reasoner, styles=tuple(style) if style else None, base_url=base_url,
+                                   rationale_weight=rationale_weight, rationales=rationales, rounds=rounds,
+                                   on_exhausted=on_exhausted, max_new_tokens=max_new_tokens)
+        with console.status("reasoning, checking, answering ..."):
+            result = run_ask(image, question, context, checkpoint=checkpoint, thread_id=thread, trace_path=trace,
+                             resume=reply, sign_key=sign_key)
+    except RedgraphError as exc:
+        _fail(exc)
+    if report is not None:
+        write_report(result.state, result.trace, report)
+    if as_json:
+        out.print_json(json.dumps(result.to_dict()))
+        return
+    out.print(f"[bold]Q:[/] {escape(question)}")
+    for index, entry in enumerate(result.rationales):
+        mark = "[green]accepted[/]" if entry["accepted"] else "[red]rejected[/]"
+        out.print(f"[bold]rationale {index}[/] ({entry['style']}, support {entry['support']:.2f}, {mark}): "
+                  f"{escape(entry['text'])}")
+    if result.pending_review is not None:
+        out.print(f"[yellow]paused for review[/]: {escape(result.pending_review['critique'])}")
+        out.print(f"resume with: redgraph ask ... --thread {result.thread_id} --resume '{{\"use\": [0]}}' "
+                  "(or rationales / image_only)")
+        return
+    out.print(f"[bold]A:[/] {escape(str(result.answer))}   [dim]({result.outcome}; {', '.join(result.flags) or 'no flags'}; "
+              f"thread {result.thread_id})[/]")
+
+
+@embedded_app.command("train")
+def embedded_train(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the checkpoint to.")],
+    steps: Annotated[int, typer.Option(help="Optimiser steps (the shipped model: see its manifest).")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seeds weights, data and task choice.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
+    threads: Annotated[int, typer.Option(help="CPU threads; results reproduce for a fixed count.")] = 2,
+) -> None:
+    """Train the embedded model from scratch on CPU; same seed and threads give the same weights."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from redgraph.models.embedded.train import TrainConfig, train
+
+    try:
+        config = TrainConfig(steps=steps, seed=seed, batch_size=batch_size, threads=threads)
+    except RedgraphError as exc:
+        _fail(exc)
+    columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("train", total=steps, loss="-")
+        _, manifest = train(out_dir, config, on_progress=lambda step, loss: progress.update(
+            task, completed=step, loss=f"{loss:.3f}"))
+    out.print_json(json.dumps(manifest))
+
+
+@embedded_app.command("evaluate")
+def embedded_evaluate(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Checkpoint folder; default: the embedded model.")] = None,
+    split: Annotated[str, typer.Option(help="train, validation or test.")] = "test",
+    limit: Annotated[int, typer.Option(help="Items to evaluate.")] = 600,
+    seed: Annotated[int, typer.Option(help="Generator seed of the items.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Held-out accuracy: answers from the image, from the gold rationale, rationale facts, claim checks."""
+    from rich.progress import Progress
+
+    from redgraph.models.embedded.evaluate import METRICS, evaluate
+
+    try:
+        with console.status(f"loading {model or 'the embedded model'} ..."):
+            lvlm = _load_model(model)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("evaluating", total=limit)
+            summary = evaluate(lvlm, split=split, limit=limit, seed=seed,
+                               on_progress=lambda done, total: progress.update(task, completed=done))
+    except RedgraphError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    table = Table("kind", *METRICS)
+    for kind, row in [*summary["per_kind"].items(), ("overall", summary["overall"])]:
+        table.add_row(kind, *[f"{row.get(m, float('nan')):.3f}" for m in METRICS])
+    out.print(table)
+
+
+@data_app.command("export")
+def data_export(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for {split}.jsonl and images/.")],
+    train: Annotated[int, typer.Option(help="Train items.")] = 3000,
+    validation: Annotated[int, typer.Option(help="Validation items.")] = 300,
+    test: Annotated[int, typer.Option(help="Test items.")] = 600,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+) -> None:
+    """Write the synthetic dataset as GQA-style JSONL + PNG images, with fixed splits."""
+    from redgraph.data import export_dataset
+
+    try:
+        written = export_dataset(out_dir, {"train": train, "validation": validation, "test": test}, seed=seed)
+    except RedgraphError as exc:
+        _fail(exc)
+    for split, path in written.items():
+        out.print(f"{split}: {path}")
+
+
+@trace_app.command("verify")
+def trace_verify(
+    file: Annotated[Path, typer.Argument(help="A trace file written by redgraph.")],
+    key: Annotated[Optional[str], typer.Option(help="HMAC key; default: the REDGRAPH_TRACE_KEY variable.")] = None,
+) -> None:
+    """Exit 0 when the trace is intact (and, with a key, its signature valid); else 1, naming the first bad event."""
+    import os
+
+    from redgraph.trace import KEY_ENV, verify_text
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(RedgraphError(f"cannot read trace file {file}: {exc}"))
+    result = verify_text(text, key if key is not None else os.environ.get(KEY_ENV))
+    if result.ok:
+        out.print(f"[green]ok[/]: {escape(str(file))}: {escape(result.reason)}")
+        return
+    console.print(f"[red]tampered[/]: {escape(str(file))}: {escape(result.reason)}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code=1)
+
+
+@trace_app.command("show")
+def trace_show(file: Annotated[Path, typer.Argument(help="A trace file written by redgraph.")]) -> None:
+    """Print a trace's events, one row each."""
+    from pydantic import ValidationError
+
+    from redgraph.trace import TraceFile
+
+    try:
+        trace = TraceFile.model_validate_json(file.read_bytes())
+    except (OSError, ValidationError) as exc:
+        _fail(RedgraphError(f"cannot read trace file {file}: {exc}"))
+    table = Table("#", "node", "kind", "time", "outputs", title=f"trace {escape(trace.trace_id)}")
+    for event in trace.events:
+        table.add_row(str(event.index), event.node, event.kind, event.time, escape(json.dumps(event.outputs)[:120]))
+    out.print(table)
 
 
 def _as_dict(result) -> dict:
@@ -115,6 +318,7 @@ def _as_dict(result) -> dict:
         "finish_reason": result.finish_reason,
         "rationale_lambdas": list(result.rationale_lambdas),
         "changed_tokens": result.changed_tokens,
+        "rationale_dependence": result.rationale_dependence,
         "tokens": [asdict(t) for t in result.tokens],
     }
 
@@ -123,10 +327,10 @@ def _show(result, question: str, rationales: list[str], as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(_as_dict(result)))
         return
-    out.print(f"[bold]Q:[/] {question}")
+    out.print(f"[bold]Q:[/] {escape(question)}")
     for index, text in enumerate(rationales):
-        out.print(f"[bold]rationale {index}[/] (lambda {result.rationale_lambdas[index]:.3g}): {text}")
-    out.print(f"[bold]A:[/] {result.text!r}  ({result.finish_reason})")
+        out.print(f"[bold]rationale {index}[/] (lambda {result.rationale_lambdas[index]:.3g}): {escape(text)}")
+    out.print(f"[bold]A:[/] {escape(repr(result.text))}  ({result.finish_reason})")
     table = Table("token", "log p image", *[f"log p r{k}" for k in range(len(rationales))], "RED log p", "changed")
     for token in result.tokens:
         table.add_row(

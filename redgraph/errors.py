@@ -26,6 +26,10 @@ class ModelLoadError(RedgraphError):
     """A model or its processor could not be loaded."""
 
 
+class RemoteModelError(RedgraphError):
+    """A remote model (an OpenAI-compatible server, a LangChain chat model) failed or timed out."""
+
+
 class UnsupportedError(RedgraphError, NotImplementedError):
     """A requested mode or model family is not supported."""
 
@@ -36,5 +40,6 @@ __all__ = [
     "InputError",
     "ModelLoadError",
     "RedgraphError",
+    "RemoteModelError",
     "UnsupportedError",
 ]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from redgraph.decoding import RationaleEnhancedLogitsProcessor, REDConfig, REDDecoder, REDRequest
+from redgraph.decoding import RationaleEnhancedLogitsProcessor, REDDecoder, REDRequest
 from redgraph.errors import ConfigError, ImageError, InputError, UnsupportedError
 from tests.conftest import scene
 

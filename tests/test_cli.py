@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -41,9 +42,73 @@ def test_decode_errors_exit_2_and_name_the_value(tmp_path):
     assert negative.exit_code == 2 and "-1" in negative.output
 
 
-def test_demo_runs_offline():
-    result = runner.invoke(app, ["demo", "--json"])
+def test_demo_runs_the_graph_offline_and_writes_verifiable_traces(tmp_path):
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert set(payload) == {"lambda=0.0", "lambda=1.0"}
-    assert all(len(run["tokens"]) == 8 for run in payload.values())
+    assert payload["model"] == "redgraph-embedded"
+    assert [run["run"] for run in payload["runs"]] == ["shapes", "bars", "document", "bars-lying-reasoner"]
+    for run in payload["runs"]:
+        assert runner.invoke(app, ["trace", "verify", run["trace"]]).exit_code == 0
+        assert "<html" in Path(run["report"]).read_text()
+    lying = payload["runs"][-1]
+    assert lying["rationales"][0]["text"] == "The blue bar is 5."
+
+
+def test_decode_defaults_to_the_embedded_model(tmp_path):
+    from redgraph.data import make_item
+
+    item = make_item("test", 1)
+    item.image().save(tmp_path / "chart.png")
+    result = runner.invoke(app, ["decode", str(tmp_path / "chart.png"), item.question, "--lambda", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["tokens"]
+
+
+def test_data_export_command(tmp_path):
+    result = runner.invoke(app, ["data", "export", str(tmp_path), "--train", "2", "--validation", "1", "--test", "2"])
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "test.jsonl").read_text().splitlines()) == 2
+    assert len(list((tmp_path / "images").iterdir())) == 5
+
+
+def test_ask_prints_answer_rationales_verdict_and_trace(tmp_path):
+    tiny("llava_clip").save(tmp_path / "model")
+    scene().save(tmp_path / "scene.png")
+    result = runner.invoke(app, [
+        "ask", str(tmp_path / "scene.png"), "what color is the circle?", "--model", str(tmp_path / "model"),
+        "--checkpoint", "memory", "--rounds", "1", "--max-new-tokens", "3", "--trace", str(tmp_path / "t.json"),
+        "--report", str(tmp_path / "r.html"), "--sign-key", "k", "--json",
+    ])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert {"answer", "rationales", "verdict", "trace"} <= set(payload)
+    assert payload["rationales"][0]["style"] == "facts" and 0 <= payload["rationales"][0]["support"] <= 1
+    assert [e["node"] for e in payload["trace"]["events"]] == ["receive", "reason", "critique", "decide", "answer"]
+    assert runner.invoke(app, ["trace", "verify", str(tmp_path / "t.json"), "--key", "k"]).exit_code == 0
+    assert runner.invoke(app, ["trace", "verify", str(tmp_path / "t.json"), "--key", "wrong"]).exit_code == 1
+    assert "<html" in (tmp_path / "r.html").read_text()
+    bad = runner.invoke(app, ["ask", str(tmp_path / "none.png"), "q?", "--model", str(tmp_path / "model"),
+                              "--checkpoint", "memory"])
+    assert bad.exit_code == 2 and "none.png" in bad.output
+    unknown = runner.invoke(app, ["ask", str(tmp_path / "scene.png"), "q?", "--model", str(tmp_path / "nope")])
+    assert unknown.exit_code == 2 and "nope" in unknown.output
+    empty = runner.invoke(app, ["ask", str(tmp_path / "scene.png"), " ", "--model", str(tmp_path / "model")])
+    assert empty.exit_code == 2 and "empty" in empty.output
+    not_json = runner.invoke(app, ["ask", str(tmp_path / "scene.png"), "q?", "--model", str(tmp_path / "model"),
+                                   "--resume", "use 0"])
+    assert not_json.exit_code == 2 and "'use 0'" in not_json.output
+
+
+def test_trace_commands(tmp_path):
+    from tests.test_trace import _trace
+
+    path = _trace(signed=True).save(tmp_path / "trace.json")
+    assert runner.invoke(app, ["trace", "verify", str(path), "--key", "secret"]).exit_code == 0
+    shown = runner.invoke(app, ["trace", "show", str(path)])
+    assert shown.exit_code == 0 and "reasoner" in shown.stdout
+    path.write_text(path.read_text().replace('"red"', '"blue"', 1))
+    bad = runner.invoke(app, ["trace", "verify", str(path)])
+    assert bad.exit_code == 1 and "event 3" in bad.output
+    missing = runner.invoke(app, ["trace", "verify", str(tmp_path / "none.json")])
+    assert missing.exit_code == 2 and "none.json" in missing.output

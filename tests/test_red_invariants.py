@@ -125,6 +125,8 @@ def test_scores_match_the_closed_form_from_uncached_forwards(family):
         assert token.rationale_logprobs == pytest.approx([float(r[token.token_id]) for r in rationales], abs=1e-4)
         assert token.score == pytest.approx(float(closed_form[token.token_id]), abs=1e-4)
         assert token.image_choice == int(image.argmax())
+        red = closed_form.log_softmax(-1)
+        assert token.rationale_shift == pytest.approx(float((red.exp() * (red - image)).sum()), abs=1e-4)
 
 
 @pytest.mark.parametrize("family", ["llava_clip", "llava_siglip"])
@@ -146,6 +148,7 @@ def test_rationale_changes_the_answer_when_weighted_heavily(qwen):
     heavy = _decode(qwen, rationale_weight=5.0)
     assert heavy.changed_tokens > 0
     assert heavy.token_ids != plain.token_ids
+    assert plain.rationale_dependence < 1e-5 < heavy.rationale_dependence
 
 
 def test_sampling_is_reproducible_by_seed_and_independent_of_batching(qwen):

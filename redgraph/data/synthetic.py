@@ -197,25 +197,25 @@ def _count_colour(scene: ShapeScene, rng):
     present = sorted({o.colour for o in scene.objects})
     colour = rng.choice(present) if rng.random() < 0.8 else rng.choice(COLOURS)
     members = [o for o in scene.objects if o.colour == colour]
-    n, wrong = len(members), _other_count(len(members), rng)
-    gold = [Claim("exists", (o.colour, o.shape, True)) for o in members] + [Claim("count_colour", (colour, n))]
     fake = [Claim("exists", (colour, s, True)) for s in SHAPES if scene.find(colour, s) is None]
-    shown = members[:wrong] if wrong < n else members
-    misleading = [Claim("exists", (o.colour, o.shape, True)) for o in shown] + fake[: max(0, wrong - n)]
-    misleading.append(Claim("count_colour", (colour, wrong)))
-    return f"How many {colour} shapes are there?", str(n), gold, misleading, str(wrong)
+    return _count(members, fake, Claim("count_colour", (colour, 0)), f"How many {colour} shapes are there?", rng)
 
 
 def _count_shape(scene: ShapeScene, rng):
     shape = rng.choice(SHAPES)
     members = [o for o in scene.objects if o.shape == shape]
-    n, wrong = len(members), _other_count(len(members), rng)
-    gold = [Claim("exists", (o.colour, o.shape, True)) for o in members] + [Claim("count_shape", (shape, n))]
     fake = [Claim("exists", (c, shape, True)) for c in COLOURS if scene.find(c, shape) is None]
+    return _count(members, fake, Claim("count_shape", (shape, 0)), f"How many {shape}s are there?", rng)
+
+
+def _count(members, fake: list[Claim], count: Claim, question: str, rng):
+    """A counting question: gold lists the members; misleading drops some or invents ``fake`` ones."""
+    n, wrong = len(members), _other_count(len(members), rng)
+    gold = [Claim("exists", (o.colour, o.shape, True)) for o in members] + [Claim(count.kind, (count.args[0], n))]
     shown = members[:wrong] if wrong < n else members
     misleading = [Claim("exists", (o.colour, o.shape, True)) for o in shown] + fake[: max(0, wrong - n)]
-    misleading.append(Claim("count_shape", (shape, wrong)))
-    return f"How many {shape}s are there?", str(n), gold, misleading, str(wrong)
+    misleading.append(Claim(count.kind, (count.args[0], wrong)))
+    return question, str(n), gold, misleading, str(wrong)
 
 
 def _shape_colour(scene: ShapeScene, rng):

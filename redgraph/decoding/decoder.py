@@ -68,6 +68,9 @@ class TokenAttribution:
         logprob: log-softmax of the combined scores at the token: RED's own probability.
         image_choice: the token the image branch alone would have chosen greedily.
         changed_by_rationale: True when the rationale(s) changed the choice against the image branch.
+        rationale_shift: KL(RED || image branch) of the next-token distributions at this step, in
+            nats: how far the rationale(s) moved the distribution (0 at lambda = 0). Measured on the
+            combined scores, before any sampling temperature or truncation.
     """
 
     token_id: int
@@ -78,6 +81,7 @@ class TokenAttribution:
     logprob: float
     image_choice: int
     changed_by_rationale: bool
+    rationale_shift: float
 
 
 @dataclass
@@ -96,6 +100,11 @@ class REDResult:
     def changed_tokens(self) -> int:
         """How many answer tokens the rationale(s) changed against the image branch alone."""
         return sum(t.changed_by_rationale for t in self.tokens)
+
+    @property
+    def rationale_dependence(self) -> float:
+        """Mean per-token KL(RED || image branch) in nats: how much the answer leaned on the rationales."""
+        return sum(t.rationale_shift for t in self.tokens) / len(self.tokens) if self.tokens else 0.0
 
 
 TokenCallback = Callable[[int, TokenAttribution], None]
@@ -245,7 +254,12 @@ class REDDecoder:
         else:
             picks = scores.argmax(dim=-1).tolist()
         image_choice = image_lp.argmax(dim=-1).tolist()
-        combined = scores.log_softmax(dim=-1) if cfg.record_attribution else None
+        combined = shift = None
+        if cfg.record_attribution:
+            combined = scores.log_softmax(dim=-1)  # (N, V)
+            p_red = combined.exp()
+            # KL(RED || image) per question; tokens RED gives no mass add nothing (0 * -inf is NaN).
+            shift = torch.where(p_red > 0, p_red * (combined - image_lp), torch.zeros_like(p_red)).sum(-1).tolist()
         chosen = {}
         for n, qs in enumerate(active):
             token = picks[n]
@@ -262,6 +276,7 @@ class REDDecoder:
                         logprob=float(combined[n, token]),
                         image_choice=int(image_choice[n]),
                         changed_by_rationale=int(image_choice[n]) != token,
+                        rationale_shift=max(0.0, shift[n]),
                     )
                 )
         return chosen

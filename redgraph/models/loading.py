@@ -7,8 +7,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -30,6 +33,7 @@ class LVLM:
         name: the path or hub id it came from (or a descriptive name for in-memory models).
         prompt_format: the wording of question and rationale inside the user turn.
         max_image_pixels: images above this many pixels are refused.
+        path: the local checkpoint folder it was loaded from, if any.
     """
 
     model: torch.nn.Module
@@ -37,10 +41,28 @@ class LVLM:
     name: str = "in-memory model"
     prompt_format: prompts.PromptFormat = field(default_factory=prompts.PromptFormat)
     max_image_pixels: int = 64_000_000
+    path: str | None = None
 
     @property
     def family(self) -> str:
         return self.model.config.model_type
+
+    @functools.cached_property
+    def weights_digest(self) -> str:
+        """sha256 of the weights: of the checkpoint's safetensors files when loaded from a folder
+        (name order), else of the parameters in memory. Computed once per LVLM."""
+        files = sorted(Path(self.path).glob("*.safetensors")) if self.path else []
+        hasher = hashlib.sha256()
+        if files:
+            for file in files:
+                with open(file, "rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        hasher.update(block)
+        else:
+            for name, tensor in sorted(self.model.state_dict().items()):
+                hasher.update(name.encode())
+                hasher.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+        return hasher.hexdigest()
 
     @property
     def tokenizer(self):
@@ -74,6 +96,16 @@ class LVLM:
 
     encode_direct = encode_image_branch
 
+    def encode_rationale_request(self, image: ImageInput, question: str):
+        """Image + question, asking for the facts that answer it: how a local reasoner is prompted."""
+        text = prompts.rationale_request_text(self.processor, question, self.prompt_format)
+        return self._encode(text, load_image(image, max_pixels=self.max_image_pixels))
+
+    def encode_claim_check(self, image: ImageInput, claim: str):
+        """Image + one statement, asking yes or no: how a local critic is prompted."""
+        text = prompts.claim_check_text(self.processor, claim, self.prompt_format)
+        return self._encode(text, load_image(image, max_pixels=self.max_image_pixels))
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Save model and processor as an ordinary checkpoint that :func:`load_lvlm` reads back."""
         from redgraph.models.processors import save_processor
@@ -98,7 +130,7 @@ class LVLM:
 
 
 def load_lvlm(
-    model: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None = None,
     *,
     dtype: str | torch.dtype = "auto",
     device: str | torch.device = "cpu",
@@ -108,7 +140,9 @@ def load_lvlm(
     """Load any transformers image-text-to-text checkpoint.
 
     Args:
-        model: a local folder, or a hub id already in the user's cache (or reachable).
+        model: a local folder, or a hub id already in the user's cache (or reachable); None loads
+            the embedded default model shipped with redgraph (offline, float32 unless ``dtype``
+            says otherwise).
         dtype: ``"auto"`` (the checkpoint's own), ``"float32"``, ``"float16"``, ``"bfloat16"`` or a
             ``torch.dtype``.
         device: where to put the weights, e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
@@ -120,6 +154,10 @@ def load_lvlm(
             vision-language model.
         ConfigError: ``dtype`` or ``device`` is not understood.
     """
+    if model is None:
+        from redgraph.models.embedded import load_embedded
+
+        return load_embedded(device=device, dtype="float32" if dtype == "auto" else dtype)
     from transformers import AutoModelForImageTextToText
 
     path = os.fspath(model)
@@ -149,7 +187,7 @@ def load_lvlm(
         raise ModelLoadError(f"could not load model {path!r}: {exc}") from exc
     processor = load_processor(path, trust_remote_code=trust_remote_code, **hub_kwargs)
     loaded.to(torch_device).eval()
-    return LVLM(model=loaded, processor=processor, name=path)
+    return LVLM(model=loaded, processor=processor, name=path, path=path if is_local else None)
 
 
 def _parse_dtype(dtype: str | torch.dtype):

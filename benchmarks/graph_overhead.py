@@ -1,0 +1,107 @@
+"""What the graph costs on top of the models, and what checking 8 claims costs against 1.
+
+    python benchmarks/graph_overhead.py --json
+
+- ``graph_overhead_share``: (end-to-end time of ``ask`` with the SQLite checkpointer and the trace)
+  minus (time inside the reasoner, the critic and the RED answerer), over end-to-end. This is
+  LangGraph, checkpointing, trace hashing and image reloading. Goal <= 0.05.
+- ``critic_8_vs_1``: time to score 8 claims about one image / 1 claim (one shared image prefix).
+  Goal <= 2.
+
+Embedded model, held-out synthetic items, medians of interleaved repeats after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", default=None, help="checkpoint folder; default: the embedded model")
+    parser.add_argument("--checkpoint", choices=("sqlite", "memory"), default="sqlite",
+                        help="LangGraph's SQLite saver (the default of ask) or the in-memory one")
+    args = parser.parse_args()
+
+    from redgraph.agents import answerer
+    from redgraph.data import generate_items
+    from redgraph.decoding.claim_scoring import claim_support
+    from redgraph.graphs import ask, make_context
+
+    context = make_context(args.model, rationales=1, rounds=1, max_new_tokens=8)
+    inside = [0.0]
+
+    def timed(fn):
+        def wrapper(*a, **k):
+            started = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                inside[0] += time.perf_counter() - started
+        return wrapper
+
+    context.reasoner.write = timed(context.reasoner.write)
+    context.critic.review = timed(context.critic.review)
+    answerer.answer_with_red = timed(answerer.answer_with_red)
+
+    items = list(generate_items("test", 3))
+    folder = Path(tempfile.mkdtemp())
+    paths = []
+    for item in items:
+        path = folder / f"{item.question_id}.png"
+        item.image().save(path)
+        paths.append(path)
+
+    def run_once(index: int, repeat: int) -> tuple[float, float]:
+        inside[0] = 0.0
+        started = time.perf_counter()
+        checkpoint = folder / "c.sqlite" if args.checkpoint == "sqlite" else "memory"
+        ask(paths[index], items[index].question, context, checkpoint=checkpoint,
+            thread_id=f"r{repeat}-{index}", trace_path=folder / f"t{repeat}-{index}.json")
+        total = time.perf_counter() - started
+        return total, inside[0]
+
+    for index in range(len(items)):  # warm-up
+        run_once(index, -1)
+    shares, totals = [], []
+    for repeat in range(args.repeats):
+        for index in range(len(items)):
+            total, model_time = run_once(index, repeat)
+            shares.append((total - model_time) / total)
+            totals.append(total)
+
+    item = items[0]
+    picture = item.image()
+    claims = [text for text, _ in item.claims] * 8
+    eight, one = claims[:8], claims[:1]
+    claim_support(context.answerer, picture, eight)
+    samples = {"8": [], "1": []}
+    for _ in range(args.repeats * 2):
+        for key, group in (("8", eight), ("1", one)):
+            started = time.perf_counter()
+            claim_support(context.answerer, picture, group)
+            samples[key].append(time.perf_counter() - started)
+    report = {
+        "graph_overhead_share": round(statistics.median(shares), 4),
+        "ask_seconds_median": round(statistics.median(totals), 4),
+        "critic_8_vs_1": round(statistics.median(samples["8"]) / statistics.median(samples["1"]), 3),
+        "critic_1_claim_seconds": round(statistics.median(samples["1"]), 4),
+        "critic_8_claims_seconds": round(statistics.median(samples["8"]), 4),
+    }
+    print(json.dumps(report) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
+
+
+if __name__ == "__main__":
+    main()

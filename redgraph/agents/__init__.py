@@ -1,0 +1,27 @@
+"""The agents: reasoners (local, OpenAI-compatible, LangChain, scripted), critics, the answerer, and the
+graph's node functions (:mod:`redgraph.agents.nodes`)."""
+
+from redgraph.agents.claims import InjectionFinding, find_injections, split_claims
+from redgraph.agents.critic import ChatCritic, ClaimCheck, ClaimCritic, CriticReport, LocalCritic, RationaleReview
+from redgraph.agents.prompt_library import STYLES, PromptStyle, get_style
+from redgraph.agents.reasoner import LocalReasoner, Rationale, StyledReasoner
+from redgraph.agents.scripted import ScriptedReasoner
+
+__all__ = [
+    "STYLES",
+    "ChatCritic",
+    "ClaimCheck",
+    "ClaimCritic",
+    "CriticReport",
+    "InjectionFinding",
+    "LocalCritic",
+    "LocalReasoner",
+    "PromptStyle",
+    "Rationale",
+    "RationaleReview",
+    "ScriptedReasoner",
+    "StyledReasoner",
+    "find_injections",
+    "get_style",
+    "split_claims",
+]

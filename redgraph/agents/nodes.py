@@ -1,0 +1,162 @@
+"""The rationale graph's nodes: plain functions from state (and the run context) to a partial state.
+
+Every node appends one hash-chained trace event to ``state["trace"]``. Nodes never hold image
+bytes in the state: they reload the image from its path and check its sha256 first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+from langgraph.config import get_stream_writer
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+
+from redgraph.errors import InputError
+from redgraph.graphs.state import GraphState, RunContext
+from redgraph.models.images import image_sha256, load_image
+from redgraph.trace.chain import ModelRef, chain_event
+
+
+def _event(state: GraphState, node: str, kind: str, *, inputs: Any, outputs: dict, model: ModelRef | None = None,
+           config: dict | None = None, started: float | None = None) -> dict:
+    events = state.get("trace", [])
+    timings = {"seconds": round(time.perf_counter() - started, 6)} if started is not None else None
+    return chain_event(state["trace_id"], events[-1]["hash"] if events else None, len(events), node, kind,
+                       inputs=inputs, outputs=outputs, model=model, config=config, timings=timings)
+
+
+def _model_ref(agent) -> ModelRef | None:
+    lvlm = getattr(agent, "lvlm", agent)
+    name = getattr(lvlm, "name", None)
+    if name is None:
+        return None
+    return ModelRef(id=name, weights_digest=getattr(lvlm, "weights_digest", None))
+
+
+def _image(state: GraphState):
+    ref = state["image"]
+    picture = load_image(ref["path"])
+    if image_sha256(picture) != ref["sha256"]:
+        raise InputError(f"the image {ref['path']} changed since this run started (sha256 differs); "
+                         "start a new run for the new image")
+    return picture
+
+
+def receive(state: GraphState, runtime: Runtime[RunContext]) -> dict:
+    """Check the image and question and record the run's inputs and settings."""
+    started = time.perf_counter()
+    _image(state)
+    event = _event(state, "receive", "input", inputs={"question": state["question"], "image": state["image"]},
+                   outputs={"question": state["question"], "image": dict(state["image"])},
+                   config=runtime.context.settings(), started=started)
+    return {"round": 0, "history": [], "flags": [], "trace": [event]}
+
+
+def reason(state: GraphState, runtime: Runtime[RunContext]) -> dict:
+    ctx = runtime.context
+    started = time.perf_counter()
+    critique = (state.get("critique") or None) if state.get("round", 0) > 0 else None
+    written = ctx.reasoner.write(_image(state), state["question"], ctx.rationales, critique=critique)
+    rationales = [asdict(r) if hasattr(r, "__dataclass_fields__") else dict(r) for r in written]
+    round_number = state.get("round", 0) + 1
+    event = _event(state, "reason", "rationales", inputs={"round": round_number, "critique": critique},
+                   outputs={"round": round_number, "rationales": rationales}, model=_model_ref(ctx.reasoner),
+                   started=started)
+    return {"rationales": rationales, "round": round_number, "trace": [event]}
+
+
+def critique(state: GraphState, runtime: Runtime[RunContext]) -> dict:
+    ctx = runtime.context
+    started = time.perf_counter()
+    texts = [r["text"] for r in state["rationales"]]
+    report = ctx.critic.review(_image(state), state["question"], texts)
+    reviews = [
+        {"support": r.support, "accepted": r.accepted,
+         "claims": [asdict(c) for c in r.claims], "injections": [asdict(f) for f in r.injections]}
+        for r in report.reviews
+    ]
+    entry = {"round": state["round"], "rationales": state["rationales"], "reviews": reviews,
+             "verdict": report.verdict, "critique": report.critique}
+    event = _event(state, "critique", "verdict", inputs={"rationales": texts}, outputs=entry,
+                   model=_model_ref(ctx.critic), started=started)
+    return {"reviews": reviews, "verdict": report.verdict, "critique": report.critique, "history": [entry],
+            "trace": [event]}
+
+
+def decide(state: GraphState, runtime: Runtime[RunContext]) -> dict:
+    """Choose what the answerer decodes with: the accepted rationales, or the exhausted-rounds policy."""
+    ctx = runtime.context
+    texts = [r["text"] for r in state["rationales"]]
+    supports = [r["support"] for r in state["reviews"]]
+    flags = list(state.get("flags", []))
+    if state["verdict"] == "accept":
+        outcome = "accepted"
+        chosen = {"rationales": texts, "weights": supports}
+    elif ctx.on_exhausted == "image_only":
+        outcome, chosen = "image_only", {"rationales": [], "weights": []}
+        flags.append("rationales_rejected_answered_from_image")
+    elif ctx.on_exhausted == "best_supported":
+        outcome = "best_supported"
+        best = max(range(len(texts)), key=supports.__getitem__)
+        if supports[best] > 0:
+            chosen = {"rationales": [texts[best]], "weights": [1.0]}
+            flags.append("answered_with_unaccepted_rationale")
+        else:
+            chosen = {"rationales": [], "weights": []}
+            flags.append("no_rationale_had_support_answered_from_image")
+    else:
+        outcome = "human_review"
+        decision = interrupt({"question": state["question"], "rationales": texts, "supports": supports,
+                              "critique": state.get("critique", ""),
+                              "resume_with": '{"use": [indices]} or {"rationales": [texts], "weights": [..]} '
+                                             'or {"image_only": true}'})
+        chosen = human_choice(decision, texts)
+        flags.append("human_reviewed")
+    event = _event(state, "decide", "decision", inputs={"verdict": state["verdict"], "supports": supports},
+                   outputs={"outcome": outcome, "chosen": chosen, "flags": flags})
+    return {"outcome": outcome, "chosen": chosen, "flags": flags, "trace": [event]}
+
+
+def human_choice(decision: Any, texts: list[str]) -> dict:
+    """Validate a person's resume value for the human-review policy."""
+    if not isinstance(decision, dict):
+        raise InputError(f"resume with a dict such as {{'use': [0]}}, got {decision!r:.120}")
+    if decision.get("image_only") is True:
+        return {"rationales": [], "weights": []}
+    if "use" in decision:
+        use = decision["use"]
+        if not isinstance(use, list) or not all(isinstance(i, int) and 0 <= i < len(texts) for i in use):
+            raise InputError(f"'use' must list rationale indices from 0 to {len(texts) - 1}, got {use!r}")
+        return {"rationales": [texts[i] for i in use], "weights": [1.0] * len(use)}
+    if "rationales" in decision:
+        given = decision["rationales"]
+        weights = decision.get("weights", [1.0] * len(given) if isinstance(given, list) else None)
+        if (not isinstance(given, list) or not all(isinstance(t, str) and t.strip() for t in given)
+                or not isinstance(weights, list) or len(weights) != len(given)
+                or not all(isinstance(w, (int, float)) and w >= 0 for w in weights)):
+            raise InputError(f"'rationales' must be non-empty strings with as many weights >= 0, got {decision!r:.200}")
+        return {"rationales": list(given), "weights": [float(w) for w in weights]}
+    raise InputError(f"resume value {decision!r:.120} has none of 'use', 'rationales' or 'image_only'")
+
+
+def answer(state: GraphState, runtime: Runtime[RunContext]) -> dict:
+    """Decode with RED; each token is streamed through LangGraph's custom stream mode."""
+    from redgraph.agents.answerer import answer_with_red
+
+    ctx = runtime.context
+    started = time.perf_counter()
+    write = get_stream_writer()
+    chosen = state["chosen"]
+    result = answer_with_red(
+        ctx.answerer, _image(state), state["question"], chosen["rationales"], chosen["weights"],
+        rationale_weight=ctx.rationale_weight, max_new_tokens=ctx.max_new_tokens,
+        on_token=lambda token: write({"token": token.text, "changed_by_rationale": token.changed_by_rationale,
+                                      "rationale_shift": token.rationale_shift}),
+    )
+    record = result.to_dict()
+    event = _event(state, "answer", "answer", inputs=chosen, outputs=record, model=_model_ref(ctx.answerer),
+                   started=started)
+    return {"answer": record, "trace": [event]}

@@ -1,0 +1,234 @@
+"""Running the rationale graph: ``ask`` (one question, end to end) with a checkpointer and a trace.
+
+Runs are checkpointed after every node (a SQLite file by default, through LangGraph's SQLite
+saver), so a run whose process died resumes from its thread id without redoing finished nodes.
+An image given as bytes or a PIL image is stored once, by content, next to the checkpoints: the
+state only ever holds its sha256 and path.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redgraph.errors import ConfigError, InputError, RedgraphError
+from redgraph.graphs.state import RunContext
+from redgraph.models.images import ImageInput, image_sha256, load_image
+from redgraph.trace.chain import KEY_ENV, Trace, chain_event
+
+
+def redgraph_home() -> Path:
+    """Where checkpoints and stored images go: ``$REDGRAPH_HOME``, else the user's cache folder."""
+    if os.environ.get("REDGRAPH_HOME"):
+        return Path(os.environ["REDGRAPH_HOME"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "redgraph"
+
+
+def open_checkpointer(checkpoint: str | os.PathLike[str] | None):
+    """``"memory"`` for an in-memory saver; a file path (default: ``redgraph_home()/checkpoints.sqlite``)
+    for LangGraph's SQLite saver."""
+    if checkpoint == "memory":
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        return InMemorySaver()
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path = Path(checkpoint) if checkpoint is not None else redgraph_home() / "checkpoints.sqlite"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(str(path), check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"cannot open the checkpoint file {path}: {exc}; pass another path or 'memory'") from exc
+    return SqliteSaver(connection)
+
+
+def image_reference(image: ImageInput, store: Path | None = None) -> dict[str, str]:
+    """sha256 + path of an image; bytes and PIL images are first saved by content under ``store``."""
+    picture = load_image(image)
+    digest = image_sha256(picture)
+    if isinstance(image, (str, os.PathLike)):
+        return {"sha256": digest, "path": str(Path(image).resolve())}
+    folder = store or redgraph_home() / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{digest}.png"
+    if not path.exists():
+        picture.save(path)
+    return {"sha256": digest, "path": str(path)}
+
+
+@dataclass
+class AskResult:
+    """What ``ask`` returns: the answer, the rationales with the critic's support, the verdict, the trace."""
+
+    answer: str | None
+    rationales: list[dict[str, Any]]
+    verdict: str | None
+    outcome: str | None
+    flags: list[str]
+    thread_id: str
+    trace: Trace
+    state: dict[str, Any] = field(repr=False)
+    pending_review: dict[str, Any] | None = None  # the human-review question, while paused
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer, "rationales": self.rationales, "verdict": self.verdict, "outcome": self.outcome,
+            "flags": self.flags, "thread_id": self.thread_id, "pending_review": self.pending_review,
+            "answer_detail": self.state.get("answer"), "history": self.state.get("history", []),
+            "trace": self.trace.to_file().model_dump(mode="json"),
+        }
+
+
+def make_context(
+    model: str | os.PathLike[str] | None = None,
+    *,
+    reasoner: Any = "local",
+    critic: Any = "local",
+    styles: tuple[str, ...] | None = None,
+    base_url: str | None = None,
+    **settings: Any,
+) -> RunContext:
+    """A :class:`RunContext` whose answerer (and local reasoner and critic) is ``model``, the
+    embedded model when None.
+
+    ``reasoner``: ``"local"``, ``"openai:MODEL"`` (any OpenAI-compatible server at ``base_url``,
+    key from ``$OPENAI_API_KEY``) or a reasoner object; ``critic``: ``"local"`` or a critic object.
+    ``styles``: prompt-library styles (default ``facts`` locally, ``step_by_step`` remotely).
+    ``settings`` are RunContext fields (rationale_weight, rationales, rounds, on_exhausted, ...)."""
+    from redgraph.agents.critic import LocalCritic
+    from redgraph.agents.reasoner import LocalReasoner
+    from redgraph.models.loading import load_lvlm
+
+    if isinstance(reasoner, str) and reasoner != "local" and not reasoner.startswith("openai:"):
+        raise ConfigError(f"reasoner {reasoner!r} is not understood; use 'local', 'openai:MODEL' or a reasoner object")
+    if isinstance(critic, str) and critic != "local":
+        raise ConfigError(f"critic {critic!r} is not understood; use 'local' or a critic object")
+    if isinstance(reasoner, str) and reasoner.startswith("openai:"):
+        from redgraph.agents.remote import OpenAIReasoner
+
+        reasoner = OpenAIReasoner(reasoner.split(":", 1)[1], base_url=base_url, styles=styles or ("step_by_step",))
+    lvlm = load_lvlm(model)
+    return RunContext(
+        answerer=lvlm,
+        reasoner=LocalReasoner(lvlm, styles=styles or ("facts",)) if reasoner == "local" else reasoner,
+        critic=LocalCritic(lvlm) if critic == "local" else critic,
+        **settings,
+    )
+
+
+def ask(
+    image: ImageInput,
+    question: str,
+    context: RunContext | None = None,
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    thread_id: str | None = None,
+    resume: Any = None,
+    trace_path: str | os.PathLike[str] | None = None,
+    sign_key: str | bytes | None = None,
+    on_token: Callable[[dict], None] | None = None,
+) -> AskResult:
+    """Answer ``question`` about ``image`` through the graph (reason -> critique -> RED answer).
+
+    Args:
+        image: path, bytes or PIL image.
+        question: the question.
+        context: models and settings (:class:`RunContext`); None builds one with
+            :func:`make_context` (the embedded model as answerer, reasoner and critic).
+        checkpoint: SQLite file, ``"memory"``, or None for the default file.
+        thread_id: names the run; an unfinished run of this id resumes where it stopped, a finished
+            one is returned as it was.
+        resume: the person's answer when the run paused for human review.
+        trace_path: where to write the trace (JSON); written also when the run fails.
+        sign_key: HMAC key to sign the finished trace (default: ``$REDGRAPH_TRACE_KEY`` if set).
+        on_token: receives each streamed answer token (a dict with ``token`` and attribution).
+    """
+    from redgraph.graphs.rationale_graph import build_graph
+    from redgraph.models.prompts import check_question
+
+    check_question(question)
+    if context is None:
+        context = make_context()
+    elif not isinstance(context, RunContext):
+        raise ConfigError(f"context must be a RunContext (see make_context), got {type(context).__name__}")
+    saver = open_checkpointer(checkpoint)
+    try:
+        return _run(build_graph(saver), image, question, context, thread_id=thread_id, resume=resume,
+                    trace_path=trace_path, sign_key=sign_key, on_token=on_token)
+    finally:
+        connection = getattr(saver, "conn", None)
+        if connection is not None:
+            connection.close()
+
+
+def _run(graph, image, question, context, *, thread_id, resume, trace_path, sign_key, on_token) -> AskResult:
+    from langgraph.types import Command
+
+    thread_id = thread_id or uuid.uuid4().hex
+    config = {"configurable": {"thread_id": thread_id}}
+    existing = graph.get_state(config)
+    finished = bool(existing.values.get("answer"))
+    if resume is not None:
+        if not existing.interrupts:
+            raise InputError(f"run {thread_id!r} is not waiting for review; nothing to resume")
+        from redgraph.agents.nodes import human_choice
+
+        # Checked here first: a bad value sent into the graph would stay recorded as the reply.
+        human_choice(resume, existing.interrupts[0].value["rationales"])
+        payload: Any = Command(resume=resume)
+    elif existing.values:
+        stored = existing.values
+        if stored.get("question") != question or stored.get("image", {}).get("sha256") != image_reference(image)["sha256"]:
+            raise InputError(f"thread {thread_id!r} holds a run for another question or image "
+                             f"({stored.get('question')!r}); use a new thread id")
+        payload = None  # a known run: continue after its last finished node (or nothing, if finished)
+    else:
+        payload = {"trace_id": thread_id, "question": question, "image": image_reference(image)}
+    try:
+        if not finished:
+            # "sync": each step's checkpoint is on disk before the next starts, so a killed process
+            # loses at most the node it was running.
+            for mode, chunk in graph.stream(payload, config, context=context, stream_mode=["custom", "updates"],
+                                            durability="sync"):
+                if mode == "custom" and on_token is not None:
+                    on_token(chunk)
+    except Exception as exc:
+        state = graph.get_state(config).values
+        _write_trace(_failed_trace(thread_id, state, exc), trace_path)
+        if isinstance(exc, RedgraphError):
+            raise
+        raise RedgraphError(f"the run {thread_id!r} failed: {type(exc).__name__}: {exc}") from exc
+    snapshot = graph.get_state(config)
+    state = dict(snapshot.values)
+    trace = Trace.from_events(thread_id, state.get("trace", []))
+    key = sign_key if sign_key is not None else os.environ.get(KEY_ENV)
+    if key and not snapshot.next:
+        trace.sign(key)
+    _write_trace(trace, trace_path)
+    reviews = state.get("reviews", [])
+    rationales = [{"text": r["text"], "style": r.get("style"), "model": r.get("model"),
+                   "support": reviews[i]["support"] if i < len(reviews) else None,
+                   "accepted": reviews[i]["accepted"] if i < len(reviews) else None}
+                  for i, r in enumerate(state.get("rationales", []))]
+    return AskResult(
+        answer=(state.get("answer") or {}).get("text"), rationales=rationales, verdict=state.get("verdict"),
+        outcome=state.get("outcome"), flags=list(state.get("flags", [])), thread_id=thread_id, trace=trace,
+        state=state, pending_review=snapshot.interrupts[0].value if snapshot.interrupts else None,
+    )
+
+
+def _failed_trace(thread_id: str, state: dict, exc: Exception) -> Trace:
+    events = list(state.get("trace", []))
+    events.append(chain_event(thread_id, events[-1]["hash"] if events else None, len(events), "run", "error",
+                              inputs={}, outputs={"error": type(exc).__name__, "message": str(exc)}))
+    return Trace.from_events(thread_id, events)
+
+
+def _write_trace(trace: Trace, path) -> None:
+    if path is not None:
+        trace.save(path)

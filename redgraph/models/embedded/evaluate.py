@@ -1,0 +1,104 @@
+"""Held-out figures for the embedded model (or any checkpoint that speaks the same prompts).
+
+Metrics, each per scene kind and overall, on items of one split (``test`` by default):
+
+- ``image_answer_acc``: image + question -> answer, greedy (the direct baseline);
+- ``rationale_answer_acc``: gold rationale + question, no image -> answer;
+- ``cot_answer_acc``: image + gold rationale + question -> answer;
+- ``rationale_fact_acc``: share of generated rationales (image + rationale request) whose every
+  sentence is a claim that holds for the scene;
+- ``claim_verification_acc``: each labelled claim of each item, judged true when the model puts more
+  probability on "yes" than on "no" as its first answer token (the critic's own scoring,
+  :func:`redgraph.decoding.claim_scoring.claim_support`).
+
+Answers are compared after GQA-style normalisation of the prediction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+from redgraph.data.claims import check_rationale
+from redgraph.data.synthetic import SPLITS, SyntheticItem, generate_items
+from redgraph.decoding.claim_scoring import claim_support
+from redgraph.errors import ConfigError
+from redgraph.eval.normalize import answers_match
+from redgraph.models import prompts
+from redgraph.models.generation import generate_text
+
+METRICS = ("image_answer_acc", "rationale_answer_acc", "cot_answer_acc", "rationale_fact_acc", "claim_verification_acc")
+
+
+def evaluate(
+    lvlm,
+    *,
+    split: str = "test",
+    limit: int = 600,
+    seed: int = 0,
+    batch_size: int = 16,
+    max_rationale_tokens: int = 64,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Evaluate ``lvlm`` on ``limit`` generated items of ``split``.
+
+    Returns:
+        ``{"overall": {metric: value}, "per_kind": {kind: {...}}, "per_category": {...}, ...}``.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"limit must be a whole number >= 1, got {limit!r}")
+    started = time.perf_counter()
+    items = list(generate_items(split, limit, seed=seed))
+    scores: dict[str, list[tuple[SyntheticItem, bool]]] = defaultdict(list)
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        images = [item.image() for item in chunk]
+        p = lvlm.processor
+        direct = generate_text(lvlm, [prompts.image_branch_text(p, i.question) for i in chunk], images, 8)
+        from_rationale = generate_text(
+            lvlm, [prompts.rationale_branch_text(p, i.gold_rationale, i.question) for i in chunk], None, 8
+        )
+        cot = generate_text(lvlm, [prompts.cot_text(p, i.gold_rationale, i.question) for i in chunk], images, 8)
+        rationales = generate_text(
+            lvlm, [prompts.rationale_request_text(p, i.question) for i in chunk], images, max_rationale_tokens
+        )
+        for item, a, b, c, r in zip(chunk, direct, from_rationale, cot, rationales):
+            scores["image_answer_acc"].append((item, answers_match(a, item.answer)))
+            scores["rationale_answer_acc"].append((item, answers_match(b, item.answer)))
+            scores["cot_answer_acc"].append((item, answers_match(c, item.answer)))
+            scores["rationale_fact_acc"].append((item, check_rationale(r, item.scene).all_true))
+        for item, image in zip(chunk, images):
+            support = claim_support(lvlm, image, [text for text, _ in item.claims])
+            for (_, label), p_yes in zip(item.claims, support):
+                scores["claim_verification_acc"].append((item, (p_yes > 0.5) == label))
+        if on_progress is not None:
+            on_progress(min(start + batch_size, len(items)), len(items))
+    return {
+        "model": getattr(lvlm, "name", "model"),
+        "split": split,
+        "items": len(items),
+        "claims": len(scores["claim_verification_acc"]),
+        "overall": {metric: _mean(scores[metric]) for metric in METRICS},
+        "per_kind": _grouped(scores, lambda item: item.kind),
+        "per_category": _grouped(scores, lambda item: item.category, metrics=("image_answer_acc", "rationale_answer_acc")),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _mean(pairs) -> float:
+    return round(sum(ok for _, ok in pairs) / len(pairs), 4) if pairs else float("nan")
+
+
+def _grouped(scores, key, metrics=METRICS) -> dict:
+    groups: dict[str, dict] = defaultdict(dict)
+    for metric in metrics:
+        by_group = defaultdict(list)
+        for item, ok in scores[metric]:
+            by_group[key(item)].append((item, ok))
+        for group, pairs in by_group.items():
+            groups[group][metric] = _mean(pairs)
+            groups[group].setdefault("n", len(pairs))
+    return dict(sorted(groups.items()))

@@ -1,0 +1,50 @@
+"""The embedded model's training mixture: five tasks, drawn uniformly, from synthetic items.
+
+- ``answer``: image + question -> answer (RED's image branch, the direct baseline);
+- ``rationale``: image + rationale request -> gold rationale (the local reasoner);
+- ``cot``: image + gold rationale + question -> answer (plain multimodal chain-of-thought);
+- ``rationale_answer``: gold rationale + question, no image -> answer (RED's rationale branch);
+- ``verify``: image + one labelled claim -> yes / no (the local critic), true and false equally often.
+
+Every prompt is rendered by the same functions that build prompts at inference time
+(:mod:`redgraph.models.prompts`), so the model is trained on exactly what it will be shown.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from PIL import Image
+
+from redgraph.data.synthetic import SyntheticItem
+from redgraph.models import prompts
+
+TASKS = ("answer", "rationale", "cot", "rationale_answer", "verify")
+
+
+@dataclass(frozen=True)
+class Example:
+    task: str
+    prompt: str  # chat-template text ending with the assistant's generation prompt
+    image: Image.Image | None
+    target: str  # what the assistant should write, without the end-of-turn token
+
+
+def make_example(item: SyntheticItem, task: str, processor, rng: random.Random) -> Example:
+    if task == "answer":
+        return Example(task, prompts.image_branch_text(processor, item.question), item.image(), item.answer)
+    if task == "rationale":
+        return Example(task, prompts.rationale_request_text(processor, item.question), item.image(), item.gold_rationale)
+    if task == "cot":
+        text = prompts.cot_text(processor, item.gold_rationale, item.question)
+        return Example(task, text, item.image(), item.answer)
+    if task == "rationale_answer":
+        return Example(task, prompts.rationale_branch_text(processor, item.gold_rationale, item.question), None, item.answer)
+    if task == "verify":
+        label = rng.random() < 0.5
+        pool = [claim for claim, truth in item.claims if truth == label] or [claim for claim, _ in item.claims]
+        claim = rng.choice(pool)
+        truth = dict(item.claims)[claim]
+        return Example(task, prompts.claim_check_text(processor, claim), item.image(), "yes" if truth else "no")
+    raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")

@@ -1,0 +1,201 @@
+"""Training the embedded model from scratch on CPU, reproducibly from a seed.
+
+The data is an endless stream of fresh train-split items (never a validation or test scene), so
+the model does not see any item twice. Loss: cross-entropy on the target tokens (and the
+end-of-turn token), averaged per example, so short answers weigh as much as long rationales.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from redgraph.data.synthetic import make_item
+from redgraph.errors import ConfigError
+from redgraph.models.embedded.architecture import Dimensions, build_untrained
+from redgraph.models.embedded.tasks import TASKS, Example, make_example
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. The shipped model used the defaults except ``steps`` (see its manifest)."""
+
+    steps: int = 2000
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    seed: int = 0
+    threads: int = 2  # results are reproducible for a fixed thread count
+    dimensions: Dimensions = Dimensions()
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
+            raise ConfigError(f"learning_rate must be between 0 and 1, got {self.learning_rate!r}")
+
+
+ProgressCallback = Callable[[int, float], None]
+
+
+def batch_tensors(examples: list[Example], processor) -> dict[str, torch.Tensor]:
+    """Tokenise prompts (with their images) and targets into right-padded training tensors.
+
+    ``labels`` is -100 everywhere except the target tokens and the closing end-of-turn token.
+    """
+    tokenizer = processor.tokenizer
+    with_image = [e for e in examples if e.image is not None]
+    rows: list[list[int]] = []
+    targets: list[int] = []
+    pixel = {}
+    if with_image:
+        encoded = processor(text=[e.prompt for e in with_image], images=[e.image for e in with_image],
+                            return_tensors="pt", padding=True)
+        pixel = {"pixel_values": encoded["pixel_values"], "image_grid_thw": encoded["image_grid_thw"]}
+        image_rows = iter(
+            ids[mask.bool()].tolist() for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"])
+        )
+    for example in examples:
+        if example.image is not None:
+            prompt_ids = next(image_rows)
+        else:
+            prompt_ids = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
+        target_ids = tokenizer(example.target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append(prompt_ids + target_ids)
+        targets.append(len(target_ids))
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (row, n_target) in enumerate(zip(rows, targets)):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention[i, : len(row)] = 1
+        labels[i, len(row) - n_target : len(row)] = torch.tensor(row[-n_target:])
+    if pixel:
+        # Qwen2-VL's 3-D positions need to know which tokens are image tokens (1) and which text (0).
+        pixel["mm_token_type_ids"] = (input_ids == processor.image_token_id).long()
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, **pixel}
+
+
+def example_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean over examples of each example's mean target-token cross-entropy."""
+    labels = batch["labels"]
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs).logits[:, :-1]  # (B, T-1, V): position t predicts token t+1
+    shifted = labels[:, 1:]
+    per_token = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), shifted.reshape(-1), ignore_index=-100, reduction="none"
+    ).view(shifted.shape)
+    mask = (shifted != -100).float()
+    return ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+
+
+def sample_batch(step: int, config: TrainConfig, processor, rng: random.Random) -> list[Example]:
+    start = step * config.batch_size
+    items = [make_item("train", start + i, seed=config.seed) for i in range(config.batch_size)]
+    return [make_example(item, rng.choice(TASKS), processor, rng) for item in items]
+
+
+def train(
+    out_dir: str | os.PathLike[str] | None,
+    config: TrainConfig = TrainConfig(),
+    *,
+    on_progress: ProgressCallback | None = None,
+    save_every: int = 250,
+):
+    """Train from scratch and save the checkpoint (with ``redgraph_manifest.json``) to ``out_dir``.
+
+    Args:
+        out_dir: where to save; None keeps the model in memory only.
+        config: the run's settings.
+        on_progress: called after every step with ``(step, loss)``.
+        save_every: also save every this many steps, so a stopped run keeps its progress.
+
+    Returns:
+        ``(lvlm, manifest)``: the trained model (in eval mode) and the run's record.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        # Seeding happens inside; the caller's global RNG state is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            return _train(out_dir, config, on_progress, save_every)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, save_every: int):
+    from redgraph.models.loading import LVLM
+
+    model, processor = build_untrained(config.dimensions, seed=config.seed)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate, betas=(0.9, 0.98),
+    )
+
+    def schedule(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    rng = random.Random(f"redgraph-train-tasks:{config.seed}")
+    losses: list[float] = []
+    started = time.perf_counter()
+    lvlm = LVLM(model=model, processor=processor, name="redgraph-embedded")
+    for step in range(config.steps):
+        batch = batch_tensors(sample_batch(step, config, processor, rng), processor)
+        loss = example_loss(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+        if on_progress is not None:
+            on_progress(step + 1, losses[-1])
+        if out_dir is not None and (step + 1) % save_every == 0 and step + 1 < config.steps:
+            _save(lvlm, out_dir, _manifest(config, losses, started, partial=True))
+    model.eval()
+    manifest = _manifest(config, losses, started, partial=False)
+    if out_dir is not None:
+        _save(lvlm, out_dir, manifest)
+    return lvlm, manifest
+
+
+def _manifest(config: TrainConfig, losses: list[float], started: float, *, partial: bool) -> dict:
+    tail = losses[-50:]
+    return {
+        "command": f"redgraph embedded train OUT --steps {config.steps} --seed {config.seed}",
+        "config": asdict(config),
+        "steps_done": len(losses),
+        "finished": not partial,
+        "first_loss": losses[0] if losses else None,
+        "final_loss_mean_last_50": sum(tail) / len(tail) if tail else None,
+        "seconds": round(time.perf_counter() - started, 1),
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()}, {config.threads} threads",
+    }
+
+
+def _save(lvlm, out_dir, manifest: dict) -> None:
+    path = Path(out_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    lvlm.save(path)
+    (path / "redgraph_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

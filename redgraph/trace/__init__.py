@@ -1,0 +1,25 @@
+"""Auditable traces: hash-chained events, HMAC signatures, canonical JSON files with a schema."""
+
+from redgraph.trace.chain import (
+    KEY_ENV,
+    ModelRef,
+    Trace,
+    TraceEvent,
+    TraceFile,
+    Verification,
+    digest,
+    json_schema,
+    verify_text,
+)
+
+__all__ = [
+    "KEY_ENV",
+    "ModelRef",
+    "Trace",
+    "TraceEvent",
+    "TraceFile",
+    "Verification",
+    "digest",
+    "json_schema",
+    "verify_text",
+]

@@ -1,0 +1,285 @@
+"""Hash-chained, optionally signed traces of what every node of a run did.
+
+Each event carries the hash of the one before it (the first, a hash of the trace id), and its own
+hash over its canonical JSON, so changing, dropping, reordering or moving an event between traces
+breaks the chain at that event. A trace file is written in one canonical form (sorted keys,
+two-space indent), and verification also requires the file's bytes to be exactly that form, so a
+change to any byte of the file is caught, whitespace included. A finished trace can be signed with
+HMAC-SHA256 over its trace id and last hash.
+
+Example:
+    >>> trace = Trace("run-1")
+    >>> _ = trace.append("reasoner", "rationale", inputs={"question": "q"}, outputs={"text": "r"})
+    >>> verify_text(trace.to_json()).ok
+    True
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from redgraph.errors import ConfigError, InputError
+
+FORMAT = "redgraph-trace"
+VERSION = 1
+KEY_ENV = "REDGRAPH_TRACE_KEY"
+_EVENT_START = "    {"  # in the canonical layout, each event opens on a line of exactly this
+
+
+class ModelRef(BaseModel):
+    """Which model produced an event, by id and by digest of its weights."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    weights_digest: str | None = None
+
+
+class TraceEvent(BaseModel):
+    """One step of a run. ``hash`` covers every other field, ``prev_hash`` included."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    index: int
+    node: str
+    kind: str
+    time: str
+    inputs_digest: str
+    outputs: dict[str, Any]
+    model: ModelRef | None = None
+    config: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    prev_hash: str
+    hash: str
+
+
+class Signature(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    algorithm: Literal["hmac-sha256"] = "hmac-sha256"
+    key_id: str | None = None
+    value: str
+
+
+class TraceFile(BaseModel):
+    """The trace file: this model's JSON Schema is the published schema (``trace.schema.json``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="redgraph trace")
+    format: Literal["redgraph-trace"] = FORMAT
+    version: Literal[1] = VERSION
+    trace_id: str
+    events: list[TraceEvent]
+    signature: Signature | None = None
+
+
+def canonical(data: Any) -> str:
+    """The one JSON text a value is hashed and written as."""
+    try:
+        return json.dumps(data, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError as exc:
+        raise InputError(f"a trace value cannot be written as JSON ({exc}); replace NaN or infinity") from exc
+    except TypeError as exc:
+        raise InputError(f"a trace value is not JSON data ({exc}); pass strings, numbers, lists and dicts") from exc
+
+
+def digest(data: Any) -> str:
+    """sha256 of a value's canonical JSON."""
+    return hashlib.sha256(canonical(data).encode()).hexdigest()
+
+
+def _genesis(trace_id: str) -> str:
+    return hashlib.sha256(f"{FORMAT}:{trace_id}".encode()).hexdigest()
+
+
+def _event_hash(fields: dict) -> str:
+    return digest({k: v for k, v in fields.items() if k != "hash"})
+
+
+def _signature_value(key: bytes, trace_id: str, last_hash: str) -> str:
+    return hmac.new(key, f"{trace_id}:{last_hash}".encode(), hashlib.sha256).hexdigest()
+
+
+def chain_event(
+    trace_id: str,
+    prev_hash: str | None,
+    index: int,
+    node: str,
+    kind: str,
+    *,
+    inputs: Any,
+    outputs: dict[str, Any],
+    model: ModelRef | None = None,
+    config: dict[str, Any] | None = None,
+    timings: dict[str, float] | None = None,
+) -> dict:
+    """One event as plain JSON data, chained after ``prev_hash`` (None: the trace's first event).
+
+    Graph nodes keep events as plain dicts in their state; :class:`Trace` wraps the same function.
+    """
+    fields = {
+        "index": index,
+        "node": node,
+        "kind": kind,
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
+        "inputs_digest": digest(inputs),
+        "outputs": json.loads(canonical(outputs)),
+        "model": model.model_dump() if model is not None else None,
+        "config": json.loads(canonical(config or {})),
+        "timings": {k: float(v) for k, v in (timings or {}).items()},
+        "prev_hash": prev_hash if prev_hash is not None else _genesis(trace_id),
+    }
+    fields["hash"] = _event_hash(fields)
+    return fields
+
+
+class Trace:
+    """An append-only trace being written during a run."""
+
+    def __init__(self, trace_id: str) -> None:
+        if not isinstance(trace_id, str) or not trace_id.strip():
+            raise InputError(f"a trace id must be a non-empty string, got {trace_id!r}")
+        self.trace_id = trace_id
+        self.events: list[TraceEvent] = []
+        self.signature: Signature | None = None
+
+    @property
+    def last_hash(self) -> str:
+        return self.events[-1].hash if self.events else _genesis(self.trace_id)
+
+    def append(
+        self,
+        node: str,
+        kind: str,
+        *,
+        inputs: Any,
+        outputs: dict[str, Any],
+        model: ModelRef | None = None,
+        config: dict[str, Any] | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> TraceEvent:
+        """Record one step. ``inputs`` is stored as its digest only; ``outputs`` in full."""
+        if self.signature is not None:
+            raise InputError(f"trace {self.trace_id!r} is signed and closed; start a new trace to record more")
+        fields = chain_event(self.trace_id, self.last_hash, len(self.events), node, kind, inputs=inputs,
+                             outputs=outputs, model=model, config=config, timings=timings)
+        event = TraceEvent.model_validate(fields)
+        self.events.append(event)
+        return event
+
+    @classmethod
+    def from_events(cls, trace_id: str, events: list[dict]) -> Trace:
+        """A trace holding ``events`` (e.g. from a graph's state), checked as they are added."""
+        trace = cls(trace_id)
+        for event in events:
+            trace.events.append(TraceEvent.model_validate(event))
+        return trace
+
+    def sign(self, key: bytes | str, *, key_id: str | None = None) -> Signature:
+        """Close the trace with an HMAC-SHA256 signature over its id and last hash."""
+        key_bytes = key.encode() if isinstance(key, str) else key
+        if not key_bytes:
+            raise ConfigError(f"the signing key is empty; set {KEY_ENV} or pass a key")
+        self.signature = Signature(key_id=key_id, value=_signature_value(key_bytes, self.trace_id, self.last_hash))
+        return self.signature
+
+    def to_file(self) -> TraceFile:
+        return TraceFile(trace_id=self.trace_id, events=list(self.events), signature=self.signature)
+
+    def to_json(self) -> str:
+        """The canonical file text (what :func:`verify_text` accepts byte for byte)."""
+        return json.dumps(self.to_file().model_dump(mode="json"), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the canonical text atomically (a crash leaves the old file or the new one)."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=target.parent, delete=False, suffix=".tmp") as f:
+            f.write(self.to_json())
+        os.replace(f.name, target)
+        return target
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What :func:`verify_text` found. ``first_bad`` is the index of the first bad event, if any."""
+
+    ok: bool
+    reason: str
+    first_bad: int | None = None
+    events: int = 0
+    signed: bool = False
+    signature_checked: bool = False
+
+
+def verify_text(text: str, key: bytes | str | None = None) -> Verification:
+    """Check a trace file's text: schema, canonical bytes, hash chain, and (with a key) signature."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Verification(False, f"not JSON: {exc}", _event_at(text, exc.pos))
+    try:
+        trace = TraceFile.model_validate(data)
+    except ValidationError as exc:
+        location = exc.errors()[0]["loc"]
+        index = location[1] if len(location) > 1 and location[0] == "events" and isinstance(location[1], int) else None
+        return Verification(False, f"not a redgraph trace: {exc.errors()[0]['msg']} at {'.'.join(map(str, location))}", index)
+    previous = _genesis(trace.trace_id)
+    for position, event in enumerate(trace.events):
+        fields = event.model_dump(mode="json")
+        if event.index != position:
+            return Verification(False, f"event {position} says it is event {event.index}", position, len(trace.events))
+        if event.prev_hash != previous:
+            return Verification(False, f"event {position} does not follow the event before it (chain broken)", position,
+                                len(trace.events))
+        if _event_hash(fields) != event.hash:
+            return Verification(False, f"event {position} ({event.node}/{event.kind}) was changed: its hash does not match",
+                                position, len(trace.events))
+        previous = event.hash
+    rewritten = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    if rewritten != text:
+        offset = next((i for i, (a, b) in enumerate(zip(text, rewritten)) if a != b), min(len(text), len(rewritten)))
+        index = _event_at(text, offset)
+        where = f"event {index}" if index is not None else "outside the events"
+        return Verification(False, f"the file's bytes were changed at character {offset} ({where}): it is not in "
+                                   "the canonical form redgraph writes", index, len(trace.events))
+    signed = trace.signature is not None
+    if key is None:
+        note = "; signed, but no key was given, so the signature was not checked" if signed else ""
+        return Verification(True, f"{len(trace.events)} events, chain intact{note}", None, len(trace.events), signed)
+    if not signed:
+        return Verification(False, "a key was given but the trace is not signed", None, len(trace.events))
+    key_bytes = key.encode() if isinstance(key, str) else key
+    expected = _signature_value(key_bytes, trace.trace_id, previous)
+    if not hmac.compare_digest(expected, trace.signature.value):
+        return Verification(False, "the signature does not match (wrong key, or the trace was changed and re-chained)",
+                            None, len(trace.events), True)
+    return Verification(True, f"{len(trace.events)} events, chain intact, signature valid", None, len(trace.events),
+                        True, True)
+
+
+def _event_at(text: str, offset: int) -> int | None:
+    """The index of the event whose text holds ``offset`` in the canonical layout, else None."""
+    position, count, in_events = 0, -1, False
+    for line in text.split("\n"):
+        if line == '  "events": [':
+            in_events = True
+        elif in_events and line in ("  ]", "  ],"):
+            in_events = False
+        elif in_events and line == _EVENT_START:
+            count += 1
+        position += len(line) + 1
+        if offset < position:
+            return count if in_events and count >= 0 else None
+    return None
+
+
+def json_schema() -> dict:
+    """The published JSON Schema of trace files."""
+    return TraceFile.model_json_schema()

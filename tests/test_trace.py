@@ -1,0 +1,94 @@
+"""Traces: the chain catches any changed byte and names the first bad event; signatures."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from redgraph.errors import InputError
+from redgraph.trace import ModelRef, Trace, json_schema, verify_text
+
+SCHEMA = Path(__file__).resolve().parent.parent / "redgraph" / "trace" / "trace.schema.json"
+
+
+def _trace(signed: bool = False) -> Trace:
+    trace = Trace("thread-1")
+    trace.append("input", "question", inputs={"image_sha256": "ab" * 32, "question": "What colour?"},
+                 outputs={"question": "What colour is the circle?", "image": {"sha256": "ab" * 32, "path": "x.png"}})
+    trace.append("reasoner", "rationale", inputs={"round": 0}, outputs={"text": "The circle is red.", "style": "plain"},
+                 model=ModelRef(id="redgraph-embedded", weights_digest="cd" * 32), config={"k": 1},
+                 timings={"seconds": 0.25})
+    trace.append("critic", "verdict", inputs={"round": 0}, outputs={"verdict": "accept", "support": [0.93]})
+    trace.append("answerer", "answer", inputs={}, outputs={"answer": "red", "tokens": [{"text": "red", "score": -0.1}]})
+    if signed:
+        trace.sign(b"secret", key_id="test")
+    return trace
+
+
+def test_a_written_trace_verifies():
+    result = verify_text(_trace().to_json())
+    assert result.ok and result.events == 4 and not result.signed
+
+
+def test_every_single_byte_change_is_caught_and_located():
+    text = _trace().to_json()
+    rng = random.Random(0)
+    for offset in rng.sample(range(len(text)), 300):
+        original = text[offset]
+        replacement = rng.choice([c for c in "a0 \n{}\"x9" if c != original])
+        changed = text[:offset] + replacement + text[offset + 1 :]
+        result = verify_text(changed)
+        assert not result.ok, (offset, original, replacement)
+
+
+def test_the_first_bad_event_is_named():
+    text = _trace().to_json()
+    data = json.loads(text)
+    data["events"][2]["outputs"]["verdict"] = "revise"
+    result = verify_text(json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
+    assert not result.ok and result.first_bad == 2 and "event 2" in result.reason
+    spaced = text.replace('"answer": "red"', '"answer":  "red"')
+    result = verify_text(spaced)
+    assert not result.ok and result.first_bad == 3
+
+
+def test_dropping_or_reordering_events_breaks_the_chain():
+    data = json.loads(_trace().to_json())
+    del data["events"][1]
+    for index, event in enumerate(data["events"]):
+        event["index"] = index
+    result = verify_text(json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
+    assert not result.ok and result.first_bad == 1
+
+
+def test_signature():
+    text = _trace(signed=True).to_json()
+    assert verify_text(text, key=b"secret").signature_checked
+    assert not verify_text(text, key=b"other").ok
+    unchecked = verify_text(text)
+    assert unchecked.ok and unchecked.signed and not unchecked.signature_checked
+    assert not verify_text(_trace().to_json(), key=b"secret").ok
+    with pytest.raises(InputError, match="signed and closed"):
+        _trace(signed=True).append("x", "y", inputs={}, outputs={})
+
+
+def test_published_schema_matches_the_model():
+    assert json.loads(SCHEMA.read_text()) == json_schema()
+
+
+def test_save_is_canonical(tmp_path):
+    path = _trace().save(tmp_path / "t" / "trace.json")
+    assert verify_text(path.read_text(encoding="utf-8")).ok
+
+
+def test_bad_values_are_refused():
+    with pytest.raises(InputError, match="NaN"):
+        Trace("t").append("n", "k", inputs={}, outputs={"x": float("nan")})
+    with pytest.raises(InputError, match="not JSON data"):
+        Trace("t").append("n", "k", inputs={"image": b"bytes"}, outputs={})
+    with pytest.raises(InputError, match="trace id"):
+        Trace("")
+
