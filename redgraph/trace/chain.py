@@ -153,29 +153,20 @@ class Trace:
     def last_hash(self) -> str:
         return self.events[-1].hash if self.events else _genesis(self.trace_id)
 
-    def append(
-        self,
-        node: str,
-        kind: str,
-        *,
-        inputs: Any,
-        outputs: dict[str, Any],
-        model: ModelRef | None = None,
-        config: dict[str, Any] | None = None,
-        timings: dict[str, float] | None = None,
-    ) -> TraceEvent:
-        """Record one step. ``inputs`` is stored as its digest only; ``outputs`` in full."""
+    def append(self, node: str, kind: str, **details: Any) -> TraceEvent:
+        """Record one step. ``details`` are :func:`chain_event`'s keywords: ``inputs`` (stored as its
+        digest only), ``outputs`` (in full), and optionally ``model``, ``config``, ``timings``."""
         if self.signature is not None:
             raise InputError(f"trace {self.trace_id!r} is signed and closed; start a new trace to record more")
-        fields = chain_event(self.trace_id, self.last_hash, len(self.events), node, kind, inputs=inputs,
-                             outputs=outputs, model=model, config=config, timings=timings)
+        fields = chain_event(self.trace_id, self.last_hash, len(self.events), node, kind, **details)
         event = TraceEvent.model_validate(fields)
         self.events.append(event)
         return event
 
     @classmethod
     def from_events(cls, trace_id: str, events: list[dict]) -> Trace:
-        """A trace holding ``events`` (e.g. from a graph's state), checked as they are added."""
+        """A trace holding ``events`` (e.g. from a graph's state), each validated against the schema;
+        :func:`verify_text` on :meth:`to_json` checks the chain."""
         trace = cls(trace_id)
         for event in events:
             trace.events.append(TraceEvent.model_validate(event))
