@@ -315,4 +315,6 @@ def test_graph_with_fake_chat_models_as_reasoner_and_critic(image_path):
     }
     assert answer["rationales"] == ["The circle is red. The square is blue."] and answer["rationale_lambdas"] == [1.0]
     assert [e["kind"] for e in trace] == ["input", "rationales", "verdict", "rationales", "verdict", "decision", "answer"]
+    assert [e["model"]["id"] if e["model"] else None for e in trace] == [
+        None, *["langchain:GenericFakeChatModel"] * 4, None, "tiny-random-llava_clip-tiny"]
     assert verify_text(Trace.from_events("fake", trace).to_json()).ok

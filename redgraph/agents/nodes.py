@@ -29,11 +29,13 @@ def _event(state: GraphState, node: str, kind: str, *, inputs: Any, outputs: dic
 
 
 def _model_ref(agent) -> ModelRef | None:
+    """The model behind an agent: a local LVLM (id and weights digest), else a remote model's name
+    (``model_name`` of a reasoner, or of the chat backend a critic uses)."""
     lvlm = getattr(agent, "lvlm", agent)
-    name = getattr(lvlm, "name", None)
-    if name is None:
-        return None
-    return ModelRef(id=name, weights_digest=getattr(lvlm, "weights_digest", None))
+    if getattr(lvlm, "name", None) is not None:
+        return ModelRef(id=lvlm.name, weights_digest=getattr(lvlm, "weights_digest", None))
+    remote = getattr(agent, "model_name", None) or getattr(getattr(agent, "backend", None), "model_name", None)
+    return ModelRef(id=remote) if remote else None
 
 
 def _image(state: GraphState):
