@@ -94,15 +94,14 @@ def demo(
     """Run the whole graph on the bundled example images, offline, writing a trace and an HTML report
     per run; then once more with a reasoner that lies, to show the critic catching it."""
     import uuid
-    from importlib.resources import files
 
     from redgraph.agents import LocalCritic, ScriptedReasoner
+    from redgraph.examples import example_path, load_examples
     from redgraph.graphs import RunContext, make_context
     from redgraph.graphs import ask as run_ask
     from redgraph.trace.report import write_report
 
-    examples_dir = files("redgraph.examples")
-    examples = json.loads(examples_dir.joinpath("examples.json").read_text(encoding="utf-8"))
+    examples = load_examples()
     session = uuid.uuid4().hex[:8]
     runs = []
     try:
@@ -115,7 +114,7 @@ def demo(
         plan.append((examples[1], lying, "bars-lying-reasoner"))
         for example, run_context, name in plan:
             with console.status(f"{name}: reasoning, checking, answering ..."):
-                result = run_ask(str(examples_dir.joinpath(example["image"])), example["question"], run_context,
+                result = run_ask(str(example_path(example)), example["question"], run_context,
                                  checkpoint=out_dir / "checkpoints.sqlite", thread_id=f"demo-{session}-{name}",
                                  trace_path=out_dir / f"{name}.trace.json")
             report = write_report(result.state, result.trace, out_dir / f"{name}.report.html")
@@ -310,6 +309,57 @@ def trace_show(file: Annotated[Path, typer.Argument(help="A trace file written b
     for event in trace.events:
         table.add_row(str(event.index), event.node, event.kind, event.time, escape(json.dumps(event.outputs)[:120]))
     out.print(table)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs an API key.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    model: Annotated[Optional[str], typer.Option(help="Checkpoint path or hub id; default: the embedded model.")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="REDGRAPH_API_KEY", show_envvar=True,
+                                                   help="Require 'Authorization: Bearer KEY' on every /v1 request.")] = None,
+    model_name: Annotated[Optional[str], typer.Option(help="Name clients send as 'model' (default: the model's name).")] = None,
+    allow_remote_images: Annotated[bool, typer.Option(help="Fetch http(s) image URLs (refused by default).")] = False,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most chat requests decoded together.")] = 8,
+    max_pending: Annotated[int, typer.Option(min=1, help="Most chat requests waiting or decoding; more get 503.")] = 32,
+    max_body_mb: Annotated[float, typer.Option(min=0.01, help="Largest request body, in MiB.")] = 16.0,
+) -> None:
+    """Serve the model over HTTP: OpenAI-compatible chat completions (RED with a 'rationale' field) and the graph."""
+    try:
+        try:
+            import uvicorn
+
+            from redgraph.serve import ServerSettings, check_bind, create_app
+        except ImportError as exc:
+            raise RedgraphError(f"the server needs FastAPI and uvicorn ({exc}); install them: pip install 'redgraph[serve]'") from exc
+        check_bind(host, api_key)
+        settings = ServerSettings(model_name=model_name, api_key=api_key, allow_remote_images=allow_remote_images,
+                                  max_batch=max_batch, max_pending=max_pending, max_body_bytes=int(max_body_mb * 1024 * 1024))
+        with console.status("loading the model"):
+            lvlm = _load_model(model)
+        application = create_app(lvlm, settings)
+    except RedgraphError as exc:
+        _fail(exc)
+    console.print(f"serving [bold]{escape(application.state.model_name)}[/] on http://{escape(host)}:{port}/v1"
+                  + ("" if api_key else " (no API key: loopback only)"))
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def mcp(
+    model: Annotated[Optional[str], typer.Option(help="Checkpoint path or hub id; default: the embedded model.")] = None,
+    trace_dir: Annotated[Optional[Path], typer.Option(help="Where ask_image saves traces; default: REDGRAPH_HOME/traces.")] = None,
+) -> None:
+    """Run the MCP server over stdio (tools: ask_image, verify_trace)."""
+    try:
+        try:
+            from redgraph.mcp_server import build_server
+        except ImportError as exc:
+            raise RedgraphError(f"the MCP server needs the mcp package ({exc}); install it: pip install 'redgraph[mcp]'") from exc
+        server = build_server(model, trace_dir=trace_dir)
+    except RedgraphError as exc:
+        _fail(exc)
+    server.run("stdio")
 
 
 def _as_dict(result) -> dict:

@@ -31,6 +31,18 @@ def scene(colour: str = "red", size: tuple[int, int] = (64, 48)) -> Image.Image:
     return picture
 
 
+@pytest.fixture(scope="session", autouse=True)
+def redgraph_home(tmp_path_factory):
+    """Stored images, checkpoints and traces go to a temporary folder, not the user's cache."""
+    previous = os.environ.get("REDGRAPH_HOME")
+    os.environ["REDGRAPH_HOME"] = str(tmp_path_factory.mktemp("redgraph-home"))
+    yield os.environ["REDGRAPH_HOME"]
+    if previous is None:
+        os.environ.pop("REDGRAPH_HOME", None)
+    else:
+        os.environ["REDGRAPH_HOME"] = previous
+
+
 @pytest.fixture(params=FAMILIES)
 def family_lvlm(request):
     return tiny(request.param)

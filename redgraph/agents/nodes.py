@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from redgraph.errors import InputError
-from redgraph.graphs.state import GraphState, RunContext
+from redgraph.graphs.state import GraphState, RunContext, resolve_context
 from redgraph.models.images import image_sha256, load_image
 from redgraph.trace.chain import ModelRef, chain_event
 
@@ -53,12 +53,12 @@ def receive(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     _image(state)
     event = _event(state, "receive", "input", inputs={"question": state["question"], "image": state["image"]},
                    outputs={"question": state["question"], "image": dict(state["image"])},
-                   config=runtime.context.settings(), started=started)
+                   config=resolve_context(runtime.context).settings(), started=started)
     return {"round": 0, "history": [], "flags": [], "trace": [event]}
 
 
 def reason(state: GraphState, runtime: Runtime[RunContext]) -> dict:
-    ctx = runtime.context
+    ctx = resolve_context(runtime.context)
     started = time.perf_counter()
     critique = (state.get("critique") or None) if state.get("round", 0) > 0 else None
     written = ctx.reasoner.write(_image(state), state["question"], ctx.rationales, critique=critique)
@@ -71,7 +71,7 @@ def reason(state: GraphState, runtime: Runtime[RunContext]) -> dict:
 
 
 def critique(state: GraphState, runtime: Runtime[RunContext]) -> dict:
-    ctx = runtime.context
+    ctx = resolve_context(runtime.context)
     started = time.perf_counter()
     texts = [r["text"] for r in state["rationales"]]
     report = ctx.critic.review(_image(state), state["question"], texts)
@@ -90,7 +90,7 @@ def critique(state: GraphState, runtime: Runtime[RunContext]) -> dict:
 
 def decide(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     """Choose what the answerer decodes with: the accepted rationales, or the exhausted-rounds policy."""
-    ctx = runtime.context
+    ctx = resolve_context(runtime.context)
     texts = [r["text"] for r in state["rationales"]]
     supports = [r["support"] for r in state["reviews"]]
     flags = list(state.get("flags", []))
@@ -148,7 +148,7 @@ def answer(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     """Decode with RED; each token is streamed through LangGraph's custom stream mode."""
     from redgraph.agents.answerer import answer_with_red
 
-    ctx = runtime.context
+    ctx = resolve_context(runtime.context)
     started = time.perf_counter()
     write = get_stream_writer()
     chosen = state["chosen"]

@@ -8,22 +8,14 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 from collections.abc import Sequence
 
 from redgraph.agents.reasoner import RESAMPLE_TEMPERATURE, StyledReasoner
 from redgraph.errors import ConfigError, RemoteModelError
+from redgraph.models.images import image_data_url
 
 API_KEY_ENV = "OPENAI_API_KEY"
-
-
-def image_data_url(picture) -> str:
-    """A PIL image as a ``data:image/png;base64,...`` URL."""
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 class OpenAIReasoner(StyledReasoner):

@@ -11,12 +11,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from redgraph.agents import nodes
-from redgraph.graphs.state import GraphState, RunContext
+from redgraph.graphs.state import GraphState, RunContext, resolve_context
 
 
 def after_critique(state: GraphState, runtime: Runtime[RunContext]) -> Literal["reason", "decide"]:
     """Revise while rounds remain; otherwise decide (accepted, or the exhausted-rounds policy)."""
-    if state["verdict"] == "revise" and state["round"] < runtime.context.rounds:
+    if state["verdict"] == "revise" and state["round"] < resolve_context(runtime.context).rounds:
         return "reason"
     return "decide"
 

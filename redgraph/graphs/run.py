@@ -85,7 +85,7 @@ class AskResult:
 
 
 def make_context(
-    model: str | os.PathLike[str] | None = None,
+    model: Any = None,
     *,
     reasoner: Any = "local",
     critic: Any = "local",
@@ -93,8 +93,8 @@ def make_context(
     base_url: str | None = None,
     **settings: Any,
 ) -> RunContext:
-    """A :class:`RunContext` whose answerer (and local reasoner and critic) is ``model``, the
-    embedded model when None.
+    """A :class:`RunContext` whose answerer (and local reasoner and critic) is ``model`` (a path,
+    hub id or loaded :class:`redgraph.models.LVLM`), the embedded model when None.
 
     ``reasoner``: ``"local"``, ``"openai:MODEL"`` (any OpenAI-compatible server at ``base_url``,
     key from ``$OPENAI_API_KEY``) or a reasoner object; ``critic``: ``"local"`` or a critic object.
@@ -112,7 +112,9 @@ def make_context(
         from redgraph.agents.remote import OpenAIReasoner
 
         reasoner = OpenAIReasoner(reasoner.split(":", 1)[1], base_url=base_url, styles=styles or ("step_by_step",))
-    lvlm = load_lvlm(model)
+    from redgraph.models.loading import LVLM
+
+    lvlm = model if isinstance(model, LVLM) else load_lvlm(model)
     return RunContext(
         answerer=lvlm,
         reasoner=LocalReasoner(lvlm, styles=styles or ("facts",)) if reasoner == "local" else reasoner,

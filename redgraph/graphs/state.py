@@ -6,7 +6,10 @@ and settings live in the context, passed again with every invoke or resume.
 
 from __future__ import annotations
 
+import functools
+import json
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol, TypedDict
 
@@ -95,3 +98,42 @@ class RunContext:
             "answerer": getattr(self.answerer, "name", type(self.answerer).__name__),
             "reasoner": type(self.reasoner).__name__, "critic": type(self.critic).__name__,
         }
+
+
+# What a JSON context (LangGraph server, Studio) may set: the model and reasoner, and RunContext's settings.
+CONTEXT_SETTINGS = ("model", "reasoner", "base_url", "styles", "rationale_weight", "rationales", "rounds",
+                    "on_exhausted", "max_new_tokens")
+
+
+def resolve_context(context: Any) -> RunContext:
+    """The run context of a graph call: a :class:`RunContext` as given, or one built from JSON
+    settings (see ``CONTEXT_SETTINGS``; None means all defaults, the embedded model), as the
+    LangGraph server passes them. Models are loaded once per model name."""
+    if isinstance(context, RunContext):
+        return context
+    if context is None:
+        context = {}
+    if not isinstance(context, Mapping):
+        raise ConfigError(f"the graph's context must be a RunContext or a JSON object of settings, got {type(context).__name__}")
+    unknown = sorted(set(context) - set(CONTEXT_SETTINGS))
+    if unknown:
+        raise ConfigError(f"unknown context settings {unknown}; use any of {', '.join(CONTEXT_SETTINGS)}")
+    return _context_from_settings(json.dumps(dict(context), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _context_from_settings(key: str) -> RunContext:
+    from redgraph.graphs.run import make_context
+
+    settings = json.loads(key)
+    model = _served_model(settings.pop("model", None))
+    styles = settings.pop("styles", None)
+    return make_context(model, reasoner=settings.pop("reasoner", "local"), base_url=settings.pop("base_url", None),
+                        styles=tuple(styles) if styles else None, **settings)
+
+
+@functools.lru_cache(maxsize=4)
+def _served_model(model: str | None):
+    from redgraph.models.loading import load_lvlm
+
+    return load_lvlm(model)

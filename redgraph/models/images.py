@@ -8,9 +8,12 @@ Example:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import io
 import os
+import re
 import warnings
 from typing import Union
 
@@ -65,6 +68,48 @@ def load_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
     raise ImageError(
         f"unsupported image type {type(image).__name__}; pass a file path, the image file's bytes, or a PIL image"
     )
+
+
+# Image types a data URL may carry (PIL reads each of them).
+DATA_URL_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp")
+_DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,(?P<data>.*)", re.S)
+
+
+def image_data_url(picture: Image.Image) -> str:
+    """A PIL image as a ``data:image/png;base64,...`` URL."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def decode_data_url(url: str, *, max_bytes: int | None = None) -> bytes:
+    """The image bytes inside a ``data:image/...;base64,...`` URL.
+
+    Raises:
+        ImageError: ``url`` is not a base64 data URL of a supported image type, the base64 is
+            malformed, or the image is larger than ``max_bytes``.
+    """
+    match = _DATA_URL.fullmatch(url.strip()) if isinstance(url, str) else None
+    if match is None:
+        shown = url[:60] + "..." if isinstance(url, str) and len(url) > 60 else url
+        raise ImageError(f"{shown!r} is not a data URL; send the image as data:image/png;base64,<base64 of the file>")
+    kind = (match["type"] or "").lower()
+    if kind not in DATA_URL_TYPES:
+        raise ImageError(f"data URL type {kind or '(none)'!r} is not supported; send one of {', '.join(DATA_URL_TYPES)}")
+    if not match["b64"]:
+        raise ImageError("the image data URL is not base64-encoded; send data:<type>;base64,<base64 of the file>")
+    payload = match["data"]
+    if max_bytes is not None and len(payload) * 3 // 4 > max_bytes + 3:
+        raise ImageError(f"the image is about {len(payload) * 3 // 4} bytes, above the limit of {max_bytes}; send a smaller image")
+    try:
+        data = base64.b64decode(re.sub(r"\s+", "", payload), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ImageError(f"the image data URL holds malformed base64 ({exc}); encode the file with standard base64") from exc
+    if not data:
+        raise ImageError("the image data URL is empty; put the base64 of an image file after the comma")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ImageError(f"the image is {len(data)} bytes, above the limit of {max_bytes}; send a smaller image")
+    return data
 
 
 def image_sha256(image: Image.Image) -> str:

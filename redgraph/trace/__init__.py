@@ -9,6 +9,7 @@ from redgraph.trace.chain import (
     Verification,
     digest,
     json_schema,
+    verify_data,
     verify_text,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "Verification",
     "digest",
     "json_schema",
+    "verify_data",
     "verify_text",
 ]

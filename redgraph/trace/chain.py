@@ -215,6 +215,17 @@ def verify_text(text: str, key: bytes | str | None = None) -> Verification:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         return Verification(False, f"not JSON: {exc}", _event_at(text, exc.pos))
+    return _verify(data, key, text)
+
+
+def verify_data(data: Any, key: bytes | str | None = None) -> Verification:
+    """Check a trace already parsed from JSON (e.g. received in an HTTP response): schema, hash
+    chain, and (with a key) signature. Every event's content is covered by its hash; only the file's
+    layout is not checked, as there is no file."""
+    return _verify(data, key, None)
+
+
+def _verify(data: Any, key: bytes | str | None, text: str | None) -> Verification:
     try:
         trace = TraceFile.model_validate(data)
     except ValidationError as exc:
@@ -234,7 +245,7 @@ def verify_text(text: str, key: bytes | str | None = None) -> Verification:
                                 position, len(trace.events))
         previous = event.hash
     rewritten = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-    if rewritten != text:
+    if text is not None and rewritten != text:
         offset = next((i for i, (a, b) in enumerate(zip(text, rewritten)) if a != b), min(len(text), len(rewritten)))
         index = _event_at(text, offset)
         where = f"event {index}" if index is not None else "outside the events"

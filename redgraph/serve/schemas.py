@@ -1,0 +1,128 @@
+"""Request bodies of the server, as pydantic models, and their translation into RED requests.
+
+The chat body follows OpenAI's Chat Completions format. Fields redgraph adds (sent by the
+``openai`` client through ``extra_body``): ``rationale`` or ``rationales`` (turn RED on) and
+``rationale_weight`` (lambda) / ``rationale_weights`` (its split between rationales).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from redgraph.errors import InputError
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(BaseModel):
+    url: str
+    detail: str | None = None
+
+
+class ImagePart(BaseModel):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart | ImagePart] | None = None
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """An OpenAI Chat Completions request, with redgraph's rationale fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int = Field(default=1, ge=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    # redgraph's fields
+    rationale: str | None = None
+    rationales: list[str] | None = None
+    rationale_weight: float | None = Field(default=None, ge=0)
+    rationale_weights: list[float] | None = None
+
+
+class AskRequest(BaseModel):
+    """``POST /v1/redgraph/ask``: one run of the whole graph."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="the image as a data URL (or an http(s) URL when the server allows them)")
+    question: str
+    rationale: str | None = Field(default=None, description="a rationale to check and use instead of the reasoner's")
+    rationale_weight: float = Field(default=1.0, ge=0)
+    rationales: int = Field(default=1, ge=1, le=8, description="K: rationales per round")
+    rounds: int = Field(default=2, ge=1, le=5)
+    on_exhausted: Literal["image_only", "best_supported"] = "best_supported"
+    max_new_tokens: int = Field(default=16, ge=1, le=512)
+
+
+def chat_question(messages: list[Message]) -> tuple[str, str]:
+    """The question text and the one image URL of a chat request.
+
+    System and user texts are joined in order (a system prompt is part of what the model reads).
+    The RED engine answers one question about one image, so a conversation with earlier assistant
+    turns, tool messages, or other than exactly one image is refused rather than cut.
+    """
+    texts: list[str] = []
+    images: list[str] = []
+    for index, message in enumerate(messages):
+        if message.role in ("assistant", "tool"):
+            raise InputError(
+                f"messages[{index}] has role {message.role!r}; redgraph answers one question about one image per "
+                "request, so send the question (and any system prompt) without earlier turns"
+            )
+        if isinstance(message.content, str):
+            texts.append(message.content)
+            continue
+        for part in message.content or []:
+            if isinstance(part, TextPart):
+                texts.append(part.text)
+            else:
+                if message.role != "user":
+                    raise InputError(f"messages[{index}] ({message.role}) carries an image; put the image in a user message")
+                images.append(part.image_url.url)
+    if len(images) != 1:
+        raise InputError(
+            f"the request carries {len(images)} images; send exactly one image_url part (a data URL) with the question"
+        )
+    question = "\n".join(text.strip() for text in texts if text.strip())
+    if not question:
+        raise InputError("the request has no question text; add a text part to the user message")
+    return question, images[0]
+
+
+def stop_strings(stop: str | list[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    stops = (stop,) if isinstance(stop, str) else tuple(stop)
+    if len(stops) > 4 or any(not s for s in stops):
+        raise InputError(f"stop must be up to 4 non-empty strings, got {stop!r}")
+    return stops
+
+
+def error_body(message: str, kind: str = "invalid_request_error", *, param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    """An error in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}

@@ -1,0 +1,90 @@
+"""redgraph as a LangChain tool, for agents that need a checked answer about an image.
+
+The tool runs the whole graph (reasoner, critic, RED answerer). Its content, for the calling
+model, is a short JSON summary: answer, verdict, rationales with the critic's support, and the
+path of the saved trace; the artifact holds the same summary for code. Failures come back as text
+the model can act on ("image file 'x.png' does not exist; check the path ..."), not as exceptions.
+
+Example:
+    >>> tool = make_ask_image_tool()  # doctest: +SKIP
+    >>> agent = create_agent(model, tools=[tool])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from langchain_core.tools import StructuredTool, ToolException
+from pydantic import BaseModel, Field
+
+from redgraph.errors import RedgraphError
+
+
+class AskImageArgs(BaseModel):
+    """Arguments of the ``ask_image`` tool."""
+
+    image: str = Field(description="Path of an image file, or the image as a data:image/...;base64 URL.")
+    question: str = Field(description="The question about the image.")
+    rationale: str | None = Field(
+        default=None,
+        description="Optional reasoning about the image to check and answer with; the critic verifies its claims first.",
+    )
+    rationale_weight: float = Field(default=1.0, ge=0, le=10, description="How strongly accepted rationales steer the answer.")
+    rounds: int = Field(default=2, ge=1, le=5, description="Most reasoning rounds before giving up on a rationale.")
+
+
+def make_ask_image_tool(
+    model: str | os.PathLike[str] | None = None,
+    *,
+    lvlm=None,
+    trace_dir: str | os.PathLike[str] | None = None,
+    allow_remote_images: bool = False,
+    name: str = "ask_image",
+) -> StructuredTool:
+    """A LangChain tool answering questions about images with the rationale graph.
+
+    Args:
+        model: checkpoint path or hub id; None for the embedded model. Loaded on first use.
+        lvlm: an already loaded model (then ``model`` is not used).
+        trace_dir: where traces are saved (default ``redgraph_home()/traces``).
+        allow_remote_images: let the calling model pass http(s) image URLs.
+        name: the tool's name as the model sees it.
+    """
+    from redgraph.interop import LazyModel, ask_for_agent
+
+    loader = LazyModel(model, lvlm=lvlm)
+
+    def ask_image(image: str, question: str, rationale: str | None = None, rationale_weight: float = 1.0,
+                  rounds: int = 2) -> tuple[str, dict[str, Any]]:
+        try:
+            summary = ask_for_agent(loader.get(), image, question, rationale=rationale, trace_dir=trace_dir,
+                                    allow_remote_images=allow_remote_images, rationale_weight=rationale_weight,
+                                    rounds=rounds)
+        except RedgraphError as exc:
+            raise ToolException(f"ask_image failed: {exc}") from exc
+        return json.dumps(summary), summary
+
+    return StructuredTool.from_function(
+        ask_image,
+        name=name,
+        description=(
+            "Answer a question about an image with a checked, explainable answer. A reasoner writes a rationale "
+            "(or yours is used), a critic verifies its claims against the image, and the answer is decoded from "
+            "the image and the accepted rationale. Returns the answer, the critic's verdict, each rationale's "
+            "support, and the path of an audit trace."
+        ),
+        args_schema=AskImageArgs,
+        response_format="content_and_artifact",
+        handle_tool_error=True,
+        handle_validation_error=_explain_invalid_arguments,
+    )
+
+
+def _explain_invalid_arguments(error) -> str:
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in error.errors())
+    return f"ask_image was called with invalid arguments ({problems}); fix them and call it again"
+
+
+__all__ = ["AskImageArgs", "make_ask_image_tool"]

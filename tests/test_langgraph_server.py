@@ -1,0 +1,56 @@
+"""langgraph.json names a graph the LangGraph server can load: import it the way the server does
+(file path and attribute) and run it with JSON input and context."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from redgraph.errors import ConfigError
+from redgraph.examples import example_path, load_examples
+from redgraph.graphs.state import CONTEXT_SETTINGS, RunContext, resolve_context
+from redgraph.models.images import image_data_url, load_image
+from redgraph.trace import Trace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def served_graph():
+    config = json.loads((ROOT / "langgraph.json").read_text())
+    assert config["dependencies"] == ["."]
+    [(name, target)] = config["graphs"].items()
+    path, attribute = target.rsplit(":", 1)
+    spec = importlib.util.spec_from_file_location(f"served_{name}", ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, attribute)
+
+
+def test_the_named_graph_runs_with_json_input_and_context():
+    graph = served_graph()
+    example = load_examples()[0]
+    state = graph.invoke({"image_input": str(example_path(example)), "question": example["question"]},
+                         context={"rationale_weight": 1.0, "rounds": 1, "max_new_tokens": 8})
+    assert state["answer"]["text"] and state["verdict"] in ("accept", "revise")
+    assert [e["node"] for e in state["trace"]][:3] == ["receive", "reason", "critique"]
+    trace = Trace.from_events(state["trace_id"], state["trace"])  # checks the chain
+    assert trace.events[0].config["rounds"] == 1
+    # A data URL works too, and no context means the defaults (the embedded model).
+    picture = load_image(example_path(example))
+    again = graph.invoke({"image_input": image_data_url(picture), "question": example["question"]})
+    assert again["image"]["sha256"] == state["image"]["sha256"]
+
+
+def test_bad_context_is_named():
+    with pytest.raises(ConfigError, match="unknown context settings \\['lambda'\\]"):
+        resolve_context({"lambda": 2})
+    with pytest.raises(ConfigError, match="RunContext or a JSON object"):
+        resolve_context(["rounds", 2])
+
+
+def test_every_run_setting_can_be_given_as_json():
+    settings = {f for f in RunContext.__dataclass_fields__} - {"answerer", "reasoner", "critic"}
+    assert settings <= set(CONTEXT_SETTINGS)

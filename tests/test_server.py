@@ -1,0 +1,305 @@
+"""``redgraph serve`` over real HTTP: the official ``openai`` client (plain, RED, streaming),
+LangChain's ``ChatOpenAI``, the graph endpoint, shared batching, and every bad input."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+pytest.importorskip("fastapi")
+import uvicorn  # noqa: E402
+from openai import APIStatusError, OpenAI  # noqa: E402
+
+from redgraph.decoding import REDConfig, REDDecoder  # noqa: E402
+from redgraph.errors import ConfigError  # noqa: E402
+from redgraph.models.images import image_data_url  # noqa: E402
+from redgraph.serve import DecodeBatcher, ServerBusy, ServerSettings, check_bind, create_app  # noqa: E402
+from redgraph.trace import verify_data  # noqa: E402
+from tests.conftest import scene, tiny  # noqa: E402
+
+KEY = "test-key"
+QUESTION = "What colour is the circle?"
+RATIONALE = "The circle on the left is red."
+
+
+class LiveServer:
+    def __init__(self, app) -> None:
+        self.app = app
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        while not self.server.started:
+            self.thread.join(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def live():
+    settings = ServerSettings(model_name="tiny", api_key=KEY, max_body_bytes=200_000, max_image_bytes=100_000)
+    with LiveServer(create_app(tiny("qwen2_vl"), settings)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(live):
+    return OpenAI(base_url=live.url + "/v1", api_key=KEY, max_retries=0, timeout=60)
+
+
+def user_message(picture=None, question: str = QUESTION) -> list[dict]:
+    url = image_data_url(picture or scene())
+    return [{"role": "user", "content": [{"type": "text", "text": question}, {"type": "image_url", "image_url": {"url": url}}]}]
+
+
+def local_answer(rationales=(), max_new_tokens: int = 8, **config) -> str:
+    decoder = REDDecoder(tiny("qwen2_vl"), REDConfig(max_new_tokens=max_new_tokens, **config))
+    return decoder.decode(scene(), QUESTION, list(rationales)).text
+
+
+def test_plain_completion_equals_the_library(client):
+    response = client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=8)
+    assert response.choices[0].message.content == local_answer()
+    assert response.choices[0].finish_reason in ("stop", "length")
+    assert response.usage.completion_tokens >= 1
+    assert response.model_extra["redgraph"]["mode"] == "plain"
+
+
+def test_rationale_field_turns_red_on(client):
+    response = client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=8,
+                                              extra_body={"rationale": RATIONALE, "rationale_weight": 2.0})
+    extra = response.model_extra["redgraph"]
+    assert extra["mode"] == "red" and extra["rationale_lambdas"] == [2.0]
+    assert response.choices[0].message.content == local_answer([RATIONALE], rationale_weight=2.0)
+    assert len(extra["tokens"]) == response.usage.completion_tokens
+    two = client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=8,
+                                         extra_body={"rationales": [RATIONALE, "The square is blue."],
+                                                     "rationale_weight": 1.0, "rationale_weights": [3, 1]})
+    assert two.model_extra["redgraph"]["rationale_lambdas"] == [0.75, 0.25]
+
+
+def test_streaming_gives_the_same_text(client):
+    full = client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=8,
+                                          extra_body={"rationale": RATIONALE}).choices[0].message.content
+    chunks = list(client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=8, stream=True,
+                                                 stream_options={"include_usage": True}, extra_body={"rationale": RATIONALE}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == full
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 1
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+
+
+def test_stop_string_is_cut_when_streaming_too(client):
+    answer = local_answer(max_new_tokens=8)
+    if len(answer) < 3:
+        pytest.skip(f"the tiny model's answer {answer!r} is too short to cut")
+    stop = answer[2:4]
+    expected = local_answer(max_new_tokens=8, stop_strings=(stop,))
+    plain = client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=8, stop=stop)
+    streamed = client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=8, stop=stop, stream=True)
+    assert plain.choices[0].message.content == expected
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == expected
+
+
+def test_langchain_chat_openai(live):
+    from langchain_core.messages import HumanMessage
+    from langchain_openai import ChatOpenAI
+
+    content = user_message()[0]["content"]
+    model = ChatOpenAI(model="tiny", base_url=live.url + "/v1", api_key=KEY, max_tokens=8, max_retries=0,
+                       temperature=0, extra_body={"rationale": RATIONALE})
+    reply = model.invoke([HumanMessage(content=content)])
+    assert reply.content == local_answer([RATIONALE])
+    streamed = "".join(chunk.content for chunk in model.stream([HumanMessage(content=content)]))
+    assert streamed == reply.content
+
+
+def test_models_and_health(client, live):
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+    health = httpx.get(live.url + "/health").json()
+    assert health["status"] == "ok" and health["model"] == "tiny"
+
+
+def test_concurrent_requests_share_batches_and_get_their_own_answers(live):
+    batcher = live.app.state.batcher
+    before = (batcher.batches, batcher.batched_requests)
+    questions = [f"{QUESTION} ({i})" for i in range(8)]
+
+    def one(question: str) -> str:
+        body = {"model": "tiny", "messages": user_message(question=question), "max_tokens": 6}
+        response = httpx.post(live.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+        return response.json()["choices"][0]["message"]["content"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, questions))
+    decoder = REDDecoder(tiny("qwen2_vl"), REDConfig(max_new_tokens=6))
+    assert answers == [decoder.decode(scene(), q).text for q in questions]
+    batches, requests = batcher.batches - before[0], batcher.batched_requests - before[1]
+    assert requests == 8 and batches < 8  # at least two requests shared a forward
+
+
+def test_graph_endpoint_returns_a_verifiable_trace(live):
+    body = {"image": image_data_url(scene()), "question": QUESTION, "rationale": RATIONALE, "rounds": 1}
+    response = httpx.post(live.url + "/v1/redgraph/ask", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["answer"] is not None and result["verdict"] in ("accept", "revise")
+    assert result["rationales"][0]["text"] == RATIONALE and 0 <= result["rationales"][0]["support"] <= 1
+    assert verify_data(result["trace"]).ok
+    result["trace"]["events"][-1]["outputs"]["text"] = "something else"
+    assert not verify_data(result["trace"]).ok
+
+
+def _post(live, body, *, token: str | None = KEY, path: str = "/v1/chat/completions", raw: bytes | None = None,
+          content_type: str = "application/json"):
+    headers = {"Content-Type": content_type}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    data = raw if raw is not None else json.dumps(body).encode()
+    return httpx.post(live.url + path, content=data, headers=headers, timeout=60)
+
+
+def _png_data_url(kind: str = "image/png", payload: bytes | None = None) -> str:
+    if payload is None:
+        buffer = io.BytesIO()
+        scene().save(buffer, format="PNG")
+        payload = buffer.getvalue()
+    return f"data:{kind};base64," + base64.b64encode(payload).decode()
+
+
+def _with_image(url: str, **extra) -> dict:
+    return {"model": "tiny", "max_tokens": 4, **extra, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": QUESTION}, {"type": "image_url", "image_url": {"url": url}}]}]}
+
+
+BAD_REQUESTS = {
+    "malformed JSON": (dict(raw=b'{"model": "tiny", "messages": ['), 400, "not valid JSON"),
+    "missing messages": (dict(body={"model": "tiny"}), 400, "messages"),
+    "unknown field": (dict(body={**_with_image(_png_data_url()), "temprature": 1}), 400, "temprature"),
+    "huge body": (dict(body=_with_image("data:image/png;base64," + "A" * 300_000)), 413, ""),
+    "image over the limit": (dict(body=_with_image("data:image/png;base64," + "A" * 150_000)), 400, "above the limit"),
+    "bad base64": (dict(body=_with_image("data:image/png;base64,@@not-base64@@")), 400, "malformed base64"),
+    "not an image": (dict(body=_with_image(_png_data_url(payload=b"hello, not a picture"))), 400, "not a readable image"),
+    "unsupported type": (dict(body=_with_image(_png_data_url("image/tiff"))), 400, "image/tiff"),
+    "remote URL": (dict(body=_with_image("https://example.com/cat.png")), 400, "remote image URLs are refused"),
+    "no image": (dict(body={"model": "tiny", "messages": [{"role": "user", "content": QUESTION}]}), 400, "0 images"),
+    "earlier turns": (dict(body={**_with_image(_png_data_url()), "messages": _with_image(_png_data_url())["messages"]
+                                 + [{"role": "assistant", "content": "red"}]}), 400, "role 'assistant'"),
+    "n=2": (dict(body=_with_image(_png_data_url(), n=2)), 400, "n=2"),
+    "negative lambda": (dict(body=_with_image(_png_data_url(), rationale="x", rationale_weight=-1)), 400, "rationale_weight"),
+    "empty rationale": (dict(body=_with_image(_png_data_url(), rationale="  ")), 400, "rationale is empty"),
+    "lambda without rationale": (dict(body=_with_image(_png_data_url(), rationale_weight=1)), 400, "without a rationale"),
+    "too many tokens": (dict(body=_with_image(_png_data_url(), max_tokens=100_000)), 400, "limit"),
+    "unknown model": (dict(body={**_with_image(_png_data_url()), "model": "gpt-9"}), 404, "gpt-9"),
+    "missing token": (dict(body=_with_image(_png_data_url()), token=None), 401, "missing API key"),
+    "wrong token": (dict(body=_with_image(_png_data_url()), token="nope"), 401, "incorrect API key"),
+    "graph: empty question": (dict(body={"image": _png_data_url(), "question": " "}, path="/v1/redgraph/ask"), 400, "question is empty"),
+    "graph: human review": (dict(body={"image": _png_data_url(), "question": QUESTION, "on_exhausted": "human_review"},
+                                 path="/v1/redgraph/ask"), 400, "on_exhausted"),
+    "graph: file path": (dict(body={"image": "/etc/passwd", "question": QUESTION}, path="/v1/redgraph/ask"), 400,
+                         "file paths are not accepted"),
+    "unknown route": (dict(body={}, path="/v1/completions"), 404, "Not Found"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_input_gets_an_openai_shaped_error_and_the_server_keeps_serving(live, client, case):
+    kwargs, status, words = BAD_REQUESTS[case]
+    response = _post(live, kwargs.get("body"), **{k: v for k, v in kwargs.items() if k != "body"})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and words in error["message"]
+    assert client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=2).choices
+
+
+def test_openai_client_raises_with_the_servers_message(client):
+    with pytest.raises(APIStatusError) as caught:
+        client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=4, n=3)
+    assert caught.value.status_code == 400 and "n=3" in caught.value.message
+
+
+def test_full_queue_answers_503_with_retry_after(live):
+    batcher = live.app.state.batcher
+    with batcher._condition:
+        batcher._running += batcher.max_pending  # as if that many requests were decoding
+    try:
+        response = _post(live, _with_image(_png_data_url()))
+    finally:
+        with batcher._condition:
+            batcher._running -= batcher.max_pending
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "server_busy"
+
+
+def test_batcher_refuses_beyond_max_pending_and_groups_by_settings():
+    import asyncio
+
+    from redgraph.decoding.decoder import REDRequest
+
+    release = threading.Event()
+    calls: list[int] = []
+
+    def decode(config, requests, on_token):
+        release.wait(10)
+        calls.append(len(requests))
+        return [f"answer to {r.question}" for r in requests]
+
+    async def main():
+        batcher = DecodeBatcher(None, max_batch=4, max_pending=3, max_wait_s=0, decode=decode)
+        first = batcher.submit(REDRequest(scene(), "q0"), REDConfig())
+        while batcher._queue:  # the worker took the first request and is blocked on it
+            await asyncio.sleep(0.001)
+        queued = [batcher.submit(REDRequest(scene(), f"q{i}"), REDConfig(max_new_tokens=4 if i == 1 else 8))
+                  for i in (1, 2)]
+        with pytest.raises(ServerBusy, match="3 requests"):
+            batcher.submit(REDRequest(scene(), "q3"), REDConfig())
+        release.set()
+        results = [await job.result() for job in [first, *queued]]
+        batcher.close()
+        return results
+
+    assert asyncio.run(main()) == ["answer to q0", "answer to q1", "answer to q2"]
+    assert calls == [1, 1, 1]  # q1 and q2 differ in settings, so they were not decoded together
+
+
+@pytest.mark.parametrize("host, key, ok", [("127.0.0.1", None, True), ("::1", None, True), ("localhost", None, True),
+                                           ("0.0.0.0", None, False), ("example.org", None, False), ("0.0.0.0", "k", True)])
+def test_binding_beyond_loopback_needs_a_key(host, key, ok):
+    if ok:
+        check_bind(host, key)
+    else:
+        with pytest.raises(ConfigError, match="without an API key"):
+            check_bind(host, key)
+
+
+def test_serve_command_refuses_a_public_bind_without_a_key(monkeypatch):
+    from typer.testing import CliRunner
+
+    from redgraph.cli import app
+
+    monkeypatch.delenv("REDGRAPH_API_KEY", raising=False)
+    result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "without an API key" in result.output
+
+
+def test_a_chunked_body_over_the_limit_gets_413(live, client):
+    def chunks():
+        for _ in range(30):
+            yield b" " * 10_000
+
+    response = httpx.post(live.url + "/v1/chat/completions", content=chunks(),
+                          headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}, timeout=60)
+    assert response.status_code == 413 and "limit of 200000 bytes" in response.json()["error"]["message"]
+    assert client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=2).choices
