@@ -29,6 +29,8 @@ app.add_typer(embedded_app, name="embedded")
 app.add_typer(data_app, name="data")
 trace_app = typer.Typer(help="Check and read run traces.", no_args_is_help=True)
 app.add_typer(trace_app, name="trace")
+eval_app = typer.Typer(help="Measure direct, CoT, RED and the graph on a dataset.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 console = Console(stderr=True)
 out = Console()
 
@@ -256,16 +258,17 @@ def embedded_evaluate(
 @data_app.command("export")
 def data_export(
     out_dir: Annotated[Path, typer.Argument(help="Folder for {split}.jsonl and images/.")],
-    train: Annotated[int, typer.Option(help="Train items.")] = 3000,
-    validation: Annotated[int, typer.Option(help="Validation items.")] = 300,
-    test: Annotated[int, typer.Option(help="Test items.")] = 600,
+    train: Annotated[int, typer.Option(min=0, help="Train items (0: no train file).")] = 3000,
+    validation: Annotated[int, typer.Option(min=0, help="Validation items (0: no validation file).")] = 300,
+    test: Annotated[int, typer.Option(min=0, help="Test items (0: no test file).")] = 600,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
 ) -> None:
     """Write the synthetic dataset as GQA-style JSONL + PNG images, with fixed splits."""
     from redgraph.data import export_dataset
 
     try:
-        written = export_dataset(out_dir, {"train": train, "validation": validation, "test": test}, seed=seed)
+        counts = {"train": train, "validation": validation, "test": test}
+        written = export_dataset(out_dir, {split: n for split, n in counts.items() if n > 0}, seed=seed)
     except RedgraphError as exc:
         _fail(exc)
     for split, path in written.items():
@@ -309,6 +312,77 @@ def trace_show(file: Annotated[Path, typer.Argument(help="A trace file written b
     for event in trace.events:
         table.add_row(str(event.index), event.node, event.kind, event.time, escape(json.dumps(event.outputs)[:120]))
     out.print(table)
+
+
+@eval_app.command("run")
+def eval_run(
+    data: Annotated[Path, typer.Argument(help="Dataset folder or file: GQA-style JSONL, ScienceQA-style multiple "
+                                              "choice, or a `redgraph data export` folder.")],
+    out: Annotated[Path, typer.Argument(help="Output folder; running again on it resumes.")],
+    mode: Annotated[list[str], typer.Option("--mode", help="direct, cot, red, red_multi, graph, critic (repeat).")] = None,
+    source: Annotated[list[str], typer.Option("--source", help="Rationale source: self, gold, irrelevant, misleading, "
+                                                               "lying, or file:PATH (repeat).")] = None,
+    lambdas: Annotated[str, typer.Option("--lambdas", help="RED's lambda values, comma-separated.")] = "0,0.3,0.5,1,2",
+    graph_lambda: Annotated[float, typer.Option(help="Lambda of the graph's answerer.")] = 1.0,
+    rounds: Annotated[int, typer.Option(min=1, help="The graph's reasoning rounds.")] = 2,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 16,
+    model: Annotated[Optional[str], typer.Option(help="Checkpoint path or hub id; default: the embedded model.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Which {split}.jsonl of a folder with several.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N items.")] = None,
+    shard: Annotated[str, typer.Option(help="i/n: this process's share (every n-th item from the i-th); merge after.")] = "0/1",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary object.")] = False,
+) -> None:
+    """Evaluate a dataset in several modes and rationale sources: predictions, summary, table, plots."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from redgraph.eval.runner import EvalConfig, run_eval
+
+    try:
+        try:
+            weights = tuple(float(x) for x in lambdas.split(",") if x.strip())
+        except ValueError as exc:
+            raise RedgraphError(f"--lambdas must be numbers separated by commas, got {lambdas!r}") from exc
+        try:
+            index, count = (int(x) for x in shard.split("/"))
+        except ValueError as exc:
+            raise RedgraphError(f"--shard must look like 0/4, got {shard!r}") from exc
+        config = EvalConfig(dataset=str(data), modes=tuple(mode or ("direct", "cot", "red")),
+                            sources=tuple(source or ("gold",)), lambdas=weights, graph_lambda=graph_lambda,
+                            rounds=rounds, max_new_tokens=max_new_tokens, model=model, split=split,
+                            shard=(index, count), limit=limit)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task("evaluating", total=None)
+            summary = run_eval(config, out, on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+    except RedgraphError as exc:
+        _fail(exc)
+    _show_summary(summary, out, as_json)
+
+
+@eval_app.command("merge")
+def eval_merge(
+    out: Annotated[Path, typer.Argument(help="New folder for the merged evaluation.")],
+    shards: Annotated[list[Path], typer.Argument(help="The shards' output folders.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary object.")] = False,
+) -> None:
+    """Merge the output folders of `eval run --shard i/n` into one evaluation."""
+    from redgraph.eval.report import merge
+
+    try:
+        summary = merge(out, [str(s) for s in shards])
+    except RedgraphError as exc:
+        _fail(exc)
+    _show_summary(summary, out, as_json)
+
+
+def _show_summary(summary: dict, folder: Path, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    from rich.markdown import Markdown
+
+    out.print(Markdown((folder / "summary.md").read_text(encoding="utf-8")))
+    console.print(f"predictions.jsonl, summary.json, summary.md and plots/ are in {escape(str(folder))}")
 
 
 @app.command()

@@ -1,5 +1,12 @@
-"""Evaluation: answer normalisation and metrics (the full harness is built on these)."""
+"""Evaluation: datasets, the harness behind ``redgraph eval`` (modes x rationale sources x lambda,
+resumable, shardable), metrics, tables and plots, and GQA-style answer normalisation."""
 
+from redgraph.eval.datasets import EvalItem, load_dataset
 from redgraph.eval.normalize import answers_match, normalize_answer
+from redgraph.eval.report import merge, summarise
+from redgraph.eval.runner import MODES, SOURCES, EvalConfig, run_eval
 
-__all__ = ["answers_match", "normalize_answer"]
+__all__ = [
+    "MODES", "SOURCES", "EvalConfig", "EvalItem", "answers_match", "load_dataset", "merge", "normalize_answer",
+    "run_eval", "summarise",
+]

@@ -1,0 +1,227 @@
+"""Summaries of an evaluation folder: ``summary.json``, ``summary.md`` and PNG plots, and merging
+the folders of several shards into one.
+
+Metrics:
+    accuracy: per (mode, source, lambda), overall and per category, GQA-style normalised.
+    flip rate: per mode (CoT; RED and the graph at each lambda): of the items answered with the
+        misleading rationale, the share whose answer is the misleading rationale's answer, i.e.
+        followed the swapped-in rationale rather than the image.
+    critic precision / recall: of the labelled claims the critic flags as unsupported, the share
+        that are false; of the false claims, the share flagged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from redgraph.errors import ConfigError, InputError
+
+
+def summarise(records: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+    """The summary object of an evaluation's prediction records."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    critic: list[dict] = []
+    for record in records:
+        if record["mode"] == "critic":
+            critic += record["claims"]
+        else:
+            groups[(record["mode"], record["source"], record["lambda"])].append(record)
+    accuracy = []
+    for (mode, source, weight), rows in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1], g[0][2] or 0.0)):
+        by_category: dict[str, list[bool]] = defaultdict(list)
+        for row in rows:
+            by_category[row["category"]].append(row["correct"])
+        entry = {"mode": mode, "source": source, "lambda": weight, "n": len(rows),
+                 "accuracy": _mean([r["correct"] for r in rows]),
+                 "by_category": {c: _mean(v) for c, v in sorted(by_category.items())}}
+        dependence = [r["rationale_dependence"] for r in rows if r.get("rationale_dependence") is not None]
+        if dependence:
+            entry["rationale_dependence"] = _mean(dependence)
+        if mode == "graph":
+            entry["accepted_share"] = _mean([r.get("outcome") == "accepted" for r in rows])
+        accuracy.append(entry)
+    flips = []
+    for (mode, source, weight), rows in sorted(groups.items(), key=lambda g: (g[0][0], g[0][2] or 0.0)):
+        follows = [r["follows_misleading"] for r in rows if source == "misleading" and "follows_misleading" in r]
+        if follows:
+            flips.append({"mode": mode, "lambda": weight, "n": len(follows), "flip_rate": _mean(follows)})
+    summary: dict[str, Any] = {
+        "dataset": config.get("identity", {}).get("dataset"),
+        "model": config.get("identity", {}).get("model") or "embedded",
+        "items": len({r["question_id"] for r in records}),
+        "predictions": len(records),
+        "accuracy": accuracy,
+        "flip_rates": flips,
+    }
+    if critic:
+        flagged = [c for c in critic if c["flagged"]]
+        false = [c for c in critic if not c["label"]]
+        caught = [c for c in flagged if not c["label"]]
+        summary["critic"] = {
+            "claims": len(critic), "false_claims": len(false), "flagged": len(flagged),
+            "precision": len(caught) / len(flagged) if flagged else None,
+            "recall": len(caught) / len(false) if false else None,
+            "accuracy": _mean([c["flagged"] != c["label"] for c in critic]),
+        }
+    return summary
+
+
+def lookup(summary: dict[str, Any], mode: str, source: str, weight: float | None = None) -> float | None:
+    """The accuracy of one (mode, source, lambda) row, or None when it was not run."""
+    for row in summary["accuracy"]:
+        if row["mode"] == mode and row["source"] == source and (weight is None or row["lambda"] == weight):
+            return row["accuracy"]
+    return None
+
+
+def best_lambda(summary: dict[str, Any], mode: str, source: str) -> tuple[float | None, float | None]:
+    """``(lambda, accuracy)`` of the best row of ``mode`` with ``source`` (the smallest lambda on ties)."""
+    rows = [r for r in summary["accuracy"] if r["mode"] == mode and r["source"] == source]
+    if not rows:
+        return None, None
+    best = max(rows, key=lambda r: (r["accuracy"], -(r["lambda"] or 0.0)))
+    return best["lambda"], best["accuracy"]
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    lines = [f"# Evaluation: {summary['dataset']}", "",
+             f"Model: {summary['model']}. Items: {summary['items']}. Predictions: {summary['predictions']}.", "",
+             "| mode | rationale source | λ | accuracy | n | rationale dependence |", "| --- | --- | --- | --- | --- | --- |"]
+    for row in summary["accuracy"]:
+        weight = "" if row["lambda"] is None else format(row["lambda"], "g")
+        dependence = f"{row['rationale_dependence']:.3f}" if "rationale_dependence" in row else ""
+        lines.append(f"| {row['mode']} | {row['source']} | {weight} | {row['accuracy']:.3f} | {row['n']} | {dependence} |")
+    if summary["flip_rates"]:
+        lines += ["", "Flip rate (answer = the misleading rationale's answer):", "",
+                  "| mode | λ | flip rate | n |", "| --- | --- | --- | --- |"]
+        for row in summary["flip_rates"]:
+            weight = "" if row["lambda"] is None else format(row["lambda"], "g")
+            lines.append(f"| {row['mode']} | {weight} | {row['flip_rate']:.3f} | {row['n']} |")
+    if "critic" in summary:
+        c = summary["critic"]
+        lines += ["", f"Critic on {c['claims']} labelled claims ({c['false_claims']} false): precision "
+                      f"{_fmt(c['precision'])}, recall {_fmt(c['recall'])}, accuracy {c['accuracy']:.3f}."]
+    return "\n".join(lines) + "\n"
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only backend, or a clear error naming the extra to install."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ConfigError(f"the plots need matplotlib ({exc}); install it: pip install 'redgraph[eval]'") from exc
+    return plt
+
+
+def plot(summary: dict[str, Any], folder: Path) -> list[Path]:
+    """``accuracy_vs_lambda.png`` (one line per mode and source; flat ones for direct and CoT) and
+    ``flip_rate.png`` (one bar per mode and lambda)."""
+    plt = pyplot()
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    lambdas = sorted({r["lambda"] for r in summary["accuracy"] if r["lambda"] is not None}) or [0.0, 1.0]
+    lines: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for row in summary["accuracy"]:
+        if row["lambda"] is None:
+            axes.plot([min(lambdas), max(lambdas)], [row["accuracy"]] * 2, linestyle="--",
+                      label=f"{row['mode']} ({row['source']})")
+        else:
+            lines[(row["mode"], row["source"])].append((row["lambda"], row["accuracy"]))
+    for (mode, source), points in lines.items():
+        points.sort()
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{mode} ({source})")
+    axes.set_xlabel("λ (rationale weight)")
+    axes.set_ylabel("accuracy")
+    axes.set_ylim(0, 1)
+    axes.set_title(f"Accuracy vs λ: {summary['model']}, {summary['items']} items")
+    axes.legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    figure.savefig(folder / "accuracy_vs_lambda.png", dpi=120)
+    plt.close(figure)
+    written.append(folder / "accuracy_vs_lambda.png")
+    if summary["flip_rates"]:
+        figure, axes = plt.subplots(figsize=(7, 4))
+        labels = [row["mode"] + ("" if row["lambda"] is None else f" λ={row['lambda']:g}") for row in summary["flip_rates"]]
+        axes.bar(range(len(labels)), [row["flip_rate"] for row in summary["flip_rates"]])
+        axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+        axes.set_ylabel("flip rate")
+        axes.set_ylim(0, 1)
+        axes.set_title("Answers that follow a misleading rationale")
+        figure.tight_layout()
+        figure.savefig(folder / "flip_rate.png", dpi=120)
+        plt.close(figure)
+        written.append(folder / "flip_rate.png")
+    return written
+
+
+def write_outputs(out: Path, config=None) -> dict[str, Any]:
+    """Write ``summary.json``, ``summary.md`` and ``plots/`` for the predictions in ``out``."""
+    from redgraph.eval.runner import PREDICTIONS, _read_jsonl, load_config
+
+    saved = load_config(out)
+    summary = summarise(_read_jsonl(out / PREDICTIONS), saved)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out / "summary.md").write_text(markdown(summary), encoding="utf-8")
+    plot(summary, out / "plots")
+    return summary
+
+
+def merge(out: str | Path, shards: list[str | Path]) -> dict[str, Any]:
+    """Combine the folders of several shards (same settings) into ``out`` and summarise them."""
+    from redgraph.eval.runner import CONFIG, PREDICTIONS, _read_jsonl, load_config
+
+    if not shards:
+        raise InputError("nothing to merge; name the shard folders")
+    configs = [load_config(Path(s)) for s in shards]
+    identity = configs[0]["identity"]
+    for shard, config in zip(shards[1:], configs[1:]):
+        if config["identity"] != identity:
+            raise ConfigError(f"{shard} was run with other settings than {shards[0]}; only shards of one evaluation merge")
+    records: dict[str, dict] = {}
+    for shard in shards:
+        for record in _read_jsonl(Path(shard) / PREDICTIONS):
+            if record["key"] in records and records[record["key"]].get("prediction") != record.get("prediction"):
+                raise InputError(f"{record['key']} was answered differently in two shards; they overlap and disagree")
+            records[record["key"]] = record
+    have = {tuple(c["shard"]) for c in configs}
+    count = configs[0]["shard"][1]
+    if any(n != count for _, n in have) or {i for i, _ in have} != set(range(count)):
+        raise InputError(f"the shards do not make up one whole: have {sorted('%d/%d' % c for c in have)}, "
+                         f"need 0/{count} to {count - 1}/{count}")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    if (folder / PREDICTIONS).exists():
+        raise InputError(f"{folder} already holds predictions; merge into a new folder")
+    (folder / CONFIG).write_text(json.dumps({"identity": identity, "shard": [0, 1], "limit": configs[0]["limit"],
+                                             "merged_from": [str(s) for s in shards]}, indent=2) + "\n")
+    with open(folder / PREDICTIONS, "w", encoding="utf-8") as handle:
+        for record in records.values():
+            handle.write(json.dumps(record) + "\n")
+    for shard in shards:  # keep the self-written rationales and traces together with the answers
+        for name in ("rationales.self.jsonl",):
+            source = Path(shard) / name
+            if source.exists():
+                with open(folder / name, "a", encoding="utf-8") as handle:
+                    handle.write(source.read_text(encoding="utf-8"))
+        traces = Path(shard) / "traces"
+        if traces.is_dir():
+            (folder / "traces").mkdir(exist_ok=True)
+            for trace in traces.iterdir():
+                (folder / "traces" / trace.name).write_bytes(trace.read_bytes())
+    return write_outputs(folder)
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(float(v) for v in values) / len(values) if values else 0.0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -1,0 +1,390 @@
+"""``redgraph eval``: answer a dataset in several modes with several rationale sources, resumably.
+
+Modes:
+    ``direct``: the image and question only (greedy).
+    ``cot``: image + rationale + question in one sequence (plain multimodal chain of thought).
+    ``red``: RED, image branch + lambda x rationale branch, for every lambda in ``lambdas``.
+    ``red_multi``: RED over the rationales of all chosen sources at once (equal shares of lambda).
+    ``graph``: the whole graph (critic, revision, policy); the reasoner is the local one for
+        ``self`` and otherwise returns the source's rationale every round.
+    ``critic``: the local critic scores each labelled claim (synthetic data), for precision/recall.
+
+Rationale sources: ``self`` (the local reasoner, written once per item and kept in
+``rationales.self.jsonl``), ``gold`` and ``misleading`` (from the data), ``irrelevant`` (the data's
+irrelevant rationale, else the next item's gold one), ``lying`` (misleading for half the items,
+chosen by question id, gold for the rest), and ``file:PATH`` (JSONL of ``question_id`` +
+``rationale``, e.g. GPT-4 rationales written elsewhere).
+
+Every answer is one line of ``predictions.jsonl``, written as soon as it exists; running again on
+the same folder skips what is there, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redgraph.errors import ConfigError, InputError
+from redgraph.eval.datasets import EvalItem
+
+MODES = ("direct", "cot", "red", "red_multi", "graph", "critic")
+SOURCES = ("self", "gold", "irrelevant", "misleading", "lying")
+PREDICTIONS = "predictions.jsonl"
+CONFIG = "config.json"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What one evaluation runs. Folders resumed or merged must hold the same configuration."""
+
+    dataset: str
+    modes: tuple[str, ...] = ("direct", "cot", "red")
+    sources: tuple[str, ...] = ("gold",)
+    lambdas: tuple[float, ...] = (0.0, 0.3, 0.5, 1.0, 2.0)
+    graph_lambda: float = 1.0
+    rounds: int = 2
+    max_new_tokens: int = 16
+    model: str | None = None
+    split: str | None = None
+    shard: tuple[int, int] = (0, 1)
+    limit: int | None = None
+    critic_accept_at: float = 0.5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modes", tuple(self.modes))
+        object.__setattr__(self, "sources", tuple(self.sources))
+        object.__setattr__(self, "lambdas", tuple(float(x) for x in self.lambdas))
+        object.__setattr__(self, "shard", tuple(self.shard))
+        for mode in self.modes:
+            if mode not in MODES:
+                raise ConfigError(f"unknown mode {mode!r}; choose among {', '.join(MODES)}")
+        for source in self.sources:
+            if source not in SOURCES and not source.startswith("file:"):
+                raise ConfigError(f"unknown rationale source {source!r}; choose among {', '.join(SOURCES)} or file:PATH")
+        needs_source = {"cot", "red", "red_multi", "graph"} & set(self.modes)
+        if needs_source and not self.sources:
+            raise ConfigError(f"modes {sorted(needs_source)} need at least one rationale source (--source)")
+        if not self.lambdas or any(not (x >= 0) or x == float("inf") for x in self.lambdas):
+            raise ConfigError(f"lambdas must be finite numbers >= 0, got {self.lambdas}")
+        index, count = self.shard
+        if not (isinstance(index, int) and isinstance(count, int) and count >= 1 and 0 <= index < count):
+            raise ConfigError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
+            raise ConfigError(f"limit must be a whole number >= 1, got {self.limit!r}")
+        for name in ("rounds", "max_new_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that must agree between runs writing to one folder (not shard or limit)."""
+        data = asdict(self)
+        for name in ("shard", "limit"):
+            data.pop(name)
+        data["lambdas"] = list(self.lambdas)
+        return data
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One answer to produce."""
+
+    item: EvalItem
+    mode: str
+    source: str
+    weight: float | None
+
+    @property
+    def key(self) -> str:
+        return record_key(self.item.question_id, self.mode, self.source, self.weight)
+
+
+def record_key(question_id: str, mode: str, source: str, weight: float | None) -> str:
+    return f"{question_id}|{mode}|{source}|{'-' if weight is None else format(weight, 'g')}"
+
+
+def select_items(items: list[EvalItem], config: EvalConfig) -> list[EvalItem]:
+    """``limit`` first, then this shard's share (every n-th item), so shards of one limit add up to it."""
+    chosen = items[: config.limit] if config.limit else items
+    index, count = config.shard
+    return chosen[index::count]
+
+
+def plan(items: list[EvalItem], config: EvalConfig) -> list[Unit]:
+    units: list[Unit] = []
+    joined = "+".join(config.sources)
+    for item in items:
+        for mode in config.modes:
+            if mode == "direct":
+                units.append(Unit(item, mode, "-", None))
+            elif mode == "cot":
+                units += [Unit(item, mode, source, None) for source in config.sources]
+            elif mode == "red":
+                units += [Unit(item, mode, source, w) for source in config.sources for w in config.lambdas]
+            elif mode == "red_multi":
+                units += [Unit(item, mode, joined, w) for w in config.lambdas]
+            elif mode == "graph":
+                units += [Unit(item, mode, source, config.graph_lambda) for source in config.sources]
+            elif mode == "critic" and item.claims:
+                units.append(Unit(item, mode, "-", None))
+    return units
+
+
+class Rationales:
+    """Each item's rationale from each source; self-written ones are kept in the output folder."""
+
+    def __init__(self, items: list[EvalItem], all_items: list[EvalItem], config: EvalConfig, out: Path, lvlm) -> None:
+        self.config, self.lvlm = config, lvlm
+        self.by_id = {item.question_id: item for item in all_items}
+        self.order = [item.question_id for item in all_items]
+        self.files: dict[str, dict[str, str]] = {}
+        for source in config.sources:
+            if source.startswith("file:"):
+                self.files[source] = _read_rationale_file(source[5:], [i.question_id for i in items])
+        self.self_path = out / "rationales.self.jsonl"
+        self.written = {r["question_id"]: r["rationale"] for r in _read_jsonl(self.self_path)}
+        self._reasoner = None
+        for source in config.sources:
+            self._check_available(source, items)
+
+    def _check_available(self, source: str, items: list[EvalItem]) -> None:
+        need = {"gold": ("gold_rationale",), "misleading": ("misleading_rationale",),
+                "lying": ("gold_rationale", "misleading_rationale")}.get(source, ())
+        if source == "irrelevant" and not all(i.irrelevant_rationale for i in items):
+            need = ("gold_rationale",)
+        for attribute in need:
+            missing = [i.question_id for i in items if not getattr(i, attribute)]
+            if missing:
+                raise InputError(f"rationale source {source!r} needs {attribute} on every item; {len(missing)} items lack "
+                                 f"it (first: {missing[0]!r}); use another source or a file:PATH of rationales")
+
+    def get(self, item: EvalItem, source: str) -> str:
+        if source == "gold":
+            return item.gold_rationale
+        if source == "misleading":
+            return item.misleading_rationale
+        if source == "lying":
+            return item.misleading_rationale if lies(item) else item.gold_rationale
+        if source == "irrelevant":
+            if item.irrelevant_rationale:
+                return item.irrelevant_rationale
+            position = self.order.index(item.question_id)
+            return self.by_id[self.order[(position + 1) % len(self.order)]].gold_rationale
+        if source.startswith("file:"):
+            return self.files[source][item.question_id]
+        if source == "self":
+            if item.question_id not in self.written:
+                text = self._write(item)
+                with open(self.self_path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps({"question_id": item.question_id, "rationale": text}) + "\n")
+                self.written[item.question_id] = text
+            return self.written[item.question_id]
+        raise ConfigError(f"unknown rationale source {source!r}")
+
+    def _write(self, item: EvalItem) -> str:
+        from redgraph.agents.reasoner import LocalReasoner
+
+        if self._reasoner is None:
+            self._reasoner = LocalReasoner(self.lvlm)
+        [rationale] = self._reasoner.write(image_of(item), item.prompt, 1)
+        return rationale.text if rationale.text.strip() else "(the reasoner wrote nothing)"
+
+
+def lies(item: EvalItem) -> bool:
+    """Whether the ``lying`` source gives this item the misleading rationale (half the items, by id)."""
+    return hashlib.sha256(item.question_id.encode()).digest()[0] % 2 == 0
+
+
+def image_of(item: EvalItem):
+    """The item's image, or a blank white one for a text-only multiple-choice question."""
+    if item.image is not None:
+        return item.image
+    from PIL import Image
+
+    return Image.new("RGB", (224, 224), "white")
+
+
+def run_eval(
+    config: EvalConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    lvlm=None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the evaluation into ``out_dir`` and return the summary (also written there).
+
+    Args:
+        config: what to run.
+        out_dir: the output folder; a folder with a run of other settings is refused.
+        lvlm: a loaded model; None loads ``config.model`` (the embedded model when None).
+        on_progress: called with ``(done, total)`` after each answer.
+    """
+    from redgraph.eval.datasets import load_dataset
+    from redgraph.eval.report import pyplot, write_outputs
+
+    pyplot()  # before hours of work, not after
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _claim_folder(out, config)
+    all_items = load_dataset(config.dataset, split=config.split)
+    items = select_items(all_items, config)
+    done = {record["key"] for record in _read_jsonl(out / PREDICTIONS)}
+    units = [u for u in plan(items, config) if u.key not in done]
+    total = len(units) + len(done)
+    if units:
+        if lvlm is None:
+            from redgraph.models.loading import load_lvlm
+
+            lvlm = load_lvlm(config.model)
+        rationales = Rationales(items, all_items, config, out, lvlm)
+        with open(out / PREDICTIONS, "a", encoding="utf-8") as handle:
+            for count, unit in enumerate(units, len(done) + 1):
+                record = answer_unit(unit, config, lvlm, rationales, out)
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+                if on_progress is not None:
+                    on_progress(count, total)
+    elif on_progress is not None:
+        on_progress(total, total)
+    return write_outputs(out, config)
+
+
+def answer_unit(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, out: Path) -> dict[str, Any]:
+    """Produce one prediction record."""
+    from redgraph.decoding import REDConfig, REDDecoder
+
+    item, started = unit.item, time.perf_counter()
+    record: dict[str, Any] = {"key": unit.key, "question_id": item.question_id, "category": item.category,
+                              "mode": unit.mode, "source": unit.source, "lambda": unit.weight, "answer": item.answer,
+                              "blank_image": item.image is None}
+    image, question = image_of(item), item.prompt
+    if unit.mode == "critic":
+        from redgraph.decoding.claim_scoring import claim_support
+
+        supports = claim_support(lvlm, image, [text for text, _ in item.claims])
+        record["claims"] = [{"text": text, "label": label, "support": s, "flagged": s < config.critic_accept_at}
+                            for (text, label), s in zip(item.claims, supports)]
+        record["seconds"] = round(time.perf_counter() - started, 4)
+        return record
+    texts: list[str] = []
+    if unit.mode == "direct":
+        result = REDDecoder(lvlm, REDConfig(rationale_weight=0.0, max_new_tokens=config.max_new_tokens)).decode(image, question)
+        prediction = result.text
+    elif unit.mode == "cot":
+        from redgraph.models.generation import generate_text
+        from redgraph.models.prompts import cot_text
+
+        texts = [rationales.get(item, unit.source)]
+        [prediction] = generate_text(lvlm, [cot_text(lvlm.processor, texts[0], question)], [image], config.max_new_tokens)
+    elif unit.mode in ("red", "red_multi"):
+        sources = unit.source.split("+") if unit.mode == "red_multi" else [unit.source]
+        texts = [rationales.get(item, s) for s in sources]
+        decoder = REDDecoder(lvlm, REDConfig(rationale_weight=unit.weight, max_new_tokens=config.max_new_tokens))
+        result = decoder.decode(image, question, texts)
+        prediction = result.text
+        record.update(rationale_dependence=result.rationale_dependence, changed_tokens=result.changed_tokens)
+    else:  # graph
+        prediction = _graph_answer(unit, config, lvlm, rationales, out, record)
+        texts = record.pop("_texts")
+    prediction = prediction.strip()
+    record.update(prediction=prediction, correct=item.accepts(prediction), rationales=texts,
+                  seconds=round(time.perf_counter() - started, 4))
+    if unit.source in ("misleading", "lying") and item.misleading_answer is not None:
+        from redgraph.eval.normalize import answers_match
+
+        record["follows_misleading"] = answers_match(prediction, item.misleading_answer)
+    return record
+
+
+def _graph_answer(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, out: Path, record: dict) -> str:
+    from redgraph.agents.critic import LocalCritic
+    from redgraph.agents.reasoner import LocalReasoner
+    from redgraph.agents.scripted import ScriptedReasoner
+    from redgraph.graphs.run import ask
+    from redgraph.graphs.state import RunContext
+
+    item = unit.item
+    if unit.source == "self":
+        reasoner = LocalReasoner(lvlm)
+    else:
+        reasoner = ScriptedReasoner([rationales.get(item, unit.source)], name=f"eval-{unit.source}")
+    # When the rationale is still rejected after the last round, answer from the image alone: a
+    # rejected rationale must not steer the answer.
+    context = RunContext(answerer=lvlm, reasoner=reasoner, critic=LocalCritic(lvlm, accept_at=config.critic_accept_at),
+                         rationale_weight=unit.weight, rounds=config.rounds, on_exhausted="image_only",
+                         max_new_tokens=config.max_new_tokens)
+    safe = hashlib.sha256(unit.key.encode()).hexdigest()[:16]
+    image = item.image if item.image is not None else image_of(item)
+    result = ask(image, item.prompt, context, checkpoint="memory", trace_path=out / "traces" / f"{safe}.json")
+    record.update(verdict=result.verdict, outcome=result.outcome, flags=result.flags,
+                  supports=[r["support"] for r in result.rationales], trace=f"traces/{safe}.json",
+                  rationale_dependence=(result.state.get("answer") or {}).get("rationale_dependence"),
+                  _texts=[r["text"] for r in result.rationales])
+    return result.answer or ""
+
+
+def _claim_folder(out: Path, config: EvalConfig) -> None:
+    path = out / CONFIG
+    mine = json.loads(json.dumps(config.identity()))  # as it reads back from the file
+    if path.exists():
+        theirs = json.loads(path.read_text(encoding="utf-8")).get("identity", {})
+        if theirs != mine:
+            differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise ConfigError(f"{out} holds an evaluation with other settings ({', '.join(differing)}); "
+                              "use a new output folder, or the same settings to resume")
+        return
+    path.write_text(json.dumps({"identity": mine, "shard": list(config.shard), "limit": config.limit}, indent=2) + "\n")
+
+
+def load_config(out: Path) -> dict[str, Any]:
+    path = Path(out) / CONFIG
+    if not path.exists():
+        raise InputError(f"{out} has no {CONFIG}; it is not an evaluation output folder")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSONL file; a last line cut short by a killed run is dropped (it is redone)."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                _drop_last_line(path)
+                break
+            raise InputError(f"{path}:{number} is not JSON ({exc}); the file was changed by hand?") from exc
+    return records
+
+
+def _drop_last_line(path: Path) -> None:
+    data = path.read_bytes()
+    cut = data.rstrip(b"\n").rfind(b"\n")
+    path.write_bytes(data[: cut + 1] if cut >= 0 else b"")
+
+
+def _read_rationale_file(path: str, wanted: list[str]) -> dict[str, str]:
+    if not Path(path).exists():
+        raise InputError(f"rationale file {path!r} does not exist")
+    found: dict[str, str] = {}
+    for record in _read_jsonl(Path(path)):
+        text = record.get("rationale", record.get("text"))
+        if "question_id" not in record or not isinstance(text, str):
+            raise InputError(f"{path}: each line needs question_id and rationale (or text); got {sorted(record)}")
+        found[str(record["question_id"])] = text
+    missing = [q for q in wanted if q not in found]
+    if missing:
+        raise InputError(f"{path} has no rationale for {len(missing)} items (first: {missing[0]!r})")
+    return found
