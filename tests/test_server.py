@@ -274,6 +274,37 @@ def test_batcher_refuses_beyond_max_pending_and_groups_by_settings():
     assert calls == [1, 1, 1]  # q1 and q2 differ in settings, so they were not decoded together
 
 
+def test_one_bad_request_does_not_fail_its_batch():
+    import asyncio
+
+    from redgraph.decoding.decoder import REDRequest
+    from redgraph.errors import InputError
+
+    sizes: list[int] = []
+
+    def decode(config, requests, on_token):
+        sizes.append(len(requests))
+        if any(r.question == "bad" for r in requests):
+            raise InputError("the rationale is too long for this model")
+        return [f"answer to {r.question}" for r in requests]
+
+    async def main():
+        batcher = DecodeBatcher(None, max_batch=4, max_wait_s=0, decode=decode)
+        with batcher._condition:  # the worker cannot take any of them before all three are queued
+            jobs = [batcher.submit(REDRequest(scene(), q), REDConfig()) for q in ("good", "bad", "fine")]
+        results = []
+        for job in jobs:
+            try:
+                results.append(await job.result())
+            except InputError as exc:
+                results.append(str(exc))
+        batcher.close()
+        return results
+
+    assert asyncio.run(main()) == ["answer to good", "the rationale is too long for this model", "answer to fine"]
+    assert sizes == [3, 1, 1, 1]  # tried together, then each alone
+
+
 @pytest.mark.parametrize("host, key, ok", [("127.0.0.1", None, True), ("::1", None, True), ("localhost", None, True),
                                            ("0.0.0.0", None, False), ("example.org", None, False), ("0.0.0.0", "k", True)])
 def test_binding_beyond_loopback_needs_a_key(host, key, ok):

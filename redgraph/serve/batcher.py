@@ -159,18 +159,33 @@ class DecodeBatcher:
     def _work(self) -> None:
         while (batch := self._take_batch()) is not None:
             try:
-
-                def route(index: int, token, batch=batch) -> None:
-                    batch[index]._emit("token", token)
-
-                results = self._decode(batch[0].config, [job.request for job in batch], route)
-                self.batches += 1
-                self.batched_requests += len(batch)
-                for job, result in zip(batch, results):
-                    job._emit("done", result)
-            except Exception as exc:  # noqa: BLE001 - each waiting request gets the error
-                for job in batch:
-                    job._emit("error", exc)
+                self._decode_together(batch)
             finally:
                 with self._condition:
                     self._running = 0
+
+    def _decode_together(self, batch: list[DecodeJob]) -> None:
+        streamed: set[int] = set()
+
+        def route(index: int, token) -> None:
+            streamed.add(index)
+            batch[index]._emit("token", token)
+
+        try:
+            results = self._decode(batch[0].config, [job.request for job in batch], route)
+        except Exception as exc:  # noqa: BLE001 - answered per request below
+            if len(batch) == 1:
+                batch[0]._emit("error", exc)
+                return
+            # One bad request (say, a rationale too long for the model) must not fail the others:
+            # each request that has not streamed anything yet is decoded again on its own.
+            for index, job in enumerate(batch):
+                if index in streamed:
+                    job._emit("error", exc)
+                else:
+                    self._decode_together([job])
+            return
+        self.batches += 1
+        self.batched_requests += len(batch)
+        for job, result in zip(batch, results):
+            job._emit("done", result)
