@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,8 +55,6 @@ def main() -> None:
     from redgraph.models.images import image_data_url
 
     if args.tiny:
-        import tempfile
-
         from redgraph.models import build_tiny_lvlm
 
         args.model = tempfile.mkdtemp(prefix="redgraph-tiny-")
@@ -64,10 +63,11 @@ def main() -> None:
     command = [sys.executable, "-m", "redgraph.cli", "serve", "--port", str(port), "--max-pending", "64"]
     if args.model:
         command += ["--model", args.model]
-    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server never blocks on it
+    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        model_name = wait_for(url, server)
+        model_name = wait_for(url, server, log)
         items = list(generate_items("test", 16))
         bodies = [{
             "model": model_name, "max_tokens": args.max_tokens,
@@ -134,13 +134,14 @@ def main() -> None:
             print(f"{key:>26}: {value}")
 
 
-def wait_for(url: str, server: subprocess.Popen) -> str:
+def wait_for(url: str, server: subprocess.Popen, log) -> str:
     import httpx
 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"the server exited: {server.stderr.read().decode()[-2000:]}")
+            log.seek(0)
+            raise SystemExit(f"the server exited: {log.read().decode()[-2000:]}")
         try:
             return httpx.get(url + "/health", timeout=1).json()["model"]
         except httpx.HTTPError:

@@ -34,3 +34,26 @@ def test_red_speed_smoke_run_prints_every_ratio():
     report = json.loads(done.stdout)
     for key in ("decode_step_ratio", "prefill_ratio_vs_cot", "e2e_ratio_vs_cot", "batch8_speedup", "processor_vs_fast"):
         assert report[key] > 0
+
+
+def test_server_load_smoke_run_prints_both_figures():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "server_load.py"), "--json", "--tiny", "--per-client", "1",
+         "--max-tokens", "3", "--rss-requests", "8"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    report = json.loads(done.stdout)
+    assert report["concurrency8_speedup"] > 0 and "rss_growth_mb_500" in report
+    assert report["completion_tokens"] == [8 * 3, 8 * 3]
+
+
+def test_paper_tables_smoke_run_prints_every_key(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "paper_tables.py"), "--json", "--limit", "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    report = json.loads(done.stdout)
+    for key in ("direct_acc", "cot_gold_acc", "red_gold_acc", "red_self_acc", "cot_flip_rate", "red_flip_rate",
+                "lying_reasoner_retention", "plain_red_lying_retention", "critic_precision", "critic_recall"):
+        assert key in report
+    assert report["items"] == 2 and report["cot_gold_acc"] is not None

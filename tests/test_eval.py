@@ -207,6 +207,8 @@ def test_bad_settings_and_sources_are_named(data, lvlm, tmp_path):
     gqa.mkdir()
     write_image(gqa / "a.png")
     (gqa / "d.jsonl").write_text(json.dumps({"question_id": "1", "image": "a.png", "text": "q", "answer": "a"}) + "\n")
+    with pytest.raises(InputError, match="mode 'critic' needs labelled claims"):
+        run_eval(EvalConfig(dataset=str(gqa), modes=("critic",), sources=()), tmp_path / "o0", lvlm=lvlm)
     with pytest.raises(InputError, match="'gold' needs gold_rationale"):
         run_eval(EvalConfig(dataset=str(gqa), modes=("red",), sources=("gold",)), tmp_path / "o1", lvlm=lvlm)
     with pytest.raises(InputError, match="has no rationale for 1 items"):

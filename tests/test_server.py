@@ -334,3 +334,68 @@ def test_a_chunked_body_over_the_limit_gets_413(live, client):
                           headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}, timeout=60)
     assert response.status_code == 413 and "limit of 200000 bytes" in response.json()["error"]["message"]
     assert client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=2).choices
+
+
+def test_remote_images_are_fetched_only_when_allowed(tmp_path):
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from redgraph.errors import ImageError
+    from redgraph.interop import resolve_image
+
+    scene().save(tmp_path / "scene.png")
+    (tmp_path / "big.png").write_bytes(b"x" * 5000)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    files = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{files.server_address[1]}"
+    try:
+        with pytest.raises(ImageError, match="remote image URLs are refused"):
+            resolve_image(f"{base}/scene.png")
+        assert resolve_image(f"{base}/scene.png", allow_remote=True) == (tmp_path / "scene.png").read_bytes()
+        with pytest.raises(ImageError, match="larger than the limit of 1000 bytes"):
+            resolve_image(f"{base}/big.png", allow_remote=True, max_bytes=1000)
+        with pytest.raises(ImageError, match="HTTP 404"):
+            resolve_image(f"{base}/missing.png", allow_remote=True)
+        with pytest.raises(ImageError, match="scheme that is not supported"):
+            resolve_image("ftp://example.com/a.png", allow_remote=True)
+    finally:
+        files.shutdown()
+        files.server_close()
+
+
+def test_serve_command_starts_a_server_that_needs_the_key_from_the_environment():
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "REDGRAPH_API_KEY": "from-env"}
+    server = subprocess.Popen([sys.executable, "-m", "redgraph.cli", "serve", "--port", str(port), "--model-name", "m"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()
+            try:
+                httpx.get(url + "/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        assert httpx.get(url + "/v1/models").status_code == 401
+        listed = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer from-env"})
+        assert [m["id"] for m in listed.json()["data"]] == ["m"]
+    finally:
+        server.terminate()
+        server.wait(10)
+        server.stderr.close()

@@ -161,7 +161,7 @@ def plot(summary: dict[str, Any], folder: Path) -> list[Path]:
     return written
 
 
-def write_outputs(out: Path, config=None) -> dict[str, Any]:
+def write_outputs(out: Path) -> dict[str, Any]:
     """Write ``summary.json``, ``summary.md`` and ``plots/`` for the predictions in ``out``."""
     from redgraph.eval.runner import PREDICTIONS, _read_jsonl, load_config
 

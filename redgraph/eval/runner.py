@@ -26,7 +26,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ class EvalConfig:
     shard: tuple[int, int] = (0, 1)
     limit: int | None = None
     critic_accept_at: float = 0.5
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modes", tuple(self.modes))
@@ -235,6 +234,9 @@ def run_eval(
     _claim_folder(out, config)
     all_items = load_dataset(config.dataset, split=config.split)
     items = select_items(all_items, config)
+    if "critic" in config.modes and not any(item.claims for item in items):
+        raise InputError(f"mode 'critic' needs labelled claims, and {config.dataset} has none; "
+                         "use a `redgraph data export` folder or leave the mode out")
     done = {record["key"] for record in _read_jsonl(out / PREDICTIONS)}
     units = [u for u in plan(items, config) if u.key not in done]
     total = len(units) + len(done)
@@ -253,7 +255,7 @@ def run_eval(
                     on_progress(count, total)
     elif on_progress is not None:
         on_progress(total, total)
-    return write_outputs(out, config)
+    return write_outputs(out)
 
 
 def answer_unit(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, out: Path) -> dict[str, Any]:
