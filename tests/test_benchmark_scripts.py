@@ -1,6 +1,7 @@
 """The benchmark models and scripts keep working (a smoke run; timings are not asserted)."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,9 @@ def test_red_speed_smoke_run_prints_every_ratio():
     )
     report = json.loads(done.stdout)
     for key in ("decode_step_ratio", "prefill_ratio_vs_cot", "e2e_ratio_vs_cot", "batch8_speedup", "processor_vs_fast"):
-        assert report[key] > 0
+        # Only that each ratio is there: decode steps are a difference of two timings, which with
+        # 3 tokens and one repeat on a loaded machine can even come out negative.
+        assert isinstance(report[key], float) and math.isfinite(report[key])
 
 
 def test_server_load_smoke_run_prints_both_figures():
