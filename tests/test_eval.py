@@ -128,6 +128,12 @@ def test_shards_merge_into_the_whole(data, lvlm, tmp_path):
     assert sum(len(predictions(s)) for s in shards) == len(predictions(whole))
     with pytest.raises(InputError, match="do not make up one whole"):
         merge(tmp_path / "partial", shards[:2])
+    unfinished = shards[1] / "predictions.jsonl"
+    kept = unfinished.read_text()
+    unfinished.write_text("".join(kept.splitlines(keepends=True)[:-1]))
+    with pytest.raises(InputError, match="shard1 is unfinished: 1 of its"):
+        merge(tmp_path / "early", shards)
+    unfinished.write_text(kept)
     merged = merge(tmp_path / "merged", shards)
     assert {k: r["prediction"] for k, r in predictions(tmp_path / "merged").items()} == \
         {k: r["prediction"] for k, r in predictions(whole).items()}

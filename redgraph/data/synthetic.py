@@ -423,14 +423,6 @@ def export_dataset(folder: str | os.PathLike[str], counts: dict[str, int], *, se
 
 def read_items(path: str | os.PathLike[str]) -> list[SyntheticItem]:
     """Read items back from an exported ``{split}.jsonl``."""
-    items = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{number} is not JSON: {exc}") from exc
-            items.append(SyntheticItem.from_record(record))
-    return items
+    from redgraph.data.jsonl import read_jsonl
+
+    return [SyntheticItem.from_record(record) for _, record in read_jsonl(path)]

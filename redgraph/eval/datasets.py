@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redgraph.data.jsonl import read_jsonl
 from redgraph.errors import InputError
 
 LETTERS = "ABCDEFGHIJ"
@@ -107,19 +108,7 @@ def _read_records(path: Path, split: str | None) -> list[tuple[int, dict]]:
             raise InputError(f"{path} must be an object keyed by question id, got {type(problems).__name__}")
         rows = [{"question_id": key, **value} for key, value in problems.items()]
         return [(n, r) for n, r in enumerate(rows, 1) if split is None or r.get("split") == split]
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{number} is not JSON: {exc}") from exc
-            if not isinstance(record, dict):
-                raise InputError(f"{path}:{number} must be a JSON object, got {type(record).__name__}")
-            records.append((number, record))
-    return records
+    return read_jsonl(path)
 
 
 def _item(record: dict, root: Path, *, where: str) -> EvalItem:

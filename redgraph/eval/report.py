@@ -175,7 +175,9 @@ def write_outputs(out: Path) -> dict[str, Any]:
 
 def merge(out: str | Path, shards: list[str | Path]) -> dict[str, Any]:
     """Combine the folders of several shards (same settings) into ``out`` and summarise them."""
-    from redgraph.eval.runner import CONFIG, PREDICTIONS, _read_jsonl, load_config
+    from redgraph.data.jsonl import read_jsonl
+    from redgraph.eval.datasets import load_dataset
+    from redgraph.eval.runner import CONFIG, PREDICTIONS, EvalConfig, load_config, plan, select_items
 
     if not shards:
         raise InputError("nothing to merge; name the shard folders")
@@ -185,8 +187,15 @@ def merge(out: str | Path, shards: list[str | Path]) -> dict[str, Any]:
         if config["identity"] != identity:
             raise ConfigError(f"{shard} was run with other settings than {shards[0]}; only shards of one evaluation merge")
     records: dict[str, dict] = {}
-    for shard in shards:
-        for record in _read_jsonl(Path(shard) / PREDICTIONS):
+    for shard, config in zip(shards, configs):
+        found = [record for _, record in read_jsonl(Path(shard) / PREDICTIONS)] if (Path(shard) / PREDICTIONS).exists() else []
+        settings = EvalConfig(**{**identity, "shard": tuple(config["shard"]), "limit": config["limit"]})
+        wanted = {unit.key for unit in plan(select_items(load_dataset(settings.dataset, split=settings.split), settings), settings)}
+        missing = wanted - {record["key"] for record in found}
+        if missing:
+            raise InputError(f"{shard} is unfinished: {len(missing)} of its {len(wanted)} answers are missing; "
+                             "run the same `redgraph eval run` on it again to finish it, then merge")
+        for record in found:
             if record["key"] in records and records[record["key"]].get("prediction") != record.get("prediction"):
                 raise InputError(f"{record['key']} was answered differently in two shards; they overlap and disagree")
             records[record["key"]] = record

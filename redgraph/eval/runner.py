@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from redgraph.data.jsonl import read_jsonl
 from redgraph.errors import ConfigError, InputError
 from redgraph.eval.datasets import EvalItem
 
@@ -353,35 +354,15 @@ def load_config(out: Path) -> dict[str, Any]:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    """Records of a JSONL file; a last line cut short by a killed run is dropped (it is redone)."""
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if number == len(lines):
-                _drop_last_line(path)
-                break
-            raise InputError(f"{path}:{number} is not JSON ({exc}); the file was changed by hand?") from exc
-    return records
-
-
-def _drop_last_line(path: Path) -> None:
-    data = path.read_bytes()
-    cut = data.rstrip(b"\n").rfind(b"\n")
-    path.write_bytes(data[: cut + 1] if cut >= 0 else b"")
+    """Records of an output JSONL file; a last line cut short by a killed run is dropped (it is redone)."""
+    return [record for _, record in read_jsonl(path, drop_cut_tail=True)] if path.exists() else []
 
 
 def _read_rationale_file(path: str, wanted: list[str]) -> dict[str, str]:
     if not Path(path).exists():
         raise InputError(f"rationale file {path!r} does not exist")
     found: dict[str, str] = {}
-    for record in _read_jsonl(Path(path)):
+    for _, record in read_jsonl(path):
         text = record.get("rationale", record.get("text"))
         if "question_id" not in record or not isinstance(text, str):
             raise InputError(f"{path}: each line needs question_id and rationale (or text); got {sorted(record)}")

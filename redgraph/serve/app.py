@@ -302,10 +302,13 @@ def _completion(result: REDResult, completion_id: str, created: int, model: str,
 
 async def _stream(job, tokenizer, completion_id: str, created: int, model: str, stops: tuple[str, ...],
                   include_usage: bool) -> AsyncIterator[str]:
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+    def event(choices: list[dict[str, Any]], **extra: Any) -> str:
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+                "choices": choices, **extra}
         return f"data: {json.dumps(body)}\n\n"
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        return event([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra)
 
     yield chunk({"role": "assistant", "content": ""})
     # The text so far is decoded from all token ids (a character may span tokens). Held back: an
@@ -325,7 +328,7 @@ async def _stream(job, tokenizer, completion_id: str, created: int, model: str, 
                 sent = safe
             continue
         if kind == "error":
-            status, body = _error_for(value)
+            _, body = _error_for(value)
             yield f"data: {json.dumps(body)}\n\n"
             return
         result: REDResult = value
@@ -335,9 +338,7 @@ async def _stream(job, tokenizer, completion_id: str, created: int, model: str, 
             yield chunk({"content": result.text[sent:]})
         yield chunk({}, _finish(result), redgraph=_attribution(result, bool(job.request.rationales)))
         if include_usage:
-            body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                    "choices": [], "usage": _usage(result)}
-            yield f"data: {json.dumps(body)}\n\n"
+            yield event([], usage=_usage(result))
         yield "data: [DONE]\n\n"
         return
 
