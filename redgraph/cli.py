@@ -94,7 +94,8 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run the whole graph on the bundled example images, offline, writing a trace and an HTML report
-    per run; then once more with a reasoner that lies, to show the critic catching it."""
+    per run; then once more with a reasoner that lies, to show what the critic makes of it (with the
+    embedded model, whose claim checks are at chance, the lie is accepted: see BENCHMARKS.md)."""
     import uuid
 
     from redgraph.agents import LocalCritic, ScriptedReasoner
