@@ -206,6 +206,7 @@ def embedded_train(
     seed: Annotated[int, typer.Option(help="Seeds weights, data and task choice.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
     threads: Annotated[int, typer.Option(help="CPU threads; results reproduce for a fixed count.")] = 2,
+    aux_weight: Annotated[float, typer.Option(help="Weight of the auxiliary scene-fact loss on the image tokens (0: none).")] = 0.0,
 ) -> None:
     """Train the embedded model from scratch on CPU; same seed and threads give the same weights."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -213,7 +214,7 @@ def embedded_train(
     from redgraph.models.embedded.train import TrainConfig, train
 
     try:
-        config = TrainConfig(steps=steps, seed=seed, batch_size=batch_size, threads=threads)
+        config = TrainConfig(steps=steps, seed=seed, batch_size=batch_size, threads=threads, aux_weight=aux_weight)
     except RedgraphError as exc:
         _fail(exc)
     columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),

@@ -52,6 +52,35 @@ def test_training_reproduces_from_its_seed():
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_scene_labels_name_what_is_drawn():
+    from redgraph.data.scenes import BarScene, DocumentScene, Shape, ShapeScene
+    from redgraph.models.embedded.scene_labels import VOCABULARY, scene_labels
+
+    names = {index: name for name, index in VOCABULARY.items()}
+    shapes = ShapeScene(objects=(Shape("red", "circle", 10, 120, "big"), Shape("blue", "square", 64, 20, "small")))
+    assert {names[i] for i in scene_labels(shapes)} == {
+        "kind:shapes", "shape:red:circle", "shape:red:circle:x0", "shape:red:circle:y2",
+        "shape:blue:square", "shape:blue:square:x1", "shape:blue:square:y0"}
+    bars = BarScene(bars=(("green", 3), ("purple", 9)))
+    assert {names[i] for i in scene_labels(bars)} == {"kind:bars", "bar:green:3", "bar:purple:9"}
+    document = DocumentScene(layout="receipt", title="menu", fields=(("tax", 47),))
+    assert {names[i] for i in scene_labels(document)} == {"kind:document", "title:menu", "field:tax",
+                                                          "field:tax:tens4", "field:tax:units7"}
+
+
+def test_auxiliary_scene_loss_trains_and_reproduces():
+    config = TrainConfig(steps=3, batch_size=4, dimensions=SMALL, aux_weight=5.0)
+    first, manifest = train(None, config)
+    again, _ = train(None, config)
+    plain, _ = train(None, TrainConfig(steps=3, batch_size=4, dimensions=SMALL))
+    a, b, c = (m.model.state_dict() for m in (first, again, plain))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the auxiliary loss reached the weights
+    assert manifest["command"].endswith("--aux-weight 5") and manifest["config"]["aux_weight"] == 5.0
+    with pytest.raises(Exception, match="aux_weight must be a number"):
+        TrainConfig(aux_weight=-1)
+
+
 def test_batches_mask_everything_but_the_answer():
     lvlm, _ = train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL))
     examples = sample_batch(0, TrainConfig(batch_size=6), lvlm.processor, random.Random(0))

@@ -12,6 +12,7 @@ Every prompt is rendered by the same functions that build prompts at inference t
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from PIL import Image
 
 from redgraph.data.synthetic import SyntheticItem
 from redgraph.models import prompts
+from redgraph.models.embedded.scene_labels import scene_labels
 
 TASKS = ("answer", "rationale", "cot", "rationale_answer", "verify")
 
@@ -29,9 +31,17 @@ class Example:
     prompt: str  # chat-template text ending with the assistant's generation prompt
     image: Image.Image | None
     target: str  # what the assistant should write, without the end-of-turn token
+    scene_labels: tuple[int, ...] = ()  # facts of the pictured scene (the auxiliary vision loss)
 
 
 def make_example(item: SyntheticItem, task: str, processor, rng: random.Random) -> Example:
+    example = _example(item, task, processor, rng)
+    if example.image is None:
+        return example
+    return dataclasses.replace(example, scene_labels=scene_labels(item.scene))
+
+
+def _example(item: SyntheticItem, task: str, processor, rng: random.Random) -> Example:
     if task == "answer":
         return Example(task, prompts.image_branch_text(processor, item.question), item.image(), item.answer)
     if task == "rationale":

@@ -22,6 +22,7 @@ import torch
 from redgraph.data.synthetic import make_item
 from redgraph.errors import ConfigError
 from redgraph.models.embedded.architecture import Dimensions, build_untrained
+from redgraph.models.embedded.scene_labels import VOCABULARY
 from redgraph.models.embedded.tasks import TASKS, Example, make_example
 
 
@@ -37,6 +38,9 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2  # results are reproducible for a fixed thread count
     dimensions: Dimensions = Dimensions()
+    # Weight of the auxiliary loss: a linear head reads the scene's facts from the mean image token
+    # (see scene_labels.py); 0 trains on the language-model loss alone.
+    aux_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads"):
@@ -45,6 +49,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
             raise ConfigError(f"learning_rate must be between 0 and 1, got {self.learning_rate!r}")
+        if isinstance(self.aux_weight, bool) or not isinstance(self.aux_weight, (int, float)) or not 0 <= self.aux_weight < 100:
+            raise ConfigError(f"aux_weight must be a number from 0 to 100, got {self.aux_weight!r}")
 
 
 ProgressCallback = Callable[[int, float], None]
@@ -86,20 +92,44 @@ def batch_tensors(examples: list[Example], processor) -> dict[str, torch.Tensor]
     if pixel:
         # Qwen2-VL's 3-D positions need to know which tokens are image tokens (1) and which text (0).
         pixel["mm_token_type_ids"] = (input_ids == processor.image_token_id).long()
+        targets = torch.zeros((len(with_image), len(VOCABULARY)))
+        for row, example in enumerate(with_image):
+            targets[row, list(example.scene_labels)] = 1.0
+        pixel["scene_targets"] = targets
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, **pixel}
 
 
-def example_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean over examples of each example's mean target-token cross-entropy."""
+def example_loss(model, batch: dict[str, torch.Tensor], aux_head: torch.nn.Module | None = None,
+                 aux_weight: float = 0.0) -> torch.Tensor:
+    """Mean over examples of each example's mean target-token cross-entropy; with ``aux_head``, plus
+    ``aux_weight`` x the binary cross-entropy of the scene facts read from each image's mean token."""
     labels = batch["labels"]
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    logits = model(**inputs).logits[:, :-1]  # (B, T-1, V): position t predicts token t+1
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "scene_targets")}
+    captured: list[torch.Tensor] = []
+    hook = None
+    if aux_head is not None and aux_weight > 0 and "scene_targets" in batch:
+        def keep(module, args, output):
+            merged = getattr(output, "pooler_output", None)
+            captured.append(merged if merged is not None else output)
+
+        hook = model.model.visual.register_forward_hook(keep)
+    try:
+        logits = model(**inputs).logits[:, :-1]  # (B, T-1, V): position t predicts token t+1
+    finally:
+        if hook is not None:
+            hook.remove()
     shifted = labels[:, 1:]
     per_token = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(), shifted.reshape(-1), ignore_index=-100, reduction="none"
     ).view(shifted.shape)
     mask = (shifted != -100).float()
-    return ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+    loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+    if captured:
+        targets = batch["scene_targets"]
+        tokens = captured[0].reshape(targets.shape[0], -1, captured[0].shape[-1])  # (images, tokens, width)
+        logits_aux = aux_head(tokens.mean(1))
+        loss = loss + aux_weight * torch.nn.functional.binary_cross_entropy_with_logits(logits_aux, targets)
+    return loss
 
 
 def sample_batch(step: int, config: TrainConfig, processor, rng: random.Random) -> list[Example]:
@@ -141,8 +171,13 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
 
     model, processor = build_untrained(config.dimensions, seed=config.seed)
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    aux_head = None
+    parameters = list(model.parameters())
+    if config.aux_weight > 0:
+        aux_head = torch.nn.Linear(config.dimensions.hidden, len(VOCABULARY))  # merged image token width
+        parameters += list(aux_head.parameters())
+    decay = [p for p in parameters if p.ndim >= 2]
+    no_decay = [p for p in parameters if p.ndim < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.learning_rate, betas=(0.9, 0.98),
@@ -161,10 +196,10 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
     lvlm = LVLM(model=model, processor=processor, name="redgraph-embedded")
     for step in range(config.steps):
         batch = batch_tensors(sample_batch(step, config, processor, rng), processor)
-        loss = example_loss(model, batch)
+        loss = example_loss(model, batch, aux_head, config.aux_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
@@ -182,7 +217,8 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
 def _manifest(config: TrainConfig, losses: list[float], started: float, *, partial: bool) -> dict:
     tail = losses[-50:]
     return {
-        "command": f"redgraph embedded train OUT --steps {config.steps} --seed {config.seed}",
+        "command": f"redgraph embedded train OUT --steps {config.steps} --seed {config.seed}"
+                   + (f" --aux-weight {config.aux_weight:g}" if config.aux_weight else ""),
         "config": asdict(config),
         "steps_done": len(losses),
         "finished": not partial,
