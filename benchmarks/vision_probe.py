@@ -7,8 +7,8 @@ features vary between pictures, and whether a linear probe can read simple facts
 - ``spread_across_images``: per-feature standard deviation across pictures, averaged, over
   ``token_norm``: near 0 means every picture gives nearly the same tokens (a collapsed tower).
 - ``colour_probe_acc``: a linear probe (logistic regression on the standardised, flattened image
-  tokens) predicting which of the 5 colours appear in a shapes scene; trained on 800 train-split
-  scenes, scored on 400 others. ``majority_acc`` is the score of always guessing each colour's
+  tokens) predicting which of the 5 colours appear in a shapes scene; trained on two thirds of
+  ``--scenes`` train-split scenes (800 of 1,200 by default), scored on the rest. ``majority_acc`` is the score of always guessing each colour's
   more common answer.
 
 The same figures for an untrained tower of the same architecture (``untrained_*``) show what the
@@ -70,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--model", default=None, help="checkpoint folder; default: the embedded model")
+    parser.add_argument("--scenes", type=int, default=1200, help="shapes scenes; two thirds train the probe")
     args = parser.parse_args()
 
     import torch
@@ -80,9 +81,9 @@ def main() -> None:
     from redgraph.models.loading import load_lvlm
 
     torch.manual_seed(0)
-    scenes = [item.scene for item in generate_items("train", 4000, seed=99) if item.kind == "shapes"][:1200]
+    scenes = [item.scene for item in generate_items("train", 4 * args.scenes, seed=99) if item.kind == "shapes"][: args.scenes]
     labels = torch.tensor([[any(o.colour == c for o in s.objects) for c in COLOURS] for s in scenes]).float()
-    train = 800
+    train = len(scenes) * 2 // 3
     majority = torch.maximum(labels[train:].mean(0), 1 - labels[train:].mean(0)).mean().item()
     lvlm = load_lvlm(args.model)
     result = {"model": args.model or "embedded", "scenes": len(scenes), "majority_acc": round(majority, 3)}

@@ -60,3 +60,12 @@ def test_paper_tables_smoke_run_prints_every_key(tmp_path):
                 "lying_reasoner_retention", "plain_red_lying_retention", "critic_precision", "critic_recall"):
         assert key in report
     assert report["items"] == 2 and report["cot_gold_acc"] is not None
+
+
+def test_vision_probe_smoke_run_prints_every_figure():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "vision_probe.py"), "--json", "--scenes", "60"],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    report = json.loads(done.stdout)
+    assert report["scenes"] == 60
+    for key in ("token_norm", "spread_across_images", "colour_probe_acc", "untrained_colour_probe_acc", "majority_acc"):
+        assert math.isfinite(report[key])
