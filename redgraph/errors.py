@@ -34,6 +34,14 @@ class UnsupportedError(RedgraphError, NotImplementedError):
     """A requested mode or model family is not supported."""
 
 
+def check_whole_number(name: str, value: object, minimum: int = 1, error: type[RedgraphError] | None = None) -> int:
+    """``value`` if it is an int (not a bool) of at least ``minimum``; else ``error`` (default
+    :class:`ConfigError`) naming ``name`` and the value."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise (error or ConfigError)(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
 __all__ = [
     "ConfigError",
     "ImageError",
@@ -42,4 +50,5 @@ __all__ = [
     "RedgraphError",
     "RemoteModelError",
     "UnsupportedError",
+    "check_whole_number",
 ]

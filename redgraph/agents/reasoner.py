@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redgraph.agents.prompt_library import PromptStyle, get_style
-from redgraph.errors import ConfigError
+from redgraph.errors import ConfigError, check_whole_number
 from redgraph.models.images import ImageInput, load_image
 from redgraph.models.prompts import check_question, render
 
@@ -47,15 +47,13 @@ class StyledReasoner:
         if isinstance(styles, str) or not styles:
             raise ConfigError(f"styles must be a non-empty list of style names, got {styles!r}")
         self.styles: tuple[PromptStyle, ...] = tuple(get_style(name) for name in styles)
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be a whole number >= 1, got {max_new_tokens!r}")
+        check_whole_number("max_new_tokens", max_new_tokens)
         self.max_new_tokens = max_new_tokens
 
     def write(self, image: ImageInput, question: str, k: int = 1, *, critique: str | None = None) -> list[Rationale]:
         """K rationales; with ``critique``, revisions that answer it."""
         check_question(question)
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ConfigError(f"k (rationales per question) must be a whole number >= 1, got {k!r}")
+        check_whole_number("k (rationales per question)", k)
         picture = self._load(image)
         rationales = []
         for index in range(k):

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 
 from redgraph.agents.reasoner import RESAMPLE_TEMPERATURE, StyledReasoner
-from redgraph.errors import ConfigError, RemoteModelError
+from redgraph.errors import ConfigError, RemoteModelError, check_whole_number
 from redgraph.models.images import image_data_url
 
 API_KEY_ENV = "OPENAI_API_KEY"
@@ -53,8 +53,7 @@ class OpenAIReasoner(StyledReasoner):
             raise ConfigError(f"the OpenAI model name must be a non-empty string, got {model!r}")
         if not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ConfigError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-        if not (isinstance(max_retries, int) and max_retries >= 0):
-            raise ConfigError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
+        check_whole_number("max_retries", max_retries, minimum=0)
         self.model = model
         self.model_name = f"openai:{model}"
         if client is None:

@@ -43,7 +43,7 @@ from redgraph.data.scenes import (
     scene_from_dict,
     scene_to_dict,
 )
-from redgraph.errors import InputError
+from redgraph.errors import InputError, check_whole_number
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[Split, ...] = ("train", "validation", "test")
@@ -123,8 +123,7 @@ def generate_items(split: Split, count: int, *, seed: int = 0, start: int = 0) -
     """
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    if not isinstance(count, int) or count < 0:
-        raise InputError(f"count must be a whole number >= 0, got {count!r}")
+    check_whole_number("count", count, minimum=0, error=InputError)
     for index in range(start, start + count):
         yield make_item(split, index, seed=seed)
 

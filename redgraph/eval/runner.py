@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from redgraph.data.jsonl import read_jsonl
-from redgraph.errors import ConfigError, InputError
+from redgraph.errors import ConfigError, InputError, check_whole_number
 from redgraph.eval.datasets import EvalItem
 
 MODES = ("direct", "cot", "red", "red_multi", "graph", "critic")
@@ -76,12 +76,10 @@ class EvalConfig:
         index, count = self.shard
         if not (isinstance(index, int) and isinstance(count, int) and count >= 1 and 0 <= index < count):
             raise ConfigError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
-            raise ConfigError(f"limit must be a whole number >= 1, got {self.limit!r}")
+        if self.limit is not None:
+            check_whole_number("limit", self.limit)
         for name in ("rounds", "max_new_tokens"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+            check_whole_number(name, getattr(self, name))
 
     def identity(self) -> dict[str, Any]:
         """The settings that must agree between runs writing to one folder (not shard or limit)."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol, TypedDict
 
-from redgraph.errors import ConfigError
+from redgraph.errors import ConfigError, check_whole_number
 
 OnExhausted = Literal["image_only", "best_supported", "human_review"]
 POLICIES: tuple[str, ...] = ("image_only", "best_supported", "human_review")
@@ -81,9 +81,7 @@ class RunContext:
 
     def __post_init__(self) -> None:
         for name in ("rationales", "rounds", "max_new_tokens"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+            check_whole_number(name, getattr(self, name))
         weight = self.rationale_weight
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight >= 0 or weight == float("inf"):
             raise ConfigError(f"rationale_weight (lambda) must be a finite number >= 0, got {weight!r}")

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.decoder import REDRequest, REDResult
-from redgraph.errors import ConfigError, InputError, RedgraphError
+from redgraph.errors import ConfigError, InputError, RedgraphError, check_whole_number
 from redgraph.interop import resolve_image, run_graph
 from redgraph.models.images import load_image
 from redgraph.models.prompts import check_question
@@ -73,9 +73,7 @@ class ServerSettings:
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_image_bytes", "max_image_pixels", "max_batch", "max_pending",
                      "max_graph_runs", "default_max_tokens", "max_tokens_limit"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+            check_whole_number(name, getattr(self, name))
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("api_key is empty; pass a real key or leave it unset")
 

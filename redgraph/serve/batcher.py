@@ -26,7 +26,7 @@ from typing import Any
 
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.decoder import REDDecoder, REDRequest
-from redgraph.errors import ConfigError, RedgraphError
+from redgraph.errors import ConfigError, RedgraphError, check_whole_number
 
 RECENT_S = 1.0  # how far back "recent traffic" reaches
 
@@ -76,9 +76,8 @@ class DecodeBatcher:
 
     def __init__(self, lvlm, *, max_batch: int = 8, max_pending: int = 32, max_wait_s: float = 0.03,
                  decode: Callable[[REDConfig, list[REDRequest], Callable], list] | None = None) -> None:
-        for name, value in (("max_batch", max_batch), ("max_pending", max_pending)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        check_whole_number("max_batch", max_batch)
+        check_whole_number("max_pending", max_pending)
         if isinstance(max_wait_s, bool) or not isinstance(max_wait_s, (int, float)) or not 0 <= max_wait_s <= 1:
             raise ConfigError(f"max_wait_s must be between 0 and 1 second, got {max_wait_s!r}")
         self.lvlm = lvlm

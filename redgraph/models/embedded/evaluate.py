@@ -23,7 +23,7 @@ from collections.abc import Callable
 from redgraph.data.claims import check_rationale
 from redgraph.data.synthetic import SPLITS, SyntheticItem, generate_items
 from redgraph.decoding.claim_scoring import claim_support
-from redgraph.errors import ConfigError
+from redgraph.errors import ConfigError, check_whole_number
 from redgraph.eval.normalize import answers_match
 from redgraph.models import prompts
 from redgraph.models.generation import generate_text
@@ -48,8 +48,7 @@ def evaluate(
     """
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    if not isinstance(limit, int) or limit < 1:
-        raise ConfigError(f"limit must be a whole number >= 1, got {limit!r}")
+    check_whole_number("limit", limit)
     started = time.perf_counter()
     items = list(generate_items(split, limit, seed=seed))
     scores: dict[str, list[tuple[SyntheticItem, bool]]] = defaultdict(list)

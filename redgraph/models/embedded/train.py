@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from redgraph.data.synthetic import make_item
-from redgraph.errors import ConfigError
+from redgraph.errors import ConfigError, check_whole_number
 from redgraph.models.embedded.architecture import Dimensions, build_untrained
 from redgraph.models.embedded.scene_labels import VOCABULARY
 from redgraph.models.embedded.tasks import TASKS, Example, make_example
@@ -44,9 +44,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+            check_whole_number(name, getattr(self, name))
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
             raise ConfigError(f"learning_rate must be between 0 and 1, got {self.learning_rate!r}")
         if isinstance(self.aux_weight, bool) or not isinstance(self.aux_weight, (int, float)) or not 0 <= self.aux_weight < 100:
