@@ -207,6 +207,8 @@ def embedded_train(
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
     threads: Annotated[int, typer.Option(help="CPU threads; results reproduce for a fixed count.")] = 2,
     aux_weight: Annotated[float, typer.Option(help="Weight of the auxiliary scene-fact loss on the image tokens (0: none).")] = 0.0,
+    resume: Annotated[bool, typer.Option(help="Continue the stopped run saved in OUT_DIR (same settings); it ends "
+                                              "with the weights an uninterrupted run gives.")] = False,
 ) -> None:
     """Train the embedded model from scratch on CPU; same seed and threads give the same weights."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -219,10 +221,13 @@ def embedded_train(
         _fail(exc)
     columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("train", total=steps, loss="-")
-        _, manifest = train(out_dir, config, on_progress=lambda step, loss: progress.update(
-            task, completed=step, loss=f"{loss:.3f}"))
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("train", total=steps, loss="-")
+            _, manifest = train(out_dir, config, resume=resume, on_progress=lambda step, loss: progress.update(
+                task, completed=step, loss=f"{loss:.3f}"))
+    except RedgraphError as exc:
+        _fail(exc)
     out.print_json(json.dumps(manifest))
 
 

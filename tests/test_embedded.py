@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from redgraph.cli import app
 from redgraph.data import generate_items
-from redgraph.errors import ModelLoadError
+from redgraph.errors import ConfigError, ModelLoadError
 from redgraph.models.embedded import EMBEDDED_DIR, load_embedded
 from redgraph.models.embedded.architecture import Dimensions
 from redgraph.models.embedded.evaluate import METRICS, evaluate
@@ -81,6 +81,31 @@ def test_auxiliary_scene_loss_trains_and_reproduces():
         TrainConfig(aux_weight=-1)
 
 
+def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path):
+    config = TrainConfig(steps=5, batch_size=4, warmup_steps=2, dimensions=SMALL, aux_weight=2.0)
+    whole, _ = train(None, config)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_three(step: int, loss: float) -> None:
+        if step == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(tmp_path, config, save_every=2, on_progress=stop_at_three)
+    assert json.loads((tmp_path / "redgraph_manifest.json").read_text())["steps_done"] == 2
+    steps = []
+    resumed, manifest = train(tmp_path, config, save_every=2, resume=True, on_progress=lambda s, _: steps.append(s))
+    assert steps == [3, 4, 5] and manifest["steps_done"] == 5 and manifest["finished"]
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match=r"other settings \(steps\)"):
+        train(tmp_path, TrainConfig(steps=6, batch_size=4, warmup_steps=2, dimensions=SMALL, aux_weight=2.0), resume=True)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train(tmp_path / "empty", config, resume=True)
+
+
 def test_batches_mask_everything_but_the_answer():
     lvlm, _ = train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL))
     examples = sample_batch(0, TrainConfig(batch_size=6), lvlm.processor, random.Random(0))
@@ -102,6 +127,9 @@ def test_train_command_writes_a_loadable_checkpoint(tmp_path):
     summary = evaluate(lvlm, limit=3, batch_size=3)
     assert set(summary["overall"]) == set(METRICS)
     assert all(0.0 <= v <= 1.0 for v in summary["overall"].values())
+    other = CliRunner().invoke(app, ["embedded", "train", str(tmp_path / "ckpt"), "--steps", "3", "--batch-size", "2",
+                                     "--resume"])
+    assert other.exit_code == 2 and "other settings (steps)" in other.output
 
 
 @pytest.fixture(scope="module")

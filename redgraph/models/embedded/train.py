@@ -142,14 +142,20 @@ def train(
     *,
     on_progress: ProgressCallback | None = None,
     save_every: int = 250,
+    resume: bool = False,
 ):
     """Train from scratch and save the checkpoint (with ``redgraph_manifest.json``) to ``out_dir``.
+
+    Every save also writes ``training_state.pt`` (weights in training form, optimiser, schedule,
+    task-choice RNG, the auxiliary head, the losses so far), so a stopped run can be resumed: it then ends with exactly
+    the weights an uninterrupted run of the same settings (and thread count) gives.
 
     Args:
         out_dir: where to save; None keeps the model in memory only.
         config: the run's settings.
         on_progress: called after every step with ``(step, loss)``.
         save_every: also save every this many steps, so a stopped run keeps its progress.
+        resume: continue the run saved in ``out_dir`` (which must have the same settings).
 
     Returns:
         ``(lvlm, manifest)``: the trained model (in eval mode) and the run's record.
@@ -159,12 +165,12 @@ def train(
     try:
         # Seeding happens inside; the caller's global RNG state is left as it was.
         with torch.random.fork_rng(devices=[]):
-            return _train(out_dir, config, on_progress, save_every)
+            return _train(out_dir, config, on_progress, save_every, resume)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, save_every: int):
+def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, save_every: int, resume: bool):
     from redgraph.models.loading import LVLM
 
     model, processor = build_untrained(config.dimensions, seed=config.seed)
@@ -192,7 +198,16 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
     losses: list[float] = []
     started = time.perf_counter()
     lvlm = LVLM(model=model, processor=processor, name="redgraph-embedded")
-    for step in range(config.steps):
+    first = 0
+    if resume:
+        first = _restore(out_dir, config, model, optimizer, scheduler, rng, aux_head, losses)
+
+    def state(done: int) -> dict:
+        return {"config": asdict(config), "steps_done": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "task_rng": rng.getstate(),
+                "aux_head": aux_head.state_dict() if aux_head is not None else None, "losses": list(losses)}
+
+    for step in range(first, config.steps):
         batch = batch_tensors(sample_batch(step, config, processor, rng), processor)
         loss = example_loss(model, batch, aux_head, config.aux_weight)
         optimizer.zero_grad(set_to_none=True)
@@ -204,12 +219,38 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
         if on_progress is not None:
             on_progress(step + 1, losses[-1])
         if out_dir is not None and (step + 1) % save_every == 0 and step + 1 < config.steps:
-            _save(lvlm, out_dir, _manifest(config, losses, started, partial=True))
+            _save(lvlm, out_dir, _manifest(config, losses, started, partial=True), state(step + 1))
     model.eval()
     manifest = _manifest(config, losses, started, partial=False)
     if out_dir is not None:
-        _save(lvlm, out_dir, manifest)
+        _save(lvlm, out_dir, manifest, state(config.steps))
     return lvlm, manifest
+
+
+TRAINING_STATE = "training_state.pt"
+
+
+def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: random.Random, aux_head,
+             losses: list[float]) -> int:
+    """Load a saved run's weights and training state into the fresh objects; return the steps done."""
+    if out_dir is None or not (Path(out_dir) / TRAINING_STATE).exists():
+        raise ConfigError(f"nothing to resume in {out_dir}: no {TRAINING_STATE} (a run saves one every few hundred "
+                          "steps); train without --resume to start")
+    saved = torch.load(Path(out_dir) / TRAINING_STATE, weights_only=False)
+    mine = json.loads(json.dumps(asdict(config)))
+    theirs = json.loads(json.dumps(saved["config"]))
+    if mine != theirs:
+        differing = sorted(k for k in mine if mine[k] != theirs.get(k))
+        raise ConfigError(f"the run in {out_dir} has other settings ({', '.join(differing)}); resume it with the "
+                          "same settings, or train into a new folder")
+    model.load_state_dict(saved["model"], strict=True)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    rng.setstate(saved["task_rng"])
+    if aux_head is not None:
+        aux_head.load_state_dict(saved["aux_head"])
+    losses.extend(saved["losses"])
+    return int(saved["steps_done"])
 
 
 def _manifest(config: TrainConfig, losses: list[float], started: float, *, partial: bool) -> dict:
@@ -228,8 +269,9 @@ def _manifest(config: TrainConfig, losses: list[float], started: float, *, parti
     }
 
 
-def _save(lvlm, out_dir, manifest: dict) -> None:
+def _save(lvlm, out_dir, manifest: dict, training_state: dict) -> None:
     path = Path(out_dir)
     path.mkdir(parents=True, exist_ok=True)
     lvlm.save(path)
+    torch.save(training_state, path / TRAINING_STATE)
     (path / "redgraph_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
