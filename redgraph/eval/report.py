@@ -186,11 +186,17 @@ def merge(out: str | Path, shards: list[str | Path]) -> dict[str, Any]:
     for shard, config in zip(shards[1:], configs[1:]):
         if config["identity"] != identity:
             raise ConfigError(f"{shard} was run with other settings than {shards[0]}; only shards of one evaluation merge")
+    have = {tuple(c["shard"]) for c in configs}
+    count = configs[0]["shard"][1]
+    if any(n != count for _, n in have) or {i for i, _ in have} != set(range(count)):
+        raise InputError(f"the shards do not make up one whole: have {sorted('%d/%d' % c for c in have)}, "
+                         f"need 0/{count} to {count - 1}/{count}")
+    items = load_dataset(identity["dataset"], split=identity["split"])
     records: dict[str, dict] = {}
     for shard, config in zip(shards, configs):
         found = [record for _, record in read_jsonl(Path(shard) / PREDICTIONS)] if (Path(shard) / PREDICTIONS).exists() else []
         settings = EvalConfig(**{**identity, "shard": tuple(config["shard"]), "limit": config["limit"]})
-        wanted = {unit.key for unit in plan(select_items(load_dataset(settings.dataset, split=settings.split), settings), settings)}
+        wanted = {unit.key for unit in plan(select_items(items, settings), settings)}
         missing = wanted - {record["key"] for record in found}
         if missing:
             raise InputError(f"{shard} is unfinished: {len(missing)} of its {len(wanted)} answers are missing; "
@@ -199,11 +205,6 @@ def merge(out: str | Path, shards: list[str | Path]) -> dict[str, Any]:
             if record["key"] in records and records[record["key"]].get("prediction") != record.get("prediction"):
                 raise InputError(f"{record['key']} was answered differently in two shards; they overlap and disagree")
             records[record["key"]] = record
-    have = {tuple(c["shard"]) for c in configs}
-    count = configs[0]["shard"][1]
-    if any(n != count for _, n in have) or {i for i, _ in have} != set(range(count)):
-        raise InputError(f"the shards do not make up one whole: have {sorted('%d/%d' % c for c in have)}, "
-                         f"need 0/{count} to {count - 1}/{count}")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / PREDICTIONS).exists():

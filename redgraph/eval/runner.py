@@ -140,8 +140,8 @@ class Rationales:
 
     def __init__(self, items: list[EvalItem], all_items: list[EvalItem], config: EvalConfig, out: Path, lvlm) -> None:
         self.config, self.lvlm = config, lvlm
-        self.by_id = {item.question_id: item for item in all_items}
-        self.order = [item.question_id for item in all_items]
+        # For ``irrelevant`` without the data's own: the next item's gold rationale, in dataset order.
+        self.next_item = {item.question_id: all_items[(i + 1) % len(all_items)] for i, item in enumerate(all_items)}
         self.files: dict[str, dict[str, str]] = {}
         for source in config.sources:
             if source.startswith("file:"):
@@ -173,8 +173,7 @@ class Rationales:
         if source == "irrelevant":
             if item.irrelevant_rationale:
                 return item.irrelevant_rationale
-            position = self.order.index(item.question_id)
-            return self.by_id[self.order[(position + 1) % len(self.order)]].gold_rationale
+            return self.next_item[item.question_id].gold_rationale
         if source.startswith("file:"):
             return self.files[source][item.question_id]
         if source == "self":
@@ -292,8 +291,7 @@ def answer_unit(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, ou
         prediction = result.text
         record.update(rationale_dependence=result.rationale_dependence, changed_tokens=result.changed_tokens)
     else:  # graph
-        prediction = _graph_answer(unit, config, lvlm, rationales, out, record)
-        texts = record.pop("_texts")
+        prediction, texts = _graph_answer(unit, config, lvlm, rationales, out, record)
     prediction = prediction.strip()
     record.update(prediction=prediction, correct=item.accepts(prediction), rationales=texts,
                   seconds=round(time.perf_counter() - started, 4))
@@ -304,7 +302,9 @@ def answer_unit(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, ou
     return record
 
 
-def _graph_answer(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, out: Path, record: dict) -> str:
+def _graph_answer(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, out: Path,
+                  record: dict) -> tuple[str, list[str]]:
+    """The graph's answer and the rationales it ended with; its verdict, outcome and trace go into ``record``."""
     from redgraph.agents.critic import LocalCritic
     from redgraph.agents.reasoner import LocalReasoner
     from redgraph.agents.scripted import ScriptedReasoner
@@ -322,13 +322,11 @@ def _graph_answer(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, 
                          rationale_weight=unit.weight, rounds=config.rounds, on_exhausted="image_only",
                          max_new_tokens=config.max_new_tokens)
     safe = hashlib.sha256(unit.key.encode()).hexdigest()[:16]
-    image = item.image if item.image is not None else image_of(item)
-    result = ask(image, item.prompt, context, checkpoint="memory", trace_path=out / "traces" / f"{safe}.json")
+    result = ask(image_of(item), item.prompt, context, checkpoint="memory", trace_path=out / "traces" / f"{safe}.json")
     record.update(verdict=result.verdict, outcome=result.outcome, flags=result.flags,
                   supports=[r["support"] for r in result.rationales], trace=f"traces/{safe}.json",
-                  rationale_dependence=(result.state.get("answer") or {}).get("rationale_dependence"),
-                  _texts=[r["text"] for r in result.rationales])
-    return result.answer or ""
+                  rationale_dependence=(result.state.get("answer") or {}).get("rationale_dependence"))
+    return result.answer or "", [r["text"] for r in result.rationales]
 
 
 def _claim_folder(out: Path, config: EvalConfig) -> None:

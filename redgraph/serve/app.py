@@ -217,9 +217,7 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
     @app.post("/v1/redgraph/ask", dependencies=[Depends(authorise)])
     async def redgraph_ask(body: AskRequest) -> dict[str, Any]:
         check_question(body.question)
-        image = await run_in_threadpool(resolve_image, body.image, allow_paths=False,
-                                        allow_remote=settings.allow_remote_images, max_bytes=settings.max_image_bytes)
-        await run_in_threadpool(load_image, image, max_pixels=settings.max_image_pixels)
+        image, _ = await _read_image(body.image, settings)
         if not graph_slots.acquire(blocking=False):
             raise ServerBusy(f"{settings.max_graph_runs} graph runs are already in progress; retry shortly")
         try:
@@ -232,6 +230,14 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
             graph_slots.release()
 
     return app
+
+
+async def _read_image(reference: str, settings: ServerSettings):
+    """``(bytes, picture)`` of a data URL (or, when allowed, an http(s) URL), within the size limits;
+    off the event loop, since decoding a large image takes a while."""
+    data = await run_in_threadpool(resolve_image, reference, allow_paths=False,
+                                   allow_remote=settings.allow_remote_images, max_bytes=settings.max_image_bytes)
+    return data, await run_in_threadpool(load_image, data, max_pixels=settings.max_image_pixels)
 
 
 async def _red_request(body: ChatRequest, settings: ServerSettings) -> tuple[REDRequest, REDConfig]:
@@ -249,9 +255,7 @@ async def _red_request(body: ChatRequest, settings: ServerSettings) -> tuple[RED
                        param="max_tokens")
     question, url = chat_question(body.messages)
     check_question(question)
-    image_data = await run_in_threadpool(resolve_image, url, allow_paths=False,
-                                         allow_remote=settings.allow_remote_images, max_bytes=settings.max_image_bytes)
-    picture = await run_in_threadpool(load_image, image_data, max_pixels=settings.max_image_pixels)
+    _, picture = await _read_image(url, settings)
     sample = bool(body.temperature)  # absent or 0: greedy, so answers are reproducible by default
     config = REDConfig(
         rationale_weight=body.rationale_weight if body.rationale_weight is not None else 0.5,
