@@ -207,16 +207,20 @@ def embedded_train(
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
     threads: Annotated[int, typer.Option(help="CPU threads; results reproduce for a fixed count.")] = 2,
     aux_weight: Annotated[float, typer.Option(help="Weight of the auxiliary scene-fact loss on the image tokens (0: none).")] = 0.0,
+    task_weights: Annotated[Optional[str], typer.Option(help="How often each task is drawn, e.g. 'verify=3,cot=0.5' "
+                                                          "(tasks not named: 1). Default: uniform.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the stopped run saved in OUT_DIR (same settings); it ends "
                                               "with the weights an uninterrupted run gives.")] = False,
 ) -> None:
     """Train the embedded model from scratch on CPU; same seed and threads give the same weights."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from redgraph.models.embedded.train import TrainConfig, train
+    from redgraph.models.embedded.train import TrainConfig, parse_task_weights, train
 
     try:
-        config = TrainConfig(steps=steps, seed=seed, batch_size=batch_size, threads=threads, aux_weight=aux_weight)
+        weights = {} if task_weights is None else {"task_weights": parse_task_weights(task_weights)}
+        config = TrainConfig(steps=steps, seed=seed, batch_size=batch_size, threads=threads, aux_weight=aux_weight,
+                             **weights)
     except RedgraphError as exc:
         _fail(exc)
     columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from collections import Counter
 
 import pytest
 import torch
@@ -15,10 +16,18 @@ from redgraph.cli import app
 from redgraph.data import generate_items
 from redgraph.errors import ConfigError, ModelLoadError
 from redgraph.models.embedded import EMBEDDED_DIR, load_embedded
-from redgraph.models.embedded.architecture import Dimensions
+from redgraph.models.embedded.architecture import Dimensions, build_untrained
 from redgraph.models.embedded.evaluate import METRICS, evaluate
 from redgraph.models.embedded.tasks import TASKS, make_example
-from redgraph.models.embedded.train import TrainConfig, batch_tensors, example_loss, sample_batch, train
+from redgraph.models.embedded.train import (
+    TrainConfig,
+    batch_tensors,
+    example_loss,
+    format_task_weights,
+    parse_task_weights,
+    sample_batch,
+    train,
+)
 from redgraph.models.generation import generate_text
 from redgraph.models.prompts import image_branch_text, rationale_branch_text
 
@@ -79,6 +88,30 @@ def test_auxiliary_scene_loss_trains_and_reproduces():
     assert manifest["command"].endswith("--aux-weight 5") and manifest["config"]["aux_weight"] == 5.0
     with pytest.raises(Exception, match="aux_weight must be a number"):
         TrainConfig(aux_weight=-1)
+
+
+def test_task_weights_set_the_mixture_and_are_named_in_the_manifest():
+    weights = parse_task_weights("verify=3, cot=0")
+    assert weights == (1.0, 1.0, 0.0, 1.0, 3.0) and format_task_weights(weights) == (
+        "answer=1,rationale=1,cot=0,rationale_answer=1,verify=3")
+    config = TrainConfig(steps=1, batch_size=400, dimensions=SMALL, task_weights=weights)
+    processor = build_untrained(SMALL, seed=0)[1]
+    drawn = Counter(e.task for e in sample_batch(0, config, processor, random.Random(0)))
+    assert drawn["cot"] == 0 and drawn["verify"] > 2 * drawn["answer"] > 0
+    only_verify = TrainConfig(steps=2, batch_size=4, dimensions=SMALL, task_weights=(0, 0, 0, 0, 1))
+    _, manifest = train(None, only_verify)
+    assert manifest["command"].endswith("--task-weights answer=0,rationale=0,cot=0,rationale_answer=0,verify=1")
+    assert list(manifest["config"]["task_weights"]) == [0.0, 0.0, 0.0, 0.0, 1.0]
+    # equal weights are the shipped model's uniform draw, so its manifest command stays as it was
+    assert "--task-weights" not in train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL,
+                                                           task_weights=(2,) * 5))[1]["command"]
+    for bad, message in (("verify", "cannot read 'verify'"), ("speak=2", "cannot read 'speak=2'"),
+                         ("verify=lots", "must be a number, got 'lots'")):
+        with pytest.raises(ConfigError, match=message):
+            parse_task_weights(bad)
+    for bad in ((0,) * 5, (1, 1, 1, 1), (1, 1, 1, 1, -1), (1, 1, 1, 1, True)):
+        with pytest.raises(ConfigError, match="task_weights must be 5 numbers"):
+            TrainConfig(task_weights=bad)
 
 
 def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path):

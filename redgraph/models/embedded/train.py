@@ -41,6 +41,9 @@ class TrainConfig:
     # Weight of the auxiliary loss: a linear head reads the scene's facts from the mean image token
     # (see scene_labels.py); 0 trains on the language-model loss alone.
     aux_weight: float = 0.0
+    # How often each task is drawn, in the order of TASKS (answer, rationale, cot, rationale_answer,
+    # verify); equal weights draw uniformly, as the shipped model was trained.
+    task_weights: tuple[float, ...] = (1.0,) * len(TASKS)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads"):
@@ -49,6 +52,37 @@ class TrainConfig:
             raise ConfigError(f"learning_rate must be between 0 and 1, got {self.learning_rate!r}")
         if isinstance(self.aux_weight, bool) or not isinstance(self.aux_weight, (int, float)) or not 0 <= self.aux_weight < 100:
             raise ConfigError(f"aux_weight must be a number from 0 to 100, got {self.aux_weight!r}")
+        weights = self.task_weights
+        if (not isinstance(weights, (tuple, list)) or len(weights) != len(TASKS)
+                or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf for w in weights)
+                or not any(weights)):
+            raise ConfigError(f"task_weights must be {len(TASKS)} numbers of at least 0, not all 0 (one per task: "
+                              f"{', '.join(TASKS)}), got {weights!r}")
+        object.__setattr__(self, "task_weights", tuple(float(w) for w in weights))
+
+    @property
+    def uniform_tasks(self) -> bool:
+        return len(set(self.task_weights)) == 1
+
+
+def parse_task_weights(text: str) -> tuple[float, ...]:
+    """``"verify=3,cot=0.5"`` -> weights in TASKS order; tasks not named keep weight 1."""
+    weights = dict.fromkeys(TASKS, 1.0)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in weights:
+            raise ConfigError(f"--task-weights: cannot read {part!r}; write TASK=WEIGHT pairs separated by commas, "
+                              f"with TASK one of {', '.join(TASKS)}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--task-weights: the weight of {name} must be a number, got {value.strip()!r}") from None
+    return tuple(weights.values())
+
+
+def format_task_weights(weights: tuple[float, ...]) -> str:
+    return ",".join(f"{task}={weight:g}" for task, weight in zip(TASKS, weights))
 
 
 ProgressCallback = Callable[[int, float], None]
@@ -133,7 +167,11 @@ def example_loss(model, batch: dict[str, torch.Tensor], aux_head: torch.nn.Modul
 def sample_batch(step: int, config: TrainConfig, processor, rng: random.Random) -> list[Example]:
     start = step * config.batch_size
     items = [make_item("train", start + i, seed=config.seed) for i in range(config.batch_size)]
-    return [make_example(item, rng.choice(TASKS), processor, rng) for item in items]
+    if config.uniform_tasks:  # the shipped model's draw, kept so that its manifest command reproduces it
+        tasks = [rng.choice(TASKS) for _ in items]
+    else:
+        tasks = rng.choices(TASKS, weights=config.task_weights, k=len(items))
+    return [make_example(item, task, processor, rng) for item, task in zip(items, tasks)]
 
 
 def train(
@@ -257,7 +295,8 @@ def _manifest(config: TrainConfig, losses: list[float], started: float, *, parti
     tail = losses[-50:]
     return {
         "command": f"redgraph embedded train OUT --steps {config.steps} --seed {config.seed}"
-                   + (f" --aux-weight {config.aux_weight:g}" if config.aux_weight else ""),
+                   + (f" --aux-weight {config.aux_weight:g}" if config.aux_weight else "")
+                   + ("" if config.uniform_tasks else f" --task-weights {format_task_weights(config.task_weights)}"),
         "config": asdict(config),
         "steps_done": len(losses),
         "finished": not partial,
