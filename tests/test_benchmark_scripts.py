@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from redgraph.models import FAMILIES, build_tiny_lvlm
@@ -69,3 +70,39 @@ def test_vision_probe_smoke_run_prints_every_figure():
     assert report["scenes"] == 60
     for key in ("token_norm", "spread_across_images", "colour_probe_acc", "untrained_colour_probe_acc", "majority_acc"):
         assert math.isfinite(report[key])
+
+
+def test_claim_check_finetune_smoke_run_reports_and_shares_image_tokens_exactly():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "claim_check_finetune.py"), "--json", "--steps", "2",
+                           "--images", "2", "--claims-per-image", "3", "--eval-every", "1", "--eval-items", "2"],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    report = json.loads(done.stdout)
+    assert [r["step"] for r in report["reports"]] == [0, 1, 2] and report["reports"][2]["claims_seen"] == 12
+    assert all(0 <= r["claim_verification_acc"] <= 1 for r in report["reports"])
+    assert math.isfinite(report["reports"][1]["train_loss"]) and report["chance_loss"] == 0.3466
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from claim_check_finetune import shared_image_features
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    import random
+
+    from redgraph.data import generate_items
+    from redgraph.models import prompts
+    from redgraph.models.embedded import load_embedded
+    from redgraph.models.embedded.tasks import Example
+    from redgraph.models.embedded.train import batch_tensors, example_loss
+
+    lvlm = load_embedded()
+    examples = []
+    for item in generate_items("validation", 2, seed=0):
+        for text, label in random.Random(0).sample(item.claims, 3):
+            examples.append(Example("verify", prompts.claim_check_text(lvlm.processor, text), item.image(),
+                                    "yes" if label else "no"))
+    batch = batch_tensors(examples, lvlm.processor)
+    plain = example_loss(lvlm.model, batch)
+    with shared_image_features(lvlm.model, 3):
+        shared = example_loss(lvlm.model, batch)
+    assert torch.allclose(plain, shared, atol=1e-6)  # a wrong grouping moves it by about 2e-4
+    assert "get_image_features" not in vars(lvlm.model.model)  # the class's method is back
