@@ -84,3 +84,37 @@ def test_bad_limit_is_refused():
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
+
+
+def test_a_file_is_decoded_once_while_its_bytes_stay_the_same(tmp_path, monkeypatch):
+    from redgraph.models import images
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (6, 4), (200, 10, 10)).save(path)
+    first, digest = images.load_image_file(path)
+    assert digest == image_sha256(load_image(path)) and first.mode == "RGB"
+    decoded = []
+    real_open = images._open
+    monkeypatch.setattr(images, "_open", lambda *a, **k: decoded.append(1) or real_open(*a, **k))
+    again, same = images.load_image_file(path)
+    assert same == digest and decoded == [] and again is not first  # from memory, as a new image
+    again.putpixel((0, 0), (0, 0, 0))
+    assert images.load_image_file(path)[0].getpixel((0, 0)) == (200, 10, 10)  # the held copy is untouched
+    Image.new("RGB", (6, 4), (10, 10, 200)).save(path)  # new bytes: decoded again, new digest
+    changed, other = images.load_image_file(path)
+    assert decoded == [1] and other != digest and changed.getpixel((0, 0)) == (10, 10, 200)
+    with pytest.raises(ImageError, match="does not exist"):
+        images.load_image_file(tmp_path / "missing.png")
+    with pytest.raises(ImageError, match="is a folder"):
+        images.load_image_file(tmp_path)
+
+
+def test_the_decoded_file_memory_keeps_its_pixel_budget():
+    from redgraph.models.images import _DecodedFiles
+
+    memory = _DecodedFiles(max_pixels=250)
+    for key in "abc":
+        memory.put(key, Image.new("RGB", (10, 10)), key)
+    assert memory.get("a") is None and memory.get("b") is not None and memory.get("c") is not None
+    memory.put("d", Image.new("RGB", (10, 10)), "d")  # "b" was used less recently than "c", so "b" goes
+    assert memory.get("b") is None and memory.get("c") is not None and memory.get("d") is not None

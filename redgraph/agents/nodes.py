@@ -16,7 +16,7 @@ from langgraph.types import interrupt
 
 from redgraph.errors import InputError
 from redgraph.graphs.state import GraphState, RunContext, resolve_context
-from redgraph.models.images import image_sha256, load_image
+from redgraph.models.images import load_image_file
 from redgraph.trace.chain import ModelRef, chain_event
 
 
@@ -40,8 +40,8 @@ def _model_ref(agent) -> ModelRef | None:
 
 def _image(state: GraphState):
     ref = state["image"]
-    picture = load_image(ref["path"])
-    if image_sha256(picture) != ref["sha256"]:
+    picture, digest = load_image_file(ref["path"])
+    if digest != ref["sha256"]:
         raise InputError(f"the image {ref['path']} changed since this run started (sha256 differs); "
                          "start a new run for the new image")
     return picture

@@ -8,6 +8,7 @@ state only ever holds its sha256 and path.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import uuid
@@ -18,7 +19,7 @@ from typing import Any
 
 from redgraph.errors import ConfigError, InputError, RedgraphError
 from redgraph.graphs.state import RunContext
-from redgraph.models.images import ImageInput, image_sha256, load_image
+from redgraph.models.images import ImageInput, image_sha256, load_image, load_image_file
 from redgraph.trace.chain import KEY_ENV, Trace, chain_event
 
 
@@ -49,10 +50,10 @@ def open_checkpointer(checkpoint: str | os.PathLike[str] | None):
 
 def image_reference(image: ImageInput, store: Path | None = None) -> dict[str, str]:
     """sha256 + path of an image; bytes and PIL images are first saved by content under ``store``."""
+    if isinstance(image, (str, os.PathLike)):
+        return {"sha256": load_image_file(image)[1], "path": str(Path(image).resolve())}
     picture = load_image(image)
     digest = image_sha256(picture)
-    if isinstance(image, (str, os.PathLike)):
-        return {"sha256": digest, "path": str(Path(image).resolve())}
     folder = store or redgraph_home() / "images"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{digest}.png"
@@ -150,7 +151,6 @@ def ask(
         sign_key: HMAC key to sign the finished trace (default: ``$REDGRAPH_TRACE_KEY`` if set).
         on_token: receives each streamed answer token (a dict with ``token`` and attribution).
     """
-    from redgraph.graphs.rationale_graph import build_graph
     from redgraph.models.prompts import check_question
 
     check_question(question)
@@ -160,12 +160,20 @@ def ask(
         raise ConfigError(f"context must be a RunContext (see make_context), got {type(context).__name__}")
     saver = open_checkpointer(checkpoint)
     try:
-        return _run(build_graph(saver), image, question, context, thread_id=thread_id, resume=resume,
+        return _run(_compiled_graph().copy(update={"checkpointer": saver}), image, question, context, thread_id=thread_id, resume=resume,
                     trace_path=trace_path, sign_key=sign_key, on_token=on_token)
     finally:
         connection = getattr(saver, "conn", None)
         if connection is not None:
             connection.close()
+
+
+@functools.cache
+def _compiled_graph():
+    """The graph compiled once; each run gets a shallow copy holding its own checkpointer."""
+    from redgraph.graphs.rationale_graph import build_graph
+
+    return build_graph()
 
 
 def _run(graph, image, question, context, *, thread_id, resume, trace_path, sign_key, on_token) -> AskResult:

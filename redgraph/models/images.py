@@ -14,7 +14,9 @@ import hashlib
 import io
 import os
 import re
+import threading
 import warnings
+from collections import OrderedDict
 from typing import Union
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -117,6 +119,55 @@ def image_sha256(image: Image.Image) -> str:
     digest = hashlib.sha256(f"{image.mode}:{image.width}x{image.height}:".encode())
     digest.update(image.tobytes())
     return digest.hexdigest()
+
+
+class _DecodedFiles:
+    """Recently decoded image files, keyed by the sha256 of their bytes (the same bytes always decode
+    to the same pixels, so a hit is exact). Holds at most ``max_pixels`` pixels in all."""
+
+    def __init__(self, max_pixels: int = 32_000_000) -> None:
+        self.max_pixels = max_pixels
+        self._entries: OrderedDict[str, tuple[Image.Image, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[Image.Image, str] | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: str, picture: Image.Image, digest: str) -> None:
+        with self._lock:
+            self._entries[key] = (picture, digest)
+            while sum(p.width * p.height for p, _ in self._entries.values()) > self.max_pixels and self._entries:
+                self._entries.popitem(last=False)
+
+
+_DECODED = _DecodedFiles()
+
+
+def load_image_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str]:
+    """:func:`load_image` of a file, with its :func:`image_sha256`.
+
+    The file is read every time, but an unchanged file (same bytes) is not decoded again: graph
+    nodes that each check the run's image against its digest pay for reading and hashing the file,
+    not for decoding it. Returns a new image each call.
+    """
+    location = os.fspath(path)
+    try:
+        with open(location, "rb") as f:
+            data = f.read()
+    except OSError:
+        picture = load_image(location, max_pixels=max_pixels)  # names the problem (missing, a folder, unreadable)
+        return picture, image_sha256(picture)
+    key = f"{max_pixels}:{hashlib.sha256(data).hexdigest()}"
+    found = _DECODED.get(key)
+    if found is None:
+        picture = _open(io.BytesIO(data), f"image file {location!r}", max_pixels) if data else load_image(location)
+        found = (picture, image_sha256(picture))
+        _DECODED.put(key, *found)
+    return found[0].copy(), found[1]
 
 
 def _open(stream: io.BytesIO, what: str, max_pixels: int) -> Image.Image:
