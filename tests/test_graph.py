@@ -318,3 +318,17 @@ def test_graph_with_fake_chat_models_as_reasoner_and_critic(image_path):
     assert [e["model"]["id"] if e["model"] else None for e in trace] == [
         None, *["langchain:GenericFakeChatModel"] * 4, None, "tiny-random-llava_clip-tiny"]
     assert verify_text(Trace.from_events("fake", trace).to_json()).ok
+
+
+def test_the_checkpoint_file_is_in_wal_mode_without_an_fsync_per_commit(tmp_path):
+    # What makes the kill-and-resume test above hold with fewer fsyncs: committed WAL transactions
+    # survive a killed process whatever the synchronous level.
+    from redgraph.graphs.run import open_checkpointer
+
+    saver = open_checkpointer(tmp_path / "c.sqlite")
+    try:
+        saver.setup()
+        assert saver.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert saver.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    finally:
+        saver.conn.close()
