@@ -106,3 +106,14 @@ def test_claim_check_finetune_smoke_run_reports_and_shares_image_tokens_exactly(
         shared = example_loss(lvlm.model, batch)
     assert torch.allclose(plain, shared, atol=1e-6)  # a wrong grouping moves it by about 2e-4
     assert "get_image_features" not in vars(lvlm.model.model)  # the class's method is back
+
+
+def test_graph_overhead_smoke_run_prints_the_ratios_and_where_the_time_went():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "graph_overhead.py"), "--json", "--repeats", "1"],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    report = json.loads(done.stdout)
+    assert 0 < report["graph_overhead_share"] < 1 and report["critic_8_vs_1"] > 0
+    parts = report["ms_per_ask"]
+    assert set(parts) == {"models", "checkpoint_writes", "image_checks", "trace", "rest"}
+    assert all(parts[k] > 0 for k in ("models", "checkpoint_writes", "image_checks", "trace"))
+    assert sum(parts.values()) == pytest.approx(1000 * report["ask_seconds_median"], rel=0.5)
