@@ -38,16 +38,13 @@ def main() -> None:
                         help="LangGraph's SQLite saver (the default of ask) or the in-memory one")
     args = parser.parse_args()
 
-    from redgraph.agents import answerer
-    from redgraph.data import generate_items
-    from redgraph.decoding.claim_scoring import claim_support
-    from redgraph.graphs import ask, make_context
-
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    from redgraph.agents import nodes
-    from redgraph.graphs import run
+    from redgraph.agents import answerer, nodes
+    from redgraph.data import generate_items
+    from redgraph.decoding.claim_scoring import claim_support
+    from redgraph.graphs import ask, make_context, run
 
     context = make_context(args.model, rationales=1, rounds=1, max_new_tokens=8)
     inside = [0.0]

@@ -107,6 +107,8 @@ def test_a_file_is_decoded_once_while_its_bytes_stay_the_same(tmp_path, monkeypa
         images.load_image_file(tmp_path / "missing.png")
     with pytest.raises(ImageError, match="is a folder"):
         images.load_image_file(tmp_path)
+    with pytest.raises(ImageError, match="max_pixels must be a positive integer, got 0"):
+        images.load_image_file(path, max_pixels=0)
 
 
 def test_the_decoded_file_memory_keeps_its_pixel_budget():

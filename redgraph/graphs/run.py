@@ -164,8 +164,9 @@ def ask(
         raise ConfigError(f"context must be a RunContext (see make_context), got {type(context).__name__}")
     saver = open_checkpointer(checkpoint)
     try:
-        return _run(_compiled_graph().copy(update={"checkpointer": saver}), image, question, context, thread_id=thread_id, resume=resume,
-                    trace_path=trace_path, sign_key=sign_key, on_token=on_token)
+        graph = _compiled_graph().copy(update={"checkpointer": saver})
+        return _run(graph, image, question, context, thread_id=thread_id, resume=resume, trace_path=trace_path,
+                    sign_key=sign_key, on_token=on_token)
     finally:
         connection = getattr(saver, "conn", None)
         if connection is not None:

@@ -47,8 +47,7 @@ def load_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
         ImageError: the file is missing or unreadable, the bytes are not an image, the image is
             larger than ``max_pixels``, or ``image`` has an unsupported type.
     """
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
-        raise ImageError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    _check_max_pixels(max_pixels)
     if isinstance(image, Image.Image):
         return _upright_rgb(image, "the given PIL image", max_pixels)
     if isinstance(image, (bytes, bytearray)):
@@ -154,6 +153,7 @@ def load_image_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_M
     nodes that each check the run's image against its digest pay for reading and hashing the file,
     not for decoding it. Returns a new image each call.
     """
+    _check_max_pixels(max_pixels)
     location = os.fspath(path)
     try:
         with open(location, "rb") as f:
@@ -168,6 +168,11 @@ def load_image_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_M
         found = (picture, image_sha256(picture))
         _DECODED.put(key, *found)
     return found[0].copy(), found[1]
+
+
+def _check_max_pixels(max_pixels) -> None:
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
+        raise ImageError(f"max_pixels must be a positive integer, got {max_pixels!r}")
 
 
 def _open(stream: io.BytesIO, what: str, max_pixels: int) -> Image.Image:
