@@ -1,4 +1,5 @@
-"""The embedded model's training mixture: five tasks, drawn uniformly, from synthetic items.
+"""The embedded model's training mixture: five tasks, drawn uniformly unless ``--task-weights`` says
+otherwise, from synthetic items.
 
 - ``answer``: image + question -> answer (RED's image branch, the direct baseline);
 - ``rationale``: image + rationale request -> gold rationale (the local reasoner);
