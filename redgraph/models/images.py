@@ -164,7 +164,7 @@ def load_image_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_M
     key = f"{max_pixels}:{hashlib.sha256(data).hexdigest()}"
     found = _DECODED.get(key)
     if found is None:
-        picture = _open(io.BytesIO(data), f"image file {location!r}", max_pixels) if data else load_image(location)
+        picture = _open(io.BytesIO(data), f"image file {location!r}", max_pixels)
         found = (picture, image_sha256(picture))
         _DECODED.put(key, *found)
     return found[0].copy(), found[1]
