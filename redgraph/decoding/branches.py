@@ -15,6 +15,8 @@ Shapes: B rows in a group; L cache length (after left padding); T prompt length;
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +41,24 @@ def _new_cache(model):
     from transformers import DynamicCache
 
     return DynamicCache(config=model.config)
+
+
+@functools.cache
+def _cache_keyword(forward_type: type) -> str:
+    """The forward argument that takes the KV cache: ``cache`` from transformers 5.24 on (which warns
+    on the older ``past_key_values``), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(forward_type.forward).parameters else "past_key_values"
+
+
+def with_cache(model, cache) -> dict:
+    """Keyword arguments that hand ``cache`` to ``model``'s forward, whichever name it uses."""
+    return {_cache_keyword(type(model)): cache}
+
+
+def returned_cache(output):
+    """The KV cache a forward returned (``cache`` from transformers 5.24 on, ``past_key_values`` before)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
 
 
 @dataclass
@@ -77,7 +97,7 @@ class RowGroup:
                 input_ids=tokens.view(batch, 1).to(self.attention_mask.device),
                 attention_mask=self.attention_mask,
                 position_ids=positions,
-                past_key_values=self.cache,
+                **with_cache(self.model, self.cache),
                 use_cache=True,
             )
         self.lengths = self.lengths + 1
@@ -113,7 +133,7 @@ def prefill_row(model, inputs) -> RowGroup:
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=positions,
-            past_key_values=cache,
+            **with_cache(model, cache),
             use_cache=True,
             logits_to_keep=1,
             **extra,
@@ -121,7 +141,7 @@ def prefill_row(model, inputs) -> RowGroup:
     device = input_ids.device
     return RowGroup(
         model=model,
-        cache=out.past_key_values,
+        cache=returned_cache(out),
         attention_mask=attention_mask.long(),
         lengths=torch.tensor([length], dtype=torch.long, device=device),
         rope_deltas=None if rope_delta is None else rope_delta.view(1).to(device),

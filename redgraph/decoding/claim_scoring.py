@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from redgraph.decoding.branches import _decode_positions, prefill_row
+from redgraph.decoding.branches import _decode_positions, prefill_row, with_cache
 from redgraph.errors import InputError
 from redgraph.models import prompts
 from redgraph.models.images import ImageInput, load_image
@@ -101,7 +101,7 @@ def _score_suffixes(model, prefix_inputs, suffixes: list[list[int]]) -> torch.Te
         input_ids=tokens,
         attention_mask=torch.cat([group.attention_mask, suffix_mask], dim=1),
         position_ids=positions,
-        past_key_values=group.cache,
+        **with_cache(model, group.cache),
         use_cache=True,
     )
     last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
