@@ -18,7 +18,7 @@ def scores(monkeypatch):
 
 def test_weakest_claim_sets_the_support_and_the_critique_names_it(scores):
     scores.update({"The circle is red.": 0.9, "The square is green.": 0.2, "There are 2 shapes.": 0.8})
-    report = LocalCritic(tiny("llava_clip")).review(
+    report = LocalCritic(tiny("llava_clip"), scoring="p_yes").review(
         scene(), "What colour is the circle?",
         ["The circle is red. There are 2 shapes.", "The circle is red. The square is green."],
     )
@@ -30,7 +30,7 @@ def test_weakest_claim_sets_the_support_and_the_critique_names_it(scores):
 
 def test_all_supported_is_accepted_with_no_critique(scores):
     scores.update({"The circle is red.": 0.7})
-    report = LocalCritic(tiny("llava_clip")).review(scene(), "Q?", ["The circle is red."])
+    report = LocalCritic(tiny("llava_clip"), scoring="p_yes").review(scene(), "Q?", ["The circle is red."])
     assert report.verdict == "accept" and report.critique == ""
 
 
@@ -46,7 +46,7 @@ def test_injections_are_not_scored_and_zero_the_support(scores):
 def test_real_scoring_on_a_tiny_model():
     lvlm = tiny("qwen2_vl")
     rationale = "The circle is red. The square is blue."
-    report = LocalCritic(lvlm).review(scene(), "What colour is the circle?", [rationale])
+    report = LocalCritic(lvlm, scoring="p_yes").review(scene(), "What colour is the circle?", [rationale])
     expected = claim_scoring.claim_support(lvlm, scene(), ["The circle is red.", "The square is blue."])
     assert [c.support for c in report.reviews[0].claims] == pytest.approx(expected)
     assert report.reviews[0].support == pytest.approx(min(expected))
@@ -56,6 +56,10 @@ def test_bad_input():
     lvlm = tiny("llava_clip")
     with pytest.raises(ConfigError, match="1.5"):
         LocalCritic(lvlm, accept_at=1.5)
+    with pytest.raises(ConfigError, match="'pyes'"):
+        LocalCritic(lvlm, scoring="pyes")
+    with pytest.raises(ConfigError, match="decompose"):
+        LocalCritic(lvlm, decomposers=[object()])
     with pytest.raises(InputError, match="rationale 0"):
         LocalCritic(lvlm).review(scene(), "Q?", [""])
     with pytest.raises(InputError, match="question"):

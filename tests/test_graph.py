@@ -268,6 +268,12 @@ def test_an_over_long_rationale_fails_clearly_and_keeps_the_trace(image_path, tm
     assert verify_text((tmp_path / "t.json").read_text()).ok
 
 
+def _verbal(text: str, support: float, supported: bool) -> dict:
+    """A claim as a chat critic's verbal yes/no checked it: no probes, no probabilities."""
+    return {"text": text, "support": support, "supported": supported, "method": "p_yes", "probes": [],
+            "p_yes": None, "decomposer": None}
+
+
 def test_graph_with_fake_chat_models_as_reasoner_and_critic(image_path):
     from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
     from langchain_core.messages import AIMessage
@@ -294,8 +300,8 @@ def test_graph_with_fake_chat_models_as_reasoner_and_critic(image_path):
         "rationales": [{"text": "The circle is red. The square is blue.", "style": "step_by_step",
                         "model": "langchain:GenericFakeChatModel", "analysis": None, "sampled": False}],
         "reviews": [{"support": 1.0, "accepted": True, "injections": [],
-                     "claims": [{"text": "The circle is red.", "support": 1.0, "supported": True},
-                                {"text": "The square is blue.", "support": 1.0, "supported": True}]}],
+                     "claims": [_verbal("The circle is red.", 1.0, True),
+                                _verbal("The square is blue.", 1.0, True)]}],
         "verdict": "accept",
         "critique": "",
         "history": [
@@ -304,10 +310,10 @@ def test_graph_with_fake_chat_models_as_reasoner_and_critic(image_path):
              "rationales": [{"text": "The circle is blue. The square is blue.", "style": "step_by_step",
                              "model": "langchain:GenericFakeChatModel", "analysis": None, "sampled": False}],
              "reviews": [{"support": 0.0, "accepted": False, "injections": [],
-                          "claims": [{"text": "The circle is blue.", "support": 0.0, "supported": False},
-                                     {"text": "The square is blue.", "support": 1.0, "supported": True}]}]},
+                          "claims": [_verbal("The circle is blue.", 0.0, False),
+                                     _verbal("The square is blue.", 1.0, True)]}], "unasked": []},
             {"round": 2, "verdict": "accept", "critique": "",
-             "rationales": final["rationales"], "reviews": final["reviews"]},
+             "rationales": final["rationales"], "reviews": final["reviews"], "unasked": []},
         ],
         "outcome": "accepted",
         "flags": [],

@@ -1,26 +1,36 @@
 """The critic: checks each rationale's claims against the image and decides accept or revise.
 
-Each rationale is split into atomic claims (:func:`split_claims`); the local LVLM scores every
-claim of the round in one shared-prefix batch (P(yes) vs P(no) to "is this statement about the
-image true?"). Text that tries to instruct the answerer is an injection finding and is never
-scored. A rationale's *support* is its weakest claim's score (0 with any injection, or with no
-claim at all): one false claim is enough to make a rationale untrustworthy. A rationale is
-accepted when its support reaches ``accept_at``; the round's verdict is ``accept`` when every
-rationale is, else ``revise``, with a critique naming what failed.
+Each rationale is split into atomic claims (:func:`split_claims`). The local critic asks the image
+about each claim (:mod:`redgraph.agents.decompose` turns a claim into *probes*: a question, the
+answer the claim asserts, and the alternatives where the answer set is closed) and scores the
+claimed answer by the image branch's own probability of it (:func:`redgraph.decoding.probes.score_probes`);
+all probes of one image run in one batch that shares the image prefix. A claim's support is its
+weakest probe's. A claim no decomposer handles is scored by P(yes) to "is this statement about the
+image true?" and marked ``p_yes_fallback``, so the verdict says it was not asked. P(yes) alone
+(``scoring="p_yes"``, which suits large LVLMs) and the mean of both (``"both"``) are options.
+
+Text that tries to instruct the answerer is an injection finding and is never scored. A
+rationale's *support* is its weakest claim's (0 with any injection, or with no claim at all): one
+false claim is enough to make a rationale untrustworthy. A rationale is accepted when its support
+reaches ``accept_at``; the round's verdict is ``accept`` when every rationale is, else ``revise``,
+with a critique that says, for each unsupported claim, what the image answered.
 
 Example:
     >>> critic = LocalCritic(lvlm)  # doctest: +SKIP
-    >>> report = critic.review("chart.png", "Which bar is the tallest?", ["The red bar is 9."])  # doctest: +SKIP
-    >>> report.verdict, report.reviews[0].support  # doctest: +SKIP
+    >>> report = critic.review("chart.png", "Which bar is the tallest?", ["The blue bar is 2."])  # doctest: +SKIP
+    >>> print(report.critique)  # doctest: +SKIP
+    Rationale 1: "The blue bar is 2." is not supported by the image: asked "What is the value of the blue bar?", the image answers 9 (p 0.97).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 from redgraph.agents.claims import InjectionFinding, find_injections, split_claims
+from redgraph.agents.decompose import Decomposer, GrammarDecomposer, decompose_all
+from redgraph.decoding.probes import ProbeResult
 from redgraph.errors import ConfigError
 from redgraph.models.images import ImageInput, load_image
 from redgraph.models.prompts import check_question, check_rationale
@@ -28,11 +38,53 @@ from redgraph.models.prompts import check_question, check_rationale
 Verdict = Literal["accept", "revise"]
 
 
+Scoring = Literal["probes", "p_yes", "both"]
+SCORINGS: tuple[str, ...] = ("probes", "p_yes", "both")
+# How a claim was checked: asked as probes; by P(yes) as chosen; by P(yes) because no decomposer
+# could turn it into questions (flagged); the mean of probes and P(yes).
+Method = Literal["probes", "p_yes", "p_yes_fallback", "both"]
+
+
 @dataclass(frozen=True)
 class ClaimCheck:
+    """The critic's reading of one claim.
+
+    Attributes:
+        text: the claim.
+        support: how far the image bears it out, from 0 to 1.
+        supported: ``support`` reaches the critic's ``accept_at``.
+        method: how it was checked (see ``Method``).
+        probes: the questions asked and what the image answered (with ``probes`` or ``both``).
+        p_yes: P(yes) / (P(yes) + P(no)) to "is this statement true?", where it was computed.
+        decomposer: which decomposer made the probes.
+    """
+
     text: str
-    support: float  # P(yes) / (P(yes) + P(no)) given the image
+    support: float
     supported: bool
+    method: Method = "p_yes"
+    probes: tuple[ProbeResult, ...] = ()
+    p_yes: float | None = None
+    decomposer: str | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready (lists, not tuples), as the graph's state and the trace hold it."""
+        probes = [dict(asdict(p), alternatives=None if p.alternatives is None else list(p.alternatives))
+                  for p in self.probes]
+        return dict(asdict(self), probes=probes)
+
+    @property
+    def weakest_probe(self) -> ProbeResult | None:
+        return min(self.probes, key=lambda p: p.support) if self.probes else None
+
+
+@dataclass(frozen=True)
+class _Score:
+    support: float
+    method: Method
+    probes: tuple[ProbeResult, ...] = ()
+    p_yes: float | None = None
+    decomposer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +115,11 @@ class CriticReport:
         """Support per rationale: the answerer's relative RED weights."""
         return tuple(r.support for r in self.reviews)
 
+    @property
+    def unasked(self) -> tuple[str, ...]:
+        """Claims no decomposer could turn into questions, so only P(yes) checked them."""
+        return tuple(c.text for r in self.reviews for c in r.claims if c.method == "p_yes_fallback")
+
 
 class ClaimCritic:
     """The review logic shared by every critic; subclasses score claims (``_score``)."""
@@ -81,41 +138,85 @@ class ClaimCritic:
         injections = [tuple(find_injections(r)) for r in rationales]
         claims = [[] if found else split_claims(r) for r, found in zip(rationales, injections)]
         flat = [claim for group in claims for claim in group]
-        scores = iter(self._score(picture, flat) if flat else [])
+        checked = iter(self._checks(picture, flat))
         reviews = []
         for rationale, group, found in zip(rationales, claims, injections):
-            checks = tuple(ClaimCheck(c, s, s >= self.accept_at) for c, s in ((c, next(scores)) for c in group))
+            checks = tuple(next(checked) for _ in group)
             support = 0.0 if found or not checks else min(c.support for c in checks)
             reviews.append(RationaleReview(rationale, checks, found, support, support >= self.accept_at))
         verdict: Verdict = "accept" if reviews and all(r.accepted for r in reviews) else "revise"
         return CriticReport(tuple(reviews), verdict, "" if verdict == "accept" else critique_text(reviews))
 
+    def score_claims(self, image: ImageInput, claims: Sequence[str]) -> list[ClaimCheck]:
+        """Each claim's check against ``image``, without the rationale-level verdict (for evaluation)."""
+        return self._checks(self._load(image), list(claims))
+
+    def _checks(self, picture, claims: list[str]) -> list[ClaimCheck]:
+        scores = self._score(picture, claims) if claims else []
+        return [ClaimCheck(c, s.support, s.support >= self.accept_at, s.method, s.probes, s.p_yes, s.decomposer)
+                for c, s in zip(claims, scores)]
+
     def _load(self, image: ImageInput):
         return load_image(image)
 
-    def _score(self, picture, claims: list[str]) -> list[float]:
+    def _score(self, picture, claims: list[str]) -> list[_Score]:
         raise NotImplementedError
 
 
 class LocalCritic(ClaimCritic):
-    """A critic that scores claims with a local LVLM (the embedded model by default in the graph).
+    """A critic that asks a local LVLM about each claim (the embedded model by default in the graph).
 
     Args:
-        lvlm: the model that judges claims against the image.
-        accept_at: a claim (and a rationale, by its weakest claim) is supported from this P(yes).
+        lvlm: the model that looks at the image.
+        accept_at: a claim (and a rationale, by its weakest claim) is supported from this support.
+        scoring: ``"probes"`` (ask the image the claim's questions; P(yes) only for claims no
+            decomposer handles, flagged), ``"p_yes"`` (P(yes) for every claim) or ``"both"`` (the
+            mean of the two where a claim has probes).
+        decomposers: turn claims into probes, tried in order; default: the synthetic claim grammar
+            alone. Add a :class:`~redgraph.agents.decompose.ChatDecomposer` for free text.
     """
 
-    def __init__(self, lvlm, *, accept_at: float = 0.5) -> None:
+    def __init__(self, lvlm, *, accept_at: float = 0.5, scoring: Scoring = "probes",
+                 decomposers: Sequence[Decomposer] | None = None) -> None:
         super().__init__(accept_at=accept_at)
+        if scoring not in SCORINGS:
+            raise ConfigError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
+        decomposers = (GrammarDecomposer(),) if decomposers is None else tuple(decomposers)
+        for decomposer in decomposers:
+            if not isinstance(decomposer, Decomposer):
+                raise ConfigError(f"each decomposer needs a name and a decompose(claims) method, got "
+                                  f"{type(decomposer).__name__}")
         self.lvlm = lvlm
+        self.scoring = scoring
+        self.decomposers = decomposers
 
     def _load(self, image: ImageInput):
         return load_image(image, max_pixels=self.lvlm.max_image_pixels)
 
-    def _score(self, picture, claims: list[str]) -> list[float]:
+    def _score(self, picture, claims: list[str]) -> list[_Score]:
         from redgraph.decoding.claim_scoring import claim_support
+        from redgraph.decoding.probes import score_probes
 
-        return claim_support(self.lvlm, picture, claims)
+        if self.scoring == "p_yes":
+            return [_Score(p, "p_yes", p_yes=p) for p in claim_support(self.lvlm, picture, claims)]
+        decomposed = decompose_all(self.decomposers, claims)
+        asked = [i for i, (probes, _) in enumerate(decomposed) if probes]
+        flat = [probe for i in asked for probe in decomposed[i][0]]
+        answers = iter(score_probes(self.lvlm, picture, flat))
+        results = {i: tuple(next(answers) for _ in decomposed[i][0]) for i in asked}
+        need_p_yes = [i for i in range(len(claims)) if i not in results or self.scoring == "both"]
+        p_yes = dict(zip(need_p_yes, claim_support(self.lvlm, picture, [claims[i] for i in need_p_yes])))
+        scores = []
+        for index, (_, decomposer) in enumerate(decomposed):
+            if index not in results:
+                scores.append(_Score(p_yes[index], "p_yes_fallback", p_yes=p_yes[index]))
+                continue
+            support = min(r.support for r in results[index])
+            if self.scoring == "both":
+                scores.append(_Score((support + p_yes[index]) / 2, "both", results[index], p_yes[index], decomposer))
+            else:
+                scores.append(_Score(support, "probes", results[index], decomposer=decomposer))
+        return scores
 
 
 class ChatCritic(ClaimCritic):
@@ -134,12 +235,12 @@ class ChatCritic(ClaimCritic):
             raise ConfigError(f"backend must be an OpenAIReasoner or LangChainReasoner, got {type(backend).__name__}")
         self.backend = backend
 
-    def _score(self, picture, claims: list[str]) -> list[float]:
+    def _score(self, picture, claims: list[str]) -> list[_Score]:
         from redgraph.models.prompts import PromptFormat
 
         template = PromptFormat().claim_check
         replies = [self.backend.complete(template.format(claim=claim), picture) for claim in claims]
-        return [1.0 if reply.strip().lower().startswith("yes") else 0.0 for reply in replies]
+        return [_Score(1.0 if reply.strip().lower().startswith("yes") else 0.0, "p_yes") for reply in replies]
 
 
 def critique_text(reviews: Sequence[RationaleReview]) -> str:
@@ -155,6 +256,16 @@ def critique_text(reviews: Sequence[RationaleReview]) -> str:
             lines.append(f"Rationale {index + 1} states no checkable claim about the image.")
         else:
             for claim in review.unsupported:
-                lines.append(f'Rationale {index + 1}: "{claim.text}" is not supported by the image '
-                             f"(P(true) = {claim.support:.2f}).")
+                lines.append(f'Rationale {index + 1}: "{claim.text}" is not supported by the image{_evidence(claim)}.')
     return "\n".join(lines)
+
+
+def _evidence(claim: ClaimCheck) -> str:
+    """What the image said about an unsupported claim, as the critique words it."""
+    probe = claim.weakest_probe
+    if probe is not None:
+        asked = f': asked "{probe.question}", the image answers {probe.image_answer} (p {probe.image_probability:.2f})'
+        return asked + (f"; P(true) = {claim.p_yes:.2f}" if claim.method == "both" else "")
+    if claim.method == "p_yes_fallback":
+        return f" (P(true) = {claim.support:.2f}; no question could be asked of this claim, so only P(yes) checked it)"
+    return f" (P(true) = {claim.support:.2f})"

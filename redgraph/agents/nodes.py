@@ -77,11 +77,11 @@ def critique(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     report = ctx.critic.review(_image(state), state["question"], texts)
     reviews = [
         {"support": r.support, "accepted": r.accepted,
-         "claims": [asdict(c) for c in r.claims], "injections": [asdict(f) for f in r.injections]}
+         "claims": [c.to_dict() for c in r.claims], "injections": [asdict(f) for f in r.injections]}
         for r in report.reviews
     ]
     entry = {"round": state["round"], "rationales": state["rationales"], "reviews": reviews,
-             "verdict": report.verdict, "critique": report.critique}
+             "verdict": report.verdict, "critique": report.critique, "unasked": list(report.unasked)}
     event = _event(state, "critique", "verdict", inputs={"rationales": texts}, outputs=entry,
                    model=_model_ref(ctx.critic), started=started)
     return {"reviews": reviews, "verdict": report.verdict, "critique": report.critique, "history": [entry],
@@ -94,6 +94,8 @@ def decide(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     texts = [r["text"] for r in state["rationales"]]
     supports = [r["support"] for r in state["reviews"]]
     flags = list(state.get("flags", []))
+    if any(c.get("method") == "p_yes_fallback" for r in state["reviews"] for c in r["claims"]):
+        flags.append("claims_checked_by_p_yes_only")  # no question could be asked of them
     if state["verdict"] == "accept":
         outcome = "accepted"
         chosen = {"rationales": texts, "weights": supports}

@@ -28,6 +28,7 @@ from typing import Literal
 
 from PIL import Image
 
+from redgraph.data import questions
 from redgraph.data.claims import Claim
 from redgraph.data.scenes import (
     COLOURS,
@@ -197,14 +198,14 @@ def _count_colour(scene: ShapeScene, rng):
     colour = rng.choice(present) if rng.random() < 0.8 else rng.choice(COLOURS)
     members = [o for o in scene.objects if o.colour == colour]
     fake = [Claim("exists", (colour, s, True)) for s in SHAPES if scene.find(colour, s) is None]
-    return _count(members, fake, Claim("count_colour", (colour, 0)), f"How many {colour} shapes are there?", rng)
+    return _count(members, fake, Claim("count_colour", (colour, 0)), questions.count_colour(colour), rng)
 
 
 def _count_shape(scene: ShapeScene, rng):
     shape = rng.choice(SHAPES)
     members = [o for o in scene.objects if o.shape == shape]
     fake = [Claim("exists", (c, shape, True)) for c in COLOURS if scene.find(c, shape) is None]
-    return _count(members, fake, Claim("count_shape", (shape, 0)), f"How many {shape}s are there?", rng)
+    return _count(members, fake, Claim("count_shape", (shape, 0)), questions.count_shape(shape), rng)
 
 
 def _count(members, fake: list[Claim], count: Claim, question: str, rng):
@@ -224,7 +225,7 @@ def _shape_colour(scene: ShapeScene, rng):
     shape = rng.choice(unique)
     colour = next(o.colour for o in scene.objects if o.shape == shape)
     wrong = _other(COLOURS, colour, rng)
-    return (f"What colour is the {shape}?", colour, [Claim("shape_colour", (shape, colour))],
+    return (questions.shape_colour(shape), colour, [Claim("shape_colour", (shape, colour))],
             [Claim("shape_colour", (shape, wrong))], wrong)
 
 
@@ -237,7 +238,7 @@ def _exists(scene: ShapeScene, rng):
         colour, shape = rng.choice(absent)
     present = scene.find(colour, shape) is not None
     answer, wrong = ("yes", "no") if present else ("no", "yes")
-    return (f"Is there a {colour} {shape}?", answer, [Claim("exists", (colour, shape, present))],
+    return (questions.exists(colour, shape), answer, [Claim("exists", (colour, shape, present))],
             [Claim("exists", (colour, shape, not present))], wrong)
 
 
@@ -257,7 +258,7 @@ def _relation(scene: ShapeScene, rng, axis: str, words: tuple[str, str]):
     wrong_rel = {"left": "left of", "right": "right of"}.get(wrong, wrong)
     gold = [Claim("relation", (a.colour, a.shape, rel, b.colour, b.shape))]
     misleading = [Claim("relation", (a.colour, a.shape, wrong_rel, b.colour, b.shape))]
-    question = f"Is the {a.name} {words[0]} or {words[1]} {'of ' if axis == 'x' else ''}the {b.name}?"
+    question = (questions.left_right if axis == "x" else questions.above_below)(a.name, b.name)
     return question, answer, gold, misleading, wrong
 
 
@@ -267,7 +268,7 @@ def _size(scene: ShapeScene, rng):
         return None
     a, b = rng.choice(pairs)
     answer, wrong = ("bigger", "smaller") if a.radius > b.radius else ("smaller", "bigger")
-    return (f"Is the {a.name} bigger or smaller than the {b.name}?", answer,
+    return (questions.size(a.name, b.name), answer,
             [Claim("size", (a.colour, a.shape, answer, b.colour, b.shape))],
             [Claim("size", (a.colour, a.shape, wrong, b.colour, b.shape))], wrong)
 
@@ -276,7 +277,7 @@ def _extreme(scene: BarScene, rng, which: str):
     pick = max if which == "tallest" else min
     colour, value = pick(scene.bars, key=lambda bar: bar[1])
     wrong, wrong_value = _other(scene.bars, (colour, value), rng)
-    return (f"Which bar is the {which}?", colour,
+    return (questions.bar_extreme(which), colour,
             [Claim("bar_value", (colour, value)), Claim("bar_extreme", (colour, which))],
             [Claim("bar_value", (wrong, wrong_value)), Claim("bar_extreme", (wrong, which))], wrong)
 
@@ -284,7 +285,7 @@ def _extreme(scene: BarScene, rng, which: str):
 def _bar_value(scene: BarScene, rng):
     colour, value = rng.choice(scene.bars)
     wrong = _other(range(1, 10), value, rng)
-    return (f"What is the value of the {colour} bar?", str(value), [Claim("bar_value", (colour, value))],
+    return (questions.bar_value(colour), str(value), [Claim("bar_value", (colour, value))],
             [Claim("bar_value", (colour, wrong))], str(wrong))
 
 
@@ -293,18 +294,18 @@ def _bar_compare(scene: BarScene, rng):
     high, low = (c1, c2) if v1 > v2 else (c2, c1)
     gold = [Claim("bar_value", (c1, v1)), Claim("bar_value", (c2, v2)), Claim("bar_compare", (high, "higher", low))]
     misleading = [Claim("bar_value", (c1, v2)), Claim("bar_value", (c2, v1)), Claim("bar_compare", (low, "higher", high))]
-    return f"Which bar is higher, the {c1} bar or the {c2} bar?", high, gold, misleading, low
+    return questions.bar_compare(c1, c2), high, gold, misleading, low
 
 
 def _title(scene: DocumentScene, rng):
     wrong = _other(TITLES, scene.title, rng)
-    return ("What is the title?", scene.title, [Claim("title", (scene.title,))], [Claim("title", (wrong,))], wrong)
+    return (questions.title(), scene.title, [Claim("title", (scene.title,))], [Claim("title", (wrong,))], wrong)
 
 
 def _field(scene: DocumentScene, rng):
     name, value = rng.choice(scene.fields)
     wrong = _other(range(10, 100), value, rng)
-    return (f"What is the {name}?", str(value), [Claim("field", (name, value))],
+    return (questions.field(name), str(value), [Claim("field", (name, value))],
             [Claim("field", (name, wrong))], str(wrong))
 
 

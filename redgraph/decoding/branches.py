@@ -15,6 +15,7 @@ Shapes: B rows in a group; L cache length (after left padding); T prompt length;
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 from dataclasses import dataclass
@@ -102,6 +103,57 @@ class RowGroup:
             )
         self.lengths = self.lengths + 1
         self.logprobs = F.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (B, V)
+
+    def repeated(self, rows: list[int]) -> RowGroup:
+        """A new group of ``rows`` (indices into this one, repeats allowed); this group is unchanged."""
+        index = torch.tensor(rows, dtype=torch.long, device=self.attention_mask.device)
+        cache = copy.copy(self.cache)
+        cache.layers = [copy.copy(layer) for layer in self.cache.layers]
+        for layer in cache.layers:
+            layer.keys = layer.keys.index_select(0, index)
+            layer.values = layer.values.index_select(0, index)
+        return RowGroup(
+            model=self.model,
+            cache=cache,
+            attention_mask=self.attention_mask.index_select(0, index),
+            lengths=self.lengths.index_select(0, index),
+            rope_deltas=None if self.rope_deltas is None else self.rope_deltas.index_select(0, index),
+            logprobs=self.logprobs.index_select(0, index),
+        )
+
+    def extend(self, suffixes: list[list[int]]) -> torch.Tensor:
+        """Feed each row its own run of tokens (rows right-padded to the longest) in one forward.
+
+        Returns the (B, S) float32 logits of every suffix position (S the longest suffix); after it,
+        each row's ``logprobs`` are those after its last real token, and ``step`` continues from there.
+        """
+        batch = self.size
+        if len(suffixes) != batch or not all(suffixes):
+            raise ValueError(f"extend takes one non-empty token list per row ({batch}), got {len(suffixes)}")
+        device = self.attention_mask.device
+        width = max(len(s) for s in suffixes)
+        tokens = torch.zeros((batch, width), dtype=torch.long, device=device)  # (B, S)
+        suffix_mask = torch.zeros((batch, width), dtype=torch.long, device=device)
+        for row, suffix in enumerate(suffixes):
+            tokens[row, : len(suffix)] = torch.tensor(suffix, device=device)
+            suffix_mask[row, : len(suffix)] = 1
+        steps = torch.arange(width, device=device)
+        positions = _decode_positions(self.lengths, self.rope_deltas)  # (B, 1) or (4, B, 1)
+        positions = positions + steps.view(*([1] * (positions.dim() - 1)), width)  # (B, S) or (4, B, S)
+        self.attention_mask = torch.cat([self.attention_mask, suffix_mask], dim=1)  # (B, L + S)
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=tokens,
+                attention_mask=self.attention_mask,
+                position_ids=positions,
+                **with_cache(self.model, self.cache),
+                use_cache=True,
+            )
+        logits = out.logits.float()  # (B, S, V)
+        counts = torch.tensor([len(s) for s in suffixes], device=device)
+        self.lengths = self.lengths + counts
+        self.logprobs = F.log_softmax(logits[torch.arange(batch, device=device), counts - 1], dim=-1)  # (B, V)
+        return logits
 
     def select(self, rows: list[int]) -> None:
         """Keep only ``rows`` (indices into this group), e.g. when their questions are finished."""

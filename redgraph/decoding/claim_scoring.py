@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from redgraph.decoding.branches import _decode_positions, prefill_row, with_cache
+from redgraph.decoding.branches import prefill_row
 from redgraph.errors import InputError
 from redgraph.models import prompts
 from redgraph.models.images import ImageInput, load_image
@@ -85,25 +84,6 @@ def _support(logprobs: torch.Tensor, yes_id: int, no_id: int) -> float:
 
 def _score_suffixes(model, prefix_inputs, suffixes: list[list[int]]) -> torch.Tensor:
     """(N, V) next-token log-probs after prefix + each suffix, the prefix computed once."""
-    group = prefill_row(model, prefix_inputs)
-    count, width = len(suffixes), max(len(s) for s in suffixes)
-    group.select([0] * count)  # repeat the prefix cache for every claim
-    device = group.attention_mask.device
-    tokens = torch.zeros((count, width), dtype=torch.long, device=device)
-    suffix_mask = torch.zeros((count, width), dtype=torch.long, device=device)
-    for row, suffix in enumerate(suffixes):
-        tokens[row, : len(suffix)] = torch.tensor(suffix, device=device)
-        suffix_mask[row, : len(suffix)] = 1
-    steps = torch.arange(width, device=device)
-    positions = _decode_positions(group.lengths, group.rope_deltas)  # (B, 1) or (4, B, 1)
-    positions = positions + steps.view(*([1] * (positions.dim() - 1)), width)  # (B, S) or (4, B, S)
-    out = model(
-        input_ids=tokens,
-        attention_mask=torch.cat([group.attention_mask, suffix_mask], dim=1),
-        position_ids=positions,
-        **with_cache(model, group.cache),
-        use_cache=True,
-    )
-    last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
-    logits = out.logits[torch.arange(count, device=device), last]  # (N, V)
-    return F.log_softmax(logits.float(), dim=-1)
+    rows = prefill_row(model, prefix_inputs).repeated([0] * len(suffixes))  # the prefix cache, once per claim
+    rows.extend(suffixes)
+    return rows.logprobs

@@ -1,0 +1,260 @@
+"""Asking the image questions: how strongly the image branch gives the answer a claim asserts.
+
+A *probe* is a question about the image, the answer a claim asserts, and, where the answer set
+is closed (colours, yes/no, left/right, numbers), the alternatives. The image branch's prompt for
+the question (image + question, exactly RED's image branch) is followed by each candidate answer
+as the model would write it (its tokens, then the end-of-turn token), and the candidate's
+probability is the product of its tokens' probabilities:
+
+- closed set: the claimed answer's probability normalised over the alternatives;
+- open answer: the model first answers greedily; the claimed answer's probability is normalised
+  over {claimed, the model's own answer} (1 when they are the same answer).
+
+All probes of one image share one prefill of the image prefix: its cache is repeated for every
+(probe, candidate) row and all rows run in one forward, right-padded. Causal attention keeps this
+exact: every row equals its full prompt run alone (tests check this on every family). Where the
+split would change how the text tokenises, that probe runs alone instead.
+
+Shapes: P probes; R rows (probe x candidate); S longest suffix; V vocabulary.
+
+Example:
+    >>> probe = Probe("What is the value of the blue bar?", "2", tuple(str(v) for v in range(1, 10)))
+    >>> [result] = score_probes(lvlm, "chart.png", [probe])  # doctest: +SKIP
+    >>> result.image_answer, result.image_probability, result.support  # doctest: +SKIP
+    ('9', 0.97, 0.004)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from redgraph.decoding.branches import RowGroup, prefill_row
+from redgraph.errors import InputError
+from redgraph.models import prompts
+from redgraph.models.images import ImageInput, load_image
+
+_SENTINEL = "\u2063QUESTION\u2063"
+# Rows per forward: bounds the (rows, suffix, vocabulary) logits of a large-vocabulary model.
+_MAX_LOGITS = 1 << 26
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A question about the image and the answer a claim asserts.
+
+    Attributes:
+        question: asked of the image with the image-branch prompt.
+        claimed: the answer the claim asserts.
+        alternatives: the closed answer set (``claimed`` among them), or None for an open answer.
+    """
+
+    question: str
+    claimed: str
+    alternatives: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("question", "claimed"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise InputError(f"a probe's {name} must be a non-empty string, got {value!r:.80}")
+        if self.alternatives is not None:
+            alternatives = tuple(self.alternatives)
+            if (len(alternatives) < 2 or not all(isinstance(a, str) and a.strip() for a in alternatives)
+                    or len({answer_key(a) for a in alternatives}) != len(alternatives)):
+                raise InputError(f"a probe's alternatives must be 2 or more different non-empty strings, got "
+                                 f"{self.alternatives!r:.200}; use None for an open answer")
+            if answer_key(self.claimed) not in {answer_key(a) for a in alternatives}:
+                raise InputError(f"the claimed answer {self.claimed!r} is not among the alternatives {alternatives!r}")
+            object.__setattr__(self, "alternatives", alternatives)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What the image answered to one probe.
+
+    Attributes:
+        question, claimed, alternatives: the probe.
+        image_answer: the image branch's answer: the likeliest alternative, or its greedy answer.
+        image_probability: that answer's probability among the candidates.
+        support: the claimed answer's probability among the candidates.
+        candidates: every candidate scored, with its probability among them (sums to 1).
+    """
+
+    question: str
+    claimed: str
+    alternatives: tuple[str, ...] | None
+    image_answer: str
+    image_probability: float
+    support: float
+    candidates: dict[str, float]
+
+
+def answer_key(answer: str) -> str:
+    """How two answers are compared: case, spacing and closing punctuation do not matter."""
+    return re.sub(r"\s+", " ", answer.strip().rstrip(".!?").strip().lower())
+
+
+def split_prompt(processor, fmt: prompts.PromptFormat) -> tuple[str, str]:
+    """The image-branch prompt as (text before the question, text from it on, with ``{question}``)."""
+    text = prompts.image_branch_text(processor, _SENTINEL, fmt)
+    before, after = text.split(_SENTINEL)
+    stripped = before.rstrip(" ")
+
+    def literal(text: str) -> str:
+        return text.replace("{", "{{").replace("}", "}}")
+
+    return stripped, literal(before[len(stripped) :]) + "{question}" + literal(after)
+
+
+@torch.inference_mode()
+def score_probes(lvlm, image: ImageInput, probes: Sequence[Probe], *, max_answer_tokens: int = 8) -> list[ProbeResult]:
+    """Ask the image each probe's question and score the claimed answer (see the module docstring).
+
+    Args:
+        lvlm: the local model whose image branch answers.
+        image: the image all probes are about.
+        probes: the probes; open ones are first answered greedily (at most ``max_answer_tokens``).
+
+    Raises:
+        InputError: a probe is not a :class:`Probe`, or the image cannot be read.
+    """
+    probes = list(probes)
+    for index, probe in enumerate(probes):
+        if not isinstance(probe, Probe):
+            raise InputError(f"probe {index} must be a Probe, got {type(probe).__name__}: {probe!r:.80}")
+    if not probes:
+        return []
+    asker = _Asker(lvlm, load_image(image, max_pixels=lvlm.max_image_pixels))
+    open_probes = [i for i, p in enumerate(probes) if p.alternatives is None]
+    greedy = dict(zip(open_probes, asker.greedy([probes[i].question for i in open_probes], max_answer_tokens)))
+    candidates = []
+    for index, probe in enumerate(probes):
+        if probe.alternatives is not None:
+            candidates.append(list(probe.alternatives))
+        else:
+            own = greedy[index]
+            same = not own.strip() or answer_key(own) == answer_key(probe.claimed)
+            candidates.append([probe.claimed] if same else [probe.claimed, own])
+    logprobs = asker.sequence_logprobs([(p.question, c) for p, cs in zip(probes, candidates) for c in cs])
+    results, at = [], 0
+    for probe, names in zip(probes, candidates):
+        scores = torch.tensor(logprobs[at : at + len(names)], dtype=torch.float64)
+        at += len(names)
+        shares = torch.softmax(scores, dim=0).tolist()
+        claimed = next(i for i, n in enumerate(names) if answer_key(n) == answer_key(probe.claimed))
+        best = max(range(len(names)), key=shares.__getitem__)
+        results.append(ProbeResult(
+            question=probe.question, claimed=probe.claimed, alternatives=probe.alternatives,
+            image_answer=names[best], image_probability=float(shares[best]), support=float(shares[claimed]),
+            candidates={name: float(share) for name, share in zip(names, shares)},
+        ))
+    return results
+
+
+class _Asker:
+    """One image's prefix, prefilled once; questions and answers run after copies of its cache."""
+
+    def __init__(self, lvlm, picture) -> None:
+        self.lvlm = lvlm
+        self.tokenizer = lvlm.tokenizer
+        self.end = self.tokenizer.eos_token_id
+        if self.end is None:
+            raise InputError(f"the tokenizer of {lvlm.name} has no end-of-sequence token; answers cannot be scored")
+        self.prefix_text, self.template = split_prompt(lvlm.processor, lvlm.prompt_format)
+        self.prefix_ids = self.tokenizer(self.prefix_text, add_special_tokens=False)["input_ids"]
+        self.picture = picture
+        self._prefix: RowGroup | None = None
+
+    def _tokens(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _question_ids(self, question: str) -> list[int] | None:
+        """The question's part of the prompt as tokens, or None where splitting changes the tokens."""
+        suffix = self.template.format(question=prompts.check_question(question))
+        ids = self._tokens(suffix)
+        return ids if self._tokens(self.prefix_text + suffix) == self.prefix_ids + ids else None
+
+    def _prefix_group(self) -> RowGroup:
+        if self._prefix is None:
+            inputs = self.lvlm.processor(text=[self.prefix_text], images=[self.picture], return_tensors="pt")
+            self._prefix = prefill_row(self.lvlm.model, inputs.to(self.lvlm.device))
+        return self._prefix
+
+    def _alone(self, question: str) -> RowGroup:
+        return prefill_row(self.lvlm.model, self.lvlm.encode_image_branch(self.picture, question))
+
+    def _answer_ids(self, answer: str) -> list[int]:
+        return self._tokens(answer) + [self.end]  # as the model writes an answer: its tokens, then the end
+
+    def sequence_logprobs(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """log P(answer, end | image-branch prompt of question) for each (question, answer)."""
+        scores: list[float] = [0.0] * len(pairs)
+        shared, alone = [], []
+        for index, (question, answer) in enumerate(pairs):
+            ids = self._question_ids(question)
+            if ids is None:
+                alone.append(index)
+            else:
+                shared.append((index, ids, self._answer_ids(answer)))
+        vocabulary = int(self._prefix_group().logprobs.shape[-1]) if shared else 1
+        for chunk in _chunks(shared, vocabulary):
+            rows = self._prefix_group().repeated([0] * len(chunk))
+            logits = rows.extend([q + a for _, q, a in chunk])  # (R, S, V)
+            for row, (index, question_ids, answer_ids) in enumerate(chunk):
+                first = len(question_ids) - 1  # the logits there predict the answer's first token
+                scores[index] = _answer_logprob(logits[row, first : first + len(answer_ids)], answer_ids)
+        for index in alone:
+            question, answer = pairs[index]
+            group = self._alone(question)
+            answer_ids = self._answer_ids(answer)
+            total = float(group.logprobs[0, answer_ids[0]])
+            if len(answer_ids) > 1:
+                logits = group.extend([answer_ids[:-1]])[0]
+                total += _answer_logprob(logits, answer_ids[1:])
+            scores[index] = total
+        return scores
+
+    def greedy(self, questions: list[str], max_new_tokens: int) -> list[str]:
+        """The image branch's greedy answer to each question (plain decoding, no rationale)."""
+        if not questions:
+            return []
+        token_lists: list[list[int]] = [[] for _ in questions]
+        groups: list[tuple[RowGroup, list[int]]] = []
+        shared = [(i, ids) for i, ids in ((i, self._question_ids(q)) for i, q in enumerate(questions)) if ids is not None]
+        if shared:
+            rows = self._prefix_group().repeated([0] * len(shared))
+            rows.extend([ids for _, ids in shared])
+            groups.append((rows, [i for i, _ in shared]))
+        done = {i for i, _ in shared}
+        groups += [(self._alone(q), [i]) for i, q in enumerate(questions) if i not in done]
+        for group, members in groups:
+            live = list(range(len(members)))  # rows of the group still answering
+            for step in range(max_new_tokens):
+                chosen = group.logprobs.argmax(dim=-1)  # (B,)
+                for row in live:
+                    token_lists[members[row]].append(int(chosen[row]))
+                live = [row for row in live if int(chosen[row]) != self.end]
+                if not live or step == max_new_tokens - 1:
+                    break
+                group.step(chosen)
+        return [self.tokenizer.decode([t for t in tokens if t != self.end], skip_special_tokens=True).strip()
+                for tokens in token_lists]
+
+
+def _answer_logprob(logits: torch.Tensor, answer_ids: list[int]) -> float:
+    """Sum of log-probabilities of ``answer_ids`` under (len, V) logits, one position each."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    index = torch.tensor(answer_ids, device=logits.device).view(-1, 1)
+    return float(logprobs.gather(1, index).sum())
+
+
+def _chunks(rows: list, vocabulary: int) -> list[list]:
+    if not rows:
+        return []
+    width = max(len(q) + len(a) for _, q, a in rows)
+    size = max(1, _MAX_LOGITS // (width * vocabulary))
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
