@@ -94,8 +94,9 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run the whole graph on the bundled example images, offline, writing a trace and an HTML report
-    per run; then once more with a reasoner that lies, to show what the critic makes of it (with the
-    embedded model, whose claim checks are at chance, the lie is accepted: see BENCHMARKS.md)."""
+    per run; then once more with a reasoner that lies, to show what the critic makes of it: it asks
+    the image the question behind each claim, and its critique says what the image answered (only as
+    right as the model's eyes: see BENCHMARKS.md)."""
     import uuid
 
     from redgraph.agents import LocalCritic, ScriptedReasoner
@@ -124,6 +125,7 @@ def demo(
             runs.append({"run": name, "question": example["question"], "expected": example["answer"],
                          "answer": result.answer, "rationales": result.rationales, "verdict": result.verdict,
                          "outcome": result.outcome, "flags": result.flags,
+                         "critiques": [h["critique"] for h in result.state.get("history", []) if h.get("critique")],
                          "trace": str(out_dir / f"{name}.trace.json"), "report": str(report)})
     except RedgraphError as exc:
         _fail(exc)
@@ -136,6 +138,9 @@ def demo(
         table.add_row(run["run"], escape(run["question"]), escape(run["expected"]), escape(str(run["answer"])),
                       escape(rationale), escape(", ".join([run["outcome"] or "", *run["flags"]])))
     out.print(table)
+    for run in runs:
+        if run["critiques"]:
+            out.print(f"[bold]{escape(run['run'])}[/bold], the critic's last critique:\n{escape(run['critiques'][-1])}")
     out.print(f"traces and reports in {escape(str(out_dir))}/ (check one with: redgraph trace verify FILE)")
 
 
@@ -341,6 +346,8 @@ def eval_run(
     split: Annotated[Optional[str], typer.Option(help="Which {split}.jsonl of a folder with several.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N items.")] = None,
     shard: Annotated[str, typer.Option(help="i/n: this process's share (every n-th item from the i-th); merge after.")] = "0/1",
+    critic_scoring: Annotated[str, typer.Option(help="How the critic checks claims: probes (asks the image), p_yes "
+                                                     "or both.")] = "probes",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary object.")] = False,
 ) -> None:
     """Evaluate a dataset in several modes and rationale sources: predictions, summary, table, plots."""
@@ -360,7 +367,7 @@ def eval_run(
         config = EvalConfig(dataset=str(data), modes=tuple(mode or ("direct", "cot", "red")),
                             sources=tuple(source or ("gold",)), lambdas=weights, graph_lambda=graph_lambda,
                             rounds=rounds, max_new_tokens=max_new_tokens, model=model, split=split,
-                            shard=(index, count), limit=limit)
+                            shard=(index, count), limit=limit, critic_scoring=critic_scoring)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=console, transient=True) as progress:
             task = progress.add_task("evaluating", total=None)

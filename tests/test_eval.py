@@ -88,6 +88,9 @@ def test_every_mode_and_source_end_to_end(data, lvlm, rationale_file, tmp_path):
     assert {("cot", None), ("red", 1.0), ("graph", 1.0)} <= flip
     critic = summary["critic"]
     assert critic["claims"] == sum(len(i.claims) for i in items) and 0 <= critic["accuracy"] <= 1
+    # Every synthetic claim is in the grammar, so the critic asked the image about each.
+    claims = [c for r in records.values() if r["mode"] == "critic" for c in r["claims"]]
+    assert claims and all(c["method"] == "probes" and c["probes"] for c in claims)
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     assert "| red | gold | 1 |" in (tmp_path / "summary.md").read_text()
     for plot in ("accuracy_vs_lambda.png", "flip_rate.png"):

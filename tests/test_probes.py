@@ -304,3 +304,36 @@ def test_the_local_lvlm_decomposes_where_its_reply_has_the_form():
     replies = LVLMDecomposer(tiny("llava_clip"), max_new_tokens=4).decompose(["The circle is red.", "x y z."])
     assert len(replies) == 2  # a random model's replies are not of the form, so they come back None
     assert all(r is None or isinstance(r[0], Probe) for r in replies)
+
+
+def test_trace_and_report_show_every_probe(tmp_path):
+    from redgraph.agents import ScriptedReasoner
+    from redgraph.graphs import RunContext, ask
+    from redgraph.trace.report import render_report
+
+    lvlm = tiny("qwen2_vl")
+    path = tmp_path / "scene.png"
+    scene().save(path)
+    context = RunContext(answerer=lvlm, reasoner=ScriptedReasoner(["The circle is red. The mood is calm."]),
+                         critic=LocalCritic(lvlm), rounds=1, max_new_tokens=2)
+    result = ask(path, "What colour is the circle?", context, checkpoint="memory")
+    verdict = next(e for e in result.trace.events if e.kind == "verdict")
+    [review] = verdict.outputs["reviews"]
+    asked, vague = review["claims"]
+    assert asked["method"] == "probes" and vague["method"] == "p_yes_fallback"
+    [probe] = asked["probes"]
+    assert probe["question"] == "What colour is the circle?" and probe["claimed"] == "red"
+    assert set(probe["candidates"]) == set(COLOURS) and probe["image_answer"] in COLOURS
+    assert "claims_checked_by_p_yes_only" in result.flags
+    html = render_report(result.state, result.trace)
+    assert "What colour is the circle?</td><td>red (p " in html
+    assert f"{probe['image_answer']} (p {probe['image_probability']:.2f})" in html
+    assert "no question could be asked of this claim" in html
+
+
+def test_eval_refuses_an_unknown_critic_scoring():
+    from redgraph.errors import ConfigError
+    from redgraph.eval.runner import EvalConfig
+
+    with pytest.raises(ConfigError, match="'yes'"):
+        EvalConfig(dataset="d", critic_scoring="yes")

@@ -56,6 +56,7 @@ class EvalConfig:
     shard: tuple[int, int] = (0, 1)
     limit: int | None = None
     critic_accept_at: float = 0.5
+    critic_scoring: str = "probes"  # how the critic checks claims: probes, p_yes or both
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modes", tuple(self.modes))
@@ -80,6 +81,10 @@ class EvalConfig:
             check_whole_number("limit", self.limit)
         for name in ("rounds", "max_new_tokens"):
             check_whole_number(name, getattr(self, name))
+        from redgraph.agents.critic import SCORINGS
+
+        if self.critic_scoring not in SCORINGS:
+            raise ConfigError(f"critic scoring {self.critic_scoring!r} is not known; choose among {', '.join(SCORINGS)}")
 
     def identity(self) -> dict[str, Any]:
         """The settings that must agree between runs writing to one folder (not shard or limit)."""
@@ -266,11 +271,13 @@ def answer_unit(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, ou
                               "blank_image": item.image is None}
     image, question = image_of(item), item.prompt
     if unit.mode == "critic":
-        from redgraph.decoding.claim_scoring import claim_support
+        from redgraph.agents.critic import LocalCritic
 
-        supports = claim_support(lvlm, image, [text for text, _ in item.claims])
-        record["claims"] = [{"text": text, "label": label, "support": s, "flagged": s < config.critic_accept_at}
-                            for (text, label), s in zip(item.claims, supports)]
+        critic = LocalCritic(lvlm, accept_at=config.critic_accept_at, scoring=config.critic_scoring)
+        checks = critic.score_claims(image, [text for text, _ in item.claims])
+        record["claims"] = [{"text": text, "label": label, "support": c.support, "flagged": not c.supported,
+                             "method": c.method, "probes": c.to_dict()["probes"]}
+                            for (text, label), c in zip(item.claims, checks)]
         record["seconds"] = round(time.perf_counter() - started, 4)
         return record
     texts: list[str] = []
@@ -318,7 +325,8 @@ def _graph_answer(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, 
         reasoner = ScriptedReasoner([rationales.get(item, unit.source)], name=f"eval-{unit.source}")
     # When the rationale is still rejected after the last round, answer from the image alone: a
     # rejected rationale must not steer the answer.
-    context = RunContext(answerer=lvlm, reasoner=reasoner, critic=LocalCritic(lvlm, accept_at=config.critic_accept_at),
+    context = RunContext(answerer=lvlm, reasoner=reasoner, critic=LocalCritic(lvlm, accept_at=config.critic_accept_at,
+                                                                      scoring=config.critic_scoring),
                          rationale_weight=unit.weight, rounds=config.rounds, on_exhausted="image_only",
                          max_new_tokens=config.max_new_tokens)
     safe = hashlib.sha256(unit.key.encode()).hexdigest()[:16]
