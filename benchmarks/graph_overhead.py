@@ -5,8 +5,9 @@
 - ``graph_overhead_share``: (end-to-end time of ``ask`` with the SQLite checkpointer and the trace)
   minus (time inside the reasoner, the critic and the RED answerer), over end-to-end. This is
   LangGraph, checkpointing, trace hashing and image reloading. Goal <= 0.05.
-- ``critic_8_vs_1``: time to score 8 claims about one image / 1 claim (one shared image prefix).
-  Goal <= 2.
+- ``critic_8_vs_1``: time to check 8 claims about one image / 1 claim, with the critic's default
+  scoring (each claim asked as probes; one shared image prefix). Goal <= 2.
+  ``critic_p_yes_8_vs_1``: the same with P(yes) scoring.
 - ``ms_per_ask``: where the time of the measured runs went, per ``ask``: the models, checkpoint
   writes (the saver's ``put`` and ``put_writes``), reading and checking the image in the nodes,
   building and writing the trace, and the rest (LangGraph itself, reading checkpoints).
@@ -42,8 +43,8 @@ def main() -> None:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     from redgraph.agents import answerer, nodes
+    from redgraph.agents.critic import LocalCritic
     from redgraph.data import generate_items
-    from redgraph.decoding.claim_scoring import claim_support
     from redgraph.graphs import ask, make_context, run
 
     context = make_context(args.model, rationales=1, rounds=1, max_new_tokens=8)
@@ -106,19 +107,25 @@ def main() -> None:
     picture = item.image()
     claims = [text for text, _ in item.claims] * 8
     eight, one = claims[:8], claims[:1]
-    claim_support(context.answerer, picture, eight)
-    samples = {"8": [], "1": []}
-    for _ in range(args.repeats * 2):
-        for key, group in (("8", eight), ("1", one)):
-            started = time.perf_counter()
-            claim_support(context.answerer, picture, group)
-            samples[key].append(time.perf_counter() - started)
+    scorers = {"probes": LocalCritic(context.answerer).score_claims,
+               "p_yes": LocalCritic(context.answerer, scoring="p_yes").score_claims}
+    samples = {(name, key): [] for name in scorers for key in ("8", "1")}
+    for name, score in scorers.items():
+        score(picture, eight)  # warm-up
+        for _ in range(args.repeats * 2):
+            for key, group in (("8", eight), ("1", one)):
+                started = time.perf_counter()
+                score(picture, group)
+                samples[name, key].append(time.perf_counter() - started)
+    median = {key: statistics.median(values) for key, values in samples.items()}
     report = {
         "graph_overhead_share": round(statistics.median(shares), 4),
         "ask_seconds_median": round(statistics.median(totals), 4),
-        "critic_8_vs_1": round(statistics.median(samples["8"]) / statistics.median(samples["1"]), 3),
-        "critic_1_claim_seconds": round(statistics.median(samples["1"]), 4),
-        "critic_8_claims_seconds": round(statistics.median(samples["8"]), 4),
+        "critic_8_vs_1": round(median["probes", "8"] / median["probes", "1"], 3),
+        "critic_1_claim_seconds": round(median["probes", "1"], 4),
+        "critic_8_claims_seconds": round(median["probes", "8"], 4),
+        "critic_p_yes_8_vs_1": round(median["p_yes", "8"] / median["p_yes", "1"], 3),
+        "critic_p_yes_1_claim_seconds": round(median["p_yes", "1"], 4),
         "ms_per_ask": ms_per_ask,
     }
     print(json.dumps(report) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))

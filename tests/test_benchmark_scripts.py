@@ -63,6 +63,20 @@ def test_paper_tables_smoke_run_prints_every_key(tmp_path):
     assert report["items"] == 2 and report["cot_gold_acc"] is not None
 
 
+def test_critic_probes_smoke_run_reports_both_scorings_per_kind(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "critic_probes.py"), "--json", "--limit", "3", "--out", str(tmp_path)],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    report = json.loads(done.stdout)
+    assert report["items"] == 3 and set(report["scorings"]) == {"probes", "p_yes"}
+    probes, p_yes = report["scorings"]["probes"], report["scorings"]["p_yes"]
+    assert set(probes["by_scene_kind"]) == {"shapes", "bars", "document", "overall"}
+    assert probes["by_scene_kind"]["overall"]["claims"] == p_yes["by_scene_kind"]["overall"]["claims"] > 0
+    assert set(probes["methods"]) == {"probes"} and set(p_yes["methods"]) == {"p_yes"}
+    assert "retention" in probes["lying_reasoner_retention"]["overall"]
+
+
 def test_vision_probe_smoke_run_prints_every_figure():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "vision_probe.py"), "--json", "--scenes", "60"],
                           capture_output=True, text=True, check=True, cwd=ROOT)

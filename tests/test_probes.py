@@ -134,7 +134,8 @@ def test_shared_prefix_scores_equal_each_full_prompt(family, monkeypatch):
     assert set(results[2].candidates) == ({"12", own} if own else {"12"})
     for probe, result in zip(PROBES, results):
         names = list(probe.alternatives or ([probe.claimed, own] if own and own != probe.claimed else [probe.claimed]))
-        full = torch.tensor([_full_prompt_logprob(lvlm, scene(), probe.question, n) for n in names], dtype=torch.float64)
+        full = torch.tensor([_full_prompt_logprob(lvlm, scene(), probe.question, n) for n in names],
+                            dtype=torch.float64)
         expected = dict(zip(names, torch.softmax(full, dim=0).tolist()))
         assert result.candidates == pytest.approx(expected, abs=1e-4)
         assert result.support == pytest.approx(expected[probe.claimed], abs=1e-4)
@@ -190,7 +191,8 @@ def test_an_undecomposable_claim_is_scored_by_p_yes_and_flagged():
     from redgraph.decoding.claim_scoring import claim_support
 
     lvlm = tiny("qwen2_vl")
-    report = LocalCritic(lvlm).review(scene(), "What colour is the circle?", ["The picture feels calm. The circle is red."])
+    report = LocalCritic(lvlm).review(scene(), "What colour is the circle?",
+                                      ["The picture feels calm. The circle is red."])
     vague, parsed = report.reviews[0].claims
     assert vague.method == "p_yes_fallback" and vague.probes == () and vague.decomposer is None
     assert vague.support == pytest.approx(claim_support(lvlm, scene(), ["The picture feels calm."])[0])

@@ -18,8 +18,9 @@ with a critique that says, for each unsupported claim, what the image answered.
 Example:
     >>> critic = LocalCritic(lvlm)  # doctest: +SKIP
     >>> report = critic.review("chart.png", "Which bar is the tallest?", ["The blue bar is 2."])  # doctest: +SKIP
-    >>> print(report.critique)  # doctest: +SKIP
-    Rationale 1: "The blue bar is 2." is not supported by the image: asked "What is the value of the blue bar?", the image answers 9 (p 0.97).
+    >>> report.critique  # doctest: +SKIP
+    'Rationale 1: "The blue bar is 2." is not supported by the image: asked "What is the value of the
+    blue bar?", the image answers 9 (p 0.97).'
 """
 
 from __future__ import annotations

@@ -224,7 +224,8 @@ class _Asker:
             return []
         token_lists: list[list[int]] = [[] for _ in questions]
         groups: list[tuple[RowGroup, list[int]]] = []
-        shared = [(i, ids) for i, ids in ((i, self._question_ids(q)) for i, q in enumerate(questions)) if ids is not None]
+        asked = ((i, self._question_ids(q)) for i, q in enumerate(questions))
+        shared = [(i, ids) for i, ids in asked if ids is not None]
         if shared:
             rows = self._prefix_group().repeated([0] * len(shared))
             rows.extend([ids for _, ids in shared])
