@@ -12,7 +12,9 @@ One model, the first ``--limit`` held-out test items (kinds rotate shapes, bars,
 
 Reported per scene kind and per claim kind: critic precision and recall of flagging false claims
 (flagged: support below 0.5), next to image_answer_acc for the same kinds; lying-reasoner retention
-(graph accuracy, lying / honest) and plain RED's. Re-running with the same ``--out`` resumes.
+(graph accuracy, lying / honest) and plain RED's; the share of honest rationales the graph accepted
+(a critic that rejects everything keeps retention at 1 by answering from the image alone). Re-running
+with the same ``--out`` resumes.
 """
 
 from __future__ import annotations
@@ -120,7 +122,9 @@ def main() -> None:
         for kind in (*kinds, None):
             honest = accuracy(rows(records, "graph", "gold", kind))
             lying = accuracy(rows(records, "graph", "lying", kind))
-            retention[kind or "overall"] = {"honest_acc": honest, "lying_acc": lying, "retention": ratio(lying, honest)}
+            accepted = [r["outcome"] == "accepted" for r in rows(records, "graph", "gold", kind)]
+            retention[kind or "overall"] = {"honest_acc": honest, "lying_acc": lying, "retention": ratio(lying, honest),
+                                            "honest_accepted": round(sum(accepted) / len(accepted), 3)}
         methods = defaultdict(int)
         for c in claims:
             methods[c.get("method", "p_yes")] += 1
@@ -131,12 +135,13 @@ def main() -> None:
         return
     for scoring, figures in result["scorings"].items():
         print(f"\n## critic scoring: {scoring}\n")
-        print("| scene kind | image_answer_acc | precision | recall | graph honest | graph lying | retention |"
-              " plain RED retention |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| scene kind | image_answer_acc | precision | recall | honest accepted | graph honest | graph lying |"
+              " retention | plain RED retention |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for kind in (*kinds, "overall"):
             pr, keep = figures["by_scene_kind"][kind], figures["lying_reasoner_retention"][kind]
-            print(f"| {kind} | {eyes[kind]} | {pr['precision']} | {pr['recall']} | {keep['honest_acc']} | "
+            print(f"| {kind} | {eyes[kind]} | {pr['precision']} | {pr['recall']} | {keep['honest_accepted']} | "
+                  f"{keep['honest_acc']} | "
                   f"{keep['lying_acc']} | {keep['retention']} | {result['plain_red_lying_retention'][kind]} |")
         print("\n| claim kind | claims (false) | image_answer_acc | precision | recall |")
         print("| --- | --- | --- | --- | --- |")

@@ -152,6 +152,10 @@ def ask(
     reasoner: Annotated[str, typer.Option(help="Who writes rationales: 'local' (the model above) or 'openai:MODEL'.")] = "local",
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server for --reasoner openai:MODEL.")] = None,
     style: Annotated[Optional[list[str]], typer.Option("--style", help="Prompt-library style; repeat to rotate.")] = None,
+    critic_scoring: Annotated[str, typer.Option(help="How the critic checks claims: probes (asks the image the "
+                                                     "question behind each claim), p_yes or both.")] = "probes",
+    decomposer: Annotated[str, typer.Option(help="Turns claims outside the synthetic grammar into questions: grammar "
+                                                 "(none), lvlm (the local model) or openai:MODEL (at --base-url).")] = "grammar",
     rationale_weight: Annotated[float, typer.Option("--lambda", help="RED weight of the accepted rationales.")] = 1.0,
     rationales: Annotated[int, typer.Option("--rationales", "-k", help="Rationales per round.")] = 1,
     rounds: Annotated[int, typer.Option(help="Most reasoning rounds before the policy applies.")] = 2,
@@ -178,7 +182,7 @@ def ask(
             raise RedgraphError(f"--resume must be JSON such as '{{\"use\": [0]}}', got {resume!r}: {exc}") from exc
         with console.status(f"loading {model or 'the embedded model'} ..."):
             context = make_context(model, reasoner=reasoner, styles=tuple(style) if style else None, base_url=base_url,
-                                   rationale_weight=rationale_weight, rationales=rationales, rounds=rounds,
+                                   critic_scoring=critic_scoring, decomposer=decomposer, rationale_weight=rationale_weight, rationales=rationales, rounds=rounds,
                                    on_exhausted=on_exhausted, max_new_tokens=max_new_tokens)
         with console.status("reasoning, checking, answering ..."):
             result = run_ask(image, question, context, checkpoint=checkpoint, thread_id=thread, trace_path=trace,

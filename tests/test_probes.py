@@ -339,3 +339,24 @@ def test_eval_refuses_an_unknown_critic_scoring():
 
     with pytest.raises(ConfigError, match="'yes'"):
         EvalConfig(dataset="d", critic_scoring="yes")
+
+
+def test_make_context_sets_the_critics_scoring_and_decomposers(monkeypatch):
+    from redgraph.agents.decompose import ChatDecomposer
+    from redgraph.errors import ConfigError
+    from redgraph.graphs import make_context
+    from redgraph.graphs.state import resolve_context
+
+    lvlm = tiny("llava_clip")
+    context = make_context(lvlm, critic_scoring="both", decomposer="lvlm")
+    assert context.critic.scoring == "both" and [d.name for d in context.critic.decomposers] == ["grammar", "lvlm"]
+    assert context.settings()["critic_scoring"] == "both" and context.settings()["decomposers"] == ["grammar", "lvlm"]
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    chat = make_context(lvlm, decomposer="openai:gpt-test", base_url="http://127.0.0.1:9/v1")
+    assert isinstance(chat.critic.decomposers[1], ChatDecomposer)
+    with pytest.raises(ConfigError, match="'gpt'"):
+        make_context(lvlm, decomposer="gpt")
+    with pytest.raises(ConfigError, match="'maybe'"):
+        make_context(lvlm, critic_scoring="maybe")
+    with pytest.raises(ConfigError, match="unknown context settings"):
+        resolve_context({"critic": "x"})

@@ -1,8 +1,10 @@
-"""The agents: reasoners (local, OpenAI-compatible, LangChain, scripted), critics, the answerer, and the
-graph's node functions (:mod:`redgraph.agents.nodes`)."""
+"""The agents: reasoners (local, OpenAI-compatible, LangChain, scripted), critics and the decomposers
+that turn claims into questions for the image, the answerer, and the graph's node functions
+(:mod:`redgraph.agents.nodes`)."""
 
 from redgraph.agents.claims import InjectionFinding, find_injections, split_claims
 from redgraph.agents.critic import ChatCritic, ClaimCheck, ClaimCritic, CriticReport, LocalCritic, RationaleReview
+from redgraph.agents.decompose import ChatDecomposer, ClaimProbes, Decomposer, GrammarDecomposer, LVLMDecomposer
 from redgraph.agents.prompt_library import STYLES, PromptStyle, get_style
 from redgraph.agents.reasoner import LocalReasoner, Rationale, StyledReasoner
 from redgraph.agents.scripted import ScriptedReasoner
@@ -10,10 +12,15 @@ from redgraph.agents.scripted import ScriptedReasoner
 __all__ = [
     "STYLES",
     "ChatCritic",
+    "ChatDecomposer",
     "ClaimCheck",
     "ClaimCritic",
+    "ClaimProbes",
     "CriticReport",
+    "Decomposer",
+    "GrammarDecomposer",
     "InjectionFinding",
+    "LVLMDecomposer",
     "LocalCritic",
     "LocalReasoner",
     "PromptStyle",

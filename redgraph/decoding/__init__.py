@@ -7,14 +7,18 @@ sees image + question only, the rationale branch rationale + question only.
 - :class:`REDDecoder`: the fast decoder (several branches and questions per forward).
 - :class:`RationaleEnhancedLogitsProcessor`: RED inside ``model.generate``.
 - :func:`red_scores`: the combination itself, for use without a model.
+- :func:`score_probes`: asks the image branch questions and scores claimed answers (the critic's eyes).
 """
 
 from redgraph.decoding.combine import rationale_lambdas, red_scores
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.decoder import REDDecoder, REDRequest, REDResult, TokenAttribution
+from redgraph.decoding.probes import Probe, ProbeResult, score_probes
 from redgraph.decoding.processor import RationaleEnhancedLogitsProcessor
 
 __all__ = [
+    "Probe",
+    "ProbeResult",
     "REDConfig",
     "REDDecoder",
     "REDRequest",
@@ -23,4 +27,5 @@ __all__ = [
     "TokenAttribution",
     "rationale_lambdas",
     "red_scores",
+    "score_probes",
 ]

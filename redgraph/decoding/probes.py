@@ -10,12 +10,14 @@ probability is the product of its tokens' probabilities:
 - open answer: the model first answers greedily; the claimed answer's probability is normalised
   over {claimed, the model's own answer} (1 when they are the same answer).
 
-All probes of one image share one prefill of the image prefix: its cache is repeated for every
-(probe, candidate) row and all rows run in one forward, right-padded. Causal attention keeps this
-exact: every row equals its full prompt run alone (tests check this on every family). Where the
-split would change how the text tokenises, that probe runs alone instead.
+All probes of one image share one prefill of the image prefix. Each distinct question then runs
+once, after a copy of that cache (all questions in one forward, right-padded), and every candidate
+answer once after a copy of its question's cache (all candidates in one more forward). Causal
+attention keeps this exact: every candidate's score equals that of its full prompt run alone
+(tests check this on every family). Where the split would change how the text tokenises, that
+question runs alone instead.
 
-Shapes: P probes; R rows (probe x candidate); S longest suffix; V vocabulary.
+Shapes: R rows of one forward; S longest run of tokens; V vocabulary.
 
 Example:
     >>> probe = Probe("What is the value of the blue bar?", "2", tuple(str(v) for v in range(1, 10)))
@@ -129,17 +131,18 @@ def score_probes(lvlm, image: ImageInput, probes: Sequence[Probe], *, max_answer
     if not probes:
         return []
     asker = _Asker(lvlm, load_image(image, max_pixels=lvlm.max_image_pixels))
-    open_probes = [i for i, p in enumerate(probes) if p.alternatives is None]
-    greedy = dict(zip(open_probes, asker.greedy([probes[i].question for i in open_probes], max_answer_tokens)))
+    asked = asker.ask([p.question for p in probes])  # each question once, after the shared image prefix
+    open_questions = list(dict.fromkeys(p.question for p in probes if p.alternatives is None))
+    greedy = dict(zip(open_questions, asker.greedy(asked, open_questions, max_answer_tokens)))
     candidates = []
-    for index, probe in enumerate(probes):
+    for probe in probes:
         if probe.alternatives is not None:
             candidates.append(list(probe.alternatives))
         else:
-            own = greedy[index]
+            own = greedy[probe.question]
             same = not own.strip() or answer_key(own) == answer_key(probe.claimed)
             candidates.append([probe.claimed] if same else [probe.claimed, own])
-    logprobs = asker.sequence_logprobs([(p.question, c) for p, cs in zip(probes, candidates) for c in cs])
+    logprobs = asker.answer_logprobs(asked, [(p.question, c) for p, cs in zip(probes, candidates) for c in cs])
     results, at = [], 0
     for probe, names in zip(probes, candidates):
         scores = torch.tensor(logprobs[at : at + len(names)], dtype=torch.float64)
@@ -156,7 +159,8 @@ def score_probes(lvlm, image: ImageInput, probes: Sequence[Probe], *, max_answer
 
 
 class _Asker:
-    """One image's prefix, prefilled once; questions and answers run after copies of its cache."""
+    """One image's prefix, prefilled once; each question runs once after a copy of its cache, and each
+    answer after a copy of its question's."""
 
     def __init__(self, lvlm, picture) -> None:
         self.lvlm = lvlm
@@ -165,9 +169,8 @@ class _Asker:
         if self.end is None:
             raise InputError(f"the tokenizer of {lvlm.name} has no end-of-sequence token; answers cannot be scored")
         self.prefix_text, self.template = split_prompt(lvlm.processor, lvlm.prompt_format)
-        self.prefix_ids = self.tokenizer(self.prefix_text, add_special_tokens=False)["input_ids"]
+        self.prefix_ids = self._tokens(self.prefix_text)
         self.picture = picture
-        self._prefix: RowGroup | None = None
 
     def _tokens(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -178,62 +181,57 @@ class _Asker:
         ids = self._tokens(suffix)
         return ids if self._tokens(self.prefix_text + suffix) == self.prefix_ids + ids else None
 
-    def _prefix_group(self) -> RowGroup:
-        if self._prefix is None:
+    def ask(self, questions: list[str]) -> dict[str, tuple[RowGroup, int]]:
+        """Each distinct question's row (group, index) right after its whole image-branch prompt."""
+        placed: dict[str, tuple[RowGroup, int]] = {}
+        shared = []
+        for question in dict.fromkeys(questions):
+            ids = self._question_ids(question)
+            if ids is None:  # runs alone, its own image prefill included
+                placed[question] = (prefill_row(self.lvlm.model, self.lvlm.encode_image_branch(self.picture, question)), 0)
+            else:
+                shared.append((question, ids))
+        if shared:
             inputs = self.lvlm.processor(text=[self.prefix_text], images=[self.picture], return_tensors="pt")
-            self._prefix = prefill_row(self.lvlm.model, inputs.to(self.lvlm.device))
-        return self._prefix
-
-    def _alone(self, question: str) -> RowGroup:
-        return prefill_row(self.lvlm.model, self.lvlm.encode_image_branch(self.picture, question))
+            prefix = prefill_row(self.lvlm.model, inputs.to(self.lvlm.device))
+            for chunk in _chunks(shared, prefix.logprobs.shape[-1]):
+                group = prefix.repeated([0] * len(chunk))
+                group.extend([ids for _, ids in chunk])  # (R, S, V) logits, dropped: only the last row state counts
+                placed.update((question, (group, row)) for row, (question, _) in enumerate(chunk))
+        return placed
 
     def _answer_ids(self, answer: str) -> list[int]:
         return self._tokens(answer) + [self.end]  # as the model writes an answer: its tokens, then the end
 
-    def sequence_logprobs(self, pairs: list[tuple[str, str]]) -> list[float]:
+    def answer_logprobs(self, asked: dict[str, tuple[RowGroup, int]], pairs: list[tuple[str, str]]) -> list[float]:
         """log P(answer, end | image-branch prompt of question) for each (question, answer)."""
-        scores: list[float] = [0.0] * len(pairs)
-        shared, alone = [], []
+        scores = [0.0] * len(pairs)
+        by_group: dict[int, list[tuple[int, int, list[int]]]] = {}
+        groups: dict[int, RowGroup] = {}
         for index, (question, answer) in enumerate(pairs):
-            ids = self._question_ids(question)
-            if ids is None:
-                alone.append(index)
-            else:
-                shared.append((index, ids, self._answer_ids(answer)))
-        vocabulary = int(self._prefix_group().logprobs.shape[-1]) if shared else 1
-        for chunk in _chunks(shared, vocabulary):
-            rows = self._prefix_group().repeated([0] * len(chunk))
-            logits = rows.extend([q + a for _, q, a in chunk])  # (R, S, V)
-            for row, (index, question_ids, answer_ids) in enumerate(chunk):
-                first = len(question_ids) - 1  # the logits there predict the answer's first token
-                scores[index] = _answer_logprob(logits[row, first : first + len(answer_ids)], answer_ids)
-        for index in alone:
-            question, answer = pairs[index]
-            group = self._alone(question)
-            answer_ids = self._answer_ids(answer)
-            total = float(group.logprobs[0, answer_ids[0]])
-            if len(answer_ids) > 1:
-                logits = group.extend([answer_ids[:-1]])[0]
-                total += _answer_logprob(logits, answer_ids[1:])
-            scores[index] = total
+            group, row = asked[question]
+            groups[id(group)] = group
+            by_group.setdefault(id(group), []).append((index, row, self._answer_ids(answer)))
+        for key, members in by_group.items():
+            group = groups[key]
+            for chunk in _chunks(members, group.logprobs.shape[-1]):
+                rows = group.repeated([row for _, row, _ in chunk])
+                logits = rows.extend([ids[:-1] for _, _, ids in chunk])  # (R, S, V): position j predicts token j+1
+                for place, (index, row, ids) in enumerate(chunk):
+                    first = float(group.logprobs[row, ids[0]])
+                    scores[index] = first + _answer_logprob(logits[place, : len(ids) - 1], ids[1:])
         return scores
 
-    def greedy(self, questions: list[str], max_new_tokens: int) -> list[str]:
+    def greedy(self, asked: dict[str, tuple[RowGroup, int]], questions: list[str], max_new_tokens: int) -> list[str]:
         """The image branch's greedy answer to each question (plain decoding, no rationale)."""
-        if not questions:
-            return []
-        token_lists: list[list[int]] = [[] for _ in questions]
-        groups: list[tuple[RowGroup, list[int]]] = []
-        asked = ((i, self._question_ids(q)) for i, q in enumerate(questions))
-        shared = [(i, ids) for i, ids in asked if ids is not None]
-        if shared:
-            rows = self._prefix_group().repeated([0] * len(shared))
-            rows.extend([ids for _, ids in shared])
-            groups.append((rows, [i for i, _ in shared]))
-        done = {i for i, _ in shared}
-        groups += [(self._alone(q), [i]) for i, q in enumerate(questions) if i not in done]
-        for group, members in groups:
-            live = list(range(len(members)))  # rows of the group still answering
+        token_lists: dict[str, list[int]] = {q: [] for q in questions}
+        by_group: dict[int, tuple[RowGroup, list[str]]] = {}
+        for question in questions:
+            group, _ = asked[question]
+            by_group.setdefault(id(group), (group, []))[1].append(question)
+        for source, members in by_group.values():
+            group = source.repeated([asked[q][1] for q in members])
+            live = list(range(len(members)))  # rows still answering
             for step in range(max_new_tokens):
                 chosen = group.logprobs.argmax(dim=-1)  # (B,)
                 for row in live:
@@ -242,8 +240,8 @@ class _Asker:
                 if not live or step == max_new_tokens - 1:
                     break
                 group.step(chosen)
-        return [self.tokenizer.decode([t for t in tokens if t != self.end], skip_special_tokens=True).strip()
-                for tokens in token_lists]
+        return [self.tokenizer.decode([t for t in token_lists[q] if t != self.end], skip_special_tokens=True).strip()
+                for q in questions]
 
 
 def _answer_logprob(logits: torch.Tensor, answer_ids: list[int]) -> float:
@@ -254,8 +252,9 @@ def _answer_logprob(logits: torch.Tensor, answer_ids: list[int]) -> float:
 
 
 def _chunks(rows: list, vocabulary: int) -> list[list]:
+    """``rows`` (each ending in a token list) in runs small enough for their (rows, length, V) logits."""
     if not rows:
         return []
-    width = max(len(q) + len(a) for _, q, a in rows)
-    size = max(1, _MAX_LOGITS // (width * vocabulary))
+    width = max(len(row[-1]) for row in rows) or 1
+    size = max(1, _MAX_LOGITS // (width * int(vocabulary)))
     return [rows[i : i + size] for i in range(0, len(rows), size)]

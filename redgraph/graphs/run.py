@@ -96,6 +96,8 @@ def make_context(
     critic: Any = "local",
     styles: tuple[str, ...] | None = None,
     base_url: str | None = None,
+    critic_scoring: str = "probes",
+    decomposer: str = "grammar",
     **settings: Any,
 ) -> RunContext:
     """A :class:`RunContext` whose answerer (and local reasoner and critic) is ``model`` (a path,
@@ -104,6 +106,10 @@ def make_context(
     ``reasoner``: ``"local"``, ``"openai:MODEL"`` (any OpenAI-compatible server at ``base_url``,
     key from ``$OPENAI_API_KEY``) or a reasoner object; ``critic``: ``"local"`` or a critic object.
     ``styles``: prompt-library styles (default ``facts`` locally, ``step_by_step`` remotely).
+    ``critic_scoring``: how the local critic checks claims, ``"probes"`` (asks the image), ``"p_yes"``
+    or ``"both"``. ``decomposer``: what turns claims outside the synthetic grammar into probes:
+    ``"grammar"`` (none), ``"lvlm"`` (the local model) or ``"openai:MODEL"`` (a chat model at
+    ``base_url``, structured output).
     ``settings`` are RunContext fields (rationale_weight, rationales, rounds, on_exhausted, ...)."""
     from redgraph.agents.critic import LocalCritic
     from redgraph.agents.reasoner import LocalReasoner
@@ -113,6 +119,8 @@ def make_context(
         raise ConfigError(f"reasoner {reasoner!r} is not understood; use 'local', 'openai:MODEL' or a reasoner object")
     if isinstance(critic, str) and critic != "local":
         raise ConfigError(f"critic {critic!r} is not understood; use 'local' or a critic object")
+    if not isinstance(decomposer, str) or (decomposer not in ("grammar", "lvlm") and not decomposer.startswith("openai:")):
+        raise ConfigError(f"decomposer {decomposer!r} is not understood; use 'grammar', 'lvlm' or 'openai:MODEL'")
     if isinstance(reasoner, str) and reasoner.startswith("openai:"):
         from redgraph.agents.remote import OpenAIReasoner
 
@@ -120,12 +128,27 @@ def make_context(
     from redgraph.models.loading import LVLM
 
     lvlm = model if isinstance(model, LVLM) else load_lvlm(model)
+    if critic == "local":
+        critic = LocalCritic(lvlm, scoring=critic_scoring, decomposers=_decomposers(decomposer, lvlm, base_url))
     return RunContext(
         answerer=lvlm,
         reasoner=LocalReasoner(lvlm, styles=styles or ("facts",)) if reasoner == "local" else reasoner,
-        critic=LocalCritic(lvlm) if critic == "local" else critic,
+        critic=critic,
         **settings,
     )
+
+
+def _decomposers(name: str, lvlm, base_url: str | None) -> tuple:
+    """The grammar first; then the named decomposer for claims outside it."""
+    from redgraph.agents.decompose import ChatDecomposer, GrammarDecomposer, LVLMDecomposer
+
+    if name == "lvlm":
+        return GrammarDecomposer(), LVLMDecomposer(lvlm)
+    if name.startswith("openai:"):
+        from redgraph.agents.remote import OpenAIReasoner
+
+        return GrammarDecomposer(), ChatDecomposer(OpenAIReasoner(name.split(":", 1)[1], base_url=base_url))
+    return (GrammarDecomposer(),)
 
 
 def ask(

@@ -95,12 +95,15 @@ class RunContext:
             "on_exhausted": self.on_exhausted, "max_new_tokens": self.max_new_tokens,
             "answerer": getattr(self.answerer, "name", type(self.answerer).__name__),
             "reasoner": type(self.reasoner).__name__, "critic": type(self.critic).__name__,
+            # How a local critic checks claims, and what turns them into questions.
+            "critic_scoring": getattr(self.critic, "scoring", None),
+            "decomposers": [d.name for d in getattr(self.critic, "decomposers", ())],
         }
 
 
 # What a JSON context (LangGraph server, Studio) may set: the model and reasoner, and RunContext's settings.
-CONTEXT_SETTINGS = ("model", "reasoner", "base_url", "styles", "rationale_weight", "rationales", "rounds",
-                    "on_exhausted", "max_new_tokens")
+CONTEXT_SETTINGS = ("model", "reasoner", "base_url", "styles", "critic_scoring", "decomposer", "rationale_weight",
+                    "rationales", "rounds", "on_exhausted", "max_new_tokens")
 
 
 def resolve_context(context: Any) -> RunContext:
