@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from redgraph.cli import app
@@ -53,6 +54,24 @@ def test_demo_runs_the_graph_offline_and_writes_verifiable_traces(tmp_path):
         assert "<html" in Path(run["report"]).read_text()
     lying = payload["runs"][-1]
     assert lying["rationales"][0]["text"] == "The blue bar is 5."
+    # The critic asked the image; its critique says what the image answered (the shipped model's
+    # eyes decide whether that answer is right: see the reference-model test below).
+    assert lying["critiques"] and 'asked "What is the value of the blue bar?", the image answers' in lying["critiques"][-1]
+
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "checkpoints" / "embedded-gpu-570k"
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"the reference checkpoint is not at {REFERENCE}")
+def test_demo_with_a_model_that_reads_bars_catches_the_lie_and_names_the_true_value(tmp_path):
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--json", "--model", str(REFERENCE)])
+    assert result.exit_code == 0, result.output
+    runs = {run["run"]: run for run in json.loads(result.stdout)["runs"]}
+    lying, honest = runs["bars-lying-reasoner"], runs["bars"]
+    assert lying["outcome"] == "image_only" and lying["answer"] == "9"
+    assert lying["critiques"][-1].startswith('Rationale 1: "The blue bar is 5." is not supported by the image: asked '
+                                             '"What is the value of the blue bar?", the image answers 9 (p ')
+    assert honest["outcome"] == "accepted" and honest["answer"] == "9"
 
 
 def test_decode_defaults_to_the_embedded_model(tmp_path):
