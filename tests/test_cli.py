@@ -56,7 +56,8 @@ def test_demo_runs_the_graph_offline_and_writes_verifiable_traces(tmp_path):
     assert lying["rationales"][0]["text"] == "The blue bar is 5."
     # The critic asked the image; its critique says what the image answered (the shipped model's
     # eyes decide whether that answer is right: see the reference-model test below).
-    assert lying["critiques"] and 'asked "What is the value of the blue bar?", the image answers' in lying["critiques"][-1]
+    assert lying["critiques"]
+    assert 'asked "What is the value of the blue bar?", the image answers' in lying["critiques"][-1]
 
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "checkpoints" / "embedded-gpu-570k"
