@@ -42,10 +42,10 @@ def main() -> None:
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    from redgraph.agents import answerer, nodes
+    from redgraph.agents import answerer
     from redgraph.agents.critic import LocalCritic
     from redgraph.data import generate_items
-    from redgraph.graphs import ask, make_context, run
+    from redgraph.graphs import ask, make_context, nodes, run
 
     context = make_context(args.model, rationales=1, rounds=1, max_new_tokens=8)
     inside = [0.0]

@@ -99,9 +99,9 @@ def demo(
     right as the model's eyes: see BENCHMARKS.md)."""
     import uuid
 
-    from redgraph.agents import LocalCritic, ScriptedReasoner
+    from redgraph.agents import ScriptedReasoner
     from redgraph.examples import example_path, load_examples
-    from redgraph.graphs import RunContext, make_context
+    from redgraph.graphs import make_context
     from redgraph.graphs import ask as run_ask
     from redgraph.trace.report import write_report
 
@@ -112,8 +112,8 @@ def demo(
         with console.status(f"loading {model or 'the embedded model'} ..."):
             context = make_context(model, rationale_weight=rationale_weight, rounds=2, max_new_tokens=8)
         liar = ScriptedReasoner([examples[1]["misleading_rationale"]], name="planted-liar")
-        lying = RunContext(answerer=context.answerer, reasoner=liar, critic=LocalCritic(context.answerer),
-                           rationale_weight=rationale_weight, rounds=2, on_exhausted="image_only", max_new_tokens=8)
+        lying = make_context(context.answerer, reasoner=liar, rationale_weight=rationale_weight, rounds=2,
+                             on_exhausted="image_only", max_new_tokens=8)
         plan = [(example, context, example["image"].removesuffix(".png")) for example in examples]
         plan.append((examples[1], lying, "bars-lying-reasoner"))
         for example, run_context, name in plan:

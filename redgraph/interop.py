@@ -108,16 +108,15 @@ def run_graph(
 
     A given ``rationale`` is still checked by the critic: it stands in for the reasoner's output.
     """
-    from redgraph.agents.critic import LocalCritic
     from redgraph.agents.reasoner import LocalReasoner
     from redgraph.agents.scripted import ScriptedReasoner
+    from redgraph.graphs.context import make_context
     from redgraph.graphs.run import ask
-    from redgraph.graphs.state import RunContext
 
     if rationale is not None and (not isinstance(rationale, str) or not rationale.strip()):
         raise InputError(f"rationale must be a non-empty text or left out, got {rationale!r:.80}")
     reasoner = ScriptedReasoner([rationale], name="caller") if rationale is not None else LocalReasoner(lvlm)
-    context = RunContext(answerer=lvlm, reasoner=reasoner, critic=LocalCritic(lvlm), **settings)
+    context = make_context(lvlm, reasoner=reasoner, **settings)
     return ask(image, question, context, checkpoint="memory", trace_path=trace_path)
 
 

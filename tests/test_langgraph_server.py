@@ -11,7 +11,7 @@ import pytest
 
 from redgraph.errors import ConfigError
 from redgraph.examples import example_path, load_examples
-from redgraph.graphs.state import CONTEXT_SETTINGS, RunContext, resolve_context
+from redgraph.graphs.context import CONTEXT_SETTINGS, RunContext, resolve_context
 from redgraph.models.images import image_data_url, load_image
 from redgraph.trace import Trace
 

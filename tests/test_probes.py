@@ -345,7 +345,7 @@ def test_make_context_sets_the_critics_scoring_and_decomposers(monkeypatch):
     from redgraph.agents.decompose import ChatDecomposer
     from redgraph.errors import ConfigError
     from redgraph.graphs import make_context
-    from redgraph.graphs.state import resolve_context
+    from redgraph.graphs.context import resolve_context
 
     lvlm = tiny("llava_clip")
     context = make_context(lvlm, critic_scoring="both", decomposer="lvlm")

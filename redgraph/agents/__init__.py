@@ -1,12 +1,20 @@
 """The agents: reasoners (local, OpenAI-compatible, LangChain, scripted), critics and the decomposers
-that turn claims into questions for the image, the answerer, and the graph's node functions
-(:mod:`redgraph.agents.nodes`)."""
+that turn claims into questions for the image, and the answerer. Nothing here knows LangGraph: the
+graph's nodes (:mod:`redgraph.graphs.nodes`) call these."""
 
 from redgraph.agents.claims import InjectionFinding, find_injections, split_claims
-from redgraph.agents.critic import ChatCritic, ClaimCheck, ClaimCritic, CriticReport, LocalCritic, RationaleReview
+from redgraph.agents.critic import (
+    ChatCritic,
+    ClaimCheck,
+    ClaimCritic,
+    Critic,
+    CriticReport,
+    LocalCritic,
+    RationaleReview,
+)
 from redgraph.agents.decompose import ChatDecomposer, ClaimProbes, Decomposer, GrammarDecomposer, LVLMDecomposer
 from redgraph.agents.prompt_library import STYLES, PromptStyle, get_style
-from redgraph.agents.reasoner import LocalReasoner, Rationale, StyledReasoner
+from redgraph.agents.reasoner import LocalReasoner, Rationale, Reasoner, StyledReasoner
 from redgraph.agents.scripted import ScriptedReasoner
 
 __all__ = [
@@ -16,6 +24,7 @@ __all__ = [
     "ClaimCheck",
     "ClaimCritic",
     "ClaimProbes",
+    "Critic",
     "CriticReport",
     "Decomposer",
     "GrammarDecomposer",
@@ -26,6 +35,7 @@ __all__ = [
     "PromptStyle",
     "Rationale",
     "RationaleReview",
+    "Reasoner",
     "ScriptedReasoner",
     "StyledReasoner",
     "find_injections",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from redgraph.agents.claims import InjectionFinding, find_injections, split_claims
 from redgraph.agents.decompose import Decomposer, GrammarDecomposer, decompose_all
@@ -120,6 +120,12 @@ class CriticReport:
     def unasked(self) -> tuple[str, ...]:
         """Claims no decomposer could turn into questions, so only P(yes) checked them."""
         return tuple(c.text for r in self.reviews for c in r.claims if c.method == "p_yes_fallback")
+
+
+class Critic(Protocol):
+    """What the graph needs of a critic: one round's verdict over the rationales."""
+
+    def review(self, image: ImageInput, question: str, rationales: Sequence[str]) -> CriticReport: ...
 
 
 class ClaimCritic:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from redgraph.agents.prompt_library import PromptStyle, get_style
 from redgraph.errors import ConfigError, check_whole_number
@@ -32,6 +33,14 @@ class Rationale:
     model: str
     analysis: str | None = None  # the first step of a two-step style
     sampled: bool = False
+
+
+class Reasoner(Protocol):
+    """What the graph needs of a reasoner: K rationales for an image and question, revising when
+    given the critic's critique."""
+
+    def write(self, image: ImageInput, question: str, k: int = 1, *,
+              critique: str | None = None) -> list[Rationale]: ...
 
 
 class StyledReasoner:

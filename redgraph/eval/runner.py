@@ -312,11 +312,10 @@ def answer_unit(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, ou
 def _graph_answer(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, out: Path,
                   record: dict) -> tuple[str, list[str]]:
     """The graph's answer and the rationales it ended with; its verdict, outcome and trace go into ``record``."""
-    from redgraph.agents.critic import LocalCritic
     from redgraph.agents.reasoner import LocalReasoner
     from redgraph.agents.scripted import ScriptedReasoner
+    from redgraph.graphs.context import make_context
     from redgraph.graphs.run import ask
-    from redgraph.graphs.state import RunContext
 
     item = unit.item
     if unit.source == "self":
@@ -325,10 +324,9 @@ def _graph_answer(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, 
         reasoner = ScriptedReasoner([rationales.get(item, unit.source)], name=f"eval-{unit.source}")
     # When the rationale is still rejected after the last round, answer from the image alone: a
     # rejected rationale must not steer the answer.
-    context = RunContext(answerer=lvlm, reasoner=reasoner, critic=LocalCritic(lvlm, accept_at=config.critic_accept_at,
-                                                                      scoring=config.critic_scoring),
-                         rationale_weight=unit.weight, rounds=config.rounds, on_exhausted="image_only",
-                         max_new_tokens=config.max_new_tokens)
+    context = make_context(lvlm, reasoner=reasoner, accept_at=config.critic_accept_at,
+                           critic_scoring=config.critic_scoring, rationale_weight=unit.weight, rounds=config.rounds,
+                           on_exhausted="image_only", max_new_tokens=config.max_new_tokens)
     safe = hashlib.sha256(unit.key.encode()).hexdigest()[:16]
     result = ask(image_of(item), item.prompt, context, checkpoint="memory", trace_path=out / "traces" / f"{safe}.json")
     record.update(verdict=result.verdict, outcome=result.outcome, flags=result.flags,

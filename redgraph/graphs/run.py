@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from redgraph.errors import ConfigError, InputError, RedgraphError
-from redgraph.graphs.state import RunContext
+from redgraph.graphs.context import RunContext, make_context
 from redgraph.models.images import ImageInput, image_sha256, load_image, load_image_file
 from redgraph.trace.chain import KEY_ENV, Trace, chain_event
 
@@ -89,68 +89,6 @@ class AskResult:
         }
 
 
-def make_context(
-    model: Any = None,
-    *,
-    reasoner: Any = "local",
-    critic: Any = "local",
-    styles: tuple[str, ...] | None = None,
-    base_url: str | None = None,
-    critic_scoring: str = "probes",
-    decomposer: str = "grammar",
-    **settings: Any,
-) -> RunContext:
-    """A :class:`RunContext` whose answerer (and local reasoner and critic) is ``model`` (a path,
-    hub id or loaded :class:`redgraph.models.LVLM`), the embedded model when None.
-
-    ``reasoner``: ``"local"``, ``"openai:MODEL"`` (any OpenAI-compatible server at ``base_url``,
-    key from ``$OPENAI_API_KEY``) or a reasoner object; ``critic``: ``"local"`` or a critic object.
-    ``styles``: prompt-library styles (default ``facts`` locally, ``step_by_step`` remotely).
-    ``critic_scoring``: how the local critic checks claims, ``"probes"`` (asks the image), ``"p_yes"``
-    or ``"both"``. ``decomposer``: what turns claims outside the synthetic grammar into probes:
-    ``"grammar"`` (none), ``"lvlm"`` (the local model) or ``"openai:MODEL"`` (a chat model at
-    ``base_url``, structured output).
-    ``settings`` are RunContext fields (rationale_weight, rationales, rounds, on_exhausted, ...)."""
-    from redgraph.agents.critic import LocalCritic
-    from redgraph.agents.reasoner import LocalReasoner
-    from redgraph.models.loading import load_lvlm
-
-    if isinstance(reasoner, str) and reasoner != "local" and not reasoner.startswith("openai:"):
-        raise ConfigError(f"reasoner {reasoner!r} is not understood; use 'local', 'openai:MODEL' or a reasoner object")
-    if isinstance(critic, str) and critic != "local":
-        raise ConfigError(f"critic {critic!r} is not understood; use 'local' or a critic object")
-    if not isinstance(decomposer, str) or (decomposer not in ("grammar", "lvlm") and not decomposer.startswith("openai:")):
-        raise ConfigError(f"decomposer {decomposer!r} is not understood; use 'grammar', 'lvlm' or 'openai:MODEL'")
-    if isinstance(reasoner, str) and reasoner.startswith("openai:"):
-        from redgraph.agents.remote import OpenAIReasoner
-
-        reasoner = OpenAIReasoner(reasoner.split(":", 1)[1], base_url=base_url, styles=styles or ("step_by_step",))
-    from redgraph.models.loading import LVLM
-
-    lvlm = model if isinstance(model, LVLM) else load_lvlm(model)
-    if critic == "local":
-        critic = LocalCritic(lvlm, scoring=critic_scoring, decomposers=_decomposers(decomposer, lvlm, base_url))
-    return RunContext(
-        answerer=lvlm,
-        reasoner=LocalReasoner(lvlm, styles=styles or ("facts",)) if reasoner == "local" else reasoner,
-        critic=critic,
-        **settings,
-    )
-
-
-def _decomposers(name: str, lvlm, base_url: str | None) -> tuple:
-    """The grammar first; then the named decomposer for claims outside it."""
-    from redgraph.agents.decompose import ChatDecomposer, GrammarDecomposer, LVLMDecomposer
-
-    if name == "lvlm":
-        return GrammarDecomposer(), LVLMDecomposer(lvlm)
-    if name.startswith("openai:"):
-        from redgraph.agents.remote import OpenAIReasoner
-
-        return GrammarDecomposer(), ChatDecomposer(OpenAIReasoner(name.split(":", 1)[1], base_url=base_url))
-    return (GrammarDecomposer(),)
-
-
 def ask(
     image: ImageInput,
     question: str,
@@ -199,7 +137,7 @@ def ask(
 @functools.cache
 def _compiled_graph():
     """The graph compiled once; each run gets a shallow copy holding its own checkpointer."""
-    from redgraph.graphs.rationale_graph import build_graph
+    from redgraph.graphs.graph import build_graph
 
     return build_graph()
 
@@ -214,7 +152,7 @@ def _run(graph, image, question, context, *, thread_id, resume, trace_path, sign
     if resume is not None:
         if not existing.interrupts:
             raise InputError(f"run {thread_id!r} is not waiting for review; nothing to resume")
-        from redgraph.agents.nodes import human_choice
+        from redgraph.graphs.nodes import human_choice
 
         # Checked here first: a bad value sent into the graph would stay recorded as the reply.
         human_choice(resume, existing.interrupts[0].value["rationales"])

@@ -2,7 +2,7 @@
 repository's ``langgraph.json``.
 
 Input: ``{"image_input": "<file path or data URL>", "question": "..."}``. Context (optional JSON):
-any of :data:`redgraph.graphs.state.CONTEXT_SETTINGS`, e.g. ``{"rationale_weight": 0.5,
+any of :data:`redgraph.graphs.context.CONTEXT_SETTINGS`, e.g. ``{"rationale_weight": 0.5,
 "rounds": 3}``; the embedded model when no ``model`` is named. The server supplies the
 checkpointer, so human review (``on_exhausted: "human_review"``) pauses and resumes through its API.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
-from redgraph.graphs.rationale_graph import build_graph
+from redgraph.graphs.graph import build_graph
 from redgraph.graphs.state import GraphState
 
 

@@ -1,6 +1,6 @@
 """Wiring of the rationale graph: receive -> reason -> critique -> (reason again | decide) -> answer.
 
-Node code lives in :mod:`redgraph.agents.nodes`; this module only wires and compiles.
+Node code lives in :mod:`redgraph.graphs.nodes`; this module only wires and compiles.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from typing import Literal
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from redgraph.agents import nodes
-from redgraph.graphs.state import GraphState, RunContext, resolve_context
+from redgraph.graphs import nodes
+from redgraph.graphs.context import RunContext, resolve_context
+from redgraph.graphs.state import GraphState
 
 
 def after_critique(state: GraphState, runtime: Runtime[RunContext]) -> Literal["reason", "decide"]:

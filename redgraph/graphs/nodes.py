@@ -15,7 +15,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from redgraph.errors import InputError
-from redgraph.graphs.state import GraphState, RunContext, resolve_context
+from redgraph.graphs.context import RunContext, resolve_context
+from redgraph.graphs.state import GraphState
 from redgraph.models.images import load_image_file
 from redgraph.trace.chain import ModelRef, chain_event
 

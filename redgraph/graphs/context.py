@@ -1,0 +1,170 @@
+"""A run's models and settings (:class:`RunContext`, a frozen dataclass, never checkpointed), and the
+one place they are built: :func:`make_context` from Python, :func:`resolve_context` from the JSON
+settings a LangGraph server passes.
+
+Example:
+    >>> context = make_context(rationales=2, rounds=3)  # doctest: +SKIP
+    >>> redgraph.ask("chart.png", "Which bar is the tallest?", context)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from redgraph.agents.critic import Critic
+from redgraph.agents.reasoner import Reasoner
+from redgraph.errors import ConfigError, check_whole_number
+
+OnExhausted = Literal["image_only", "best_supported", "human_review"]
+POLICIES: tuple[str, ...] = ("image_only", "best_supported", "human_review")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One run's models and settings.
+
+    Attributes:
+        answerer: the local LVLM that decodes with RED.
+        reasoner: writes rationales (:class:`redgraph.agents.LocalReasoner` or another).
+        critic: reviews them (:class:`redgraph.agents.LocalCritic` or another).
+        rationale_weight: RED's lambda, shared among accepted rationales by support.
+        rationales: K, rationales per round.
+        rounds: most reasoning rounds (the first included) before ``on_exhausted`` applies.
+        on_exhausted: when the last round is still rejected: answer from the image alone (flagged),
+            with the best-supported rationale (flagged), or pause for a person (``interrupt``).
+        max_new_tokens: longest answer.
+    """
+
+    answerer: Any
+    reasoner: Reasoner
+    critic: Critic
+    rationale_weight: float = 1.0
+    rationales: int = 1
+    rounds: int = 2
+    on_exhausted: OnExhausted = "best_supported"
+    max_new_tokens: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("rationales", "rounds", "max_new_tokens"):
+            check_whole_number(name, getattr(self, name))
+        weight = self.rationale_weight
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight >= 0 or weight == float("inf"):
+            raise ConfigError(f"rationale_weight (lambda) must be a finite number >= 0, got {weight!r}")
+        if self.on_exhausted not in POLICIES:
+            raise ConfigError(f"on_exhausted must be one of {', '.join(POLICIES)}, got {self.on_exhausted!r}")
+
+    def settings(self) -> dict[str, Any]:
+        """The JSON-ready settings recorded in the trace."""
+        return {
+            "rationale_weight": self.rationale_weight, "rationales": self.rationales, "rounds": self.rounds,
+            "on_exhausted": self.on_exhausted, "max_new_tokens": self.max_new_tokens,
+            "answerer": getattr(self.answerer, "name", type(self.answerer).__name__),
+            "reasoner": type(self.reasoner).__name__, "critic": type(self.critic).__name__,
+            # How a local critic checks claims, and what turns them into questions.
+            "critic_scoring": getattr(self.critic, "scoring", None),
+            "decomposers": [d.name for d in getattr(self.critic, "decomposers", ())],
+        }
+
+
+# What a JSON context (LangGraph server, Studio) may set: the model and reasoner, and RunContext's settings.
+CONTEXT_SETTINGS = ("model", "reasoner", "base_url", "styles", "critic_scoring", "decomposer", "rationale_weight",
+                    "rationales", "rounds", "on_exhausted", "max_new_tokens")
+
+
+def resolve_context(context: Any) -> RunContext:
+    """The run context of a graph call: a :class:`RunContext` as given, or one built from JSON
+    settings (see ``CONTEXT_SETTINGS``; None means all defaults, the embedded model), as the
+    LangGraph server passes them. Models are loaded once per model name."""
+    if isinstance(context, RunContext):
+        return context
+    if context is None:
+        context = {}
+    if not isinstance(context, Mapping):
+        raise ConfigError(f"the graph's context must be a RunContext or a JSON object of settings, got {type(context).__name__}")
+    unknown = sorted(set(context) - set(CONTEXT_SETTINGS))
+    if unknown:
+        raise ConfigError(f"unknown context settings {unknown}; use any of {', '.join(CONTEXT_SETTINGS)}")
+    return _context_from_settings(json.dumps(dict(context), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _context_from_settings(key: str) -> RunContext:
+    settings = json.loads(key)
+    model = _served_model(settings.pop("model", None))
+    styles = settings.pop("styles", None)
+    return make_context(model, reasoner=settings.pop("reasoner", "local"), base_url=settings.pop("base_url", None),
+                        styles=tuple(styles) if styles else None, **settings)
+
+
+@functools.lru_cache(maxsize=4)
+def _served_model(model: str | None):
+    from redgraph.models.loading import load_lvlm
+
+    return load_lvlm(model)
+
+
+def make_context(
+    model: Any = None,
+    *,
+    reasoner: Any = "local",
+    critic: Any = "local",
+    styles: tuple[str, ...] | None = None,
+    base_url: str | None = None,
+    critic_scoring: str = "probes",
+    decomposer: str = "grammar",
+    accept_at: float = 0.5,
+    **settings: Any,
+) -> RunContext:
+    """A :class:`RunContext` whose answerer (and local reasoner and critic) is ``model`` (a path,
+    hub id or loaded :class:`redgraph.models.LVLM`), the embedded model when None.
+
+    ``reasoner``: ``"local"``, ``"openai:MODEL"`` (any OpenAI-compatible server at ``base_url``,
+    key from ``$OPENAI_API_KEY``) or a reasoner object; ``critic``: ``"local"`` or a critic object.
+    ``styles``: prompt-library styles (default ``facts`` locally, ``step_by_step`` remotely).
+    ``critic_scoring``: how the local critic checks claims, ``"probes"`` (asks the image), ``"p_yes"``
+    or ``"both"``. ``decomposer``: what turns claims outside the synthetic grammar into probes:
+    ``"grammar"`` (none), ``"lvlm"`` (the local model) or ``"openai:MODEL"`` (a chat model at
+    ``base_url``, structured output). ``accept_at``: the local critic's support threshold.
+    ``settings`` are RunContext fields (rationale_weight, rationales, rounds, on_exhausted, ...)."""
+    from redgraph.agents.critic import LocalCritic
+    from redgraph.agents.reasoner import LocalReasoner
+    from redgraph.models.loading import LVLM, load_lvlm
+
+    if isinstance(reasoner, str) and reasoner != "local" and not reasoner.startswith("openai:"):
+        raise ConfigError(f"reasoner {reasoner!r} is not understood; use 'local', 'openai:MODEL' or a reasoner object")
+    if isinstance(critic, str) and critic != "local":
+        raise ConfigError(f"critic {critic!r} is not understood; use 'local' or a critic object")
+    if not isinstance(decomposer, str) or (decomposer not in ("grammar", "lvlm") and not decomposer.startswith("openai:")):
+        raise ConfigError(f"decomposer {decomposer!r} is not understood; use 'grammar', 'lvlm' or 'openai:MODEL'")
+    if isinstance(reasoner, str) and reasoner.startswith("openai:"):
+        from redgraph.agents.remote import OpenAIReasoner
+
+        reasoner = OpenAIReasoner(reasoner.split(":", 1)[1], base_url=base_url, styles=styles or ("step_by_step",))
+
+    lvlm = model if isinstance(model, LVLM) else load_lvlm(model)
+    if critic == "local":
+        critic = LocalCritic(lvlm, accept_at=accept_at, scoring=critic_scoring,
+                             decomposers=_decomposers(decomposer, lvlm, base_url))
+    return RunContext(
+        answerer=lvlm,
+        reasoner=LocalReasoner(lvlm, styles=styles or ("facts",)) if reasoner == "local" else reasoner,
+        critic=critic,
+        **settings,
+    )
+
+
+def _decomposers(name: str, lvlm, base_url: str | None) -> tuple:
+    """The grammar first; then the named decomposer for claims outside it."""
+    from redgraph.agents.decompose import ChatDecomposer, GrammarDecomposer, LVLMDecomposer
+
+    if name == "lvlm":
+        return GrammarDecomposer(), LVLMDecomposer(lvlm)
+    if name.startswith("openai:"):
+        from redgraph.agents.remote import OpenAIReasoner
+
+        return GrammarDecomposer(), ChatDecomposer(OpenAIReasoner(name.split(":", 1)[1], base_url=base_url))
+    return (GrammarDecomposer(),)
