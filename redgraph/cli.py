@@ -449,7 +449,7 @@ def mcp(
     """Run the MCP server over stdio (tools: ask_image, verify_trace)."""
     try:
         try:
-            from redgraph.mcp_server import build_server
+            from redgraph.tools.mcp import build_server
         except ImportError as exc:
             raise RedgraphError(f"the MCP server needs the mcp package ({exc}); install it: pip install 'redgraph[mcp]'") from exc
         server = build_server(model, trace_dir=trace_dir)

@@ -341,7 +341,7 @@ def test_remote_images_are_fetched_only_when_allowed(tmp_path):
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     from redgraph.errors import ImageError
-    from redgraph.interop import resolve_image
+    from redgraph.models.images import resolve_image
 
     scene().save(tmp_path / "scene.png")
     (tmp_path / "big.png").write_bytes(b"x" * 5000)

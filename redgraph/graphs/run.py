@@ -134,6 +134,30 @@ def ask(
             connection.close()
 
 
+def run_graph(
+    lvlm,
+    image: str | bytes,
+    question: str,
+    *,
+    rationale: str | None = None,
+    trace_path: str | os.PathLike[str] | None = None,
+    **settings: Any,
+):
+    """One graph run with the local model as answerer, critic and (unless ``rationale`` is given)
+    reasoner, checkpointed in memory; returns the :class:`AskResult`.
+
+    A given ``rationale`` is still checked by the critic: it stands in for the reasoner's output.
+    """
+    from redgraph.agents.reasoner import LocalReasoner
+    from redgraph.agents.scripted import ScriptedReasoner
+
+    if rationale is not None and (not isinstance(rationale, str) or not rationale.strip()):
+        raise InputError(f"rationale must be a non-empty text or left out, got {rationale!r:.80}")
+    reasoner = ScriptedReasoner([rationale], name="caller") if rationale is not None else LocalReasoner(lvlm)
+    context = make_context(lvlm, reasoner=reasoner, **settings)
+    return ask(image, question, context, checkpoint="memory", trace_path=trace_path)
+
+
 @functools.cache
 def _compiled_graph():
     """The graph compiled once; each run gets a shallow copy holding its own checkpointer."""

@@ -17,6 +17,7 @@ import re
 import threading
 import warnings
 from collections import OrderedDict
+from pathlib import Path
 from typing import Union
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -215,3 +216,61 @@ def _upright_rgb(image: Image.Image, what: str, max_pixels: int) -> Image.Image:
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
     return image.convert("RGB")
+
+
+DEFAULT_MAX_IMAGE_BYTES = 8 * 1024 * 1024
+
+
+def resolve_image(
+    reference: str,
+    *,
+    allow_paths: bool = True,
+    allow_remote: bool = False,
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    timeout: float = 10.0,
+) -> str | bytes:
+    """A file path (returned as is) or the bytes behind a data URL or, when allowed, an http(s) URL.
+
+    Raises:
+        ImageError: the reference is of a kind not allowed here, the file is missing, the data URL
+            is malformed, the download fails, or the image is larger than ``max_bytes``.
+    """
+    if not isinstance(reference, str) or not reference.strip():
+        raise ImageError(f"the image reference must be a non-empty string (a data URL or a file path), got {reference!r:.80}")
+    reference = reference.strip()
+    if reference.startswith("data:"):
+        return decode_data_url(reference, max_bytes=max_bytes)
+    if reference.startswith(("http://", "https://")):
+        if not allow_remote:
+            raise ImageError(
+                f"remote image URLs are refused here ({reference[:80]!r}); send the image as a data URL, "
+                "or start the server with --allow-remote-images"
+            )
+        return _download(reference, max_bytes, timeout)
+    if "://" in reference[:16]:
+        raise ImageError(f"{reference[:80]!r} uses a scheme that is not supported; send a data URL or a file path")
+    if not allow_paths:
+        raise ImageError(f"file paths are not accepted here ({reference[:80]!r}); send the image as a data URL")
+    path = Path(os.path.expanduser(reference))
+    if not path.is_file():
+        raise ImageError(f"image file {reference!r} does not exist; check the path, or send a data URL")
+    if path.stat().st_size > max_bytes:
+        raise ImageError(f"image file {reference!r} is {path.stat().st_size} bytes, above the limit of {max_bytes}")
+    return str(path)
+
+
+def _download(url: str, max_bytes: int, timeout: float) -> bytes:
+    import httpx
+
+    try:
+        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
+            if response.status_code != 200:
+                raise ImageError(f"fetching {url[:80]!r} gave HTTP {response.status_code}; check the URL")
+            data = bytearray()
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > max_bytes:
+                    raise ImageError(f"the image at {url[:80]!r} is larger than the limit of {max_bytes} bytes")
+            return bytes(data)
+    except httpx.HTTPError as exc:
+        raise ImageError(f"cannot fetch {url[:80]!r}: {type(exc).__name__}: {exc}") from exc

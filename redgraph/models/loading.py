@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,3 +197,18 @@ def _parse_dtype(dtype: str | torch.dtype):
     if dtype in _DTYPES:
         return _DTYPES[dtype]
     raise ConfigError(f"dtype {dtype!r} is not supported; use 'auto', 'float32', 'float16' or 'bfloat16'")
+
+
+class LazyModel:
+    """A model loaded on first use (once, whichever thread asks first), or one given ready."""
+
+    def __init__(self, model: str | os.PathLike[str] | None = None, *, lvlm=None) -> None:
+        self.model = model
+        self._lvlm = lvlm
+        self._lock = threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._lvlm is None:
+                self._lvlm = load_lvlm(self.model)
+            return self._lvlm

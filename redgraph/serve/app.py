@@ -32,8 +32,8 @@ from starlette.exceptions import HTTPException
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.decoder import REDRequest, REDResult
 from redgraph.errors import ConfigError, InputError, RedgraphError, check_whole_number
-from redgraph.interop import resolve_image, run_graph
-from redgraph.models.images import load_image
+from redgraph.graphs.run import run_graph
+from redgraph.models.images import load_image, resolve_image
 from redgraph.models.prompts import check_question
 from redgraph.serve.batcher import DecodeBatcher, ServerBusy
 from redgraph.serve.schemas import AskRequest, ChatRequest, chat_question, error_body, stop_strings

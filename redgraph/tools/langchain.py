@@ -52,7 +52,8 @@ def make_ask_image_tool(
         allow_remote_images: let the calling model pass http(s) image URLs.
         name: the tool's name as the model sees it.
     """
-    from redgraph.interop import LazyModel, ask_for_agent
+    from redgraph.models.loading import LazyModel
+    from redgraph.tools.summary import ask_for_agent
 
     loader = LazyModel(model, lvlm=lvlm)
 
