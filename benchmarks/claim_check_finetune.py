@@ -89,9 +89,9 @@ def main() -> None:
         check_whole_number(f"--{name.replace('_', '-')}", getattr(args, name))
 
     from redgraph.data.synthetic import generate_items, make_item, random_claims
+    from redgraph.lab.tasks import Example
+    from redgraph.lab.train import batch_tensors, example_loss
     from redgraph.models import prompts
-    from redgraph.models.embedded.tasks import Example
-    from redgraph.models.embedded.train import batch_tensors, example_loss
     from redgraph.models.loading import load_lvlm
 
     torch.set_num_threads(args.threads)

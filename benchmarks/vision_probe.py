@@ -77,7 +77,7 @@ def main() -> None:
 
     from redgraph.data import generate_items
     from redgraph.data.scenes import COLOURS
-    from redgraph.models.embedded.architecture import build_untrained
+    from redgraph.lab.architecture import build_untrained
     from redgraph.models.loading import load_lvlm
 
     torch.manual_seed(0)

@@ -224,7 +224,7 @@ def embedded_train(
     """Train the embedded model from scratch on CPU; same seed and threads give the same weights."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from redgraph.models.embedded.train import TrainConfig, parse_task_weights, train
+    from redgraph.lab.train import TrainConfig, parse_task_weights, train
 
     try:
         weights = {} if task_weights is None else {"task_weights": parse_task_weights(task_weights)}
@@ -255,7 +255,7 @@ def embedded_evaluate(
     """Held-out accuracy: answers from the image, from the gold rationale, rationale facts, claim checks."""
     from rich.progress import Progress
 
-    from redgraph.models.embedded.evaluate import METRICS, evaluate
+    from redgraph.lab.evaluate import METRICS, evaluate
 
     try:
         with console.status(f"loading {model or 'the embedded model'} ..."):

@@ -15,11 +15,10 @@ from typer.testing import CliRunner
 from redgraph.cli import app
 from redgraph.data import generate_items
 from redgraph.errors import ConfigError, ModelLoadError
-from redgraph.models.embedded import EMBEDDED_DIR, load_embedded
-from redgraph.models.embedded.architecture import Dimensions, build_untrained
-from redgraph.models.embedded.evaluate import METRICS, evaluate
-from redgraph.models.embedded.tasks import TASKS, make_example
-from redgraph.models.embedded.train import (
+from redgraph.lab.architecture import Dimensions, build_untrained
+from redgraph.lab.evaluate import METRICS, evaluate
+from redgraph.lab.tasks import TASKS, make_example
+from redgraph.lab.train import (
     TrainConfig,
     batch_tensors,
     example_loss,
@@ -28,6 +27,7 @@ from redgraph.models.embedded.train import (
     sample_batch,
     train,
 )
+from redgraph.models.embedded import EMBEDDED_DIR, load_embedded
 from redgraph.models.generation import generate_text
 from redgraph.models.prompts import image_branch_text, rationale_branch_text
 
@@ -63,7 +63,7 @@ def test_training_reproduces_from_its_seed():
 
 def test_scene_labels_name_what_is_drawn():
     from redgraph.data.scenes import BarScene, DocumentScene, Shape, ShapeScene
-    from redgraph.models.embedded.scene_labels import VOCABULARY, scene_labels
+    from redgraph.lab.scene_labels import VOCABULARY, scene_labels
 
     names = {index: name for name, index in VOCABULARY.items()}
     shapes = ShapeScene(objects=(Shape("red", "circle", 10, 120, "big"), Shape("blue", "square", 64, 20, "small")))

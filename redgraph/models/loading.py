@@ -18,6 +18,7 @@ import torch
 
 from redgraph.errors import ConfigError, InputError, ModelLoadError
 from redgraph.models import prompts
+from redgraph.models.embedded.files import EMBEDDED_DIR, EMBEDDED_NAME, check_checkpoint_files
 from redgraph.models.images import ImageInput, load_image
 from redgraph.models.processors import load_processor
 
@@ -156,8 +157,6 @@ def load_lvlm(
         ConfigError: ``dtype`` or ``device`` is not understood.
     """
     if model is None:
-        from redgraph.models.embedded import load_embedded
-
         return load_embedded(device=device, dtype="float32" if dtype == "auto" else dtype)
     from transformers import AutoModelForImageTextToText
 
@@ -189,6 +188,28 @@ def load_lvlm(
     processor = load_processor(path, trust_remote_code=trust_remote_code, **hub_kwargs)
     loaded.to(torch_device).eval()
     return LVLM(model=loaded, processor=processor, name=path, path=path if is_local else None)
+
+
+def load_embedded(path: str | os.PathLike[str] | None = None, *, device: str = "cpu", dtype: str = "float32"):
+    """Load the embedded model (or a checkpoint trained with ``redgraph embedded train``).
+
+    Args:
+        path: a checkpoint folder; None loads the one shipped in the package.
+        device: where to put the weights.
+        dtype: ``"float32"`` (as trained), ``"float16"`` or ``"bfloat16"``.
+
+    Raises:
+        ModelLoadError: a file is missing or corrupt; the message names it.
+    """
+    folder = Path(path) if path is not None else EMBEDDED_DIR
+    check_checkpoint_files(folder)
+    try:
+        lvlm = load_lvlm(folder, dtype=dtype, device=device, local_files_only=True)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"the embedded model in {folder} could not be loaded: {exc}") from exc
+    if path is None:
+        lvlm.name = EMBEDDED_NAME
+    return lvlm
 
 
 def _parse_dtype(dtype: str | torch.dtype):

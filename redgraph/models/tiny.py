@@ -55,7 +55,7 @@ _CHAT_TEMPLATE = (
     "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-_ROLE_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+ROLE_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,8 @@ def _text_config(dims: _Dims, tokenizer, **extra) -> dict:
     )
 
 
-def _template(placeholder: str) -> str:
+def chat_template_for(placeholder: str) -> str:
+    """The tiny models' chat template, with ``placeholder`` where a family puts its image tokens."""
     return _CHAT_TEMPLATE.replace("IMAGE_PLACEHOLDER", placeholder)
 
 
@@ -182,7 +183,7 @@ def _qwen(family: str, dims: _Dims):
     import transformers
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    specials = _ROLE_TOKENS + ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    specials = ROLE_TOKENS + ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
     tokenizer = build_tokenizer(specials, vocab_size=dims.vocab)
     ids = {name: tokenizer.convert_tokens_to_ids(f"<|{name}|>") for name in ("image_pad", "video_pad", "vision_start", "vision_end")}
     head_dim = dims.hidden // dims.heads
@@ -230,7 +231,7 @@ def _qwen(family: str, dims: _Dims):
     processor = image_only_processor_class(processor_cls)(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        chat_template=_template("<|vision_start|><|image_pad|><|vision_end|>"),
+        chat_template=chat_template_for("<|vision_start|><|image_pad|><|vision_end|>"),
     )
     return model, processor
 
@@ -238,7 +239,7 @@ def _qwen(family: str, dims: _Dims):
 def _llava(family: str, dims: _Dims):
     import transformers
 
-    tokenizer = build_tokenizer(_ROLE_TOKENS + ["<image>"], vocab_size=dims.vocab)
+    tokenizer = build_tokenizer(ROLE_TOKENS + ["<image>"], vocab_size=dims.vocab)
     patch = 14 if family == "llava_clip" else 16
     side = patch * dims.image_grid
     vision = dict(hidden_size=dims.vision_hidden, intermediate_size=dims.vision_hidden * 2,
@@ -270,7 +271,7 @@ def _llava(family: str, dims: _Dims):
         patch_size=patch,
         vision_feature_select_strategy=strategy,
         num_additional_image_tokens=extra_tokens,
-        chat_template=_template("<image>"),
+        chat_template=chat_template_for("<image>"),
     )
     return model, processor
 
@@ -279,7 +280,7 @@ def _idefics(family: str, dims: _Dims):
     import transformers
 
     grid_tokens = [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
-    specials = _ROLE_TOKENS + ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"]
+    specials = ROLE_TOKENS + ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"]
     tokenizer = build_tokenizer(specials + grid_tokens, vocab_size=dims.vocab + 40)
     patch, scale = 14, 2
     side = patch * scale * dims.image_grid  # pixel shuffle merges scale x scale patches
@@ -297,7 +298,7 @@ def _idefics(family: str, dims: _Dims):
         model = transformers.Idefics3ForConditionalGeneration(config)
         processor = transformers.Idefics3Processor(
             image_processor=transformers.Idefics3ImageProcessorPil(**pil_kwargs),
-            tokenizer=tokenizer, image_seq_len=image_seq_len, chat_template=_template("<image>"),
+            tokenizer=tokenizer, image_seq_len=image_seq_len, chat_template=chat_template_for("<image>"),
         )
     else:
         config = transformers.SmolVLMConfig(
@@ -307,7 +308,7 @@ def _idefics(family: str, dims: _Dims):
         model = transformers.SmolVLMForConditionalGeneration(config)
         processor = image_only_processor_class(transformers.SmolVLMProcessor)(
             image_processor=transformers.SmolVLMImageProcessorPil(**pil_kwargs),
-            tokenizer=tokenizer, image_seq_len=image_seq_len, chat_template=_template("<image>"),
+            tokenizer=tokenizer, image_seq_len=image_seq_len, chat_template=chat_template_for("<image>"),
         )
     return model, processor
 
@@ -316,7 +317,7 @@ def _gemma3(family: str, dims: _Dims):
     import transformers
 
     named = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
-    tokenizer = build_tokenizer(_ROLE_TOKENS + list(named.values()), vocab_size=dims.vocab, named=named)
+    tokenizer = build_tokenizer(ROLE_TOKENS + list(named.values()), vocab_size=dims.vocab, named=named)
     patch = 14
     tokens_per_side = dims.image_grid
     side = patch * tokens_per_side
@@ -341,6 +342,6 @@ def _gemma3(family: str, dims: _Dims):
         image_processor=transformers.Gemma3ImageProcessorPil(size={"height": side, "width": side}),
         tokenizer=tokenizer,
         image_seq_length=tokens_per_side**2,
-        chat_template=_template("<start_of_image>"),
+        chat_template=chat_template_for("<start_of_image>"),
     )
     return model, processor

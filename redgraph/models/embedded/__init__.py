@@ -16,66 +16,15 @@ import json
 import os
 from pathlib import Path
 
-from redgraph.errors import ModelLoadError
-
-EMBEDDED_DIR = Path(__file__).parent / "weights"
-EMBEDDED_NAME = "redgraph-embedded"
-# The files a checkpoint folder needs; each is named in the error when missing or unreadable.
-REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json")
+from redgraph.models.embedded.files import EMBEDDED_DIR, EMBEDDED_NAME, REQUIRED_FILES, check_checkpoint_files
 
 
 def load_embedded(path: str | os.PathLike[str] | None = None, *, device: str = "cpu", dtype: str = "float32"):
-    """Load the embedded model (or a checkpoint trained with ``redgraph embedded train``).
+    """Load the embedded model (or a checkpoint trained with ``redgraph embedded train``); see
+    :func:`redgraph.models.loading.load_embedded`."""
+    from redgraph.models.loading import load_embedded as load
 
-    Args:
-        path: a checkpoint folder; None loads the one shipped in the package.
-        device: where to put the weights.
-        dtype: ``"float32"`` (as trained), ``"float16"`` or ``"bfloat16"``.
-
-    Raises:
-        ModelLoadError: a file is missing or corrupt; the message names it.
-    """
-    from redgraph.models.loading import load_lvlm
-
-    folder = Path(path) if path is not None else EMBEDDED_DIR
-    check_checkpoint_files(folder)
-    try:
-        lvlm = load_lvlm(folder, dtype=dtype, device=device, local_files_only=True)
-    except ModelLoadError as exc:
-        raise ModelLoadError(f"the embedded model in {folder} could not be loaded: {exc}") from exc
-    if path is None:
-        lvlm.name = EMBEDDED_NAME
-    return lvlm
-
-
-def check_checkpoint_files(folder: Path) -> None:
-    """Raise ModelLoadError naming the first missing or unreadable file of a checkpoint folder."""
-    if not folder.is_dir():
-        raise ModelLoadError(
-            f"the embedded model folder {folder} does not exist; reinstall redgraph, or pass --model with a "
-            "checkpoint folder"
-        )
-    for name in REQUIRED_FILES:
-        file = folder / name
-        if not file.is_file():
-            raise ModelLoadError(
-                f"{file} is missing; the embedded model is incomplete. Reinstall redgraph, or rebuild it with "
-                "`redgraph embedded train`"
-            )
-        if name.endswith(".json"):
-            try:
-                json.loads(file.read_text(encoding="utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ModelLoadError(f"{file} is corrupt (not JSON: {exc}); reinstall redgraph") from exc
-    weights = folder / "model.safetensors"
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(weights), framework="pt") as handle:
-            handle.keys()
-    except Exception as exc:  # safetensors raises its own error types for every kind of damage
-        raise ModelLoadError(f"{weights} is corrupt ({exc}); reinstall redgraph, or rebuild it with "
-                             "`redgraph embedded train`") from exc
+    return load(path, device=device, dtype=dtype)
 
 
 def manifest(path: str | os.PathLike[str] | None = None) -> dict:
@@ -86,4 +35,4 @@ def manifest(path: str | os.PathLike[str] | None = None) -> dict:
     return json.loads(file.read_text(encoding="utf-8"))
 
 
-__all__ = ["EMBEDDED_DIR", "EMBEDDED_NAME", "check_checkpoint_files", "load_embedded", "manifest"]
+__all__ = ["EMBEDDED_DIR", "EMBEDDED_NAME", "REQUIRED_FILES", "check_checkpoint_files", "load_embedded", "manifest"]

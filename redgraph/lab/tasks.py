@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from PIL import Image
 
 from redgraph.data.synthetic import SyntheticItem
+from redgraph.lab.scene_labels import scene_labels
 from redgraph.models import prompts
-from redgraph.models.embedded.scene_labels import scene_labels
 
 TASKS = ("answer", "rationale", "cot", "rationale_answer", "verify")
 

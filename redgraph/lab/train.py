@@ -21,9 +21,9 @@ import torch
 
 from redgraph.data.synthetic import make_item
 from redgraph.errors import ConfigError, check_whole_number
-from redgraph.models.embedded.architecture import Dimensions, build_untrained
-from redgraph.models.embedded.scene_labels import VOCABULARY
-from redgraph.models.embedded.tasks import TASKS, Example, make_example
+from redgraph.lab.architecture import Dimensions, build_untrained
+from redgraph.lab.scene_labels import VOCABULARY
+from redgraph.lab.tasks import TASKS, Example, make_example
 
 
 @dataclass(frozen=True)

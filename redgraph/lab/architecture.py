@@ -17,7 +17,7 @@ import torch
 from redgraph.data.scenes import IMAGE_SIDE
 from redgraph.data.synthetic import generate_items
 from redgraph.models.prompts import PromptFormat
-from redgraph.models.tiny import _ROLE_TOKENS, _template, build_tokenizer
+from redgraph.models.tiny import ROLE_TOKENS, build_tokenizer, chat_template_for
 
 PATCH = 8
 # A fixed system turn opens every prompt. Without one the image tokens are the first thing in the
@@ -71,7 +71,7 @@ def build_untrained(dims: Dimensions = Dimensions(), *, seed: int = 0):
 
     from redgraph.models.processors import image_only_processor_class
 
-    tokenizer = build_tokenizer(_ROLE_TOKENS + _VISION_TOKENS, vocab_size=dims.vocab, corpus=tokenizer_corpus())
+    tokenizer = build_tokenizer(ROLE_TOKENS + _VISION_TOKENS, vocab_size=dims.vocab, corpus=tokenizer_corpus())
     ids = {name: tokenizer.convert_tokens_to_ids(f"<|{name}|>") for name in ("image_pad", "video_pad", "vision_start", "vision_end")}
     head_dim = dims.hidden // dims.heads
     quarter = head_dim // 8  # mrope_section (temporal, height, width) sums to head_dim / 2
@@ -102,7 +102,7 @@ def build_untrained(dims: Dimensions = Dimensions(), *, seed: int = 0):
         image_processor=image_processor, tokenizer=tokenizer,
         chat_template=(
             "{% if messages[0]['role'] != 'system' %}" + SYSTEM_TURN + "{% endif %}"
-            + _template("<|vision_start|><|image_pad|><|vision_end|>")
+            + chat_template_for("<|vision_start|><|image_pad|><|vision_end|>")
         ),
     )
     return model, processor
