@@ -72,7 +72,8 @@ def main() -> None:
 
     from redgraph.data import export_dataset
     from redgraph.data.claims import parse_claim
-    from redgraph.eval.runner import EvalConfig, run_eval
+    from redgraph.eval.plan import EvalConfig
+    from redgraph.eval.runner import run_eval
     from redgraph.models.loading import load_lvlm
 
     out = args.out or Path(tempfile.mkdtemp(prefix="redgraph-critic-"))

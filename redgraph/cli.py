@@ -357,7 +357,8 @@ def eval_run(
     """Evaluate a dataset in several modes and rationale sources: predictions, summary, table, plots."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from redgraph.eval.runner import EvalConfig, run_eval
+    from redgraph.eval.plan import EvalConfig
+    from redgraph.eval.runner import run_eval
 
     try:
         try:
@@ -388,7 +389,7 @@ def eval_merge(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary object.")] = False,
 ) -> None:
     """Merge the output folders of `eval run --shard i/n` into one evaluation."""
-    from redgraph.eval.report import merge
+    from redgraph.eval.merge import merge
 
     try:
         summary = merge(out, [str(s) for s in shards])

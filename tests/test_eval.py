@@ -16,8 +16,10 @@ from redgraph.decoding import REDConfig, REDDecoder
 from redgraph.errors import ConfigError, InputError
 from redgraph.eval.datasets import load_dataset
 from redgraph.eval.normalize import answers_match
-from redgraph.eval.report import best_lambda, lookup, merge
-from redgraph.eval.runner import EvalConfig, lies, plan, run_eval, select_items
+from redgraph.eval.merge import merge
+from redgraph.eval.plan import EvalConfig, plan, select_items
+from redgraph.eval.report import best_lambda, lookup
+from redgraph.eval.runner import lies, run_eval
 from redgraph.models.embedded import load_embedded
 
 ALL_MODES = ("direct", "cot", "red", "red_multi", "graph", "critic")

@@ -335,7 +335,7 @@ def test_trace_and_report_show_every_probe(tmp_path):
 
 def test_eval_refuses_an_unknown_critic_scoring():
     from redgraph.errors import ConfigError
-    from redgraph.eval.runner import EvalConfig
+    from redgraph.eval.plan import EvalConfig
 
     with pytest.raises(ConfigError, match="'yes'"):
         EvalConfig(dataset="d", critic_scoring="yes")

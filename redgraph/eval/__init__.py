@@ -3,8 +3,10 @@ resumable, shardable), metrics, tables and plots, and GQA-style answer normalisa
 
 from redgraph.eval.datasets import EvalItem, load_dataset
 from redgraph.eval.normalize import answers_match, normalize_answer
-from redgraph.eval.report import merge, summarise
-from redgraph.eval.runner import MODES, SOURCES, EvalConfig, run_eval
+from redgraph.eval.merge import merge
+from redgraph.eval.plan import MODES, SOURCES, EvalConfig
+from redgraph.eval.report import summarise
+from redgraph.eval.runner import run_eval
 
 __all__ = [
     "MODES", "SOURCES", "EvalConfig", "EvalItem", "answers_match", "load_dataset", "merge", "normalize_answer",

@@ -1,5 +1,4 @@
-"""Summaries of an evaluation folder: ``summary.json``, ``summary.md`` and PNG plots, and merging
-the folders of several shards into one.
+"""What an evaluation's records add up to: the summary object, its markdown table and PNG plots.
 
 Metrics:
     accuracy: per (mode, source, lambda), overall and per category, GQA-style normalised.
@@ -12,12 +11,11 @@ Metrics:
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from redgraph.errors import ConfigError, InputError
+from redgraph.errors import ConfigError
 
 
 def summarise(records: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
@@ -159,73 +157,6 @@ def plot(summary: dict[str, Any], folder: Path) -> list[Path]:
         plt.close(figure)
         written.append(folder / "flip_rate.png")
     return written
-
-
-def write_outputs(out: Path) -> dict[str, Any]:
-    """Write ``summary.json``, ``summary.md`` and ``plots/`` for the predictions in ``out``."""
-    from redgraph.eval.runner import PREDICTIONS, _read_jsonl, load_config
-
-    saved = load_config(out)
-    summary = summarise(_read_jsonl(out / PREDICTIONS), saved)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    (out / "summary.md").write_text(markdown(summary), encoding="utf-8")
-    plot(summary, out / "plots")
-    return summary
-
-
-def merge(out: str | Path, shards: list[str | Path]) -> dict[str, Any]:
-    """Combine the folders of several shards (same settings) into ``out`` and summarise them."""
-    from redgraph.data.jsonl import read_jsonl
-    from redgraph.eval.datasets import load_dataset
-    from redgraph.eval.runner import CONFIG, PREDICTIONS, EvalConfig, load_config, plan, select_items
-
-    if not shards:
-        raise InputError("nothing to merge; name the shard folders")
-    configs = [load_config(Path(s)) for s in shards]
-    identity = configs[0]["identity"]
-    for shard, config in zip(shards[1:], configs[1:]):
-        if config["identity"] != identity:
-            raise ConfigError(f"{shard} was run with other settings than {shards[0]}; only shards of one evaluation merge")
-    have = {tuple(c["shard"]) for c in configs}
-    count = configs[0]["shard"][1]
-    if any(n != count for _, n in have) or {i for i, _ in have} != set(range(count)):
-        raise InputError(f"the shards do not make up one whole: have {sorted('%d/%d' % c for c in have)}, "
-                         f"need 0/{count} to {count - 1}/{count}")
-    items = load_dataset(identity["dataset"], split=identity["split"])
-    records: dict[str, dict] = {}
-    for shard, config in zip(shards, configs):
-        found = [record for _, record in read_jsonl(Path(shard) / PREDICTIONS)] if (Path(shard) / PREDICTIONS).exists() else []
-        settings = EvalConfig(**{**identity, "shard": tuple(config["shard"]), "limit": config["limit"]})
-        wanted = {unit.key for unit in plan(select_items(items, settings), settings)}
-        missing = wanted - {record["key"] for record in found}
-        if missing:
-            raise InputError(f"{shard} is unfinished: {len(missing)} of its {len(wanted)} answers are missing; "
-                             "run the same `redgraph eval run` on it again to finish it, then merge")
-        for record in found:
-            if record["key"] in records and records[record["key"]].get("prediction") != record.get("prediction"):
-                raise InputError(f"{record['key']} was answered differently in two shards; they overlap and disagree")
-            records[record["key"]] = record
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    if (folder / PREDICTIONS).exists():
-        raise InputError(f"{folder} already holds predictions; merge into a new folder")
-    (folder / CONFIG).write_text(json.dumps({"identity": identity, "shard": [0, 1], "limit": configs[0]["limit"],
-                                             "merged_from": [str(s) for s in shards]}, indent=2) + "\n")
-    with open(folder / PREDICTIONS, "w", encoding="utf-8") as handle:
-        for record in records.values():
-            handle.write(json.dumps(record) + "\n")
-    for shard in shards:  # keep the self-written rationales and traces together with the answers
-        for name in ("rationales.self.jsonl",):
-            source = Path(shard) / name
-            if source.exists():
-                with open(folder / name, "a", encoding="utf-8") as handle:
-                    handle.write(source.read_text(encoding="utf-8"))
-        traces = Path(shard) / "traces"
-        if traces.is_dir():
-            (folder / "traces").mkdir(exist_ok=True)
-            for trace in traces.iterdir():
-                (folder / "traces" / trace.name).write_bytes(trace.read_bytes())
-    return write_outputs(folder)
 
 
 def _mean(values) -> float:

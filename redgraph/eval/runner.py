@@ -26,118 +26,14 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from redgraph.data.jsonl import read_jsonl
-from redgraph.errors import ConfigError, InputError, check_whole_number
+from redgraph.errors import ConfigError, InputError
 from redgraph.eval.datasets import EvalItem
-
-MODES = ("direct", "cot", "red", "red_multi", "graph", "critic")
-SOURCES = ("self", "gold", "irrelevant", "misleading", "lying")
-PREDICTIONS = "predictions.jsonl"
-CONFIG = "config.json"
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """What one evaluation runs. Folders resumed or merged must hold the same configuration."""
-
-    dataset: str
-    modes: tuple[str, ...] = ("direct", "cot", "red")
-    sources: tuple[str, ...] = ("gold",)
-    lambdas: tuple[float, ...] = (0.0, 0.3, 0.5, 1.0, 2.0)
-    graph_lambda: float = 1.0
-    rounds: int = 2
-    max_new_tokens: int = 16
-    model: str | None = None
-    split: str | None = None
-    shard: tuple[int, int] = (0, 1)
-    limit: int | None = None
-    critic_accept_at: float = 0.5
-    critic_scoring: str = "probes"  # how the critic checks claims: probes, p_yes or both
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "modes", tuple(self.modes))
-        object.__setattr__(self, "sources", tuple(self.sources))
-        object.__setattr__(self, "lambdas", tuple(float(x) for x in self.lambdas))
-        object.__setattr__(self, "shard", tuple(self.shard))
-        for mode in self.modes:
-            if mode not in MODES:
-                raise ConfigError(f"unknown mode {mode!r}; choose among {', '.join(MODES)}")
-        for source in self.sources:
-            if source not in SOURCES and not source.startswith("file:"):
-                raise ConfigError(f"unknown rationale source {source!r}; choose among {', '.join(SOURCES)} or file:PATH")
-        needs_source = {"cot", "red", "red_multi", "graph"} & set(self.modes)
-        if needs_source and not self.sources:
-            raise ConfigError(f"modes {sorted(needs_source)} need at least one rationale source (--source)")
-        if not self.lambdas or any(not (x >= 0) or x == float("inf") for x in self.lambdas):
-            raise ConfigError(f"lambdas must be finite numbers >= 0, got {self.lambdas}")
-        index, count = self.shard
-        if not (isinstance(index, int) and isinstance(count, int) and count >= 1 and 0 <= index < count):
-            raise ConfigError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
-        if self.limit is not None:
-            check_whole_number("limit", self.limit)
-        for name in ("rounds", "max_new_tokens"):
-            check_whole_number(name, getattr(self, name))
-        from redgraph.agents.critic import SCORINGS
-
-        if self.critic_scoring not in SCORINGS:
-            raise ConfigError(f"critic scoring {self.critic_scoring!r} is not known; choose among {', '.join(SCORINGS)}")
-
-    def identity(self) -> dict[str, Any]:
-        """The settings that must agree between runs writing to one folder (not shard or limit)."""
-        data = asdict(self)
-        for name in ("shard", "limit"):
-            data.pop(name)
-        data["lambdas"] = list(self.lambdas)
-        return data
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One answer to produce."""
-
-    item: EvalItem
-    mode: str
-    source: str
-    weight: float | None
-
-    @property
-    def key(self) -> str:
-        return record_key(self.item.question_id, self.mode, self.source, self.weight)
-
-
-def record_key(question_id: str, mode: str, source: str, weight: float | None) -> str:
-    return f"{question_id}|{mode}|{source}|{'-' if weight is None else format(weight, 'g')}"
-
-
-def select_items(items: list[EvalItem], config: EvalConfig) -> list[EvalItem]:
-    """``limit`` first, then this shard's share (every n-th item), so shards of one limit add up to it."""
-    chosen = items[: config.limit] if config.limit else items
-    index, count = config.shard
-    return chosen[index::count]
-
-
-def plan(items: list[EvalItem], config: EvalConfig) -> list[Unit]:
-    units: list[Unit] = []
-    joined = "+".join(config.sources)
-    for item in items:
-        for mode in config.modes:
-            if mode == "direct":
-                units.append(Unit(item, mode, "-", None))
-            elif mode == "cot":
-                units += [Unit(item, mode, source, None) for source in config.sources]
-            elif mode == "red":
-                units += [Unit(item, mode, source, w) for source in config.sources for w in config.lambdas]
-            elif mode == "red_multi":
-                units += [Unit(item, mode, joined, w) for w in config.lambdas]
-            elif mode == "graph":
-                units += [Unit(item, mode, source, config.graph_lambda) for source in config.sources]
-            elif mode == "critic" and item.claims:
-                units.append(Unit(item, mode, "-", None))
-    return units
+from redgraph.eval.outputs import PREDICTIONS, claim_folder, read_records, write_outputs
+from redgraph.eval.plan import MODES, SOURCES, EvalConfig, Unit, plan, record_key, select_items
 
 
 class Rationales:
@@ -152,7 +48,7 @@ class Rationales:
             if source.startswith("file:"):
                 self.files[source] = _read_rationale_file(source[5:], [i.question_id for i in items])
         self.self_path = out / "rationales.self.jsonl"
-        self.written = {r["question_id"]: r["rationale"] for r in _read_jsonl(self.self_path)}
+        self.written = {r["question_id"]: r["rationale"] for r in read_records(self.self_path)}
         self._reasoner = None
         for source in config.sources:
             self._check_available(source, items)
@@ -229,18 +125,18 @@ def run_eval(
         on_progress: called with ``(done, total)`` after each answer.
     """
     from redgraph.eval.datasets import load_dataset
-    from redgraph.eval.report import pyplot, write_outputs
+    from redgraph.eval.report import pyplot
 
     pyplot()  # before hours of work, not after
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _claim_folder(out, config)
+    claim_folder(out, config)
     all_items = load_dataset(config.dataset, split=config.split)
     items = select_items(all_items, config)
     if "critic" in config.modes and not any(item.claims for item in items):
         raise InputError(f"mode 'critic' needs labelled claims, and {config.dataset} has none; "
                          "use a `redgraph data export` folder or leave the mode out")
-    done = {record["key"] for record in _read_jsonl(out / PREDICTIONS)}
+    done = {record["key"] for record in read_records(out / PREDICTIONS)}
     units = [u for u in plan(items, config) if u.key not in done]
     total = len(units) + len(done)
     if units:
@@ -335,31 +231,6 @@ def _graph_answer(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, 
     return result.answer or "", [r["text"] for r in result.rationales]
 
 
-def _claim_folder(out: Path, config: EvalConfig) -> None:
-    path = out / CONFIG
-    mine = json.loads(json.dumps(config.identity()))  # as it reads back from the file
-    if path.exists():
-        theirs = json.loads(path.read_text(encoding="utf-8")).get("identity", {})
-        if theirs != mine:
-            differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            raise ConfigError(f"{out} holds an evaluation with other settings ({', '.join(differing)}); "
-                              "use a new output folder, or the same settings to resume")
-        return
-    path.write_text(json.dumps({"identity": mine, "shard": list(config.shard), "limit": config.limit}, indent=2) + "\n")
-
-
-def load_config(out: Path) -> dict[str, Any]:
-    path = Path(out) / CONFIG
-    if not path.exists():
-        raise InputError(f"{out} has no {CONFIG}; it is not an evaluation output folder")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    """Records of an output JSONL file; a last line cut short by a killed run is dropped (it is redone)."""
-    return [record for _, record in read_jsonl(path, drop_cut_tail=True)] if path.exists() else []
-
-
 def _read_rationale_file(path: str, wanted: list[str]) -> dict[str, str]:
     if not Path(path).exists():
         raise InputError(f"rationale file {path!r} does not exist")
@@ -373,3 +244,7 @@ def _read_rationale_file(path: str, wanted: list[str]) -> dict[str, str]:
     if missing:
         raise InputError(f"{path} has no rationale for {len(missing)} items (first: {missing[0]!r})")
     return found
+
+
+__all__ = ["MODES", "SOURCES", "EvalConfig", "Unit", "answer_unit", "lies", "plan", "record_key", "run_eval",
+           "select_items"]

@@ -1,0 +1,51 @@
+"""An evaluation's output folder: its configuration file, its prediction records, and the summary,
+table and plots written from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from redgraph.data.jsonl import read_jsonl
+from redgraph.errors import ConfigError, InputError
+from redgraph.eval.report import markdown, plot, summarise
+
+PREDICTIONS = "predictions.jsonl"
+CONFIG = "config.json"
+
+
+def claim_folder(out: Path, config) -> None:
+    """Record ``config`` in a new folder; refuse a folder that holds another evaluation's settings."""
+    path = out / CONFIG
+    mine = json.loads(json.dumps(config.identity()))  # as it reads back from the file
+    if path.exists():
+        theirs = json.loads(path.read_text(encoding="utf-8")).get("identity", {})
+        if theirs != mine:
+            differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise ConfigError(f"{out} holds an evaluation with other settings ({', '.join(differing)}); "
+                              "use a new output folder, or the same settings to resume")
+        return
+    path.write_text(json.dumps({"identity": mine, "shard": list(config.shard), "limit": config.limit}, indent=2) + "\n")
+
+
+def load_config(out: Path) -> dict[str, Any]:
+    path = Path(out) / CONFIG
+    if not path.exists():
+        raise InputError(f"{out} has no {CONFIG}; it is not an evaluation output folder")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_records(path: Path) -> list[dict]:
+    """Records of an output JSONL file; a last line cut short by a killed run is dropped (it is redone)."""
+    return [record for _, record in read_jsonl(path, drop_cut_tail=True)] if path.exists() else []
+
+
+def write_outputs(out: Path) -> dict[str, Any]:
+    """Write ``summary.json``, ``summary.md`` and ``plots/`` for the predictions in ``out``."""
+    saved = load_config(out)
+    summary = summarise(read_records(out / PREDICTIONS), saved)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out / "summary.md").write_text(markdown(summary), encoding="utf-8")
+    plot(summary, out / "plots")
+    return summary
