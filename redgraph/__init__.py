@@ -33,6 +33,7 @@ _LAZY = {
     "REDRequest": "redgraph.decoding",
     "REDResult": "redgraph.decoding",
     "RationaleEnhancedLogitsProcessor": "redgraph.decoding",
+    "red_scores": "redgraph.decoding",
     "LVLM": "redgraph.models",
     "load_lvlm": "redgraph.models",
     "load_image": "redgraph.models",
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
         REDDecoder,
         REDRequest,
         REDResult,
+        red_scores,
     )
     from redgraph.graphs import ask, build_graph, make_context
     from redgraph.models import LVLM, load_image, load_lvlm
@@ -84,4 +86,5 @@ __all__ = [
     "load_image",
     "load_lvlm",
     "make_context",
+    "red_scores",
 ]

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 
 from redgraph.decoding.branches import BranchSet, padded_rationale_rows
-from redgraph.decoding.combine import rationale_lambdas, red_scores, sampling_logits
+from redgraph.decoding.red import rationale_lambdas, red_scores, sampling_logits
 from redgraph.decoding.config import REDConfig
 from redgraph.errors import InputError
 from redgraph.models.images import ImageInput

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from redgraph.decoding import rationale_lambdas, red_scores
-from redgraph.decoding.combine import sampling_logits
+from redgraph.decoding.red import sampling_logits
 from redgraph.errors import ConfigError
 
 
