@@ -9,7 +9,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.decoder import REDDecoder, REDResult, TokenAttribution
@@ -25,18 +25,9 @@ class Answer:
     weights: tuple[float, ...]
 
     def to_dict(self) -> dict:
-        """JSON-ready record: text, how it ended, per-token attribution, rationale dependence."""
-        result = self.result
-        return {
-            "text": result.text,
-            "finish_reason": result.finish_reason,
-            "rationales": list(self.rationales),
-            "weights": list(self.weights),
-            "rationale_lambdas": list(result.rationale_lambdas),
-            "changed_tokens": result.changed_tokens,
-            "rationale_dependence": result.rationale_dependence,
-            "tokens": [asdict(token) for token in result.tokens],
-        }
+        """JSON-ready record: the RED result's (text, how it ended, per-token attribution, rationale
+        dependence) with the rationales and weights it was decoded with."""
+        return {**self.result.to_dict(), "rationales": list(self.rationales), "weights": list(self.weights)}
 
 
 def answer_with_red(

@@ -16,14 +16,14 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import torch
 
 from redgraph.decoding.branches import BranchSet, padded_rationale_rows
-from redgraph.decoding.red import rationale_lambdas, red_scores, sampling_logits
 from redgraph.decoding.config import REDConfig
+from redgraph.decoding.red import rationale_lambdas, red_scores, sampling_logits
 from redgraph.errors import InputError
 from redgraph.models.images import ImageInput
 from redgraph.models.prompts import check_rationale
@@ -105,6 +105,18 @@ class REDResult:
     def rationale_dependence(self) -> float:
         """Mean per-token KL(RED || image branch) in nats: how much the answer leaned on the rationales."""
         return sum(t.rationale_shift for t in self.tokens) / len(self.tokens) if self.tokens else 0.0
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the text, how it ended, the lambdas, what the rationales changed, and every
+        token's attribution (the one serialiser of a RED result: CLI, trace, server)."""
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "rationale_lambdas": list(self.rationale_lambdas),
+            "changed_tokens": self.changed_tokens,
+            "rationale_dependence": self.rationale_dependence,
+            "tokens": [asdict(token) for token in self.tokens],
+        }
 
 
 TokenCallback = Callable[[int, TokenAttribution], None]

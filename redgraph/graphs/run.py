@@ -80,7 +80,18 @@ class AskResult:
     state: dict[str, Any] = field(repr=False)
     pending_review: dict[str, Any] | None = None  # the human-review question, while paused
 
+    def summary(self) -> dict[str, Any]:
+        """The short form a calling agent or a person reads first: answer, rationales with the
+        critic's support, verdict, outcome, flags and how much the answer leaned on the rationales."""
+        return {
+            "answer": self.answer, "verdict": self.verdict, "outcome": self.outcome, "flags": self.flags,
+            "rationales": self.rationales,
+            "rationale_dependence": (self.state.get("answer") or {}).get("rationale_dependence"),
+        }
+
     def to_dict(self) -> dict[str, Any]:
+        """Everything: the summary's fields, the thread, a pending review, the answer's token record,
+        every round's history and the trace."""
         return {
             "answer": self.answer, "rationales": self.rationales, "verdict": self.verdict, "outcome": self.outcome,
             "flags": self.flags, "thread_id": self.thread_id, "pending_review": self.pending_review,

@@ -271,15 +271,10 @@ async def _red_request(body: ChatRequest, settings: ServerSettings) -> tuple[RED
 
 
 def _attribution(result: REDResult, red: bool) -> dict[str, Any]:
-    return {
-        "mode": "red" if red else "plain",
-        "rationale_lambdas": list(result.rationale_lambdas),
-        "rationale_dependence": result.rationale_dependence,
-        "changed_tokens": result.changed_tokens,
-        "tokens": [{"text": t.text, "image_logprob": t.image_logprob, "rationale_logprobs": list(t.rationale_logprobs),
-                    "changed_by_rationale": t.changed_by_rationale, "rationale_shift": t.rationale_shift}
-                   for t in result.tokens],
-    }
+    """The ``redgraph`` field of a completion: the RED result's record, less what the choice already says."""
+    record = result.to_dict()
+    del record["text"], record["finish_reason"]
+    return {"mode": "red" if red else "plain", **record}
 
 
 def _usage(result: REDResult) -> dict[str, int]:

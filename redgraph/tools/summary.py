@@ -29,12 +29,4 @@ def ask_for_agent(
     run_id = uuid.uuid4().hex
     path = folder / f"{run_id}.json"
     result = run_graph(lvlm, picture, question, rationale=rationale, trace_path=path, **settings)
-    return {
-        "answer": result.answer,
-        "verdict": result.verdict,
-        "outcome": result.outcome,
-        "flags": result.flags,
-        "rationales": [{"text": r["text"], "support": r["support"], "accepted": r["accepted"]} for r in result.rationales],
-        "rationale_dependence": (result.state.get("answer") or {}).get("rationale_dependence"),
-        "trace": str(path),
-    }
+    return {**result.summary(), "trace": str(path)}

@@ -1,0 +1,18 @@
+"""The ``redgraph`` command: one module per command group, all registered on one Typer app.
+
+- :mod:`~redgraph.cli.answer`: ``decode``, ``ask``, ``demo``, ``version``
+- :mod:`~redgraph.cli.embedded`: ``embedded train`` / ``evaluate``, ``data export``
+- :mod:`~redgraph.cli.trace`: ``trace verify`` / ``show``
+- :mod:`~redgraph.cli.eval`: ``eval run`` / ``merge``
+- :mod:`~redgraph.cli.serve`: ``serve``, ``mcp``
+"""
+
+from redgraph.cli import answer, embedded, eval, serve, trace  # noqa: F401 (each registers its commands)
+from redgraph.cli.app import app
+
+
+def main() -> None:  # pragma: no cover - console-script entry point
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,5 @@
+"""``python -m redgraph.cli``."""
+
+from redgraph.cli import main
+
+main()

@@ -1,0 +1,178 @@
+"""``redgraph decode``, ``ask`` and ``demo``: answers, through RED alone or the whole graph."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from redgraph.cli.app import app, console, fail, load_model, out
+from redgraph.errors import RedgraphError
+
+
+@app.command()
+def version() -> None:
+    """Print the redgraph version."""
+    from redgraph import __version__
+
+    out.print(__version__)
+
+
+@app.command()
+def decode(
+    image: Annotated[Path, typer.Argument(help="Image file (PNG, JPEG, ...).")],
+    question: Annotated[str, typer.Argument(help="The question about the image.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Local checkpoint folder or hub id; default: the embedded model.")] = None,
+    rationale: Annotated[Optional[list[str]], typer.Option("--rationale", "-r", help="A rationale; repeat for several.")] = None,
+    rationale_weight: Annotated[float, typer.Option("--lambda", help="RED weight of the rationales (0 = ignore them).")] = 0.5,
+    max_new_tokens: Annotated[int, typer.Option(help="Most answer tokens.")] = 32,
+    sample: Annotated[bool, typer.Option("--sample/--greedy", help="Sample instead of greedy decoding.")] = False,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample among the k best tokens.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling mass.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for sampling.")] = None,
+    stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop string; repeat for several.")] = None,
+    dtype: Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")] = "auto",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    trust_remote_code: Annotated[bool, typer.Option(help="Run model code shipped with the checkpoint.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Answer QUESTION about IMAGE with RED on a local model, showing what each token owed."""
+    from redgraph.decoding import REDConfig, REDDecoder
+
+    try:
+        config = REDConfig(
+            rationale_weight=rationale_weight, max_new_tokens=max_new_tokens, do_sample=sample,
+            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop_strings=tuple(stop or ()),
+        )
+        with console.status(f"loading {model or 'the embedded model'} ..."):
+            lvlm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+        with console.status("decoding ..."):
+            result = REDDecoder(lvlm, config).decode(image, question, rationale or ())
+    except RedgraphError as exc:
+        fail(exc)
+    show_red_result(result, question, rationale or [], as_json)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for traces and reports.")] = Path("redgraph-demo"),
+    rationale_weight: Annotated[float, typer.Option("--lambda", help="RED weight of accepted rationales.")] = 1.0,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Checkpoint folder; default: the embedded model.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run the whole graph on the bundled example images, offline, writing a trace and an HTML report
+    per run; then once more with a reasoner that lies, to show what the critic makes of it: it asks
+    the image the question behind each claim, and its critique says what the image answered (only as
+    right as the model's eyes: see BENCHMARKS.md)."""
+    from redgraph.graphs.demo import run_demo
+
+    try:
+        with console.status("starting ...") as shown:
+            demo_run = run_demo(out_dir, model=model, rationale_weight=rationale_weight, on_status=shown.update)
+    except RedgraphError as exc:
+        fail(exc)
+    runs = demo_run["runs"]
+    if as_json:
+        out.print_json(json.dumps(demo_run))
+        return
+    table = Table("run", "question", "expected", "answer", "rationale (support)", "outcome")
+    for run in runs:
+        rationale = "; ".join(f"{r['text']} ({r['support']:.2f})" for r in run["rationales"])
+        table.add_row(run["run"], escape(run["question"]), escape(run["expected"]), escape(str(run["answer"])),
+                      escape(rationale), escape(", ".join([run["outcome"] or "", *run["flags"]])))
+    out.print(table)
+    for run in runs:
+        if run["critiques"]:
+            out.print(f"[bold]{escape(run['run'])}[/bold], the critic's last critique:\n{escape(run['critiques'][-1])}")
+    out.print(f"traces and reports in {escape(str(out_dir))}/ (check one with: redgraph trace verify FILE)")
+
+
+@app.command()
+def ask(
+    image: Annotated[Path, typer.Argument(help="Image file (PNG, JPEG, ...).")],
+    question: Annotated[str, typer.Argument(help="The question about the image.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Checkpoint folder or hub id; default: the embedded model.")] = None,
+    reasoner: Annotated[str, typer.Option(help="Who writes rationales: 'local' (the model above) or 'openai:MODEL'.")] = "local",
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server for --reasoner openai:MODEL.")] = None,
+    style: Annotated[Optional[list[str]], typer.Option("--style", help="Prompt-library style; repeat to rotate.")] = None,
+    critic_scoring: Annotated[str, typer.Option(help="How the critic checks claims: probes (asks the image the "
+                                                     "question behind each claim), p_yes or both.")] = "probes",
+    decomposer: Annotated[str, typer.Option(help="Turns claims outside the synthetic grammar into questions: grammar "
+                                                 "(none), lvlm (the local model) or openai:MODEL (at --base-url).")] = "grammar",
+    rationale_weight: Annotated[float, typer.Option("--lambda", help="RED weight of the accepted rationales.")] = 1.0,
+    rationales: Annotated[int, typer.Option("--rationales", "-k", help="Rationales per round.")] = 1,
+    rounds: Annotated[int, typer.Option(help="Most reasoning rounds before the policy applies.")] = 2,
+    on_exhausted: Annotated[str, typer.Option(help="image_only, best_supported or human_review.")] = "best_supported",
+    max_new_tokens: Annotated[int, typer.Option(help="Most answer tokens.")] = 16,
+    checkpoint: Annotated[Optional[str], typer.Option(help="SQLite checkpoint file, or 'memory'.")] = None,
+    thread: Annotated[Optional[str], typer.Option(help="Run id; an unfinished run of this id resumes.")] = None,
+    resume: Annotated[Optional[str], typer.Option(help='Reply to a paused review, as JSON: {"use": [0]}, '
+                                                       '{"rationales": ["..."]} or {"image_only": true}.')] = None,
+    trace: Annotated[Optional[Path], typer.Option(help="Write the trace (JSON) here.")] = None,
+    sign_key: Annotated[Optional[str], typer.Option(help="HMAC key to sign the trace; default: $REDGRAPH_TRACE_KEY.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write the HTML report here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Answer QUESTION about IMAGE through the graph: reasoner -> critic -> RED answerer, with a trace."""
+    from redgraph.graphs import ask as run_ask
+    from redgraph.graphs import make_context
+    from redgraph.trace.report import write_report
+
+    try:
+        try:
+            reply = json.loads(resume) if resume is not None else None
+        except json.JSONDecodeError as exc:
+            raise RedgraphError(f"--resume must be JSON such as '{{\"use\": [0]}}', got {resume!r}: {exc}") from exc
+        with console.status(f"loading {model or 'the embedded model'} ..."):
+            context = make_context(model, reasoner=reasoner, styles=tuple(style) if style else None, base_url=base_url,
+                                   critic_scoring=critic_scoring, decomposer=decomposer, rationale_weight=rationale_weight, rationales=rationales, rounds=rounds,
+                                   on_exhausted=on_exhausted, max_new_tokens=max_new_tokens)
+        with console.status("reasoning, checking, answering ..."):
+            result = run_ask(image, question, context, checkpoint=checkpoint, thread_id=thread, trace_path=trace,
+                             resume=reply, sign_key=sign_key)
+    except RedgraphError as exc:
+        fail(exc)
+    if report is not None:
+        write_report(result.state, result.trace, report)
+    if as_json:
+        out.print_json(json.dumps(result.to_dict()))
+        return
+    out.print(f"[bold]Q:[/] {escape(question)}")
+    for index, entry in enumerate(result.rationales):
+        mark = "[green]accepted[/]" if entry["accepted"] else "[red]rejected[/]"
+        out.print(f"[bold]rationale {index}[/] ({entry['style']}, support {entry['support']:.2f}, {mark}): "
+                  f"{escape(entry['text'])}")
+    if result.pending_review is not None:
+        out.print(f"[yellow]paused for review[/]: {escape(result.pending_review['critique'])}")
+        out.print(f"resume with: redgraph ask ... --thread {result.thread_id} --resume '{{\"use\": [0]}}' "
+                  "(or rationales / image_only)")
+        return
+    out.print(f"[bold]A:[/] {escape(str(result.answer))}   [dim]({result.outcome}; {', '.join(result.flags) or 'no flags'}; "
+              f"thread {result.thread_id})[/]")
+
+
+def show_red_result(result, question: str, rationales: list[str], as_json: bool) -> None:
+    """A RED result as one JSON object (``answer`` and the result's record), or a table of its tokens."""
+    if as_json:
+        record = result.to_dict()
+        out.print_json(json.dumps({"answer": record.pop("text"), **record}))
+        return
+    out.print(f"[bold]Q:[/] {escape(question)}")
+    for index, text in enumerate(rationales):
+        out.print(f"[bold]rationale {index}[/] (lambda {result.rationale_lambdas[index]:.3g}): {escape(text)}")
+    out.print(f"[bold]A:[/] {escape(repr(result.text))}  ({result.finish_reason})")
+    table = Table("token", "log p image", *[f"log p r{k}" for k in range(len(rationales))], "RED log p", "changed")
+    for token in result.tokens:
+        table.add_row(
+            repr(token.text),
+            f"{token.image_logprob:.3f}",
+            *[f"{lp:.3f}" for lp in token.rationale_logprobs],
+            f"{token.logprob:.3f}",
+            "yes" if token.changed_by_rationale else "",
+        )
+    out.print(table)

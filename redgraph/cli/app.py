@@ -1,0 +1,38 @@
+"""The ``redgraph`` command's Typer apps and what every command module shares: the consoles, model
+loading and how errors end a command."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+app = typer.Typer(
+    name="redgraph",
+    help="Explainable vision-language answers with Rationale-Enhanced Decoding (RED).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+embedded_app = typer.Typer(help="The embedded default model: train it, evaluate it.", no_args_is_help=True)
+data_app = typer.Typer(help="Synthetic visual-reasoning data.", no_args_is_help=True)
+app.add_typer(embedded_app, name="embedded")
+app.add_typer(data_app, name="data")
+trace_app = typer.Typer(help="Check and read run traces.", no_args_is_help=True)
+app.add_typer(trace_app, name="trace")
+eval_app = typer.Typer(help="Measure direct, CoT, RED and the graph on a dataset.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+console = Console(stderr=True)
+out = Console()
+
+
+def load_model(model: str | None, *, dtype: str = "auto", device: str = "cpu", trust_remote_code: bool = False):
+    """The named checkpoint, or the embedded model when none is named."""
+    from redgraph.models import load_lvlm
+
+    return load_lvlm(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+
+
+def fail(exc: Exception) -> None:
+    """End the command with exit code 2 and the error's message (which names the value and the fix)."""
+    console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code=2)

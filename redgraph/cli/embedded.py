@@ -1,0 +1,100 @@
+"""``redgraph embedded train`` / ``evaluate`` and ``redgraph data export``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from redgraph.cli.app import console, data_app, embedded_app, fail, load_model, out
+from redgraph.errors import RedgraphError
+
+
+@embedded_app.command("train")
+def embedded_train(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the checkpoint to.")],
+    steps: Annotated[int, typer.Option(help="Optimiser steps (the shipped model: see its manifest).")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seeds weights, data and task choice.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
+    threads: Annotated[int, typer.Option(help="CPU threads; results reproduce for a fixed count.")] = 2,
+    aux_weight: Annotated[float, typer.Option(help="Weight of the auxiliary scene-fact loss on the image tokens (0: none).")] = 0.0,
+    task_weights: Annotated[Optional[str], typer.Option(help="How often each task is drawn, e.g. 'verify=3,cot=0.5' "
+                                                          "(tasks not named: 1). Default: uniform.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the stopped run saved in OUT_DIR (same settings); it ends "
+                                              "with the weights an uninterrupted run gives.")] = False,
+) -> None:
+    """Train the embedded model from scratch on CPU; same seed and threads give the same weights."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from redgraph.lab.train import TrainConfig, parse_task_weights, train
+
+    try:
+        weights = {} if task_weights is None else {"task_weights": parse_task_weights(task_weights)}
+        config = TrainConfig(steps=steps, seed=seed, batch_size=batch_size, threads=threads, aux_weight=aux_weight,
+                             **weights)
+    except RedgraphError as exc:
+        fail(exc)
+    columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("train", total=steps, loss="-")
+            _, manifest = train(out_dir, config, resume=resume, on_progress=lambda step, loss: progress.update(
+                task, completed=step, loss=f"{loss:.3f}"))
+    except RedgraphError as exc:
+        fail(exc)
+    out.print_json(json.dumps(manifest))
+
+
+@embedded_app.command("evaluate")
+def embedded_evaluate(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Checkpoint folder; default: the embedded model.")] = None,
+    split: Annotated[str, typer.Option(help="train, validation or test.")] = "test",
+    limit: Annotated[int, typer.Option(help="Items to evaluate.")] = 600,
+    seed: Annotated[int, typer.Option(help="Generator seed of the items.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Held-out accuracy: answers from the image, from the gold rationale, rationale facts, claim checks."""
+    from rich.progress import Progress
+
+    from redgraph.lab.evaluate import METRICS, evaluate
+
+    try:
+        with console.status(f"loading {model or 'the embedded model'} ..."):
+            lvlm = load_model(model)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("evaluating", total=limit)
+            summary = evaluate(lvlm, split=split, limit=limit, seed=seed,
+                               on_progress=lambda done, total: progress.update(task, completed=done))
+    except RedgraphError as exc:
+        fail(exc)
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    table = Table("kind", *METRICS)
+    for kind, row in [*summary["per_kind"].items(), ("overall", summary["overall"])]:
+        table.add_row(kind, *[f"{row.get(m, float('nan')):.3f}" for m in METRICS])
+    out.print(table)
+
+
+@data_app.command("export")
+def data_export(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for {split}.jsonl and images/.")],
+    train: Annotated[int, typer.Option(min=0, help="Train items (0: no train file).")] = 3000,
+    validation: Annotated[int, typer.Option(min=0, help="Validation items (0: no validation file).")] = 300,
+    test: Annotated[int, typer.Option(min=0, help="Test items (0: no test file).")] = 600,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+) -> None:
+    """Write the synthetic dataset as GQA-style JSONL + PNG images, with fixed splits."""
+    from redgraph.data import export_dataset
+
+    try:
+        counts = {"train": train, "validation": validation, "test": test}
+        written = export_dataset(out_dir, {split: n for split, n in counts.items() if n > 0}, seed=seed)
+    except RedgraphError as exc:
+        fail(exc)
+    for split, path in written.items():
+        out.print(f"{split}: {path}")
