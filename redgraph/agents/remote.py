@@ -15,7 +15,7 @@ from redgraph.agents.reasoner import RESAMPLE_TEMPERATURE, StyledReasoner
 from redgraph.errors import ConfigError, RemoteModelError, check_whole_number
 from redgraph.models.images import image_data_url
 
-API_KEY_ENV = "OPENAI_API_KEY"
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
 
 
 class OpenAIReasoner(StyledReasoner):
@@ -61,9 +61,9 @@ class OpenAIReasoner(StyledReasoner):
                 import openai
             except ImportError as exc:
                 raise ConfigError("the OpenAI reasoner needs the openai package: pip install 'redgraph[openai]'") from exc
-            key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+            key = api_key if api_key is not None else os.environ.get(OPENAI_KEY_ENV)
             if not key:
-                raise ConfigError(f"no API key for {base_url or 'OpenAI'}: set {API_KEY_ENV} or pass api_key")
+                raise ConfigError(f"no API key for {base_url or 'OpenAI'}: set {OPENAI_KEY_ENV} or pass api_key")
             client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=max_retries)
         self.client = client
 
@@ -85,7 +85,7 @@ class OpenAIReasoner(StyledReasoner):
         except openai.APIConnectionError as exc:
             raise RemoteModelError(f"cannot reach {where}: {exc}; check base_url and the network") from exc
         except openai.AuthenticationError as exc:
-            raise RemoteModelError(f"{where} refused the API key (401); check {API_KEY_ENV}") from exc
+            raise RemoteModelError(f"{where} refused the API key (401); check {OPENAI_KEY_ENV}") from exc
         except openai.APIStatusError as exc:
             raise RemoteModelError(f"{where} answered HTTP {exc.status_code}: {_message(exc)}") from exc
         except openai.APIError as exc:

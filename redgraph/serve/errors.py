@@ -1,0 +1,114 @@
+"""Every failure answered in OpenAI's error shape: the API error, the body-size limit, and how redgraph's
+errors and unexpected ones map onto HTTP statuses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from redgraph.errors import ConfigError, InputError, RedgraphError
+from redgraph.serve.batcher import ServerBusy
+from redgraph.serve.schemas import error_body
+
+log = logging.getLogger("redgraph.serve")
+
+
+class APIError(Exception):
+    """An error answered as ``status`` with an OpenAI-shaped body."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", *,
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.param, self.code, self.headers = status, kind, param, code, headers
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(error_body(str(self), self.kind, param=self.param, code=self.code),
+                            status_code=self.status, headers=self.headers)
+
+
+class BodyLimit:
+    """Answers 413 (in OpenAI's error shape) to bodies above ``limit`` bytes, declared or chunked."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    def _error(self) -> APIError:
+        return APIError(413, f"the request body is larger than this server's limit of {self.limit} bytes; "
+                             "send a smaller image", code="body_too_large")
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._error().response()(scope, receive, send)
+        # Read the body here (up to the limit), then hand it on whole: a chunked upload has no
+        # declared length, and an error raised mid-read would reach the client as a parse error.
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                return await self._error().response()(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        handed = False
+
+        async def replay():
+            nonlocal handed
+            if handed:
+                return await receive()
+            handed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def error_for(exc: Exception) -> tuple[int, dict[str, Any]]:
+    if isinstance(exc, ServerBusy):
+        return 503, error_body(str(exc), "server_error", code="server_busy")
+    if isinstance(exc, (InputError, ConfigError)):
+        return 400, error_body(str(exc))
+    if isinstance(exc, RedgraphError):
+        return 500, error_body(str(exc), "server_error")
+    log.exception("unexpected error", exc_info=exc)
+    return 500, error_body(f"internal error: {type(exc).__name__}", "server_error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            return APIError(400, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}").response()
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        return APIError(400, f"{where or 'body'}: {first['msg']}{more}", param=where or None).response()
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return APIError(exc.status_code, str(exc.detail), kind, headers=getattr(exc, "headers", None)).response()
+
+    @app.exception_handler(RedgraphError)
+    async def redgraph_error(request: Request, exc: RedgraphError) -> JSONResponse:
+        status, body = error_for(exc)
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        status, body = error_for(exc)
+        return JSONResponse(body, status_code=status)

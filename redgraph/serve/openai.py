@@ -1,0 +1,129 @@
+"""Translation between OpenAI's chat-completions format and RED: a request into a RED request and
+its settings, a result into a completion, and streamed tokens into server-sent chunks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from redgraph.decoding.config import REDConfig
+from redgraph.decoding.decoder import REDRequest, REDResult
+from redgraph.models.images import load_image, resolve_image
+from redgraph.models.prompts import check_question
+from redgraph.serve.errors import APIError, error_for
+from redgraph.serve.schemas import ChatRequest, chat_question, stop_strings
+from redgraph.serve.settings import ServerSettings
+
+log = logging.getLogger("redgraph.serve")
+
+
+async def read_image(reference: str, settings: ServerSettings):
+    """``(bytes, picture)`` of a data URL (or, when allowed, an http(s) URL), within the size limits;
+    off the event loop, since decoding a large image takes a while."""
+    data = await run_in_threadpool(resolve_image, reference, allow_paths=False,
+                                   allow_remote=settings.allow_remote_images, max_bytes=settings.max_image_bytes)
+    return data, await run_in_threadpool(load_image, data, max_pixels=settings.max_image_pixels)
+
+
+async def red_request(body: ChatRequest, settings: ServerSettings) -> tuple[REDRequest, REDConfig]:
+    if body.n != 1:
+        raise APIError(400, f"n={body.n} is not supported; ask for one choice (n=1)", param="n")
+    if body.rationale is not None and body.rationales is not None:
+        raise APIError(400, "send either 'rationale' or 'rationales', not both", param="rationales")
+    rationales = [body.rationale] if body.rationale is not None else list(body.rationales or [])
+    if (body.rationale_weight is not None or body.rationale_weights is not None) and not rationales:
+        raise APIError(400, "rationale_weight was given without a rationale; add 'rationale' or 'rationales'",
+                       param="rationale_weight")
+    max_tokens = body.max_completion_tokens or body.max_tokens or settings.default_max_tokens
+    if max_tokens > settings.max_tokens_limit:
+        raise APIError(400, f"max_tokens={max_tokens} is above this server's limit of {settings.max_tokens_limit}",
+                       param="max_tokens")
+    question, url = chat_question(body.messages)
+    check_question(question)
+    _, picture = await read_image(url, settings)
+    sample = bool(body.temperature)  # absent or 0: greedy, so answers are reproducible by default
+    config = REDConfig(
+        rationale_weight=body.rationale_weight if body.rationale_weight is not None else 0.5,
+        rationale_weights=tuple(body.rationale_weights) if body.rationale_weights is not None else None,
+        max_new_tokens=max_tokens, do_sample=sample, temperature=body.temperature if sample else 1.0,
+        top_p=body.top_p if sample else None, seed=body.seed, stop_strings=stop_strings(body.stop),
+    )
+    weights = config.rationale_weights
+    if weights is not None and len(weights) != len(rationales):
+        raise APIError(400, f"rationale_weights has {len(weights)} values for {len(rationales)} rationales; give one per rationale",
+                       param="rationale_weights")
+    return REDRequest(picture, question, tuple(rationales)), config
+
+
+def _attribution(result: REDResult, red: bool) -> dict[str, Any]:
+    """The ``redgraph`` field of a completion: the RED result's record, less what the choice already says."""
+    record = result.to_dict()
+    del record["text"], record["finish_reason"]
+    return {"mode": "red" if red else "plain", **record}
+
+
+def _usage(result: REDResult) -> dict[str, int]:
+    completion = len(result.token_ids)
+    prompt = result.prompt_tokens + sum(result.rationale_prompt_tokens)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _finish(result: REDResult) -> str:
+    return "length" if result.finish_reason == "length" else "stop"
+
+
+def completion(result: REDResult, completion_id: str, created: int, model: str, red: bool) -> dict[str, Any]:
+    return {
+        "id": completion_id, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
+                     "finish_reason": _finish(result), "logprobs": None}],
+        "usage": _usage(result),
+        "redgraph": _attribution(result, red),
+    }
+
+
+async def stream(job, tokenizer, completion_id: str, created: int, model: str, stops: tuple[str, ...],
+                  include_usage: bool) -> AsyncIterator[str]:
+    def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": choices, **extra}
+        return f"data: {json.dumps(body)}\n\n"
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        return event([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra)
+
+    yield chunk({"role": "assistant", "content": ""})
+    # The text so far is decoded from all token ids (a character may span tokens). Held back: an
+    # incomplete character at the end, and, with stop strings, what could still begin one.
+    hold = max((len(s) for s in stops), default=1) - 1
+    ids: list[int] = []
+    produced, sent = "", 0
+    while True:
+        kind, value = await job.events.get()
+        if kind == "token":
+            ids.append(value.token_id)
+            produced = tokenizer.decode(ids, skip_special_tokens=True)
+            safe = min(len(produced) - hold, len(produced.rstrip("\ufffd")),
+                       *(found for found in (produced.find(stop) for stop in stops) if found >= 0))
+            if safe > sent:
+                yield chunk({"content": produced[sent:safe]})
+                sent = safe
+            continue
+        if kind == "error":
+            _, body = error_for(value)
+            yield f"data: {json.dumps(body)}\n\n"
+            return
+        result: REDResult = value
+        if result.text[:sent] != produced[:sent]:  # cannot happen unless the decoder re-tokenises
+            log.warning("streamed text diverged from the final text of %s", completion_id)
+        if len(result.text) > sent:
+            yield chunk({"content": result.text[sent:]})
+        yield chunk({}, _finish(result), redgraph=_attribution(result, bool(job.request.rationales)))
+        if include_usage:
+            yield event([], usage=_usage(result))
+        yield "data: [DONE]\n\n"
+        return
