@@ -30,12 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def image_tokens(lvlm_model, processor, scenes):
     import torch
 
-    from redgraph.data.scenes import render
+    from redgraph.data.scenes import draw_scene
 
     out = []
     for start in range(0, len(scenes), 32):
         chunk = scenes[start : start + 32]
-        encoded = processor.image_processor(images=[render(s) for s in chunk], return_tensors="pt")
+        encoded = processor.image_processor(images=[draw_scene(s) for s in chunk], return_tensors="pt")
         with torch.no_grad():
             output = lvlm_model.model.visual(encoded["pixel_values"], grid_thw=encoded["image_grid_thw"])
         merged = getattr(output, "pooler_output", None)

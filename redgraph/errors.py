@@ -1,4 +1,5 @@
-"""Every error redgraph raises on purpose derives from :class:`RedgraphError`.
+"""Every error redgraph raises on purpose derives from :class:`RedgraphError`, and the input checks
+(``check_*``) shared by every layer live here beside them.
 
 Messages quote the offending value and say what to do about it.
 """
@@ -42,6 +43,23 @@ def check_whole_number(name: str, value: object, minimum: int = 1, error: type[R
     return value
 
 
+def check_question(question: object) -> str:
+    if not isinstance(question, str):
+        raise InputError(f"the question must be a string, got {type(question).__name__}: {question!r:.80}")
+    if not question.strip():
+        raise InputError(f"the question is empty ({question!r}); ask something about the image")
+    return question
+
+
+def check_rationale(rationale: object, index: int | None = None) -> str:
+    which = "rationale" if index is None else f"rationale {index}"
+    if not isinstance(rationale, str):
+        raise InputError(f"{which} must be a string, got {type(rationale).__name__}: {rationale!r:.80}")
+    if not rationale.strip():
+        raise InputError(f"{which} is empty ({rationale!r}); pass the reasoning text, or decode without a rationale")
+    return rationale
+
+
 __all__ = [
     "ConfigError",
     "ImageError",
@@ -50,5 +68,7 @@ __all__ = [
     "RedgraphError",
     "RemoteModelError",
     "UnsupportedError",
+    "check_question",
+    "check_rationale",
     "check_whole_number",
 ]

@@ -9,7 +9,7 @@ import re
 import pytest
 from PIL import Image
 
-from redgraph.data import CATEGORIES, Claim, check_rationale, export_dataset, generate_items, parse_claim, read_items
+from redgraph.data import CATEGORIES, Claim, export_dataset, generate_items, grade_rationale, parse_claim, read_items
 from redgraph.data.synthetic import falsify, scene_facts, split_of
 from redgraph.errors import InputError
 
@@ -128,9 +128,9 @@ def test_rationales():
 
     for item in ITEMS["test"]:
         scene = scene_to_dict(item.scene)
-        assert check_rationale(item.gold_rationale, item.scene).all_true
+        assert grade_rationale(item.gold_rationale, item.scene).all_true
         assert all(claim_truth(s + ("" if s.endswith(".") else "."), scene) for s in item.gold_rationale.split(". ") if s)
-        assert not check_rationale(item.misleading_rationale, item.scene).all_true
+        assert not grade_rationale(item.misleading_rationale, item.scene).all_true
         assert item.misleading_answer != item.answer
         # The misleading rationale, read alone, implies its own answer.
         assert item.misleading_answer in item.misleading_rationale or item.kind == "shapes"

@@ -15,8 +15,8 @@ from redgraph.data import export_dataset
 from redgraph.decoding import REDConfig, REDDecoder
 from redgraph.errors import ConfigError, InputError
 from redgraph.eval.datasets import load_dataset
-from redgraph.eval.normalize import answers_match
 from redgraph.eval.merge import merge
+from redgraph.eval.normalize import answers_match
 from redgraph.eval.plan import EvalConfig, plan, select_items
 from redgraph.eval.report import best_lambda, lookup
 from redgraph.eval.runner import lies, run_eval

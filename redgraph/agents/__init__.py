@@ -2,7 +2,6 @@
 that turn claims into questions for the image, and the answerer. Nothing here knows LangGraph: the
 graph's nodes (:mod:`redgraph.graphs.nodes`) call these."""
 
-from redgraph.agents.claims import InjectionFinding, find_injections, split_claims
 from redgraph.agents.critic import (
     ChatCritic,
     ClaimCheck,
@@ -14,6 +13,7 @@ from redgraph.agents.critic import (
 )
 from redgraph.agents.decompose import ChatDecomposer, ClaimProbes, Decomposer, GrammarDecomposer, LVLMDecomposer
 from redgraph.agents.prompt_library import STYLES, PromptStyle, get_style
+from redgraph.agents.rationale_text import InjectionFinding, find_injections, split_claims
 from redgraph.agents.reasoner import LocalReasoner, Rationale, Reasoner, StyledReasoner
 from redgraph.agents.scripted import ScriptedReasoner
 

@@ -29,12 +29,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal, Protocol
 
-from redgraph.agents.claims import InjectionFinding, find_injections, split_claims
 from redgraph.agents.decompose import Decomposer, GrammarDecomposer, decompose_all
+from redgraph.agents.rationale_text import InjectionFinding, find_injections, split_claims
 from redgraph.decoding.probes import ProbeResult
-from redgraph.errors import ConfigError
+from redgraph.errors import ConfigError, check_question, check_rationale
 from redgraph.models.images import ImageInput, load_image
-from redgraph.models.prompts import check_question, check_rationale
 
 Verdict = Literal["accept", "revise"]
 

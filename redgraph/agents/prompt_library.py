@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redgraph.errors import ConfigError
-from redgraph.models.prompts import PromptFormat, check_question
+from redgraph.errors import ConfigError, check_question
+from redgraph.models.prompts import PromptFormat
 
 _REVISION = (
     "\nA reviewer checked your previous rationale against the image and found problems:\n{critique}\n"

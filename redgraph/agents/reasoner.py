@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from redgraph.agents.prompt_library import PromptStyle, get_style
-from redgraph.errors import ConfigError, check_whole_number
+from redgraph.errors import ConfigError, check_question, check_whole_number
 from redgraph.models.images import ImageInput, load_image
-from redgraph.models.prompts import check_question, render
+from redgraph.models.prompts import render
 
 RESAMPLE_TEMPERATURE = 0.7
 

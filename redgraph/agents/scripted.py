@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from redgraph.agents.reasoner import Rationale
-from redgraph.errors import ConfigError
-from redgraph.models.prompts import check_question, check_rationale
+from redgraph.errors import ConfigError, check_question, check_rationale
 
 
 class ScriptedReasoner:

@@ -1,7 +1,7 @@
 """Synthetic visual-reasoning data: scenes, labelled claims, items with rationales, GQA-style export."""
 
-from redgraph.data.claims import Claim, check_rationale, parse_claim, split_sentences
-from redgraph.data.scenes import KINDS, render
+from redgraph.data.claims import Claim, grade_rationale, parse_claim, split_sentences
+from redgraph.data.scenes import KINDS, draw_scene
 from redgraph.data.synthetic import (
     CATEGORIES,
     SPLITS,
@@ -18,12 +18,12 @@ __all__ = [
     "SPLITS",
     "Claim",
     "SyntheticItem",
-    "check_rationale",
+    "grade_rationale",
     "export_dataset",
     "generate_items",
     "make_item",
     "parse_claim",
     "read_items",
-    "render",
+    "draw_scene",
     "split_sentences",
 ]

@@ -1,7 +1,7 @@
 """Atomic claims about a synthetic scene: one sentence each, rendered, parsed back and evaluated.
 
 Rationales written for synthetic items are sequences of these sentences, so a rationale written
-by any model can be split, parsed and checked against the scene (:func:`check_rationale`): this
+by any model can be split, parsed and checked against the scene (:func:`grade_rationale`): this
 is how ``rationale_fact_acc`` and the claim labels are computed. A sentence outside the grammar
 parses to ``None`` and counts as unsupported.
 
@@ -102,7 +102,8 @@ class RationaleCheck:
         return bool(self.verdicts) and all(v is True for v in self.verdicts)
 
 
-def check_rationale(text: str, scene: Scene) -> RationaleCheck:
+def grade_rationale(text: str, scene: Scene) -> RationaleCheck:
+    """Grade each sentence of ``text`` against the scene record: true, false, or not a claim."""
     sentences = tuple(split_sentences(text))
     verdicts = []
     for sentence in sentences:

@@ -1,6 +1,6 @@
 """Synthetic scenes: coloured shapes, bar charts and small documents, rendered with PIL.
 
-A scene is a small frozen record of what is in the picture; :func:`render` draws it, and the claims
+A scene is a small frozen record of what is in the picture; :func:`draw_scene` draws it, and the claims
 in :mod:`redgraph.data.claims` are evaluated against the record, never against pixels. Scenes
 serialise to plain dicts (:func:`scene_to_dict`) so an exported dataset carries the ground truth
 from which every label can be re-derived.
@@ -127,7 +127,7 @@ def _random_shapes(rng: random.Random) -> ShapeScene:
     return ShapeScene(objects=tuple(placed))
 
 
-def render(scene: Scene) -> Image.Image:
+def draw_scene(scene: Scene) -> Image.Image:
     """Draw ``scene`` as an RGB image of IMAGE_SIDE x IMAGE_SIDE pixels."""
     image = Image.new("RGB", (IMAGE_SIDE, IMAGE_SIDE), "white")
     draw = ImageDraw.Draw(image)

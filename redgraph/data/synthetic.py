@@ -39,8 +39,8 @@ from redgraph.data.scenes import (
     DocumentScene,
     Scene,
     ShapeScene,
+    draw_scene,
     random_scene,
-    render,
     scene_from_dict,
     scene_to_dict,
 )
@@ -74,7 +74,7 @@ class SyntheticItem:
     scene: Scene
 
     def image(self) -> Image.Image:
-        return render(self.scene)
+        return draw_scene(self.scene)
 
     def to_record(self, image_path: str) -> dict:
         """A GQA-style JSONL record (``question_id``, ``image``, ``text``, ``answer``, ``category``) plus

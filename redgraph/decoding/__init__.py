@@ -10,11 +10,11 @@ sees image + question only, the rationale branch rationale + question only.
 - :func:`score_probes`: asks the image branch questions and scores claimed answers (the critic's eyes).
 """
 
-from redgraph.decoding.red import rationale_lambdas, red_scores
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.decoder import REDDecoder, REDRequest, REDResult, TokenAttribution
 from redgraph.decoding.probes import Probe, ProbeResult, score_probes
 from redgraph.decoding.processor import RationaleEnhancedLogitsProcessor
+from redgraph.decoding.red import rationale_lambdas, red_scores
 
 __all__ = [
     "Probe",

@@ -24,9 +24,8 @@ import torch
 from redgraph.decoding.branches import BranchSet, padded_rationale_rows
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.red import rationale_lambdas, red_scores, sampling_logits
-from redgraph.errors import InputError
+from redgraph.errors import InputError, check_rationale
 from redgraph.models.images import ImageInput
-from redgraph.models.prompts import check_rationale
 
 FinishReason = Literal["eos", "stop", "length"]
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from redgraph.decoding.branches import RowGroup, prefill_row
-from redgraph.errors import InputError
+from redgraph.errors import InputError, check_question
 from redgraph.models import prompts
 from redgraph.models.images import ImageInput, load_image
 
@@ -177,7 +177,7 @@ class _Asker:
 
     def _question_ids(self, question: str) -> list[int] | None:
         """The question's part of the prompt as tokens, or None where splitting changes the tokens."""
-        suffix = self.template.format(question=prompts.check_question(question))
+        suffix = self.template.format(question=check_question(question))
         ids = self._tokens(suffix)
         return ids if self._tokens(self.prefix_text + suffix) == self.prefix_ids + ids else None
 

@@ -2,8 +2,8 @@
 resumable, shardable), metrics, tables and plots, and GQA-style answer normalisation."""
 
 from redgraph.eval.datasets import EvalItem, load_dataset
-from redgraph.eval.normalize import answers_match, normalize_answer
 from redgraph.eval.merge import merge
+from redgraph.eval.normalize import answers_match, normalize_answer
 from redgraph.eval.plan import MODES, SOURCES, EvalConfig
 from redgraph.eval.report import summarise
 from redgraph.eval.runner import run_eval

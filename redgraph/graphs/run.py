@@ -127,7 +127,7 @@ def ask(
         sign_key: HMAC key to sign the finished trace (default: ``$REDGRAPH_TRACE_KEY`` if set).
         on_token: receives each streamed answer token (a dict with ``token`` and attribution).
     """
-    from redgraph.models.prompts import check_question
+    from redgraph.errors import check_question
 
     check_question(question)
     if context is None:

@@ -25,9 +25,9 @@ class ServedState(GraphState, total=False):
 
 def prepare(state: ServedState, config: RunnableConfig) -> dict[str, Any]:
     """Resolve ``image_input`` into an image reference and name the trace after the thread."""
+    from redgraph.errors import check_question
     from redgraph.graphs.run import image_reference
     from redgraph.models.images import resolve_image
-    from redgraph.models.prompts import check_question
 
     check_question(state.get("question"))
     update: dict[str, Any] = {}

@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from redgraph.data.claims import check_rationale
+from redgraph.data.claims import grade_rationale
 from redgraph.data.synthetic import SPLITS, SyntheticItem, generate_items
 from redgraph.decoding.claim_scoring import claim_support
 from redgraph.errors import ConfigError, check_whole_number
@@ -68,7 +68,7 @@ def evaluate(
             scores["image_answer_acc"].append((item, answers_match(a, item.answer)))
             scores["rationale_answer_acc"].append((item, answers_match(b, item.answer)))
             scores["cot_answer_acc"].append((item, answers_match(c, item.answer)))
-            scores["rationale_fact_acc"].append((item, check_rationale(r, item.scene).all_true))
+            scores["rationale_fact_acc"].append((item, grade_rationale(r, item.scene).all_true))
         for item, image in zip(chunk, images):
             support = claim_support(lvlm, image, [text for text, _ in item.claims])
             for (_, label), p_yes in zip(item.claims, support):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redgraph.errors import InputError
+from redgraph.errors import InputError, check_question, check_rationale
 
 
 @dataclass(frozen=True)
@@ -28,23 +28,6 @@ class PromptFormat:
     rationale_request: str = "State the facts in the image that answer the question.\nQuestion: {question}"
     # Asks whether one statement about the image holds; the reply is "yes" or "no".
     claim_check: str = "Is this statement about the image true? Answer yes or no.\nStatement: {claim}"
-
-
-def check_question(question: object) -> str:
-    if not isinstance(question, str):
-        raise InputError(f"the question must be a string, got {type(question).__name__}: {question!r:.80}")
-    if not question.strip():
-        raise InputError(f"the question is empty ({question!r}); ask something about the image")
-    return question
-
-
-def check_rationale(rationale: object, index: int | None = None) -> str:
-    which = "rationale" if index is None else f"rationale {index}"
-    if not isinstance(rationale, str):
-        raise InputError(f"{which} must be a string, got {type(rationale).__name__}: {rationale!r:.80}")
-    if not rationale.strip():
-        raise InputError(f"{which} is empty ({rationale!r}); pass the reasoning text, or decode without a rationale")
-    return rationale
 
 
 def user_turn(text: str, *, with_image: bool) -> list[dict]:

@@ -27,8 +27,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from redgraph.errors import check_question
 from redgraph.graphs.run import run_graph
-from redgraph.models.prompts import check_question
 from redgraph.serve.batcher import DecodeBatcher, ServerBusy
 from redgraph.serve.errors import APIError, BodyLimit, install_error_handlers
 from redgraph.serve.openai import completion, read_image, red_request, stream

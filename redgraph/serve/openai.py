@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.decoder import REDRequest, REDResult
+from redgraph.errors import check_question
 from redgraph.models.images import load_image, resolve_image
-from redgraph.models.prompts import check_question
 from redgraph.serve.errors import APIError, error_for
 from redgraph.serve.schemas import ChatRequest, chat_question, stop_strings
 from redgraph.serve.settings import ServerSettings
