@@ -6,6 +6,8 @@ Messages quote the offending value and say what to do about it.
 
 from __future__ import annotations
 
+import math
+
 
 class RedgraphError(Exception):
     """Base class of all redgraph errors."""
@@ -60,6 +62,29 @@ def check_rationale(rationale: object, index: int | None = None) -> str:
     return rationale
 
 
+def check_rationale_weights(weights) -> tuple[float, ...]:
+    """Validate per-rationale relative weights (non-negative, finite, not all zero)."""
+    weights = tuple(weights)
+    if not weights:
+        raise ConfigError("rationale_weights is empty; give one weight per rationale, or None for equal shares")
+    for index, weight in enumerate(weights):
+        check_non_negative(f"rationale_weights[{index}]", weight)
+    if sum(weights) == 0:
+        raise ConfigError(
+            f"rationale_weights {weights!r} are all zero; set rationale_weight=0 to decode without rationales"
+        )
+    return weights
+
+
+def check_non_negative(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
+    if math.isnan(value) or math.isinf(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    if value < 0:
+        raise ConfigError(f"{name} must be >= 0, got {value!r}; 0 ignores the rationale, larger values follow it more")
+
+
 __all__ = [
     "ConfigError",
     "ImageError",
@@ -68,7 +93,9 @@ __all__ = [
     "RedgraphError",
     "RemoteModelError",
     "UnsupportedError",
+    "check_non_negative",
     "check_question",
     "check_rationale",
+    "check_rationale_weights",
     "check_whole_number",
 ]

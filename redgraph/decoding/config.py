@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from redgraph.errors import ConfigError
+from redgraph.errors import ConfigError, check_non_negative, check_rationale_weights
 
 
 @dataclass(frozen=True)
@@ -75,26 +74,3 @@ class REDConfig:
     @property
     def greedy(self) -> bool:
         return not self.do_sample
-
-
-def check_rationale_weights(weights) -> tuple[float, ...]:
-    """Validate per-rationale relative weights (non-negative, finite, not all zero)."""
-    weights = tuple(weights)
-    if not weights:
-        raise ConfigError("rationale_weights is empty; give one weight per rationale, or None for equal shares")
-    for index, weight in enumerate(weights):
-        check_non_negative(f"rationale_weights[{index}]", weight)
-    if sum(weights) == 0:
-        raise ConfigError(
-            f"rationale_weights {weights!r} are all zero; set rationale_weight=0 to decode without rationales"
-        )
-    return weights
-
-
-def check_non_negative(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
-    if math.isnan(value) or math.isinf(value):
-        raise ConfigError(f"{name} must be finite, got {value!r}")
-    if value < 0:
-        raise ConfigError(f"{name} must be >= 0, got {value!r}; 0 ignores the rationale, larger values follow it more")

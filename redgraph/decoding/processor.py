@@ -27,9 +27,8 @@ import torch.nn.functional as F
 from transformers import LogitsProcessor
 
 from redgraph.decoding.branches import BranchSet, padded_rationale_rows
-from redgraph.decoding.config import check_non_negative
 from redgraph.decoding.red import rationale_lambdas, red_scores
-from redgraph.errors import ConfigError, UnsupportedError
+from redgraph.errors import ConfigError, UnsupportedError, check_non_negative
 
 
 class RationaleEnhancedLogitsProcessor(LogitsProcessor):

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from redgraph.decoding.config import check_rationale_weights
-from redgraph.errors import ConfigError
+from redgraph.errors import ConfigError, check_rationale_weights
 
 
 def rationale_lambdas(rationale_weight: float, weights: tuple[float, ...] | None, count: int) -> tuple[float, ...]:
