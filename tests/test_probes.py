@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 import torch
@@ -26,6 +26,7 @@ from redgraph.decoding.probes import Probe, score_probes
 from redgraph.errors import InputError, RemoteModelError
 from redgraph.models import FAMILIES
 from tests.conftest import scene, tiny
+from tests.test_remote_reasoners import ChatCompletions
 
 DIGITS = tuple(str(n) for n in range(10))
 COLOURS = ("red", "green", "blue", "yellow", "purple")
@@ -257,7 +258,7 @@ def test_free_text_claims_through_a_scripted_chat_model():
         ChatDecomposer(_ScriptedStructuredModel({"x.": TimeoutError("slow")})).decompose(["x."])
 
 
-class _StructuredCompletions(BaseHTTPRequestHandler):
+class _StructuredCompletions(ChatCompletions):
     """POST /v1/chat/completions answering a json_schema response_format with a scripted ClaimProbes."""
 
     requests: list[dict] = []
@@ -267,17 +268,9 @@ class _StructuredCompletions(BaseHTTPRequestHandler):
         type(self).requests.append(body)
         content = ClaimProbes(checkable=True, probes=[ProbeSpec(
             question="What colour is the car?", claimed_answer="red", alternatives=["red", "blue"])]).model_dump_json()
-        data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                           "choices": [{"index": 0, "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": content}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                         "choices": [{"index": 0, "finish_reason": "stop",
+                                      "message": {"role": "assistant", "content": content}}]})
 
 
 def test_an_openai_compatible_model_decomposes_through_the_official_client():
