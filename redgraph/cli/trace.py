@@ -37,7 +37,7 @@ def trace_verify(
 
 
 @trace_app.command("show")
-def traceshow_red_result(file: Annotated[Path, typer.Argument(help="A trace file written by redgraph.")]) -> None:
+def trace_show(file: Annotated[Path, typer.Argument(help="A trace file written by redgraph.")]) -> None:
     """Print a trace's events, one row each."""
     from pydantic import ValidationError
 
