@@ -45,11 +45,18 @@ def check_whole_number(name: str, value: object, minimum: int = 1, error: type[R
     return value
 
 
+def _visible(text: str) -> bool:
+    """Whether ``text`` holds a character a reader could see (not only spaces or control characters)."""
+    return any(ch.isprintable() and not ch.isspace() for ch in text)
+
+
 def check_question(question: object) -> str:
     if not isinstance(question, str):
         raise InputError(f"the question must be a string, got {type(question).__name__}: {question!r:.80}")
     if not question.strip():
         raise InputError(f"the question is empty ({question!r}); ask something about the image")
+    if not _visible(question):
+        raise InputError(f"the question holds only control characters ({question!r:.80}); ask something about the image")
     return question
 
 
@@ -59,7 +66,24 @@ def check_rationale(rationale: object, index: int | None = None) -> str:
         raise InputError(f"{which} must be a string, got {type(rationale).__name__}: {rationale!r:.80}")
     if not rationale.strip():
         raise InputError(f"{which} is empty ({rationale!r}); pass the reasoning text, or decode without a rationale")
+    if not _visible(rationale):
+        raise InputError(f"{which} holds only control characters ({rationale!r:.80}); pass the reasoning text, or "
+                         "decode without a rationale")
     return rationale
+
+
+# RED's lambda: beyond this the image branch no longer counts (a rationale weighted 100 outvotes it by
+# e^100 per nat), so a larger value is a mistake, not a setting.
+MAX_RATIONALE_WEIGHT = 100.0
+
+
+def check_rationale_weight(value: object, name: str = "rationale_weight") -> float:
+    """RED's lambda: a finite number from 0 to :data:`MAX_RATIONALE_WEIGHT`."""
+    check_non_negative(name, value)
+    if value > MAX_RATIONALE_WEIGHT:
+        raise ConfigError(f"{name} (lambda) must be at most {MAX_RATIONALE_WEIGHT:g}, got {value!r}; 1 weighs the "
+                          "rationale as much as the image, 0 ignores it")
+    return float(value)
 
 
 def check_rationale_weights(weights) -> tuple[float, ...]:
@@ -69,6 +93,9 @@ def check_rationale_weights(weights) -> tuple[float, ...]:
         raise ConfigError("rationale_weights is empty; give one weight per rationale, or None for equal shares")
     for index, weight in enumerate(weights):
         check_non_negative(f"rationale_weights[{index}]", weight)
+    if not math.isfinite(sum(weights)):
+        raise ConfigError(f"rationale_weights {weights!r:.120} add up beyond a float; they are relative, so scale "
+                          "them down (e.g. to sum to 1)")
     if sum(weights) == 0:
         raise ConfigError(
             f"rationale_weights {weights!r} are all zero; set rationale_weight=0 to decode without rationales"
@@ -96,6 +123,7 @@ __all__ = [
     "check_non_negative",
     "check_question",
     "check_rationale",
+    "check_rationale_weight",
     "check_rationale_weights",
     "check_whole_number",
 ]

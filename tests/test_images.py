@@ -35,7 +35,9 @@ def test_exif_orientation_is_applied():
 
 def test_transparency_becomes_white_and_greyscale_becomes_rgb():
     clear = Image.new("RGBA", (2, 2), (255, 0, 0, 0))
+    clear.putpixel((1, 1), (0, 0, 255, 255))
     assert load_image(clear).getpixel((0, 0)) == (255, 255, 255)
+    assert load_image(clear).getpixel((1, 1)) == (0, 0, 255)
     assert load_image(Image.new("L", (2, 2), 128)).getpixel((1, 1)) == (128, 128, 128)
     assert load_image(Image.new("P", (2, 2))).mode == "RGB"
 
@@ -120,3 +122,45 @@ def test_the_decoded_file_memory_keeps_its_pixel_budget():
     assert memory.get("a") is None and memory.get("b") is not None and memory.get("c") is not None
     memory.put("d", Image.new("RGB", (10, 10)), "d")  # "b" was used less recently than "c", so "b" goes
     assert memory.get("b") is None and memory.get("c") is not None and memory.get("d") is not None
+
+
+def test_an_image_with_nothing_to_see_is_refused():
+    with pytest.raises(ImageError, match="fully transparent"):
+        load_image(Image.new("RGBA", (8, 8), (255, 0, 0, 0)))
+    with pytest.raises(ImageError, match="fully transparent"):
+        load_image(_png(Image.new("LA", (8, 8), (0, 0))))
+
+
+def test_sixteen_bit_images_keep_their_greys():
+    import numpy as np
+
+    ramp = np.tile(np.array([0, 16384, 32768, 65535], dtype=np.uint16), (4, 1))
+    picture = load_image(_png(Image.fromarray(ramp)))  # a 16-bit greyscale PNG
+    assert [picture.getpixel((x, 0))[0] for x in range(4)] == [0, 64, 128, 255]
+    floats = Image.fromarray(np.full((2, 2), 0.5, dtype=np.float32), mode="F")
+    assert load_image(floats).getpixel((0, 0)) == (128, 128, 128)
+
+
+@pytest.mark.parametrize("size", [(20000, 4), (1, 65000), (201, 1)])
+def test_long_thin_images_are_refused_with_their_sizes(size):
+    with pytest.raises(ImageError, match=f"{size[0]}x{size[1]}, an aspect ratio of"):
+        load_image(_png(Image.new("RGB", size, "white")))
+    assert load_image(Image.new("RGB", (200, 1))).size == (200, 1)
+
+
+def test_only_regular_files_are_read(tmp_path):
+    import os
+
+    from redgraph.models.images import load_image_file, resolve_image
+
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    for reader in (load_image, lambda p: load_image_file(p), resolve_image):
+        with pytest.raises(ImageError, match="not a regular file"):
+            reader(str(fifo))
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_image("/dev/zero")
+    with pytest.raises(ImageError, match="cannot read image file .*name too long"):
+        load_image("x" * 5000 + ".png")
+    with pytest.raises(ImageError, match="is a folder"):
+        load_image(str(tmp_path))

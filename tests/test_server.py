@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from PIL import Image
 
 pytest.importorskip("fastapi")
 import uvicorn  # noqa: E402
@@ -179,6 +180,12 @@ def _png_data_url(kind: str = "image/png", payload: bytes | None = None) -> str:
     return f"data:{kind};base64," + base64.b64encode(payload).decode()
 
 
+def _thin_png_data_url() -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (20000, 4), "white").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
 def _with_image(url: str, **extra) -> dict:
     return {"model": "tiny", "max_tokens": 4, **extra, "messages": [{"role": "user", "content": [
         {"type": "text", "text": QUESTION}, {"type": "image_url", "image_url": {"url": url}}]}]}
@@ -211,6 +218,13 @@ BAD_REQUESTS = {
     "graph: file path": (dict(body={"image": "/etc/passwd", "question": QUESTION}, path="/v1/redgraph/ask"), 400,
                          "file paths are not accepted"),
     "unknown route": (dict(body={}, path="/v1/completions"), 404, "Not Found"),
+    # Hostile inputs (issue 18): each once gave a 500 or a 200 with nothing in it.
+    "long thin image": (dict(body=_with_image(_thin_png_data_url())), 400, "20000x4, an aspect ratio of 5000:1"),
+    "huge lambda": (dict(body=_with_image(_png_data_url(), rationale="x", rationale_weight=1e308)), 400,
+                    "at most 100"),
+    "control-only rationale": (dict(body=_with_image(_png_data_url(), rationale="\x00")), 400, "only control characters"),
+    "graph: control-only question": (dict(body={"image": _png_data_url(), "question": "\x00"}, path="/v1/redgraph/ask"),
+                                     400, "only control characters"),
 }
 
 

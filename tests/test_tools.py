@@ -69,3 +69,10 @@ def test_failures_come_back_as_text_the_model_can_act_on(tmp_path):
     assert "question: Field required" in replies[1].content and "call it again" in replies[1].content
     assert "remote image URLs are refused" in replies[2].content
     assert final["messages"][-1].content == "I could not read the image."
+
+
+def test_a_path_too_long_for_the_system_comes_back_as_text(tmp_path):
+    tool = make_ask_image_tool(lvlm=load_embedded(), trace_dir=tmp_path)
+    reply = tool.invoke({"name": "ask_image", "args": {"image": "a" * 5000 + ".png", "question": "What is it?"},
+                         "id": "long", "type": "tool_call"})
+    assert reply.status == "error" and "name too long" in reply.content and "check the path" in reply.content

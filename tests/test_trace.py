@@ -92,3 +92,83 @@ def test_bad_values_are_refused():
     with pytest.raises(InputError, match="trace id"):
         Trace("")
 
+
+
+# --- the end of the chain, and hostile files (issue 18) -----------------------------------------
+
+def _edited(trace: Trace, edit) -> str:
+    data = json.loads(trace.to_json())
+    edit(data)
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def _drop_last(data):
+    data["events"].pop()
+
+
+def _rehash_last(data):
+    from redgraph.trace.chain import _event_hash
+
+    last = data["events"][-1]
+    last["outputs"]["answer"] = "blue"
+    last["hash"] = _event_hash(last)
+
+
+@pytest.mark.parametrize("edit", [_drop_last, _rehash_last, lambda d: d["events"].clear(),
+                                  lambda d: d.pop("head")], ids=["drop last", "re-hash last", "empty", "no head"])
+def test_the_end_of_an_unsigned_trace_is_protected(edit):
+    result = verify_text(_edited(_trace(), edit))
+    assert not result.ok and result.readable
+
+
+def test_a_signed_trace_cut_short_fails_without_a_key_and_an_edited_key_id_with_it():
+    assert not verify_text(_edited(_trace(signed=True), _drop_last)).ok
+    edited = _edited(_trace(signed=True), lambda d: d["signature"].update(key_id="someone-else"))
+    assert verify_text(edited).ok  # without the key, nothing can vouch for the key id
+    assert not verify_text(edited, b"secret").ok and verify_text(_trace(signed=True).to_json(), b"secret").ok
+
+
+def test_an_empty_trace_cannot_be_signed():
+    with pytest.raises(InputError, match="no event"):
+        Trace("nothing").sign(b"k")
+
+
+def test_a_version_1_trace_still_verifies_and_says_its_end_is_unprotected():
+    from redgraph.trace.chain import _signature_value
+
+    def as_version_1(data):
+        data["version"] = 1
+        data.pop("head")
+        data["signature"]["value"] = _signature_value(b"secret", data["trace_id"], data["events"][-1]["hash"])
+
+    result = verify_text(_edited(_trace(signed=True), as_version_1), b"secret")
+    assert result.ok
+    assert "version 1" in verify_text(_edited(_trace(signed=True), as_version_1)).reason
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"a": ' + "9" * 5000 + "}", "{" * 65 + "}" * 65, "not json"])
+def test_unreadable_text_is_its_own_verdict(text):
+    result = verify_text(text)
+    assert not result.ok and not result.readable and result.reason.startswith("unreadable")
+
+
+def test_trace_verify_exits_3_when_unreadable_and_2_for_a_pipe(tmp_path):
+    import os
+
+    from typer.testing import CliRunner
+
+    from redgraph.cli import app
+
+    runner = CliRunner()
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 50_000)
+    unreadable = runner.invoke(app, ["trace", "verify", str(deep)])
+    assert unreadable.exit_code == 3 and "unreadable" in unreadable.output
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for command in ("verify", "show"):
+        piped = runner.invoke(app, ["trace", command, str(fifo)])
+        assert piped.exit_code == 2 and "not a regular file" in piped.output
+    tampered = tmp_path / "t.json"
+    tampered.write_text(_edited(_trace(), _drop_last))
+    assert runner.invoke(app, ["trace", "verify", str(tampered)]).exit_code == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redgraph.errors import ConfigError, check_non_negative, check_rationale_weights
+from redgraph.errors import ConfigError, check_non_negative, check_rationale_weight, check_rationale_weights
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class REDConfig:
     batch_branches: bool = True
 
     def __post_init__(self) -> None:
-        check_non_negative("rationale_weight", self.rationale_weight)
+        check_rationale_weight(self.rationale_weight)
         if self.rationale_weights is not None:
             weights = tuple(self.rationale_weights)
             object.__setattr__(self, "rationale_weights", weights)

@@ -28,7 +28,7 @@ from transformers import LogitsProcessor
 
 from redgraph.decoding.branches import BranchSet, padded_rationale_rows
 from redgraph.decoding.red import rationale_lambdas, red_scores
-from redgraph.errors import ConfigError, UnsupportedError, check_non_negative
+from redgraph.errors import ConfigError, UnsupportedError, check_rationale_weight
 
 
 class RationaleEnhancedLogitsProcessor(LogitsProcessor):
@@ -57,7 +57,7 @@ class RationaleEnhancedLogitsProcessor(LogitsProcessor):
         rationale_weights: Sequence[Sequence[float] | None] | None = None,
         batch_branches: bool = True,
     ) -> None:
-        check_non_negative("rationale_weight", rationale_weight)
+        check_rationale_weight(rationale_weight)
         if not rationale_inputs:
             raise ConfigError("rationale_inputs is empty; give at least one encoded rationale prompt")
         if isinstance(rationale_inputs[0], Mapping):

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from redgraph.agents.critic import Critic
 from redgraph.agents.reasoner import Reasoner
-from redgraph.errors import ConfigError, check_whole_number
+from redgraph.errors import ConfigError, check_rationale_weight, check_whole_number
 
 OnExhausted = Literal["image_only", "best_supported", "human_review"]
 POLICIES: tuple[str, ...] = ("image_only", "best_supported", "human_review")
@@ -51,9 +51,7 @@ class RunContext:
     def __post_init__(self) -> None:
         for name in ("rationales", "rounds", "max_new_tokens"):
             check_whole_number(name, getattr(self, name))
-        weight = self.rationale_weight
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight >= 0 or weight == float("inf"):
-            raise ConfigError(f"rationale_weight (lambda) must be a finite number >= 0, got {weight!r}")
+        check_rationale_weight(self.rationale_weight)
         if self.on_exhausted not in POLICIES:
             raise ConfigError(f"on_exhausted must be one of {', '.join(POLICIES)}, got {self.on_exhausted!r}")
 

@@ -22,6 +22,7 @@ from typing import Union
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from redgraph.data.files import check_regular_file, read_regular_file
 from redgraph.errors import ImageError
 
 ImageInput = Union[str, "os.PathLike[str]", bytes, bytearray, Image.Image]
@@ -29,6 +30,11 @@ ImageInput = Union[str, "os.PathLike[str]", bytes, bytearray, Image.Image]
 # About 8K x 8K. Larger images are almost always an error or a decompression bomb; raise the
 # limit explicitly for the rare real one.
 DEFAULT_MAX_PIXELS = 64_000_000
+# An image file larger than this is refused before it is read (a 64M-pixel PNG is rarely above it).
+DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
+# Vision processors refuse long thin images (Qwen-VL: an aspect ratio above 200); refused here first,
+# with the sizes named.
+MAX_ASPECT_RATIO = 200
 
 
 def load_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -57,16 +63,8 @@ def load_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
         return _open(io.BytesIO(bytes(image)), f"the given {len(image)} bytes", max_pixels)
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
-        if not os.path.exists(path):
-            raise ImageError(f"image file {path!r} does not exist; check the path")
-        if os.path.isdir(path):
-            raise ImageError(f"image path {path!r} is a folder; pass an image file")
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as exc:
-            raise ImageError(f"cannot read image file {path!r}: {exc.strerror or exc}") from exc
-        return _open(io.BytesIO(data), f"image file {path!r}", max_pixels)
+        data = read_regular_file(path, max_bytes=DEFAULT_MAX_FILE_BYTES, what="image file", error=ImageError)
+        return _open(io.BytesIO(data), f"image file {path[:200]!r}", max_pixels)
     raise ImageError(
         f"unsupported image type {type(image).__name__}; pass a file path, the image file's bytes, or a PIL image"
     )
@@ -156,12 +154,7 @@ def load_image_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_M
     """
     _check_max_pixels(max_pixels)
     location = os.fspath(path)
-    try:
-        with open(location, "rb") as f:
-            data = f.read()
-    except OSError:
-        picture = load_image(location, max_pixels=max_pixels)  # names the problem (missing, a folder, unreadable)
-        return picture, image_sha256(picture)
+    data = read_regular_file(location, max_bytes=DEFAULT_MAX_FILE_BYTES, what="image file", error=ImageError)
     key = f"{max_pixels}:{hashlib.sha256(data).hexdigest()}"
     found = _DECODED.get(key)
     if found is None:
@@ -202,6 +195,10 @@ def _check_size(image: Image.Image, what: str, max_pixels: int) -> None:
         )
     if pixels == 0:
         raise ImageError(f"{what} is empty ({image.width}x{image.height})")
+    ratio = max(image.width, image.height) / min(image.width, image.height)
+    if ratio > MAX_ASPECT_RATIO:
+        raise ImageError(f"{what} is {image.width}x{image.height}, an aspect ratio of {ratio:.0f}:1, above the "
+                         f"{MAX_ASPECT_RATIO}:1 that vision models take; crop it or pad it towards a square")
 
 
 def _upright_rgb(image: Image.Image, what: str, max_pixels: int) -> Image.Image:
@@ -209,13 +206,33 @@ def _upright_rgb(image: Image.Image, what: str, max_pixels: int) -> Image.Image:
     image = ImageOps.exif_transpose(image)  # always a copy or a new image
     if image.mode == "RGB":
         return image.copy()
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return _eight_bit(image).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Transparent pixels over white, as a viewer shows them, not over black.
         rgba = image.convert("RGBA")
+        alpha = rgba.getchannel("A")
+        if alpha.getextrema()[1] == 0:
+            raise ImageError(f"{what} is fully transparent: there is nothing to see in it; pass the image with its "
+                             "content opaque")
         canvas = Image.new("RGB", rgba.size, (255, 255, 255))
-        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        canvas.paste(rgba, mask=alpha)
         return canvas
     return image.convert("RGB")
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float greyscale image scaled to 8 bits (PIL's own conversion clips every
+    value above 255 to white)."""
+    import numpy as np
+
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        top = 1.0 if values.max(initial=0.0) <= 1.0 else 255.0
+    else:
+        top = 255.0 if values.max(initial=0) <= 255 else 65535.0
+    scaled = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")
 
 
 DEFAULT_MAX_IMAGE_BYTES = 8 * 1024 * 1024
@@ -252,10 +269,7 @@ def resolve_image(
     if not allow_paths:
         raise ImageError(f"file paths are not accepted here ({reference[:80]!r}); send the image as a data URL")
     path = Path(os.path.expanduser(reference))
-    if not path.is_file():
-        raise ImageError(f"image file {reference!r} does not exist; check the path, or send a data URL")
-    if path.stat().st_size > max_bytes:
-        raise ImageError(f"image file {reference!r} is {path.stat().st_size} bytes, above the limit of {max_bytes}")
+    check_regular_file(path, max_bytes=max_bytes, what="image file", error=ImageError)
     return str(path)
 
 

@@ -60,23 +60,24 @@ def build_server(
         """Check a redgraph trace: a file path (its exact bytes are checked) or the trace's JSON text (its
         events and hash chain are checked). With a key, the HMAC signature is checked too. Returns ok, the
         reason, and the first bad event's index."""
-        from redgraph.trace import verify_data, verify_text
+        from redgraph.trace import read_json, read_trace_file, verify_data, verify_text
 
         text = trace.strip()
         if text.startswith("{"):
-            import json
-
             try:
-                result = verify_data(json.loads(text), key)
-            except json.JSONDecodeError as exc:
-                raise ToolError(f"verify_trace: the trace text is not JSON ({exc}); pass the file's path or its JSON") from exc
+                result = verify_data(read_json(text), key)
+            except RedgraphError as exc:
+                raise ToolError(f"verify_trace: the trace text cannot be read ({exc}); pass the file's path or its "
+                                "JSON") from exc
         else:
-            path = Path(os.path.expanduser(text))
-            if not path.is_file():
-                raise ToolError(f"verify_trace: no trace file at {trace!r}; pass the file's path or its JSON text")
-            result = verify_text(path.read_text(encoding="utf-8"), key)
+            try:
+                content = read_trace_file(Path(os.path.expanduser(text)))
+            except RedgraphError as exc:
+                raise ToolError(f"verify_trace: no trace file at {trace[:200]!r} can be read ({exc}); pass the file's "
+                                "path or its JSON text") from exc
+            result = verify_text(content, key)
         return {"ok": result.ok, "reason": result.reason, "first_bad_event": result.first_bad, "events": result.events,
-                "signed": result.signed}
+                "signed": result.signed, "readable": result.readable}
 
     return server
 

@@ -9,6 +9,8 @@ from redgraph.trace.chain import (
     Verification,
     digest,
     json_schema,
+    read_json,
+    read_trace_file,
     verify_data,
     verify_text,
 )
@@ -22,6 +24,8 @@ __all__ = [
     "Verification",
     "digest",
     "json_schema",
+    "read_json",
+    "read_trace_file",
     "verify_data",
     "verify_text",
 ]

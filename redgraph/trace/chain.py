@@ -2,10 +2,16 @@
 
 Each event carries the hash of the one before it (the first, a hash of the trace id), and its own
 hash over its canonical JSON, so changing, dropping, reordering or moving an event between traces
-breaks the chain at that event. A trace file is written in one canonical form (sorted keys,
-two-space indent), and verification also requires the file's bytes to be exactly that form, so a
-change to any byte of the file is caught, whitespace included. A finished trace can be signed with
-HMAC-SHA256 over its trace id and last hash.
+breaks the chain at that event. The file's ``head`` commits to the chain's end (the number of events
+and the last hash), so dropping or re-hashing the last event is caught too, and a trace with no
+event is not a run. A trace file is written in one canonical form (sorted keys, two-space indent),
+and verification also requires the file's bytes to be exactly that form, so a change to any byte of
+the file is caught, whitespace included. A finished trace can be signed with HMAC-SHA256 over
+everything the signature block and the head say: trace id, event count, last hash, algorithm and
+key id.
+
+Reading is bounded: JSON nested deeper than :data:`MAX_DEPTH` or with integers longer than
+:data:`MAX_INT_DIGITS` digits is *unreadable* (its own verdict, not "tampered").
 
 Example:
     >>> trace = Trace("run-1")
@@ -31,8 +37,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from redgraph.errors import ConfigError, InputError
 
 FORMAT = "redgraph-trace"
-VERSION = 1
+VERSION = 2  # 2: the head commits to the chain's end, and the signature covers the head and key id
 KEY_ENV = "REDGRAPH_TRACE_KEY"
+MAX_DEPTH = 64  # JSON nesting a trace may have (events hold small JSON outputs)
+MAX_INT_DIGITS = 40
 _EVENT_START = "    {"  # in the canonical layout, each event opens on a line of exactly this
 
 
@@ -68,13 +76,24 @@ class Signature(BaseModel):
     value: str
 
 
+class ChainHead(BaseModel):
+    """Where the chain ends: how many events it holds and the last one's hash."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    events: int
+    last_hash: str
+
+
 class TraceFile(BaseModel):
-    """The trace file: this model's JSON Schema is the published schema (``trace.schema.json``)."""
+    """The trace file: this model's JSON Schema is the published schema (``trace.schema.json``).
+
+    Version 1 files (written before the head existed) are still read; their end is not protected."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="redgraph trace")
     format: Literal["redgraph-trace"] = FORMAT
-    version: Literal[1] = VERSION
+    version: Literal[1, 2] = VERSION
     trace_id: str
+    head: ChainHead | None = None
     events: list[TraceEvent]
     signature: Signature | None = None
 
@@ -102,8 +121,15 @@ def _event_hash(fields: dict) -> str:
     return digest({k: v for k, v in fields.items() if k != "hash"})
 
 
-def _signature_value(key: bytes, trace_id: str, last_hash: str) -> str:
-    return hmac.new(key, f"{trace_id}:{last_hash}".encode(), hashlib.sha256).hexdigest()
+def _signature_value(key: bytes, trace_id: str, last_hash: str, *, events: int | None = None,
+                     key_id: str | None = None, algorithm: str = "hmac-sha256") -> str:
+    """HMAC over what a signature vouches for; ``events=None`` is version 1's message (id and last hash)."""
+    if events is None:
+        message = f"{trace_id}:{last_hash}"
+    else:
+        message = canonical({"format": FORMAT, "version": VERSION, "trace_id": trace_id, "events": events,
+                             "last_hash": last_hash, "algorithm": algorithm, "key_id": key_id})
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
 def chain_event(
@@ -177,11 +203,15 @@ class Trace:
         key_bytes = key.encode() if isinstance(key, str) else key
         if not key_bytes:
             raise ConfigError(f"the signing key is empty; set {KEY_ENV} or pass a key")
-        self.signature = Signature(key_id=key_id, value=_signature_value(key_bytes, self.trace_id, self.last_hash))
+        if not self.events:
+            raise InputError(f"trace {self.trace_id!r} has no event; an empty trace is not a run and cannot be signed")
+        value = _signature_value(key_bytes, self.trace_id, self.last_hash, events=len(self.events), key_id=key_id)
+        self.signature = Signature(key_id=key_id, value=value)
         return self.signature
 
     def to_file(self) -> TraceFile:
-        return TraceFile(trace_id=self.trace_id, events=list(self.events), signature=self.signature)
+        return TraceFile(trace_id=self.trace_id, head=ChainHead(events=len(self.events), last_hash=self.last_hash),
+                         events=list(self.events), signature=self.signature)
 
     def to_json(self) -> str:
         """The canonical file text (what :func:`verify_text` accepts byte for byte)."""
@@ -199,7 +229,9 @@ class Trace:
 
 @dataclass(frozen=True)
 class Verification:
-    """What :func:`verify_text` found. ``first_bad`` is the index of the first bad event, if any."""
+    """What :func:`verify_text` found. ``first_bad`` is the index of the first bad event, if any;
+    ``readable`` is False when the text could not be read as a trace at all (not JSON, too deep,
+    numbers too long), as opposed to a trace that reads but was changed."""
 
     ok: bool
     reason: str
@@ -207,14 +239,78 @@ class Verification:
     events: int = 0
     signed: bool = False
     signature_checked: bool = False
+    readable: bool = True
+
+
+def read_json(text: str) -> Any:
+    """``text`` parsed as JSON, bounded: nesting up to :data:`MAX_DEPTH`, integers up to
+    :data:`MAX_INT_DIGITS` digits.
+
+    Raises:
+        InputError: the text is not JSON, or goes beyond a bound (the message says which).
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:  # one pass, before the recursive parser sees it
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                raise InputError(f"the JSON is nested more than {MAX_DEPTH} levels deep; a redgraph trace is not")
+        elif char in "]}":
+            depth -= 1
+
+    def bounded_int(digits: str) -> int:
+        if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+            raise InputError(f"the JSON holds an integer of {len(digits.lstrip('-'))} digits, more than the "
+                             f"{MAX_INT_DIGITS} a redgraph trace uses")
+        return int(digits)
+
+    try:
+        return json.loads(text, parse_int=bounded_int)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON: {exc}") from exc
+    except InputError:
+        raise
+    except (RecursionError, ValueError) as exc:  # a bound json itself enforces
+        raise InputError(f"the JSON cannot be read safely: {exc}") from exc
+
+
+MAX_TRACE_BYTES = 64 * 1024 * 1024
+
+
+def read_trace_file(path: str | os.PathLike[str]) -> str:
+    """The text of a trace file: a regular file of at most ``MAX_TRACE_BYTES``, in UTF-8.
+
+    Raises:
+        InputError: the path is missing, not a regular file (a pipe or device), too large, or not UTF-8.
+    """
+    from redgraph.data.files import read_regular_file
+
+    data = read_regular_file(path, max_bytes=MAX_TRACE_BYTES, what="trace file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"trace file {os.fspath(path)[:200]!r} is not UTF-8 text ({exc}); pass a trace redgraph wrote") from exc
 
 
 def verify_text(text: str, key: bytes | str | None = None) -> Verification:
-    """Check a trace file's text: schema, canonical bytes, hash chain, and (with a key) signature."""
+    """Check a trace file's text: schema, canonical bytes, hash chain and head, and (with a key) signature."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return Verification(False, f"not JSON: {exc}", _event_at(text, exc.pos))
+        data = read_json(text)
+    except InputError as exc:
+        position = exc.__cause__.pos if isinstance(exc.__cause__, json.JSONDecodeError) else None
+        return Verification(False, f"unreadable: {exc}", None if position is None else _event_at(text, position),
+                            readable=False)
     return _verify(data, key, text)
 
 
@@ -232,6 +328,12 @@ def _verify(data: Any, key: bytes | str | None, text: str | None) -> Verificatio
         location = exc.errors()[0]["loc"]
         index = location[1] if len(location) > 1 and location[0] == "events" and isinstance(location[1], int) else None
         return Verification(False, f"not a redgraph trace: {exc.errors()[0]['msg']} at {'.'.join(map(str, location))}", index)
+    count = len(trace.events)
+    if not trace.events:
+        return Verification(False, "the trace holds no event: an empty trace is not a run")
+    if trace.version >= 2 and trace.head is None:
+        return Verification(False, "the trace has no head (event count and last hash); it was cut or edited", None,
+                            count)
     previous = _genesis(trace.trace_id)
     for position, event in enumerate(trace.events):
         fields = event.model_dump(mode="json")
@@ -244,6 +346,10 @@ def _verify(data: Any, key: bytes | str | None, text: str | None) -> Verificatio
             return Verification(False, f"event {position} ({event.node}/{event.kind}) was changed: its hash does not match",
                                 position, len(trace.events))
         previous = event.hash
+    if trace.head is not None and (trace.head.events, trace.head.last_hash) != (count, previous):
+        return Verification(False, f"the head says {trace.head.events} events ending in {trace.head.last_hash[:12]}..., "
+                                   f"the chain has {count} ending in {previous[:12]}...: events were dropped, added "
+                                   "or re-hashed at the end", min(count, trace.head.events) - 1 if count else None, count)
     rewritten = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     if text is not None and rewritten != text:
         offset = next((i for i, (a, b) in enumerate(zip(text, rewritten)) if a != b), min(len(text), len(rewritten)))
@@ -254,11 +360,14 @@ def _verify(data: Any, key: bytes | str | None, text: str | None) -> Verificatio
     signed = trace.signature is not None
     if key is None:
         note = "; signed, but no key was given, so the signature was not checked" if signed else ""
+        if trace.version < 2:
+            note += "; a version 1 trace: its last event is not protected"
         return Verification(True, f"{len(trace.events)} events, chain intact{note}", None, len(trace.events), signed)
     if not signed:
         return Verification(False, "a key was given but the trace is not signed", None, len(trace.events))
     key_bytes = key.encode() if isinstance(key, str) else key
-    expected = _signature_value(key_bytes, trace.trace_id, previous)
+    expected = _signature_value(key_bytes, trace.trace_id, previous, key_id=trace.signature.key_id,
+                                algorithm=trace.signature.algorithm, events=count if trace.version >= 2 else None)
     if not hmac.compare_digest(expected, trace.signature.value):
         return Verification(False, "the signature does not match (wrong key, or the trace was changed and re-chained)",
                             None, len(trace.events), True)
