@@ -5,7 +5,7 @@ import torch
 
 from redgraph.decoding import RationaleEnhancedLogitsProcessor, REDDecoder, REDRequest
 from redgraph.errors import ConfigError, ImageError, InputError, UnsupportedError
-from tests.conftest import scene
+from tests.conftest import scene, tiny
 
 QUESTION = "what color is the circle?"
 
@@ -28,7 +28,7 @@ def test_bad_question_or_rationale(qwen, question, rationales, error, message):
 
 def test_over_long_rationale_names_the_lengths(qwen):
     too_long = "the red circle is left of the blue square " * 600
-    with pytest.raises(InputError, match=r"rationale-branch prompt of rationale 0 is \d+ tokens .* context of 4096"):
+    with pytest.raises(InputError, match=r"rationale 0 is \d+ tokens, above this model's limit of 2048 tokens"):
         REDDecoder(qwen).decode(scene(), QUESTION, [too_long])
 
 
@@ -93,3 +93,49 @@ def test_processor_validates_its_arguments(llava, kwargs, message):
         RationaleEnhancedLogitsProcessor(llava.model, inputs, **kwargs)
     with pytest.raises(ConfigError, match="empty"):
         RationaleEnhancedLogitsProcessor(llava.model, [], rationale_weight=0.5)
+
+
+def test_questions_and_rationales_longer_than_half_the_context_are_refused_before_model_work(tmp_path):
+    """Issue 18: a 100,000-character question kept `ask` busy for minutes; now it is refused at once."""
+    import time
+
+    from redgraph.agents import LocalCritic, LocalReasoner
+    from redgraph.decoding import REDDecoder
+    from redgraph.graphs import ask, make_context
+
+    lvlm = tiny("qwen2_vl")
+    limit = lvlm.max_text_tokens
+    long_text = "What colour is the circle? " * 20_000
+    path = tmp_path / "scene.png"
+    scene().save(path)
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=f"question is {len(long_text)} characters, far above .* {limit} tokens"):
+        ask(path, long_text, make_context(lvlm), checkpoint="memory")
+    with pytest.raises(InputError, match=f"above this model's limit of {limit} tokens"):
+        REDDecoder(lvlm).decode(scene(), "What colour?", ["red " * (limit + 10)])
+    with pytest.raises(InputError, match="rationale 0 is"):
+        LocalCritic(lvlm).review(scene(), "What colour?", ["red " * (limit + 10)])
+    with pytest.raises(InputError, match="exceeds the model's context"):
+        LocalReasoner(lvlm).write(scene(), "What colour is it? " * (limit // 4))
+    assert time.perf_counter() - started < 10
+
+
+@pytest.mark.parametrize("text", ["\x00", "\x00\x01 \n", "\u200b"])
+def test_control_only_text_is_refused(text):
+    from redgraph.errors import check_question, check_rationale
+
+    with pytest.raises(InputError, match="only control characters|empty"):
+        check_question(text)
+    with pytest.raises(InputError, match="only control characters|empty"):
+        check_rationale(text)
+
+
+@pytest.mark.parametrize("weight", [1e308, 101.0])
+def test_a_lambda_beyond_100_is_refused(weight):
+    import re
+
+    from redgraph.decoding import REDConfig
+    from redgraph.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(f"at most 100, got {weight!r}")):
+        REDConfig(rationale_weight=weight)

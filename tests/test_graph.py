@@ -260,7 +260,7 @@ def test_an_over_long_rationale_fails_clearly_and_keeps_the_trace(image_path, tm
     long = "The circle is red and round. " * 400
     context = RunContext(answerer=tiny("llava_clip"), reasoner=ScriptedReasoner([[long]]),
                          critic=ScriptedCritic({long: 0.9}), max_new_tokens=2)
-    with pytest.raises(InputError, match="exceeds the model's context"):
+    with pytest.raises(InputError, match="rationale 0 is 6000 tokens, above this model's limit of 2048 tokens"):
         ask(image_path, QUESTION, context, checkpoint="memory", thread_id="long", trace_path=tmp_path / "t.json")
     trace = json.loads((tmp_path / "t.json").read_text())
     assert [e["node"] for e in trace["events"]] == ["receive", "reason", "critique", "decide", "run"]

@@ -418,9 +418,9 @@ def test_serve_command_starts_a_server_that_needs_the_key_from_the_environment()
 def test_a_rationale_too_long_for_the_model_is_a_400_or_an_error_event_when_streaming(live):
     body = {"model": "tiny", "messages": user_message(), "max_tokens": 4, "rationale": "red " * 4200}
     plain = _post(live, body)
-    assert plain.status_code == 400 and "exceeds the model's context of 4096 tokens" in plain.json()["error"]["message"]
+    assert plain.status_code == 400 and "above this model's limit of 2048 tokens" in plain.json()["error"]["message"]
     streamed = _post(live, {**body, "stream": True})
     assert streamed.status_code == 200
     events = [line.removeprefix("data: ") for line in streamed.text.splitlines() if line.startswith("data: ")]
     error = json.loads(events[-1])["error"]
-    assert "exceeds the model's context" in error["message"] and error["type"] == "invalid_request_error"
+    assert "above this model's limit" in error["message"] and error["type"] == "invalid_request_error"

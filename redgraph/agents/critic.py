@@ -196,6 +196,13 @@ class LocalCritic(ClaimCritic):
         self.scoring = scoring
         self.decomposers = decomposers
 
+    def review(self, image: ImageInput, question: str, rationales: Sequence[str]) -> CriticReport:
+        rationales = list(rationales)
+        self.lvlm.check_text_length(check_question(question), "question")
+        for index, rationale in enumerate(rationales):
+            self.lvlm.check_text_length(check_rationale(rationale, index), f"rationale {index}")
+        return super().review(image, question, rationales)
+
     def _load(self, image: ImageInput):
         return load_image(image, max_pixels=self.lvlm.max_image_pixels)
 

@@ -24,7 +24,7 @@ import torch
 from redgraph.decoding.branches import BranchSet, padded_rationale_rows
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.red import rationale_lambdas, red_scores, sampling_logits
-from redgraph.errors import InputError, check_rationale
+from redgraph.errors import InputError, check_question, check_rationale
 from redgraph.models.images import ImageInput
 
 FinishReason = Literal["eos", "stop", "length"]
@@ -188,6 +188,9 @@ class REDDecoder:
         for q, request in enumerate(requests):
             weights = request.rationale_weights if request.rationale_weights is not None else cfg.rationale_weights
             lambdas = rationale_lambdas(cfg.rationale_weight, weights, len(request.rationales)) if request.rationales else ()
+            lvlm.check_text_length(check_question(request.question), "question")
+            for k, rationale in enumerate(request.rationales):
+                lvlm.check_text_length(check_rationale(rationale, k), f"rationale {k}")
             image_inputs = lvlm.encode_image_branch(request.image, request.question)
             lvlm.check_fits(image_inputs, cfg.max_new_tokens, "image-branch prompt")
             rows.append(((q, -1), image_inputs))

@@ -134,6 +134,8 @@ def ask(
         context = make_context()
     elif not isinstance(context, RunContext):
         raise ConfigError(f"context must be a RunContext (see make_context), got {type(context).__name__}")
+    if hasattr(context.answerer, "check_text_length"):
+        context.answerer.check_text_length(question, "question")  # before any model work
     saver = open_checkpointer(checkpoint)
     try:
         graph = _compiled_graph().copy(update={"checkpointer": saver})

@@ -21,6 +21,7 @@ def generate_text(
     """
     tokenizer = lvlm.tokenizer
     inputs = encode_batch(lvlm, texts, images)
+    lvlm.check_fits(inputs, max_new_tokens, "prompt")  # before the forward, not after minutes of it
     sampling = {"do_sample": False}
     if temperature is not None:
         sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}

@@ -115,6 +115,28 @@ class LVLM:
         self.model.save_pretrained(path)
         save_processor(self.processor, os.fspath(path))
 
+    @property
+    def max_text_tokens(self) -> int:
+        """The longest question or rationale accepted, in tokens: half the model's context (the rest
+        is for the image, the prompt's own words and the answer), or 32,768 when it does not say."""
+        return self.context_length // 2 if self.context_length else 32_768
+
+    def check_text_length(self, text: str, what: str) -> None:
+        """Refuse a question or rationale longer than :attr:`max_text_tokens`, before any model work.
+
+        Raises:
+            InputError: naming ``what``, its length and the limit.
+        """
+        limit = self.max_text_tokens
+        # A token is rarely longer than 16 characters: far longer text is refused without tokenising it.
+        if len(text) > 16 * limit:
+            raise InputError(f"the {what} is {len(text)} characters, far above this model's limit of {limit} tokens "
+                             "for a question or rationale; shorten it")
+        count = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if count > limit:
+            raise InputError(f"the {what} is {count} tokens, above this model's limit of {limit} tokens for a question "
+                             "or rationale (half its context); shorten it")
+
     def check_fits(self, inputs, max_new_tokens: int, what: str) -> None:
         """Raise InputError when prompt + answer would not fit the model's context."""
         limit = self.context_length
