@@ -50,11 +50,20 @@ def _visible(text: str) -> bool:
     return any(ch.isprintable() and not ch.isspace() for ch in text)
 
 
+def _check_unicode(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from a JSON "\\ud800" escape
+        raise InputError(f"the {what} is not valid Unicode (a lone surrogate at character {exc.start}); send UTF-8 "
+                         "text") from None
+
+
 def check_question(question: object) -> str:
     if not isinstance(question, str):
         raise InputError(f"the question must be a string, got {type(question).__name__}: {question!r:.80}")
     if not question.strip():
         raise InputError(f"the question is empty ({question!r}); ask something about the image")
+    _check_unicode(question, "question")
     if not _visible(question):
         raise InputError(f"the question holds only control characters ({question!r:.80}); ask something about the image")
     return question
@@ -66,6 +75,7 @@ def check_rationale(rationale: object, index: int | None = None) -> str:
         raise InputError(f"{which} must be a string, got {type(rationale).__name__}: {rationale!r:.80}")
     if not rationale.strip():
         raise InputError(f"{which} is empty ({rationale!r}); pass the reasoning text, or decode without a rationale")
+    _check_unicode(rationale, which)
     if not _visible(rationale):
         raise InputError(f"{which} holds only control characters ({rationale!r:.80}); pass the reasoning text, or "
                          "decode without a rationale")

@@ -139,3 +139,13 @@ def test_a_lambda_beyond_100_is_refused(weight):
 
     with pytest.raises(ConfigError, match=re.escape(f"at most 100, got {weight!r}")):
         REDConfig(rationale_weight=weight)
+
+
+def test_text_that_is_not_valid_unicode_is_refused():
+    """Found by benchmarks/fuzz.py: a lone surrogate (a JSON "\\ud800" escape) reached the tokenizer."""
+    from redgraph.errors import check_question, check_rationale
+
+    with pytest.raises(InputError, match="question is not valid Unicode"):
+        check_question("What \ud800?")
+    with pytest.raises(InputError, match="rationale 2 is not valid Unicode"):
+        check_rationale("red \udfff", 2)

@@ -77,6 +77,17 @@ def test_critic_probes_smoke_run_reports_both_scorings_per_kind(tmp_path):
     assert "retention" in probes["lying_reasoner_retention"]["overall"]
 
 
+def test_fuzz_smoke_run_counts_every_surface_and_finds_no_failure():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "fuzz.py"), "--json", "--cases", "5", "--seconds", "1",
+         "--clients", "2"], capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    report = json.loads(done.stdout)
+    assert len(report["surfaces"]) == 10 and all(sum(c.values()) == 5 for c in report["surfaces"].values())
+    assert report["failures"] == 0, report["first_failures"]
+    assert report["load"]["outcomes"]
+
+
 def test_vision_probe_smoke_run_prints_every_figure():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "vision_probe.py"), "--json", "--scenes", "60"],
                           capture_output=True, text=True, check=True, cwd=ROOT)
