@@ -351,5 +351,7 @@ def test_make_context_sets_the_critics_scoring_and_decomposers(monkeypatch):
         make_context(lvlm, decomposer="gpt")
     with pytest.raises(ConfigError, match="'maybe'"):
         make_context(lvlm, critic_scoring="maybe")
+    with pytest.raises(ConfigError, match="set them on it instead"):
+        make_context(lvlm, critic=LocalCritic(lvlm), critic_scoring="both")
     with pytest.raises(ConfigError, match="unknown context settings"):
         resolve_context({"critic": "x"})

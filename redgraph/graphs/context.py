@@ -136,6 +136,9 @@ def make_context(
         raise ConfigError(f"reasoner {reasoner!r} is not understood; use 'local', 'openai:MODEL' or a reasoner object")
     if isinstance(critic, str) and critic != "local":
         raise ConfigError(f"critic {critic!r} is not understood; use 'local' or a critic object")
+    if not isinstance(critic, str) and (critic_scoring, decomposer, accept_at) != ("probes", "grammar", 0.5):
+        raise ConfigError("critic_scoring, decomposer and accept_at configure the local critic; a critic object was "
+                          "given, so set them on it instead")
     if not isinstance(decomposer, str) or (decomposer not in ("grammar", "lvlm") and not decomposer.startswith("openai:")):
         raise ConfigError(f"decomposer {decomposer!r} is not understood; use 'grammar', 'lvlm' or 'openai:MODEL'")
     if isinstance(reasoner, str) and reasoner.startswith("openai:"):
