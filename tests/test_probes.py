@@ -245,12 +245,14 @@ def test_free_text_claims_through_a_scripted_chat_model():
         "The chart looks professional.": ClaimProbes(checkable=False, probes=[]),
         "Its title mentions sales.": {"checkable": True, "probes": [
             {"question": "Does the title mention sales?", "claimed_answer": "maybe", "alternatives": ["yes", "no"]}]},
+        "The bars are tall.": {"checkable": "very", "probes": 3},
     })
     claims = ["The red bar is 7.", "The second bar from the left reaches 7.", "The chart looks professional.",
-              "Its title mentions sales."]
+              "Its title mentions sales.", "The bars are tall."]
     found = decompose_all([GrammarDecomposer(), ChatDecomposer(model)], claims)
     assert model.asked == claims[1:]  # the grammar handled the first
-    assert [name for _, name in found] == ["grammar", "chat", None, None]  # not checkable; invalid probe
+    # not checkable; a claimed answer outside its alternatives; a reply that is not the schema
+    assert [name for _, name in found] == ["grammar", "chat", None, None, None]
     probe = found[1][0][0]
     assert (probe.question, probe.claimed, len(probe.alternatives)) == (
         "What is the value of the second bar from the left?", "7", 9)

@@ -22,13 +22,13 @@ import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from redgraph.data import questions
 from redgraph.data.claims import Claim, parse_claim
 from redgraph.data.scenes import COLOURS, TITLES
 from redgraph.decoding.probes import Probe
-from redgraph.errors import ConfigError, InputError, RemoteModelError
+from redgraph.errors import ConfigError, InputError, RemoteModelError, check_whole_number
 
 Probes = tuple[Probe, ...]
 _YES_NO = ("yes", "no")
@@ -147,7 +147,7 @@ class ChatDecomposer:
     name = "chat"
 
     def __init__(self, backend, *, max_probes: int = 3) -> None:
-        self.max_probes = max_probes
+        self.max_probes = check_whole_number("max_probes", max_probes)
         if hasattr(backend, "client") and hasattr(backend, "model"):
             self._ask = self._openai(backend.client, backend.model)
             self.model_name = getattr(backend, "model_name", backend.model)
@@ -182,7 +182,12 @@ class ChatDecomposer:
             except Exception as exc:  # providers raise their own types
                 raise RemoteModelError(f"the chat model {type(chat_model).__name__} could not decompose the claim "
                                        f"{claim!r:.80}: {type(exc).__name__}: {exc}") from exc
-            return ClaimProbes.model_validate(reply) if isinstance(reply, dict) else reply
+            if isinstance(reply, dict):
+                try:
+                    return ClaimProbes.model_validate(reply)
+                except ValidationError:
+                    return None  # not the schema: the claim stays undecomposed (and is flagged)
+            return reply
         return ask
 
     def decompose(self, claims: Sequence[str]) -> list[Probes | None]:
