@@ -357,3 +357,16 @@ def test_make_context_sets_the_critics_scoring_and_decomposers(monkeypatch):
         make_context(lvlm, critic=LocalCritic(lvlm), critic_scoring="both")
     with pytest.raises(ConfigError, match="unknown context settings"):
         resolve_context({"critic": "x"})
+
+
+def test_a_model_that_says_nothing_does_not_support_an_open_claim(monkeypatch):
+    from redgraph.decoding import probes as probe_module
+
+    lvlm = tiny("qwen2_vl")
+    monkeypatch.setattr(probe_module._Asker, "greedy", lambda self, asked, questions, limit: ["" for _ in questions])
+    probe = Probe("What is the total?", "42")
+    [result] = score_probes(lvlm, scene(), [probe])
+    full = torch.tensor([_full_prompt_logprob(lvlm, scene(), probe.question, a) for a in ("42", "")], dtype=torch.float64)
+    expected = torch.softmax(full, dim=0).tolist()
+    assert result.candidates == pytest.approx({"42": expected[0], "": expected[1]}, abs=1e-4)
+    assert result.support < 1.0

@@ -277,7 +277,8 @@ def _evidence(claim: ClaimCheck) -> str:
     """What the image said about an unsupported claim, as the critique words it."""
     probe = claim.weakest_probe
     if probe is not None:
-        asked = f': asked "{probe.question}", the image answers {probe.image_answer} (p {probe.image_probability:.2f})'
+        asked = (f': asked "{probe.question}", the image answers {probe.image_answer or "nothing"} '
+                 f"(p {probe.image_probability:.2f})")
         return asked + (f"; P(true) = {claim.p_yes:.2f}" if claim.method == "both" else "")
     if claim.method == "p_yes_fallback":
         return f" (P(true) = {claim.support:.2f}; no question could be asked of this claim, so only P(yes) checked it)"

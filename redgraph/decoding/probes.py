@@ -8,7 +8,8 @@ probability is the product of its tokens' probabilities:
 
 - closed set: the claimed answer's probability normalised over the alternatives;
 - open answer: the model first answers greedily; the claimed answer's probability is normalised
-  over {claimed, the model's own answer} (1 when they are the same answer).
+  over {claimed, the model's own answer} (1 when they are the same answer; an empty answer, the
+  model saying nothing, is a candidate like any other, so silence never supports a claim).
 
 All probes of one image share one prefill of the image prefix. Each distinct question then runs
 once, after a copy of that cache (all questions in one forward, right-padded), and every candidate
@@ -139,9 +140,8 @@ def score_probes(lvlm, image: ImageInput, probes: Sequence[Probe], *, max_answer
         if probe.alternatives is not None:
             candidates.append(list(probe.alternatives))
         else:
-            own = greedy[probe.question]
-            same = not own.strip() or answer_key(own) == answer_key(probe.claimed)
-            candidates.append([probe.claimed] if same else [probe.claimed, own])
+            own = greedy[probe.question].strip()  # "" when the model says nothing: a candidate like any other
+            candidates.append([probe.claimed] if answer_key(own) == answer_key(probe.claimed) else [probe.claimed, own])
     logprobs = asker.answer_logprobs(asked, [(p.question, c) for p, cs in zip(probes, candidates) for c in cs])
     results, at = [], 0
     for probe, names in zip(probes, candidates):
@@ -214,6 +214,10 @@ class _Asker:
             by_group.setdefault(id(group), []).append((index, row, self._answer_ids(answer)))
         for key, members in by_group.items():
             group = groups[key]
+            for index, row, ids in members:
+                if len(ids) == 1:  # the empty answer: the end token at once
+                    scores[index] = float(group.logprobs[row, ids[0]])
+            members = [member for member in members if len(member[2]) > 1]
             for chunk in _chunks(members, group.logprobs.shape[-1]):
                 rows = group.repeated([row for _, row, _ in chunk])
                 logits = rows.extend([ids[:-1] for _, _, ids in chunk])  # (R, S, V): position j predicts token j+1
