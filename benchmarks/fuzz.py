@@ -10,8 +10,9 @@ random files) and the HTTP server (random chat-completion and graph bodies). Eac
 ``ok`` (a result), ``refused`` (redgraph's own error, a 4xx, or a "tampered"/"unreadable" verdict)
 or ``failure`` (any other exception, a traceback, a 5xx, or a verdict of "intact" for a changed
 trace); the script prints the counts and the first failures. The load phase reports requests per
-outcome, the good requests' success share, and the process's memory before and after (tiny random
-LLaVA model; the server runs in this process).
+outcome, the good requests' success share (clients wait the ``Retry-After`` of a 503, as the official
+clients do), and the process's memory before and after (tiny random LLaVA model; the server runs in
+this process).
 """
 
 from __future__ import annotations
@@ -251,9 +252,11 @@ def main() -> None:
                                              headers={"Content-Type": "application/json"})
                         outcome = f"{'oversized' if hostile else 'good'} {reply.status_code}"
                     except httpx.HTTPError as exc:
-                        outcome = f"{'oversized' if hostile else 'good'} {type(exc).__name__}"
+                        reply, outcome = None, f"{'oversized' if hostile else 'good'} {type(exc).__name__}"
                     with lock:
                         load[outcome] += 1
+                    if reply is not None and reply.status_code == 503:  # as the official clients do
+                        time.sleep(min(float(reply.headers.get("Retry-After", 1)), stop - time.monotonic(), 5.0))
 
         threads = [threading.Thread(target=client_loop, args=(seed,)) for seed in range(args.clients)]
         for thread in threads:

@@ -415,12 +415,27 @@ def test_serve_command_starts_a_server_that_needs_the_key_from_the_environment()
         server.stderr.close()
 
 
-def test_a_rationale_too_long_for_the_model_is_a_400_or_an_error_event_when_streaming(live):
+def test_a_rationale_too_long_for_the_model_is_a_400_before_any_stream_starts(live):
     body = {"model": "tiny", "messages": user_message(), "max_tokens": 4, "rationale": "red " * 4200}
-    plain = _post(live, body)
-    assert plain.status_code == 400 and "above this model's limit of 2048 tokens" in plain.json()["error"]["message"]
-    streamed = _post(live, {**body, "stream": True})
-    assert streamed.status_code == 200
-    events = [line.removeprefix("data: ") for line in streamed.text.splitlines() if line.startswith("data: ")]
-    error = json.loads(events[-1])["error"]
-    assert "above this model's limit" in error["message"] and error["type"] == "invalid_request_error"
+    for extra in ({}, {"stream": True}):
+        reply = _post(live, {**body, **extra})
+        assert reply.status_code == 400 and "above this model's limit of 2048 tokens" in reply.json()["error"]["message"]
+        assert reply.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_stream_that_fails_after_it_started_ends_with_an_openai_shaped_error_event():
+    import asyncio
+    from types import SimpleNamespace
+
+    from redgraph.errors import InputError
+    from redgraph.serve.openai import stream
+
+    async def collect() -> list[str]:
+        events: asyncio.Queue = asyncio.Queue()
+        await events.put(("error", InputError("the rationale-branch prompt exceeds the model's context")))
+        job = SimpleNamespace(events=events, request=SimpleNamespace(rationales=("x",)))
+        return [chunk async for chunk in stream(job, tiny("qwen2_vl").tokenizer, "id", 0, "tiny", (), False)]
+
+    chunks = asyncio.run(collect())
+    error = json.loads(chunks[-1].removeprefix("data: "))["error"]
+    assert error["type"] == "invalid_request_error" and "exceeds the model's context" in error["message"]

@@ -84,6 +84,10 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
             raise APIError(404, f"model {body.model!r} is not served here; this server serves {model_name!r}",
                            param="model", code="model_not_found")
         decoding, config = await red_request(body, settings)
+        # Over-long text is refused here, before it takes a place in the decoding queue.
+        lvlm.check_text_length(decoding.question, "question")
+        for index, rationale in enumerate(decoding.rationales):
+            lvlm.check_text_length(rationale, f"rationale {index}")
         job = request.app.state.batcher.submit(decoding, config)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
