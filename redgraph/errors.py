@@ -37,6 +37,10 @@ class UnsupportedError(RedgraphError, NotImplementedError):
     """A requested mode or model family is not supported."""
 
 
+class Cancelled(RedgraphError):
+    """Work stopped before it finished because its caller went away or its deadline passed."""
+
+
 def check_whole_number(name: str, value: object, minimum: int = 1, error: type[RedgraphError] | None = None) -> int:
     """``value`` if it is an int (not a bool) of at least ``minimum``; else ``error`` (default
     :class:`ConfigError`) naming ``name`` and the value."""
@@ -123,6 +127,7 @@ def check_non_negative(name: str, value: object) -> None:
 
 
 __all__ = [
+    "Cancelled",
     "ConfigError",
     "ImageError",
     "InputError",

@@ -433,7 +433,7 @@ def test_a_stream_that_fails_after_it_started_ends_with_an_openai_shaped_error_e
     async def collect() -> list[str]:
         events: asyncio.Queue = asyncio.Queue()
         await events.put(("error", InputError("the rationale-branch prompt exceeds the model's context")))
-        job = SimpleNamespace(events=events, request=SimpleNamespace(rationales=("x",)))
+        job = SimpleNamespace(events=events, request=SimpleNamespace(rationales=("x",)), cancel=lambda: None)
         return [chunk async for chunk in stream(job, tiny("qwen2_vl").tokenizer, "id", 0, "tiny", (), False)]
 
     chunks = asyncio.run(collect())

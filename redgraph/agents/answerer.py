@@ -40,6 +40,7 @@ def answer_with_red(
     rationale_weight: float,
     max_new_tokens: int = 16,
     on_token: Callable[[TokenAttribution], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Answer:
     """Decode the answer; with no rationale of positive weight it is the image branch's greedy answer.
 
@@ -52,6 +53,6 @@ def answer_with_red(
     callback = None if on_token is None else (lambda _index, token: on_token(token))
     result = REDDecoder(lvlm, config).decode(
         image, question, [r for r, _ in kept], rationale_weights=[w for _, w in kept] if kept else None,
-        on_token=callback,
+        on_token=callback, should_stop=should_stop,
     )
     return Answer(result, tuple(r for r, _ in kept), tuple(w for _, w in kept))

@@ -27,7 +27,7 @@ from redgraph.decoding.red import rationale_lambdas, red_scores, sampling_logits
 from redgraph.errors import InputError, check_question, check_rationale
 from redgraph.models.images import ImageInput
 
-FinishReason = Literal["eos", "stop", "length"]
+FinishReason = Literal["eos", "stop", "length", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,16 @@ class REDRequest:
         rationales: zero or more rationales; with none, RED is plain decoding of the image branch.
         rationale_weights: relative weight per rationale (e.g. the critic's support); None uses the
             config's ``rationale_weights``, or equal shares.
+        should_stop: asked before every step; when it answers True the request ends there, with
+            finish reason ``"cancelled"`` (a server's client went away, or its deadline passed),
+            and the other requests of the batch go on.
     """
 
     image: ImageInput
     question: str
     rationales: tuple[str, ...] = ()
     rationale_weights: tuple[float, ...] | None = None
+    should_stop: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # A lone string is one rationale, not a sequence of one-character rationales.
@@ -159,10 +163,11 @@ class REDDecoder:
         *,
         rationale_weights: Sequence[float] | None = None,
         on_token: TokenCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> REDResult:
         """Answer one question; see :class:`REDRequest` for the arguments."""
         weights = None if rationale_weights is None else tuple(rationale_weights)
-        request = REDRequest(image, question, rationales, weights)
+        request = REDRequest(image, question, rationales, weights, should_stop)
         return self.decode_batch([request], on_token=on_token)[0]
 
     def decode_batch(self, requests: Sequence[REDRequest], *, on_token: TokenCallback | None = None) -> list[REDResult]:
@@ -218,8 +223,16 @@ class REDDecoder:
         branches = BranchSet(lvlm.model, rows, batched=cfg.batch_branches)
 
         eos = self._eos_ids()
+        stops = [request.should_stop for request in requests]
         for _ in range(cfg.max_new_tokens):
+            for qs in questions:
+                if qs.finish_reason is None and stops[qs.index] is not None and stops[qs.index]():
+                    qs.finish_reason = "cancelled"
+                    qs.text = self._text(qs.token_ids)
             active = [qs for qs in questions if qs.finish_reason is None]
+            if not active:
+                break
+            branches.keep({qs.index for qs in active})
             chosen = self._choose(active, branches)  # question index -> token id
             for qs in active:
                 self._finish_if_done(qs, chosen[qs.index], eos)

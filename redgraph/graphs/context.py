@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redgraph.agents.critic import Critic
@@ -37,6 +37,9 @@ class RunContext:
         on_exhausted: when the last round is still rejected: answer from the image alone (flagged),
             with the best-supported rationale (flagged), or pause for a person (``interrupt``).
         max_new_tokens: longest answer.
+        should_stop: asked before each node and at every answer token; when it answers True the run
+            stops with :class:`redgraph.errors.Cancelled` (a server's client went away, or its
+            deadline passed). Not a setting: it is not recorded.
     """
 
     answerer: Any
@@ -47,6 +50,7 @@ class RunContext:
     rounds: int = 2
     on_exhausted: OnExhausted = "best_supported"
     max_new_tokens: int = 16
+    should_stop: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("rationales", "rounds", "max_new_tokens"):

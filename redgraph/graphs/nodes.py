@@ -14,7 +14,7 @@ from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from redgraph.errors import InputError
+from redgraph.errors import Cancelled, InputError
 from redgraph.graphs.context import RunContext, resolve_context
 from redgraph.graphs.state import GraphState
 from redgraph.models.images import load_image_file
@@ -48,6 +48,14 @@ def _image(state: GraphState):
     return picture
 
 
+def _live_context(runtime: Runtime[RunContext]) -> RunContext:
+    """The run's context, unless the run should stop (its caller went away, or its deadline passed)."""
+    ctx = resolve_context(runtime.context)
+    if ctx.should_stop is not None and ctx.should_stop():
+        raise Cancelled("the run was stopped between steps: its caller went away or its deadline passed")
+    return ctx
+
+
 def receive(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     """Check the image and question and record the run's inputs and settings."""
     started = time.perf_counter()
@@ -59,7 +67,7 @@ def receive(state: GraphState, runtime: Runtime[RunContext]) -> dict:
 
 
 def reason(state: GraphState, runtime: Runtime[RunContext]) -> dict:
-    ctx = resolve_context(runtime.context)
+    ctx = _live_context(runtime)
     started = time.perf_counter()
     critique = (state.get("critique") or None) if state.get("round", 0) > 0 else None
     written = ctx.reasoner.write(_image(state), state["question"], ctx.rationales, critique=critique)
@@ -72,7 +80,7 @@ def reason(state: GraphState, runtime: Runtime[RunContext]) -> dict:
 
 
 def critique(state: GraphState, runtime: Runtime[RunContext]) -> dict:
-    ctx = resolve_context(runtime.context)
+    ctx = _live_context(runtime)
     started = time.perf_counter()
     texts = [r["text"] for r in state["rationales"]]
     report = ctx.critic.review(_image(state), state["question"], texts)
@@ -91,7 +99,7 @@ def critique(state: GraphState, runtime: Runtime[RunContext]) -> dict:
 
 def decide(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     """Choose what the answerer decodes with: the accepted rationales, or the exhausted-rounds policy."""
-    ctx = resolve_context(runtime.context)
+    ctx = _live_context(runtime)
     texts = [r["text"] for r in state["rationales"]]
     supports = [r["support"] for r in state["reviews"]]
     flags = list(state.get("flags", []))
@@ -151,7 +159,7 @@ def answer(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     """Decode with RED; each token is streamed through LangGraph's custom stream mode."""
     from redgraph.agents.answerer import answer_with_red
 
-    ctx = resolve_context(runtime.context)
+    ctx = _live_context(runtime)
     started = time.perf_counter()
     write = get_stream_writer()
     chosen = state["chosen"]
@@ -160,7 +168,10 @@ def answer(state: GraphState, runtime: Runtime[RunContext]) -> dict:
         rationale_weight=ctx.rationale_weight, max_new_tokens=ctx.max_new_tokens,
         on_token=lambda token: write({"token": token.text, "changed_by_rationale": token.changed_by_rationale,
                                       "rationale_shift": token.rationale_shift}),
+        should_stop=ctx.should_stop,
     )
+    if result.result.finish_reason == "cancelled":
+        raise Cancelled("the answer was stopped mid-way: the run's caller went away or its deadline passed")
     record = result.to_dict()
     event = _event(state, "answer", "answer", inputs=chosen, outputs=record, model=_model_ref(ctx.answerer),
                    started=started)

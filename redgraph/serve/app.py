@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import threading
 import time
@@ -29,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from redgraph.errors import check_question
 from redgraph.graphs.run import run_graph
-from redgraph.serve.batcher import DecodeBatcher, ServerBusy
+from redgraph.serve.batcher import DecodeBatcher, RequestCancelled, ServerBusy
 from redgraph.serve.errors import APIError, BodyLimit, install_error_handlers
 from redgraph.serve.openai import completion, read_image, red_request, stream
 from redgraph.serve.schemas import AskRequest, ChatRequest
@@ -53,6 +54,7 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.state.settings = settings
     app.state.model_name = model_name
+    app.state.graph_runs = 0
 
     async def authorise(request: Request) -> None:
         if settings.api_key is None:
@@ -70,6 +72,7 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
     async def health() -> dict[str, Any]:
         batcher = getattr(app.state, "batcher", None)
         return {"status": "ok", "model": model_name, "pending": batcher.pending if batcher else 0,
+                "graph_runs": app.state.graph_runs,
                 "batches": batcher.batches if batcher else 0,
                 "batched_requests": batcher.batched_requests if batcher else 0}
 
@@ -88,7 +91,7 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
         lvlm.check_text_length(decoding.question, "question")
         for index, rationale in enumerate(decoding.rationales):
             lvlm.check_text_length(rationale, f"rationale {index}")
-        job = request.app.state.batcher.submit(decoding, config)
+        job = request.app.state.batcher.submit(decoding, config, timeout_s=settings.request_timeout_s)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if body.stream:
@@ -97,25 +100,48 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
                 stream(job, lvlm.tokenizer, completion_id, created, model_name, config.stop_strings, include_usage),
                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"},
             )
-        result = await job.result()
+        result = await _until_done(asyncio.ensure_future(job.result()), request, job.cancel)
+        if result.finish_reason == "cancelled":
+            raise RequestCancelled(f"the request ran past this server's deadline of {settings.request_timeout_s:g} s "
+                                   "(or its client went away); ask for fewer tokens, or retry")
         return completion(result, completion_id, created, model_name, bool(decoding.rationales))
 
     @app.post("/v1/redgraph/ask", dependencies=[Depends(authorise)])
-    async def redgraph_ask(body: AskRequest) -> dict[str, Any]:
+    async def redgraph_ask(body: AskRequest, request: Request) -> dict[str, Any]:
         check_question(body.question)
+        lvlm.check_text_length(body.question, "question")
+        if body.rationale is not None:
+            lvlm.check_text_length(body.rationale, "rationale")
         image, _ = await read_image(body.image, settings)
         if not graph_slots.acquire(blocking=False):
             raise ServerBusy(f"{settings.max_graph_runs} graph runs are already in progress; retry shortly")
+        stop = threading.Event()
+        deadline = time.monotonic() + settings.request_timeout_s
+        app.state.graph_runs += 1
         try:
-            return await run_in_threadpool(lambda: run_graph(
+            run = asyncio.ensure_future(run_in_threadpool(lambda: run_graph(
                 lvlm, image, body.question, rationale=body.rationale,
                 rationale_weight=body.rationale_weight, rationales=body.rationales, rounds=body.rounds,
                 on_exhausted=body.on_exhausted, max_new_tokens=body.max_new_tokens,
-            ).to_dict())
+                should_stop=lambda: stop.is_set() or time.monotonic() > deadline,
+            ).to_dict()))
+            return await _until_done(run, request, stop.set)
         finally:
+            app.state.graph_runs -= 1
             graph_slots.release()
 
     return app
+
+
+async def _until_done(work: asyncio.Future, request: Request, cancel) -> Any:
+    """``work``'s result; when the client disconnects first, ``cancel()`` stops the work at its next
+    step, and the (now short) rest is still awaited, so nothing runs on unowned."""
+    while True:
+        done, _ = await asyncio.wait({work}, timeout=0.25)
+        if done:
+            return work.result()
+        if await request.is_disconnected():
+            cancel()
 
 
 __all__ = ["create_app"]

@@ -17,6 +17,7 @@ no threads.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -26,13 +27,16 @@ from typing import Any
 
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.decoder import REDDecoder, REDRequest
-from redgraph.errors import ConfigError, RedgraphError, check_whole_number
+from redgraph.errors import Cancelled, ConfigError, RedgraphError, check_whole_number
 
 RECENT_S = 1.0  # how far back "recent traffic" reaches
 
 
 class ServerBusy(RedgraphError):
     """Too many requests are waiting; the caller should retry later."""
+
+
+RequestCancelled = Cancelled  # a request's client went away, or its deadline passed, before it was answered
 
 
 @dataclass(eq=False)
@@ -44,6 +48,15 @@ class DecodeJob:
     config: REDConfig
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    deadline: float | None = None  # time.monotonic() after which the decoding stops
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        """Stop this request's decoding at its next step (its client went away); batch-mates go on."""
+        self.cancelled.set()
+
+    def should_stop(self) -> bool:
+        return self.cancelled.is_set() or (self.deadline is not None and time.monotonic() > self.deadline)
 
     def _emit(self, kind: str, value: Any) -> None:
         try:
@@ -101,13 +114,19 @@ class DecodeBatcher:
         with self._condition:
             return len(self._queue) + self._running
 
-    def submit(self, request: REDRequest, config: REDConfig) -> DecodeJob:
+    def submit(self, request: REDRequest, config: REDConfig, *, timeout_s: float | None = None) -> DecodeJob:
         """Queue one request; call from a coroutine (its loop receives the events).
+
+        Args:
+            timeout_s: the request's decoding stops (finish reason ``"cancelled"``) this long after
+                it was queued; :meth:`DecodeJob.cancel` stops it at once.
 
         Raises:
             ServerBusy: ``max_pending`` requests are already waiting or decoding.
         """
-        job = DecodeJob(request, config, asyncio.get_running_loop())
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        job = DecodeJob(request, config, asyncio.get_running_loop(), deadline=deadline)
+        job.request = dataclasses.replace(request, should_stop=job.should_stop)
         with self._condition:
             if self._closed:
                 raise ServerBusy("the decoder is shutting down; retry on another server")
@@ -152,13 +171,18 @@ class DecodeBatcher:
             batch = [job for job in self._queue if job.config == first][: self.max_batch]
             for job in batch:
                 self._queue.remove(job)
+            gone = [job for job in batch if job.should_stop()]  # cancelled while waiting: not decoded at all
+            for job in gone:
+                job._emit("error", RequestCancelled("the request was cancelled before it was decoded"))
+            batch = [job for job in batch if job not in gone]
             self._running = len(batch)
             return batch
 
     def _work(self) -> None:
         while (batch := self._take_batch()) is not None:
             try:
-                self._decode_together(batch)
+                if batch:
+                    self._decode_together(batch)
             finally:
                 with self._condition:
                     self._running = 0

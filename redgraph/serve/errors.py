@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from redgraph.errors import ConfigError, InputError, RedgraphError
-from redgraph.serve.batcher import ServerBusy
+from redgraph.serve.batcher import RequestCancelled, ServerBusy
 from redgraph.serve.schemas import error_body
 
 log = logging.getLogger("redgraph.serve")
@@ -74,6 +74,8 @@ class BodyLimit:
 def error_for(exc: Exception) -> tuple[int, dict[str, Any]]:
     if isinstance(exc, ServerBusy):
         return 503, error_body(str(exc), "server_error", code="server_busy")
+    if isinstance(exc, RequestCancelled):
+        return 504, error_body(str(exc), "server_error", code="timeout")
     if isinstance(exc, (InputError, ConfigError)):
         return 400, error_body(str(exc))
     if isinstance(exc, RedgraphError):

@@ -14,6 +14,7 @@ from redgraph.decoding.config import REDConfig
 from redgraph.decoding.decoder import REDRequest, REDResult
 from redgraph.errors import check_question
 from redgraph.models.images import load_image, resolve_image
+from redgraph.serve.batcher import RequestCancelled
 from redgraph.serve.errors import APIError, error_for
 from redgraph.serve.schemas import ChatRequest, chat_question, stop_strings
 from redgraph.serve.settings import ServerSettings
@@ -96,34 +97,46 @@ async def stream(job, tokenizer, completion_id: str, created: int, model: str, s
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         return event([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra)
 
-    yield chunk({"role": "assistant", "content": ""})
-    # The text so far is decoded from all token ids (a character may span tokens). Held back: an
-    # incomplete character at the end, and, with stop strings, what could still begin one.
-    hold = max((len(s) for s in stops), default=1) - 1
-    ids: list[int] = []
-    produced, sent = "", 0
-    while True:
-        kind, value = await job.events.get()
-        if kind == "token":
-            ids.append(value.token_id)
-            produced = tokenizer.decode(ids, skip_special_tokens=True)
-            safe = min(len(produced) - hold, len(produced.rstrip("\ufffd")),
-                       *(found for found in (produced.find(stop) for stop in stops) if found >= 0))
-            if safe > sent:
-                yield chunk({"content": produced[sent:safe]})
-                sent = safe
-            continue
-        if kind == "error":
-            _, body = error_for(value)
-            yield f"data: {json.dumps(body)}\n\n"
+    finished = False
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        # The text so far is decoded from all token ids (a character may span tokens). Held back: an
+        # incomplete character at the end, and, with stop strings, what could still begin one.
+        hold = max((len(s) for s in stops), default=1) - 1
+        ids: list[int] = []
+        produced, sent = "", 0
+        while True:
+            kind, value = await job.events.get()
+            if kind == "token":
+                ids.append(value.token_id)
+                produced = tokenizer.decode(ids, skip_special_tokens=True)
+                safe = min(len(produced) - hold, len(produced.rstrip("\ufffd")),
+                           *(found for found in (produced.find(stop) for stop in stops) if found >= 0))
+                if safe > sent:
+                    yield chunk({"content": produced[sent:safe]})
+                    sent = safe
+                continue
+            if kind == "error":
+                finished = True
+                _, body = error_for(value)
+                yield f"data: {json.dumps(body)}\n\n"
+                return
+            finished = True
+            result: REDResult = value
+            if result.finish_reason == "cancelled":
+                _, body = error_for(RequestCancelled("the request ran past this server's deadline (or its client "
+                                                     "went away); ask for fewer tokens, or retry"))
+                yield f"data: {json.dumps(body)}\n\n"
+                return
+            if result.text[:sent] != produced[:sent]:  # cannot happen unless the decoder re-tokenises
+                log.warning("streamed text diverged from the final text of %s", completion_id)
+            if len(result.text) > sent:
+                yield chunk({"content": result.text[sent:]})
+            yield chunk({}, _finish(result), redgraph=_attribution(result, bool(job.request.rationales)))
+            if include_usage:
+                yield event([], usage=_usage(result))
+            yield "data: [DONE]\n\n"
             return
-        result: REDResult = value
-        if result.text[:sent] != produced[:sent]:  # cannot happen unless the decoder re-tokenises
-            log.warning("streamed text diverged from the final text of %s", completion_id)
-        if len(result.text) > sent:
-            yield chunk({"content": result.text[sent:]})
-        yield chunk({}, _finish(result), redgraph=_attribution(result, bool(job.request.rationales)))
-        if include_usage:
-            yield event([], usage=_usage(result))
-        yield "data: [DONE]\n\n"
-        return
+    finally:
+        if not finished:  # the client went away mid-stream (or the stream failed): stop decoding it
+            job.cancel()

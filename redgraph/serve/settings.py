@@ -23,6 +23,8 @@ class ServerSettings:
         max_pending: most chat requests waiting or decoding; more get 503.
         max_graph_runs: most concurrent graph runs; more get 503.
         default_max_tokens, max_tokens_limit: answer length when unset, and the largest allowed.
+        request_timeout_s: a chat request's decoding stops this long after it was queued (504); a
+            request whose client disconnects stops at its next step.
     """
 
     model_name: str | None = None
@@ -36,11 +38,15 @@ class ServerSettings:
     max_graph_runs: int = 2
     default_max_tokens: int = 64
     max_tokens_limit: int = 1024
+    request_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_image_bytes", "max_image_pixels", "max_batch", "max_pending",
                      "max_graph_runs", "default_max_tokens", "max_tokens_limit"):
             check_whole_number(name, getattr(self, name))
+        timeout = self.request_timeout_s
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86_400:
+            raise ConfigError(f"request_timeout_s must be a number of seconds from 0 to 86400, got {timeout!r}")
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("api_key is empty; pass a real key or leave it unset")
 
