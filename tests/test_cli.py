@@ -132,3 +132,12 @@ def test_trace_commands(tmp_path):
     assert bad.exit_code == 1 and "event 3" in bad.output
     missing = runner.invoke(app, ["trace", "verify", str(tmp_path / "none.json")])
     assert missing.exit_code == 2 and "none.json" in missing.output
+
+
+def test_decode_refuses_a_long_thin_image_with_its_sizes_not_a_traceback(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (20000, 4), "white").save(tmp_path / "thin.png")
+    result = runner.invoke(app, ["decode", str(tmp_path / "thin.png"), "What is it?"])
+    assert result.exit_code == 2 and "20000x4, an aspect ratio of 5000:1" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
