@@ -338,3 +338,33 @@ def test_the_checkpoint_file_is_in_wal_mode_without_an_fsync_per_commit(tmp_path
         assert saver.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     finally:
         saver.conn.close()
+
+
+def test_the_image_is_loaded_once_at_the_entry_point_and_the_nodes_take_those_pixels(image_path, monkeypatch):
+    from redgraph.graphs import ask, nodes, run
+
+    reads = {"entry": 0, "nodes": 0}
+
+    def counted(where: str, real):
+        def read(*args, **kwargs):
+            reads[where] += 1
+            return real(*args, **kwargs)
+        return read
+
+    monkeypatch.setattr(run, "load_image_file", counted("entry", run.load_image_file))
+    monkeypatch.setattr(nodes, "load_image_file", counted("nodes", nodes.load_image_file))
+    context = RunContext(answerer=tiny("llava_clip"), reasoner=ScriptedReasoner([["The circle is red."]]),
+                         critic=ScriptedCritic({"The circle is red.": 0.9}), max_new_tokens=2)
+    result = ask(image_path, QUESTION, context, checkpoint="memory")
+    assert result.answer is not None and reads == {"entry": 1, "nodes": 0}
+
+
+def test_the_agents_take_a_loaded_image_as_it_is():
+    from PIL import Image
+
+    from redgraph.models.images import load_image, ready_image
+
+    loaded = load_image(scene())
+    assert ready_image(loaded) is loaded
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 255))
+    assert ready_image(rgba) is not rgba and ready_image(rgba).mode == "RGB"

@@ -52,5 +52,5 @@ def test_bad_context_is_named():
 
 
 def test_every_run_setting_can_be_given_as_json():
-    settings = {f for f in RunContext.__dataclass_fields__} - {"answerer", "reasoner", "critic", "should_stop"}
+    settings = {f for f in RunContext.__dataclass_fields__} - {"answerer", "reasoner", "critic", "should_stop", "images"}
     assert settings <= set(CONTEXT_SETTINGS)

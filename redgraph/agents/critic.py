@@ -33,7 +33,7 @@ from redgraph.agents.decompose import Decomposer, GrammarDecomposer, decompose_a
 from redgraph.agents.rationale_text import InjectionFinding, find_injections, split_claims
 from redgraph.decoding.probes import ProbeResult
 from redgraph.errors import ConfigError, check_question, check_rationale
-from redgraph.models.images import ImageInput, load_image
+from redgraph.models.images import ImageInput, ready_image
 
 Verdict = Literal["accept", "revise"]
 
@@ -163,7 +163,7 @@ class ClaimCritic:
                 for c, s in zip(claims, scores)]
 
     def _load(self, image: ImageInput):
-        return load_image(image)
+        return ready_image(image)
 
     def _score(self, picture, claims: list[str]) -> list[_Score]:
         raise NotImplementedError
@@ -204,7 +204,7 @@ class LocalCritic(ClaimCritic):
         return super().review(image, question, rationales)
 
     def _load(self, image: ImageInput):
-        return load_image(image, max_pixels=self.lvlm.max_image_pixels)
+        return ready_image(image, max_pixels=self.lvlm.max_image_pixels)
 
     def _score(self, picture, claims: list[str]) -> list[_Score]:
         from redgraph.decoding.claim_scoring import claim_support

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from redgraph.agents.prompt_library import PromptStyle, get_style
 from redgraph.errors import ConfigError, check_question, check_whole_number
-from redgraph.models.images import ImageInput, load_image
+from redgraph.models.images import ImageInput, ready_image
 from redgraph.models.prompts import render
 
 RESAMPLE_TEMPERATURE = 0.7
@@ -79,7 +79,7 @@ class StyledReasoner:
         return rationales
 
     def _load(self, image: ImageInput):
-        return load_image(image)
+        return ready_image(image)
 
     def complete(self, instruction: str, picture, resample: int | None = None) -> str:
         raise NotImplementedError
@@ -100,7 +100,7 @@ class LocalReasoner(StyledReasoner):
         self.model_name = lvlm.name
 
     def _load(self, image: ImageInput):
-        return load_image(image, max_pixels=self.lvlm.max_image_pixels)
+        return ready_image(image, max_pixels=self.lvlm.max_image_pixels)
 
     def complete(self, instruction: str, picture, resample: int | None = None) -> str:
         from redgraph.models.generation import generate_text

@@ -18,7 +18,7 @@ import torch
 from redgraph.decoding.branches import prefill_row
 from redgraph.errors import InputError
 from redgraph.models import prompts
-from redgraph.models.images import ImageInput, load_image
+from redgraph.models.images import ImageInput, ready_image
 
 _SENTINEL = "\u2063CLAIM\u2063"
 
@@ -52,7 +52,7 @@ def claim_support(lvlm, image: ImageInput, claims: Sequence[str]) -> list[float]
             raise InputError(f"claim {index} must be a non-empty string, got {claim!r:.80}")
     if not claims:
         return []
-    picture = load_image(image, max_pixels=lvlm.max_image_pixels)
+    picture = ready_image(image, max_pixels=lvlm.max_image_pixels)
     tokenizer = lvlm.tokenizer
     yes_id, no_id = yes_no_token_ids(tokenizer)
     prefix_text, suffix_template = split_prompt(lvlm.processor, lvlm.prompt_format)

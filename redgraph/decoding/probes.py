@@ -38,7 +38,7 @@ import torch
 from redgraph.decoding.branches import RowGroup, prefill_row
 from redgraph.errors import InputError, check_question
 from redgraph.models import prompts
-from redgraph.models.images import ImageInput, load_image
+from redgraph.models.images import ImageInput, ready_image
 
 _SENTINEL = "\u2063QUESTION\u2063"
 # Rows per forward: bounds the (rows, suffix, vocabulary) logits of a large-vocabulary model.
@@ -131,7 +131,7 @@ def score_probes(lvlm, image: ImageInput, probes: Sequence[Probe], *, max_answer
             raise InputError(f"probe {index} must be a Probe, got {type(probe).__name__}: {probe!r:.80}")
     if not probes:
         return []
-    asker = _Asker(lvlm, load_image(image, max_pixels=lvlm.max_image_pixels))
+    asker = _Asker(lvlm, ready_image(image, max_pixels=lvlm.max_image_pixels))
     asked = asker.ask([p.question for p in probes])  # each question once, after the shared image prefix
     open_questions = list(dict.fromkeys(p.question for p in probes if p.alternatives is None))
     greedy = dict(zip(open_questions, asker.greedy(asked, open_questions, max_answer_tokens)))

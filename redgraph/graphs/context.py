@@ -40,6 +40,8 @@ class RunContext:
         should_stop: asked before each node and at every answer token; when it answers True the run
             stops with :class:`redgraph.errors.Cancelled` (a server's client went away, or its
             deadline passed). Not a setting: it is not recorded.
+        images: pixels already loaded and limited by the run's entry point, by sha256; the nodes
+            use them instead of reading the file again (``ask`` fills it in).
     """
 
     answerer: Any
@@ -51,6 +53,7 @@ class RunContext:
     on_exhausted: OnExhausted = "best_supported"
     max_new_tokens: int = 16
     should_stop: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
+    images: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("rationales", "rounds", "max_new_tokens"):

@@ -1,7 +1,8 @@
 """The rationale graph's nodes: plain functions from state (and the run context) to a partial state.
 
 Every node appends one hash-chained trace event to ``state["trace"]``. Nodes never hold image
-bytes in the state: they reload the image from its path and check its sha256 first.
+bytes in the state: they take the pixels ``ask`` loaded (in the run context, by sha256), or, in a
+run resumed elsewhere or served, reload the image from its path and check its sha256 first.
 """
 
 from __future__ import annotations
@@ -39,8 +40,13 @@ def _model_ref(agent) -> ModelRef | None:
     return ModelRef(id=remote) if remote else None
 
 
-def _image(state: GraphState):
+def _image(state: GraphState, ctx: RunContext):
+    """The run's image: as the entry point loaded it, else (a resumed or served run) from its file,
+    which must still hold the same pixels."""
     ref = state["image"]
+    loaded = (ctx.images or {}).get(ref["sha256"])
+    if loaded is not None:
+        return loaded
     picture, digest = load_image_file(ref["path"])
     if digest != ref["sha256"]:
         raise InputError(f"the image {ref['path']} changed since this run started (sha256 differs); "
@@ -59,10 +65,11 @@ def _live_context(runtime: Runtime[RunContext]) -> RunContext:
 def receive(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     """Check the image and question and record the run's inputs and settings."""
     started = time.perf_counter()
-    _image(state)
+    ctx = resolve_context(runtime.context)
+    _image(state, ctx)
     event = _event(state, "receive", "input", inputs={"question": state["question"], "image": state["image"]},
                    outputs={"question": state["question"], "image": dict(state["image"])},
-                   config=resolve_context(runtime.context).settings(), started=started)
+                   config=ctx.settings(), started=started)
     return {"round": 0, "history": [], "flags": [], "trace": [event]}
 
 
@@ -70,7 +77,7 @@ def reason(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     ctx = _live_context(runtime)
     started = time.perf_counter()
     critique = (state.get("critique") or None) if state.get("round", 0) > 0 else None
-    written = ctx.reasoner.write(_image(state), state["question"], ctx.rationales, critique=critique)
+    written = ctx.reasoner.write(_image(state, ctx), state["question"], ctx.rationales, critique=critique)
     rationales = [asdict(r) if hasattr(r, "__dataclass_fields__") else dict(r) for r in written]
     round_number = state.get("round", 0) + 1
     event = _event(state, "reason", "rationales", inputs={"round": round_number, "critique": critique},
@@ -83,7 +90,7 @@ def critique(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     ctx = _live_context(runtime)
     started = time.perf_counter()
     texts = [r["text"] for r in state["rationales"]]
-    report = ctx.critic.review(_image(state), state["question"], texts)
+    report = ctx.critic.review(_image(state, ctx), state["question"], texts)
     reviews = [
         {"support": r.support, "accepted": r.accepted,
          "claims": [c.to_dict() for c in r.claims], "injections": [asdict(f) for f in r.injections]}
@@ -164,7 +171,7 @@ def answer(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     write = get_stream_writer()
     chosen = state["chosen"]
     result = answer_with_red(
-        ctx.answerer, _image(state), state["question"], chosen["rationales"], chosen["weights"],
+        ctx.answerer, _image(state, ctx), state["question"], chosen["rationales"], chosen["weights"],
         rationale_weight=ctx.rationale_weight, max_new_tokens=ctx.max_new_tokens,
         on_token=lambda token: write({"token": token.text, "changed_by_rationale": token.changed_by_rationale,
                                       "rationale_shift": token.rationale_shift}),

@@ -8,6 +8,7 @@ state only ever holds its sha256 and path.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sqlite3
@@ -54,8 +55,14 @@ def open_checkpointer(checkpoint: str | os.PathLike[str] | None):
 
 def image_reference(image: ImageInput, store: Path | None = None) -> dict[str, str]:
     """sha256 + path of an image; bytes and PIL images are first saved by content under ``store``."""
+    return _load_and_refer(image, store)[0]
+
+
+def _load_and_refer(image: ImageInput, store: Path | None = None) -> tuple[dict[str, str], Any]:
+    """The image's reference (sha256 + path) and its pixels, loaded and limited once."""
     if isinstance(image, (str, os.PathLike)):
-        return {"sha256": load_image_file(image)[1], "path": str(Path(image).resolve())}
+        picture, digest = load_image_file(image)
+        return {"sha256": digest, "path": str(Path(image).resolve())}, picture
     picture = load_image(image)
     digest = image_sha256(picture)
     folder = store or redgraph_home() / "images"
@@ -63,7 +70,7 @@ def image_reference(image: ImageInput, store: Path | None = None) -> dict[str, s
     path = folder / f"{digest}.png"
     if not path.exists():
         picture.save(path)
-    return {"sha256": digest, "path": str(path)}
+    return {"sha256": digest, "path": str(path)}, picture
 
 
 @dataclass
@@ -184,6 +191,10 @@ def _run(graph, image, question, context, *, thread_id, resume, trace_path, sign
 
     thread_id = thread_id or uuid.uuid4().hex
     config = {"configurable": {"thread_id": thread_id}}
+    # The image is loaded and limited here, once; the nodes take these pixels (a run resumed in
+    # another process, or through a server, has none and reads the file, checking its sha256).
+    reference, picture = _load_and_refer(image)
+    context = dataclasses.replace(context, images={reference["sha256"]: picture})
     existing = graph.get_state(config)
     finished = bool(existing.values.get("answer"))
     if resume is not None:
@@ -196,12 +207,12 @@ def _run(graph, image, question, context, *, thread_id, resume, trace_path, sign
         payload: Any = Command(resume=resume)
     elif existing.values:
         stored = existing.values
-        if stored.get("question") != question or stored.get("image", {}).get("sha256") != image_reference(image)["sha256"]:
+        if stored.get("question") != question or stored.get("image", {}).get("sha256") != reference["sha256"]:
             raise InputError(f"thread {thread_id!r} holds a run for another question or image "
                              f"({stored.get('question')!r}); use a new thread id")
         payload = None  # a known run: continue after its last finished node (or nothing, if finished)
     else:
-        payload = {"trace_id": thread_id, "question": question, "image": image_reference(image)}
+        payload = {"trace_id": thread_id, "question": question, "image": reference}
     try:
         if not finished:
             # "sync": each step's checkpoint is on disk before the next starts, so a killed process

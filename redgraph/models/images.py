@@ -70,6 +70,25 @@ def load_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
     )
 
 
+def ready_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """``image`` ready for a model. A PIL image that is already upright RGB within the limits (as
+    :func:`load_image` returns them) is used as it is, not copied or converted again: this is how the
+    agents and prompt encoders take an image their entry point has loaded and limited once. They
+    only read it. Anything else goes through :func:`load_image`.
+
+    Raises:
+        ImageError: as :func:`load_image`.
+    """
+    if isinstance(image, Image.Image) and image.mode == "RGB" and image.getexif().get(_ORIENTATION, 1) == 1:
+        _check_max_pixels(max_pixels)
+        _check_size(image, "the given PIL image", max_pixels)
+        return image
+    return load_image(image, max_pixels=max_pixels)
+
+
+_ORIENTATION = 0x0112  # the EXIF tag load_image applies and drops
+
+
 # Image types a data URL may carry (PIL reads each of them).
 DATA_URL_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp")
 _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,(?P<data>.*)", re.S)

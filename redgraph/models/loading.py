@@ -19,7 +19,7 @@ import torch
 from redgraph.errors import ConfigError, InputError, ModelLoadError
 from redgraph.models import prompts
 from redgraph.models.embedded.files import EMBEDDED_DIR, EMBEDDED_NAME, check_checkpoint_files
-from redgraph.models.images import ImageInput, load_image
+from redgraph.models.images import ImageInput, ready_image
 from redgraph.models.processors import load_processor
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -84,7 +84,7 @@ class LVLM:
     def encode_image_branch(self, image: ImageInput, question: str):
         """Image + question: RED's image branch, and the direct baseline."""
         text = prompts.image_branch_text(self.processor, question, self.prompt_format)
-        return self._encode(text, load_image(image, max_pixels=self.max_image_pixels))
+        return self._encode(text, ready_image(image, max_pixels=self.max_image_pixels))
 
     def encode_rationale_branch(self, rationale: str, question: str):
         """Rationale + question, no image: RED's rationale branch."""
@@ -94,19 +94,19 @@ class LVLM:
     def encode_cot(self, image: ImageInput, rationale: str, question: str):
         """Image + rationale + question in one sequence: plain multimodal chain-of-thought."""
         text = prompts.cot_text(self.processor, rationale, question, self.prompt_format)
-        return self._encode(text, load_image(image, max_pixels=self.max_image_pixels))
+        return self._encode(text, ready_image(image, max_pixels=self.max_image_pixels))
 
     encode_direct = encode_image_branch
 
     def encode_rationale_request(self, image: ImageInput, question: str):
         """Image + question, asking for the facts that answer it: how a local reasoner is prompted."""
         text = prompts.rationale_request_text(self.processor, question, self.prompt_format)
-        return self._encode(text, load_image(image, max_pixels=self.max_image_pixels))
+        return self._encode(text, ready_image(image, max_pixels=self.max_image_pixels))
 
     def encode_claim_check(self, image: ImageInput, claim: str):
         """Image + one statement, asking yes or no: how a local critic is prompted."""
         text = prompts.claim_check_text(self.processor, claim, self.prompt_format)
-        return self._encode(text, load_image(image, max_pixels=self.max_image_pixels))
+        return self._encode(text, ready_image(image, max_pixels=self.max_image_pixels))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Save model and processor as an ordinary checkpoint that :func:`load_lvlm` reads back."""
