@@ -141,3 +141,26 @@ def test_decode_refuses_a_long_thin_image_with_its_sizes_not_a_traceback(tmp_pat
     result = runner.invoke(app, ["decode", str(tmp_path / "thin.png"), "What is it?"])
     assert result.exit_code == 2 and "20000x4, an aspect ratio of 5000:1" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_ask_refuses_a_pipe_a_device_and_a_100000_character_question_at_once(tmp_path):
+    """Issue 18's reproducers, as a user types them: each ends at once with exit 2 and the reason."""
+    import os
+    import time
+
+    import redgraph
+    from redgraph.errors import ImageError, InputError
+
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    scene().save(tmp_path / "scene.png")
+    started = time.perf_counter()
+    piped = runner.invoke(app, ["ask", str(fifo), "What?", "--checkpoint", "memory"])
+    assert piped.exit_code == 2 and "not a regular file" in piped.output
+    long = runner.invoke(app, ["ask", str(tmp_path / "scene.png"), "why " * 25_000, "--checkpoint", "memory"])
+    assert long.exit_code == 2 and "tokens for a question or rationale" in long.output
+    with pytest.raises(ImageError, match="not a regular file"):
+        redgraph.ask("/dev/zero", "q?", checkpoint="memory")
+    with pytest.raises(InputError, match="only control characters"):
+        redgraph.ask(tmp_path / "scene.png", "\x00", checkpoint="memory")
+    assert time.perf_counter() - started < 30

@@ -76,3 +76,17 @@ def test_a_path_too_long_for_the_system_comes_back_as_text(tmp_path):
     reply = tool.invoke({"name": "ask_image", "args": {"image": "a" * 5000 + ".png", "question": "What is it?"},
                          "id": "long", "type": "tool_call"})
     assert reply.status == "error" and "name too long" in reply.content and "check the path" in reply.content
+
+
+def test_a_100000_character_question_comes_back_as_text_at_once(tmp_path):
+    import time
+
+    from tests.conftest import scene
+
+    scene().save(tmp_path / "scene.png")
+    tool = make_ask_image_tool(lvlm=load_embedded(), trace_dir=tmp_path)
+    started = time.perf_counter()
+    reply = tool.invoke({"name": "ask_image", "id": "long", "type": "tool_call",
+                         "args": {"image": str(tmp_path / "scene.png"), "question": "why " * 25_000}})
+    assert reply.status == "error" and "tokens for a question or rationale" in reply.content
+    assert time.perf_counter() - started < 10
