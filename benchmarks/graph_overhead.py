@@ -101,7 +101,7 @@ def main() -> None:
             totals.append(total)
 
     runs = args.repeats * len(items)
-    ms_per_ask = {part: round(1000 * spent / runs, 2) for part, spent in sorted(parts.items())}
+    ms_per_ask = {part: round(1000 * spent / runs, 3) for part, spent in sorted(parts.items())}
     ms_per_ask["rest"] = round(1000 * sum(totals) / runs - sum(ms_per_ask.values()), 2)
     item = items[0]
     picture = item.image()

@@ -140,5 +140,6 @@ def test_graph_overhead_smoke_run_prints_the_ratios_and_where_the_time_went():
     assert 0 < report["graph_overhead_share"] < 1 and report["critic_8_vs_1"] > 0
     parts = report["ms_per_ask"]
     assert set(parts) == {"models", "checkpoint_writes", "image_checks", "trace", "rest"}
-    assert all(parts[k] > 0 for k in ("models", "checkpoint_writes", "image_checks", "trace"))
+    assert all(parts[k] > 0 for k in ("models", "checkpoint_writes", "trace"))
+    assert parts["image_checks"] >= 0  # about 0.01 ms since ask loads the image once for the nodes
     assert sum(parts.values()) == pytest.approx(1000 * report["ask_seconds_median"], rel=0.5)
