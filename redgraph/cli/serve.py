@@ -24,6 +24,8 @@ def serve(
     max_batch: Annotated[int, typer.Option(min=1, help="Most chat requests decoded together.")] = 8,
     max_pending: Annotated[int, typer.Option(min=1, help="Most chat requests waiting or decoding; more get 503.")] = 32,
     max_body_mb: Annotated[float, typer.Option(min=0.01, help="Largest request body, in MiB.")] = 16.0,
+    request_timeout: Annotated[float, typer.Option(help="Seconds a request may run before it is stopped (504); "
+                                                        "a client that disconnects stops its request at once.")] = 120.0,
 ) -> None:
     """Serve the model over HTTP: OpenAI-compatible chat completions (RED with a 'rationale' field) and the graph."""
     try:
@@ -35,7 +37,8 @@ def serve(
             raise RedgraphError(f"the server needs FastAPI and uvicorn ({exc}); install them: pip install 'redgraph[serve]'") from exc
         check_bind(host, api_key)
         settings = ServerSettings(model_name=model_name, api_key=api_key, allow_remote_images=allow_remote_images,
-                                  max_batch=max_batch, max_pending=max_pending, max_body_bytes=int(max_body_mb * 1024 * 1024))
+                                  max_batch=max_batch, max_pending=max_pending, max_body_bytes=int(max_body_mb * 1024 * 1024),
+                                  request_timeout_s=request_timeout)
         with console.status("loading the model"):
             lvlm = load_model(model)
         application = create_app(lvlm, settings)
