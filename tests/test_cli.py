@@ -164,3 +164,10 @@ def test_ask_refuses_a_pipe_a_device_and_a_100000_character_question_at_once(tmp
     with pytest.raises(InputError, match="only control characters"):
         redgraph.ask(tmp_path / "scene.png", "\x00", checkpoint="memory")
     assert time.perf_counter() - started < 30
+
+
+def test_version_flag():
+    from redgraph import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == __version__

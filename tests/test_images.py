@@ -164,3 +164,10 @@ def test_only_regular_files_are_read(tmp_path):
         load_image("x" * 5000 + ".png")
     with pytest.raises(ImageError, match="is a folder"):
         load_image(str(tmp_path))
+
+
+def test_an_unreadable_image_is_named_as_the_user_sent_it_not_as_a_buffer():
+    for data in (b"hello, not a picture", b"\x89PNG\r\n\x1a\nnot really"):
+        with pytest.raises(ImageError) as caught:
+            load_image(data)
+        assert "BytesIO" not in str(caught.value) and f"the given {len(data)} bytes" in str(caught.value)

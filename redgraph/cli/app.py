@@ -25,6 +25,22 @@ console = Console(stderr=True)
 out = Console()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from redgraph import __version__
+
+        out.print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the redgraph version and exit."),
+) -> None:
+    """Explainable vision-language answers with Rationale-Enhanced Decoding (RED)."""
+
+
 def load_model(model: str | None, *, dtype: str = "auto", device: str = "cpu", trust_remote_code: bool = False):
     """The named checkpoint, or the embedded model when none is named."""
     from redgraph.models import load_lvlm

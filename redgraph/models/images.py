@@ -200,8 +200,12 @@ def _open(stream: io.BytesIO, what: str, max_pixels: int) -> Image.Image:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{what} is too large to decode safely ({exc}); resize it first") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{what} is not a readable image ({exc}); pass a PNG, JPEG, WebP, GIF or BMP file") from exc
+    except UnidentifiedImageError as exc:  # its text names an internal buffer, not what the user sent
+        raise ImageError(f"{what} is not a readable image (not a format redgraph reads); pass a PNG, JPEG, WebP, "
+                         "GIF or BMP file") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        reason = str(exc).replace(repr(stream), "the data")
+        raise ImageError(f"{what} is not a readable image ({reason}); pass a PNG, JPEG, WebP, GIF or BMP file") from exc
     return _upright_rgb(opened, what, max_pixels)
 
 

@@ -17,6 +17,18 @@ from redgraph.serve.schemas import error_body
 
 log = logging.getLogger("redgraph.serve")
 
+# OpenAI request fields this server does not take, and what to do instead.
+_TOOLS = ("redgraph answers one question about one image; give redgraph itself to your agent as a tool "
+          "(redgraph.tools.make_ask_image_tool, or the MCP server `redgraph mcp`)")
+UNSUPPORTED = {
+    "response_format": "answers are short text decoded with RED; ask for the answer in words and parse it, or send "
+                       "the rationale in the 'rationale' field to steer it",
+    "tools": _TOOLS, "tool_choice": _TOOLS, "functions": _TOOLS, "function_call": _TOOLS, "parallel_tool_calls": _TOOLS,
+    "logprobs": "each answer token's log-probabilities (image branch, each rationale branch and RED's) are in the "
+                "response's 'redgraph' field",
+    "top_logprobs": "each answer token's log-probabilities are in the response's 'redgraph' field",
+}
+
 
 class APIError(Exception):
     """An error answered as ``status`` with an OpenAI-shaped body."""
@@ -96,6 +108,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if first.get("type") == "json_invalid":
             return APIError(400, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}").response()
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        if first.get("type") == "extra_forbidden" and where in UNSUPPORTED:
+            return APIError(400, f"{where} is not supported by this server: {UNSUPPORTED[where]}", param=where).response()
         more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
         return APIError(400, f"{where or 'body'}: {first['msg']}{more}", param=where or None).response()
 
