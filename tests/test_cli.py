@@ -171,3 +171,22 @@ def test_version_flag():
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.strip() == __version__
+
+
+def test_ask_and_decode_check_their_inputs_before_loading_a_model(tmp_path):
+    for command in (["ask", str(tmp_path / "missing.png"), "What?"], ["decode", str(tmp_path / "missing.png"), "What?"]):
+        result = runner.invoke(app, [*command, "--model", str(tmp_path / "no-such-model")])
+        assert result.exit_code == 2 and "missing.png' does not exist" in result.output  # not the model's error
+    scene().save(tmp_path / "scene.png")
+    empty = runner.invoke(app, ["decode", str(tmp_path / "scene.png"), " ", "--model", str(tmp_path / "no-such-model")])
+    assert empty.exit_code == 2 and "question is empty" in empty.output
+
+
+def test_with_json_stdout_is_only_json_and_stderr_has_no_progress_bars():
+    from redgraph.examples import example_path, load_examples
+
+    example = load_examples()[1]
+    done = subprocess.run([sys.executable, "-m", "redgraph.cli", "decode", str(example_path(example)), example["question"],
+                           "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["answer"] is not None
+    assert "Loading weights" not in done.stderr and "%|" not in done.stderr

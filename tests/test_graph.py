@@ -368,3 +368,18 @@ def test_the_agents_take_a_loaded_image_as_it_is():
     assert ready_image(loaded) is loaded
     rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 255))
     assert ready_image(rgba) is not rgba and ready_image(rgba).mode == "RGB"
+
+
+def test_an_empty_answer_is_flagged(image_path, monkeypatch):
+    from redgraph.agents import answerer
+    from redgraph.decoding import REDResult
+    from redgraph.graphs import ask
+
+    def says_nothing(*args, **kwargs):
+        return answerer.Answer(REDResult(text="", token_ids=[], finish_reason="eos", rationale_lambdas=()), (), ())
+
+    monkeypatch.setattr(answerer, "answer_with_red", says_nothing)
+    context = RunContext(answerer=tiny("llava_clip"), reasoner=ScriptedReasoner([["The circle is red."]]),
+                         critic=ScriptedCritic({"The circle is red.": 0.9}), max_new_tokens=2)
+    result = ask(image_path, QUESTION, context, checkpoint="memory")
+    assert result.answer == "" and result.flags == ["empty_answer"]

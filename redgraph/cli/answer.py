@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from redgraph.cli.app import app, console, fail, load_model, out
+from redgraph.cli.app import app, console, fail, load_model, machine_output, out
 from redgraph.errors import RedgraphError
 
 
@@ -42,9 +42,11 @@ def decode(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Answer QUESTION about IMAGE with RED on a local model, showing what each token owed."""
+    machine_output(as_json)
     from redgraph.decoding import REDConfig, REDDecoder
 
     try:
+        check_inputs(image, question, rationale or ())
         config = REDConfig(
             rationale_weight=rationale_weight, max_new_tokens=max_new_tokens, do_sample=sample,
             temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop_strings=tuple(stop or ()),
@@ -69,6 +71,7 @@ def demo(
     per run; then once more with a reasoner that lies, to show what the critic makes of it: it asks
     the image the question behind each claim, and its critique says what the image answered (only as
     right as the model's eyes: see BENCHMARKS.md)."""
+    machine_output(as_json)
     from redgraph.graphs.demo import run_demo
 
     try:
@@ -119,6 +122,7 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Answer QUESTION about IMAGE through the graph: reasoner -> critic -> RED answerer, with a trace."""
+    machine_output(as_json)
     from redgraph.graphs import ask as run_ask
     from redgraph.graphs import make_context
     from redgraph.trace.report import write_report
@@ -128,9 +132,11 @@ def ask(
             reply = json.loads(resume) if resume is not None else None
         except json.JSONDecodeError as exc:
             raise RedgraphError(f"--resume must be JSON such as '{{\"use\": [0]}}', got {resume!r}: {exc}") from exc
+        check_inputs(image, question, ())
         with console.status(f"loading {model or 'the embedded model'} ..."):
             context = make_context(model, reasoner=reasoner, styles=tuple(style) if style else None, base_url=base_url,
-                                   critic_scoring=critic_scoring, decomposer=decomposer, rationale_weight=rationale_weight, rationales=rationales, rounds=rounds,
+                                   critic_scoring=critic_scoring, decomposer=decomposer,
+                                   rationale_weight=rationale_weight, rationales=rationales, rounds=rounds,
                                    on_exhausted=on_exhausted, max_new_tokens=max_new_tokens)
         with console.status("reasoning, checking, answering ..."):
             result = run_ask(image, question, context, checkpoint=checkpoint, thread_id=thread, trace_path=trace,
@@ -152,7 +158,8 @@ def ask(
         out.print(f"resume with: redgraph ask ... --thread {result.thread_id} --resume '{{\"use\": [0]}}' "
                   "(or rationales / image_only)")
         return
-    out.print(f"[bold]A:[/] {escape(str(result.answer))}   [dim]({result.outcome}; {', '.join(result.flags) or 'no flags'}; "
+    shown = result.answer if result.answer and result.answer.strip() else "(nothing: the model gave an empty answer)"
+    out.print(f"[bold]A:[/] {escape(shown)}   [dim]({result.outcome}; {', '.join(result.flags) or 'no flags'}; "
               f"thread {result.thread_id})[/]")
 
 
@@ -165,7 +172,8 @@ def show_red_result(result, question: str, rationales: list[str], as_json: bool)
     out.print(f"[bold]Q:[/] {escape(question)}")
     for index, text in enumerate(rationales):
         out.print(f"[bold]rationale {index}[/] (lambda {result.rationale_lambdas[index]:.3g}): {escape(text)}")
-    out.print(f"[bold]A:[/] {escape(repr(result.text))}  ({result.finish_reason})")
+    shown = repr(result.text) if result.text.strip() else "(nothing: the model gave an empty answer)"
+    out.print(f"[bold]A:[/] {escape(shown)}  ({result.finish_reason})")
     table = Table("token", "log p image", *[f"log p r{k}" for k in range(len(rationales))], "RED log p", "changed")
     for token in result.tokens:
         table.add_row(
@@ -176,3 +184,14 @@ def show_red_result(result, question: str, rationales: list[str], as_json: bool)
             "yes" if token.changed_by_rationale else "",
         )
     out.print(table)
+
+
+def check_inputs(image: Path, question: str, rationales) -> None:
+    """The image, question and rationales checked before any model loads (a typo costs no wait)."""
+    from redgraph.errors import check_question, check_rationale
+    from redgraph.models.images import load_image
+
+    check_question(question)
+    for index, rationale in enumerate(rationales):
+        check_rationale(rationale, index)
+    load_image(image)

@@ -48,6 +48,14 @@ def load_model(model: str | None, *, dtype: str = "auto", device: str = "cpu", t
     return load_lvlm(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
 
 
+def machine_output(as_json: bool) -> None:
+    """With ``--json``, stdout carries only the JSON: also keep transformers' progress bars off stderr."""
+    if as_json:
+        import transformers.utils.logging
+
+        transformers.utils.logging.disable_progress_bar()
+
+
 def fail(exc: Exception) -> None:
     """End the command with exit code 2 and the error's message (which names the value and the fix)."""
     console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from redgraph.cli.app import console, data_app, embedded_app, fail, load_model, out
+from redgraph.cli.app import console, data_app, embedded_app, fail, load_model, machine_output, out
 from redgraph.errors import RedgraphError
 
 
@@ -58,6 +58,7 @@ def embedded_evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Held-out accuracy: answers from the image, from the gold rationale, rationale facts, claim checks."""
+    machine_output(as_json)
     from rich.progress import Progress
 
     from redgraph.lab.evaluate import METRICS, evaluate

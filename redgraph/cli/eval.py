@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from redgraph.cli.app import console, eval_app, fail, out
+from redgraph.cli.app import console, eval_app, fail, machine_output, out
 from redgraph.errors import RedgraphError
 
 
@@ -34,6 +34,7 @@ def eval_run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary object.")] = False,
 ) -> None:
     """Evaluate a dataset in several modes and rationale sources: predictions, summary, table, plots."""
+    machine_output(as_json)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from redgraph.eval.plan import EvalConfig

@@ -180,6 +180,9 @@ def answer(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     if result.result.finish_reason == "cancelled":
         raise Cancelled("the answer was stopped mid-way: the run's caller went away or its deadline passed")
     record = result.to_dict()
-    event = _event(state, "answer", "answer", inputs=chosen, outputs=record, model=_model_ref(ctx.answerer),
-                   started=started)
-    return {"answer": record, "trace": [event]}
+    flags = list(state.get("flags", []))
+    if not record["text"].strip():
+        flags.append("empty_answer")  # the model said nothing: shown as such, never as a blank
+    event = _event(state, "answer", "answer", inputs=chosen, outputs={**record, "flags": flags},
+                   model=_model_ref(ctx.answerer), started=started)
+    return {"answer": record, "flags": flags, "trace": [event]}
