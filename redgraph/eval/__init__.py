@@ -1,5 +1,5 @@
 """Evaluation: datasets, the harness behind ``redgraph eval`` (modes x rationale sources x lambda,
-resumable, shardable), metrics, tables and plots, and GQA-style answer normalisation."""
+resumable, shardable), metrics, tables and plots, and answer normalisation after the VQA rules."""
 
 from redgraph.eval.datasets import EvalItem, load_dataset
 from redgraph.eval.merge import merge
