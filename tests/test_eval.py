@@ -94,6 +94,8 @@ def test_every_mode_and_source_end_to_end(data, lvlm, rationale_file, tmp_path):
     claims = [c for r in records.values() if r["mode"] == "critic" for c in r["claims"]]
     assert claims and all(c["method"] == "probes" and c["probes"] for c in claims)
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert summary["run"]["redgraph_version"] and summary["run"]["settings"]["modes"]
+    assert all(row["ci95"][0] <= row["accuracy"] <= row["ci95"][1] for row in summary["accuracy"])
     assert "| red | gold | 1 |" in (tmp_path / "summary.md").read_text()
     for plot in ("accuracy_vs_lambda.png", "flip_rate.png"):
         with Image.open(tmp_path / "plots" / plot) as picture:

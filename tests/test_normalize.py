@@ -34,3 +34,12 @@ def test_vqa_rules(text, expected):
 @pytest.mark.parametrize(("prediction", "gold"), [("3.5", "35"), ("3.5", "3 5"), ("1,000", "1 000")])
 def test_numbers_keep_their_value(prediction, gold):
     assert not answers_match(prediction, gold)
+
+
+def test_the_wilson_interval_holds_the_share_and_stays_in_0_1():
+    from redgraph.eval.report import wilson_interval
+
+    assert wilson_interval(0, 0) == [0.0, 1.0]
+    low, high = wilson_interval(50, 100)
+    assert low < 0.5 < high and high - low == pytest.approx(0.19, abs=0.01)
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[0] > 0.6

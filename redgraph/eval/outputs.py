@@ -41,10 +41,30 @@ def read_records(path: Path) -> list[dict]:
     return [record for _, record in read_jsonl(path, drop_cut_tail=True)] if path.exists() else []
 
 
+def run_record(saved: dict[str, Any]) -> dict[str, Any]:
+    """What produced these figures: redgraph's version, the git commit where known, the date, the
+    command line and the settings."""
+    import datetime
+    import subprocess
+    import sys
+
+    from redgraph import __version__
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None  # not a git checkout, or no git
+    return {"redgraph_version": __version__, "git_commit": commit,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv), "settings": saved.get("identity", {})}
+
+
 def write_outputs(out: Path) -> dict[str, Any]:
     """Write ``summary.json``, ``summary.md`` and ``plots/`` for the predictions in ``out``."""
     saved = load_config(out)
     summary = summarise(read_records(out / PREDICTIONS), saved)
+    summary["run"] = run_record(saved)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out / "summary.md").write_text(markdown(summary), encoding="utf-8")
     plot(summary, out / "plots")

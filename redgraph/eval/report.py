@@ -11,6 +11,7 @@ Metrics:
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,9 @@ def summarise(records: list[dict[str, Any]], config: dict[str, Any]) -> dict[str
         by_category: dict[str, list[bool]] = defaultdict(list)
         for row in rows:
             by_category[row["category"]].append(row["correct"])
+        correct = sum(bool(r["correct"]) for r in rows)
         entry = {"mode": mode, "source": source, "lambda": weight, "n": len(rows),
-                 "accuracy": _mean([r["correct"] for r in rows]),
+                 "accuracy": _mean([r["correct"] for r in rows]), "ci95": wilson_interval(correct, len(rows)),
                  "by_category": {c: _mean(v) for c, v in sorted(by_category.items())}}
         dependence = [r["rationale_dependence"] for r in rows if r.get("rationale_dependence") is not None]
         if dependence:
@@ -157,6 +159,18 @@ def plot(summary: dict[str, Any], folder: Path) -> list[Path]:
         plt.close(figure)
         written.append(folder / "flip_rate.png")
     return written
+
+
+def wilson_interval(successes: int, total: int, z: float = 1.959964) -> list[float]:
+    """The 95% Wilson score interval of a proportion ``successes / total`` (sound at 0 and 1, and for
+    small samples, where the normal approximation is not)."""
+    if total == 0:
+        return [0.0, 1.0]
+    share = successes / total
+    denominator = 1 + z * z / total
+    centre = (share + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / denominator
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
 
 
 def _mean(values) -> float:
