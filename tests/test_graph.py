@@ -383,3 +383,16 @@ def test_an_empty_answer_is_flagged(image_path, monkeypatch):
                          critic=ScriptedCritic({"The circle is red.": 0.9}), max_new_tokens=2)
     result = ask(image_path, QUESTION, context, checkpoint="memory")
     assert result.answer == "" and result.flags == ["empty_answer"]
+
+
+def test_the_answer_event_records_what_changes_results(image_path):
+    import torch
+    import transformers
+
+    from redgraph.graphs import ask
+
+    context = RunContext(answerer=tiny("llava_clip"), reasoner=ScriptedReasoner([["The circle is red."]]),
+                         critic=ScriptedCritic({"The circle is red.": 0.9}), max_new_tokens=2)
+    answer = next(e for e in ask(image_path, QUESTION, context, checkpoint="memory").trace.events if e.kind == "answer")
+    assert answer.config["transformers"] == transformers.__version__ and answer.config["torch"] == torch.__version__
+    assert answer.config["dtype"] == "float32" and answer.config["attention"] and answer.model.weights_digest

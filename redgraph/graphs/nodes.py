@@ -40,6 +40,20 @@ def _model_ref(agent) -> ModelRef | None:
     return ModelRef(id=remote) if remote else None
 
 
+def _runtime_of(lvlm) -> dict:
+    """What besides the weights changes an answer: library versions, dtype, attention implementation."""
+    import torch
+    import transformers
+
+    model = getattr(lvlm, "model", None)
+    return {
+        "transformers": transformers.__version__, "torch": torch.__version__,
+        "dtype": str(getattr(model, "dtype", None)).removeprefix("torch."),
+        "attention": getattr(getattr(model, "config", None), "_attn_implementation", None),
+        "device": str(getattr(lvlm, "device", None)),
+    }
+
+
 def _image(state: GraphState, ctx: RunContext):
     """The run's image: as the entry point loaded it, else (a resumed or served run) from its file,
     which must still hold the same pixels."""
@@ -184,5 +198,5 @@ def answer(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     if not record["text"].strip():
         flags.append("empty_answer")  # the model said nothing: shown as such, never as a blank
     event = _event(state, "answer", "answer", inputs=chosen, outputs={**record, "flags": flags},
-                   model=_model_ref(ctx.answerer), started=started)
+                   model=_model_ref(ctx.answerer), config=_runtime_of(ctx.answerer), started=started)
     return {"answer": record, "flags": flags, "trace": [event]}
