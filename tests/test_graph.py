@@ -296,6 +296,8 @@ def test_graph_with_fake_chat_models_as_reasoner_and_critic(image_path):
         "trace_id": "fake",
         "question": QUESTION,
         "image": {"sha256": image_sha256(scene()), "path": str(image_path)},
+        "settings": {"rationale_weight": 1.0, "rationales": 1, "rounds": 2, "on_exhausted": "best_supported",
+                     "max_new_tokens": 3},
         "round": 2,
         "rationales": [{"text": "The circle is red. The square is blue.", "style": "step_by_step",
                         "model": "langchain:GenericFakeChatModel", "analysis": None, "sampled": False}],
@@ -396,3 +398,18 @@ def test_the_answer_event_records_what_changes_results(image_path):
     answer = next(e for e in ask(image_path, QUESTION, context, checkpoint="memory").trace.events if e.kind == "answer")
     assert answer.config["transformers"] == transformers.__version__ and answer.config["torch"] == torch.__version__
     assert answer.config["dtype"] == "float32" and answer.config["attention"] and answer.model.weights_digest
+
+
+def test_a_resume_keeps_the_settings_the_run_started_with(image_path):
+    """Issue 16: resuming a review through a server without the context again changed the policy."""
+    import dataclasses
+
+    reasoner = ScriptedReasoner([["The circle is green."]])
+    graph, context, config, _ = _run(image_path, reasoner, ScriptedCritic({"The circle is green.": 0.1}),
+                                     rounds=1, on_exhausted="human_review")
+    assert graph.get_state(config).next == ("decide",)
+    other = dataclasses.replace(context, on_exhausted="best_supported", rounds=5, max_new_tokens=1)
+    final = graph.invoke(Command(resume={"use": [0]}), config, context=other)
+    assert final["outcome"] == "human_review" and final["flags"] == ["human_reviewed"]
+    assert final["settings"]["on_exhausted"] == "human_review" and final["answer"]["rationales"] == [
+        "The circle is green."]

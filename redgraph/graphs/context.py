@@ -75,6 +75,16 @@ class RunContext:
         }
 
 
+# The settings a run records at its start and keeps when resumed with another (or no) context.
+RUN_SETTINGS = ("rationale_weight", "rationales", "rounds", "on_exhausted", "max_new_tokens")
+
+
+def run_setting(state: Mapping[str, Any], context: RunContext, name: str) -> Any:
+    """``name`` as the run recorded it at its start, else the context's (a run started before
+    settings were recorded)."""
+    return (state.get("settings") or {}).get(name, getattr(context, name))
+
+
 # What a JSON context (LangGraph server, Studio) may set: the model and reasoner, and RunContext's settings.
 CONTEXT_SETTINGS = ("model", "reasoner", "base_url", "styles", "critic_scoring", "decomposer", "rationale_weight",
                     "rationales", "rounds", "on_exhausted", "max_new_tokens")

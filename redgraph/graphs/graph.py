@@ -11,13 +11,13 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from redgraph.graphs import nodes
-from redgraph.graphs.context import RunContext, resolve_context
+from redgraph.graphs.context import RunContext, resolve_context, run_setting
 from redgraph.graphs.state import GraphState
 
 
 def after_critique(state: GraphState, runtime: Runtime[RunContext]) -> Literal["reason", "decide"]:
     """Revise while rounds remain; otherwise decide (accepted, or the exhausted-rounds policy)."""
-    if state["verdict"] == "revise" and state["round"] < resolve_context(runtime.context).rounds:
+    if state["verdict"] == "revise" and state["round"] < run_setting(state, resolve_context(runtime.context), "rounds"):
         return "reason"
     return "decide"
 

@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from redgraph.errors import Cancelled, InputError
-from redgraph.graphs.context import RunContext, resolve_context
+from redgraph.graphs.context import RUN_SETTINGS, RunContext, resolve_context, run_setting
 from redgraph.graphs.state import GraphState
 from redgraph.models.images import load_image_file
 from redgraph.trace.chain import ModelRef, chain_event
@@ -84,14 +84,18 @@ def receive(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     event = _event(state, "receive", "input", inputs={"question": state["question"], "image": state["image"]},
                    outputs={"question": state["question"], "image": dict(state["image"])},
                    config=ctx.settings(), started=started)
-    return {"round": 0, "history": [], "flags": [], "trace": [event]}
+    # Recorded in the state, so that a run resumed with another context (or none, through a
+    # server) keeps the settings it started with.
+    settings = {name: getattr(ctx, name) for name in RUN_SETTINGS}
+    return {"round": 0, "history": [], "flags": [], "settings": settings, "trace": [event]}
 
 
 def reason(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     ctx = _live_context(runtime)
     started = time.perf_counter()
     critique = (state.get("critique") or None) if state.get("round", 0) > 0 else None
-    written = ctx.reasoner.write(_image(state, ctx), state["question"], ctx.rationales, critique=critique)
+    written = ctx.reasoner.write(_image(state, ctx), state["question"], run_setting(state, ctx, "rationales"),
+                                 critique=critique)
     rationales = [asdict(r) if hasattr(r, "__dataclass_fields__") else dict(r) for r in written]
     round_number = state.get("round", 0) + 1
     event = _event(state, "reason", "rationales", inputs={"round": round_number, "critique": critique},
@@ -129,10 +133,10 @@ def decide(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     if state["verdict"] == "accept":
         outcome = "accepted"
         chosen = {"rationales": texts, "weights": supports}
-    elif ctx.on_exhausted == "image_only":
+    elif (policy := run_setting(state, ctx, "on_exhausted")) == "image_only":
         outcome, chosen = "image_only", {"rationales": [], "weights": []}
         flags.append("rationales_rejected_answered_from_image")
-    elif ctx.on_exhausted == "best_supported":
+    elif policy == "best_supported":
         outcome = "best_supported"
         best = max(range(len(texts)), key=supports.__getitem__)
         if supports[best] > 0:
@@ -186,7 +190,8 @@ def answer(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     chosen = state["chosen"]
     result = answer_with_red(
         ctx.answerer, _image(state, ctx), state["question"], chosen["rationales"], chosen["weights"],
-        rationale_weight=ctx.rationale_weight, max_new_tokens=ctx.max_new_tokens,
+        rationale_weight=run_setting(state, ctx, "rationale_weight"),
+        max_new_tokens=run_setting(state, ctx, "max_new_tokens"),
         on_token=lambda token: write({"token": token.text, "changed_by_rationale": token.changed_by_rationale,
                                       "rationale_shift": token.rationale_shift}),
         should_stop=ctx.should_stop,

@@ -24,6 +24,7 @@ class GraphState(TypedDict, total=False):
     trace_id: str
     question: str
     image: ImageRef
+    settings: dict[str, Any]  # the run's settings as its first step saw them; a resume keeps them
     round: int  # reasoning rounds done
     rationales: list[dict[str, Any]]  # this round's: text, style, model, analysis, sampled
     reviews: list[dict[str, Any]]  # the critic's, one per rationale: support, accepted, claims, injections
