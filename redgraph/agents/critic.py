@@ -140,6 +140,7 @@ class ClaimCritic:
         rationales = list(rationales)
         for index, rationale in enumerate(rationales):
             check_rationale(rationale, index)
+        self._check_lengths(question, rationales)
         picture = self._load(image)
         injections = [tuple(find_injections(r)) for r in rationales]
         claims = [[] if found else split_claims(r) for r, found in zip(rationales, injections)]
@@ -161,6 +162,9 @@ class ClaimCritic:
         scores = self._score(picture, claims) if claims else []
         return [ClaimCheck(c, s.support, s.support >= self.accept_at, s.method, s.probes, s.p_yes, s.decomposer)
                 for c, s in zip(claims, scores)]
+
+    def _check_lengths(self, question: str, rationales: list[str]) -> None:
+        """Refuse text too long for the critic's model (a local model says how long; others do not)."""
 
     def _load(self, image: ImageInput):
         return ready_image(image)
@@ -196,12 +200,10 @@ class LocalCritic(ClaimCritic):
         self.scoring = scoring
         self.decomposers = decomposers
 
-    def review(self, image: ImageInput, question: str, rationales: Sequence[str]) -> CriticReport:
-        rationales = list(rationales)
-        self.lvlm.check_text_length(check_question(question), "question")
+    def _check_lengths(self, question: str, rationales: list[str]) -> None:
+        self.lvlm.check_text_length(question, "question")
         for index, rationale in enumerate(rationales):
-            self.lvlm.check_text_length(check_rationale(rationale, index), f"rationale {index}")
-        return super().review(image, question, rationales)
+            self.lvlm.check_text_length(rationale, f"rationale {index}")
 
     def _load(self, image: ImageInput):
         return ready_image(image, max_pixels=self.lvlm.max_image_pixels)

@@ -157,15 +157,9 @@ class RowGroup:
 
     def select(self, rows: list[int]) -> None:
         """Keep only ``rows`` (indices into this group), e.g. when their questions are finished."""
-        index = torch.tensor(rows, dtype=torch.long, device=self.attention_mask.device)
-        for layer in self.cache.layers:
-            layer.keys = layer.keys.index_select(0, index)
-            layer.values = layer.values.index_select(0, index)
-        self.attention_mask = self.attention_mask.index_select(0, index)
-        self.lengths = self.lengths.index_select(0, index)
-        self.logprobs = self.logprobs.index_select(0, index)
-        if self.rope_deltas is not None:
-            self.rope_deltas = self.rope_deltas.index_select(0, index)
+        kept = self.repeated(rows)
+        self.cache, self.attention_mask, self.lengths = kept.cache, kept.attention_mask, kept.lengths
+        self.rope_deltas, self.logprobs = kept.rope_deltas, kept.logprobs
 
 
 def prefill_row(model, inputs) -> RowGroup:

@@ -194,8 +194,8 @@ class REDDecoder:
             weights = request.rationale_weights if request.rationale_weights is not None else cfg.rationale_weights
             lambdas = rationale_lambdas(cfg.rationale_weight, weights, len(request.rationales)) if request.rationales else ()
             lvlm.check_text_length(check_question(request.question), "question")
-            for k, rationale in enumerate(request.rationales):
-                lvlm.check_text_length(check_rationale(rationale, k), f"rationale {k}")
+            for k, rationale in enumerate(request.rationales):  # REDRequest has checked they are texts
+                lvlm.check_text_length(rationale, f"rationale {k}")
             image_inputs = lvlm.encode_image_branch(request.image, request.question)
             lvlm.check_fits(image_inputs, cfg.max_new_tokens, "image-branch prompt")
             rows.append(((q, -1), image_inputs))
