@@ -1,9 +1,13 @@
 """Decoding rows that share one KV cache, with explicit positions for every model family.
 
 A *row* is one branch of one question: the image branch (image + question) or a rationale
-branch (rationale + question). Each row is prefilled on its own, so a short rationale prompt is
-never padded to the length of a long image prompt; rows are then merged, left-padded, into one
-cache, and one forward per step advances them all.
+branch (rationale + question). All rows of a decoding run are prefilled in one forward where the
+family allows it: rows are *packed* end to end into a few sequences, each row attending only to
+itself (a block-diagonal causal mask) at its own positions, so a short rationale prompt is never
+padded to the length of a long image prompt and the vision tower runs once over every image.
+Rows are then merged, left-padded, into one cache, and one forward per step advances them all.
+Where packing is not exact for a family (sliding-window layers, bidirectional image attention,
+attention kernels that take no custom mask), each row is prefilled alone; same results.
 
 Positions are always passed explicitly. Llama-family forwards do not derive them from the
 attention mask (only ``generate`` does), and Qwen-VL models keep ``rope_deltas`` as state on the
@@ -195,6 +199,162 @@ def prefill_row(model, inputs) -> RowGroup:
     )
 
 
+def auto_pack_tokens(device) -> int:
+    """The packing bin size RED uses on ``device`` unless told otherwise (see BENCHMARKS.md).
+
+    On a GPU a forward over more tokens costs little more, so every row goes into one forward.
+    On CPU the work is compute-bound and a packed row loses the causal attention kernel's savings,
+    so only short rows (where the cost of a forward of their own dominates) are packed.
+    """
+    return 4096 if torch.device(device).type == "cuda" else 256
+
+
+def pack_blocker(model, rows: list) -> str | None:
+    """Why ``rows`` (model inputs, one row each) cannot be prefilled packed into one forward, or None.
+
+    Packing relies on a custom 4-D mask (each row attends only to itself) and on every layer
+    attending over the whole row, so it is refused for attention kernels that ignore custom masks,
+    for sliding-window layers, for families whose image tokens attend bidirectionally
+    (``token_type_ids``), and for images of different sizes in families that stack them.
+    """
+    implementation = getattr(model.config, "_attn_implementation", None)
+    if implementation not in ("sdpa", "eager"):
+        return f"attention implementation {implementation!r} takes no custom 4-D mask"
+    text_config = model.config.get_text_config()
+    layer_types = getattr(text_config, "layer_types", None) or ()
+    if any(kind != "full_attention" for kind in layer_types):
+        return f"{type(model).__name__} has {sorted(set(layer_types) - {'full_attention'})[0]} layers"
+    if getattr(text_config, "sliding_window", None) and getattr(text_config, "use_sliding_window", True):
+        return f"{type(model).__name__} has sliding-window attention"
+    if any("token_type_ids" in inputs for inputs in rows):
+        return "image tokens attend bidirectionally (token_type_ids)"
+    for key in _IMAGE_KEYS:
+        shapes = {_image_shape(inputs, key) for inputs in rows if key in inputs}
+        if len(shapes) > 1:
+            return f"images of different sizes in {key}"
+    return None
+
+
+_IMAGE_KEYS = ("pixel_values", "pixel_attention_mask", "image_grid_thw", "image_sizes")
+
+
+_PER_ROW_KEYS = ("pixel_values", "pixel_attention_mask")  # (rows, images, ...) where pixel_attention_mask is given
+
+
+def _image_shape(inputs, key: str) -> tuple[int, ...]:
+    """The shape of one image of ``key`` (what must agree for images to be stacked)."""
+    skip = 2 if "pixel_attention_mask" in inputs and key in _PER_ROW_KEYS else 1
+    return tuple(inputs[key].shape[skip:])
+
+
+def prefill_packed(model, rows: list, *, pack_tokens: int) -> list[RowGroup]:
+    """Prefill every row of ``rows`` in one forward and return each as a group of one.
+
+    Rows are placed end to end into bins of ``max(pack_tokens, longest row)`` tokens (first fit,
+    longest first); the bins form one batch, right-padded to the fullest. A 4-D mask lets each
+    token attend only to earlier tokens of its own row, positions restart at every row (Qwen's 3-D
+    positions computed per row by the model's own ``get_rope_index``), and the images of all rows
+    go through the vision tower together. The results equal :func:`prefill_row` per row up to float
+    rounding; call :func:`pack_blocker` first.
+    """
+    lengths = [int(inputs["input_ids"].shape[1]) for inputs in rows]
+    capacity = max(pack_tokens, max(lengths))
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for row in sorted(range(len(rows)), key=lambda r: -lengths[r]):
+        target = next((b for b, free in enumerate(room) if free >= lengths[row]), None)
+        if target is None:
+            bins.append([]), room.append(capacity)
+            target = len(bins) - 1
+        bins[target].append(row)
+        room[target] -= lengths[row]
+    width = max(capacity - free for free in room)
+    first = rows[0]["input_ids"]
+    device = first.device
+    input_ids = torch.zeros((len(bins), width), dtype=first.dtype, device=device)  # (P, W) P bins
+    token_values = {  # per-token inputs besides the ids (mm_token_type_ids), zero in the padding
+        key: torch.zeros((len(bins), width), dtype=value.dtype, device=device)
+        for inputs in rows for key, value in inputs.items()
+        if key not in _NOT_MODEL_KWARGS and key not in _IMAGE_KEYS and value.shape == inputs["input_ids"].shape
+    }
+    segment = torch.full((len(bins), width), -1, dtype=torch.long, device=device)  # row of each slot
+    mrope = _mrope_model(model) is not None
+    positions = torch.zeros((4, len(bins), width) if mrope else (len(bins), width), dtype=torch.long, device=device)
+    images: dict[str, list[torch.Tensor]] = {}
+    places: dict[int, tuple[int, int]] = {}  # row -> (bin, start)
+    deltas: dict[int, torch.Tensor | None] = {}
+    for b, members in enumerate(bins):
+        start = 0
+        for row in members:
+            inputs, length = rows[row], lengths[row]
+            end = start + length
+            input_ids[b, start:end] = inputs["input_ids"][0]
+            for key in token_values:
+                if key in inputs:
+                    token_values[key][b, start:end] = inputs[key][0]
+            segment[b, start:end] = row
+            mask = inputs.get("attention_mask")
+            row_positions, deltas[row] = _prefill_positions(model, inputs, torch.ones_like(inputs["input_ids"]) if mask is None else mask)
+            positions[..., b, start:end] = row_positions[..., 0, :] if mrope else row_positions[0]
+            for key in _IMAGE_KEYS:
+                if key in inputs:
+                    images.setdefault(key, []).append(inputs[key])
+            places[row] = (b, start)
+            start = end
+        if start < width:
+            # Padding repeats the bin's last token (never an image placeholder) and attends to itself only.
+            input_ids[b, start:] = input_ids[b, start - 1]
+    per_row = "pixel_attention_mask" in images  # Idefics-style: (1, images, ...), images on axis 1
+    stacked = {key: torch.cat(parts, dim=1 if per_row and key in _PER_ROW_KEYS else 0) for key, parts in images.items()}
+    slots = torch.arange(width, device=device)
+    same_row = segment.unsqueeze(2) == segment.unsqueeze(1)  # (P, W, W)
+    allowed = same_row & (slots.view(1, 1, width) <= slots.view(1, width, 1))
+    allowed |= torch.eye(width, dtype=torch.bool, device=device).unsqueeze(0)  # padding attends to itself
+    dtype = model.dtype
+    mask4d = torch.zeros((len(bins), 1, width, width), dtype=dtype, device=device)
+    mask4d.masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
+    last = {row: places[row][1] + lengths[row] - 1 for row in range(len(rows))}
+    keep = sorted(set(last.values()))
+    cache = _new_cache(model)
+    with torch.inference_mode():
+        out = model(
+            input_ids=input_ids,
+            attention_mask=mask4d,
+            position_ids=positions,
+            **with_cache(model, cache),
+            use_cache=True,
+            logits_to_keep=torch.tensor(keep, device=device),
+            **token_values,
+            **stacked,
+        )
+    cache = returned_cache(out)
+    column = {slot: i for i, slot in enumerate(keep)}
+    groups = []
+    for row, length in enumerate(lengths):
+        b, start = places[row]
+        keys = [layer.keys[b : b + 1, :, start : start + length] for layer in cache.layers]
+        values = [layer.values[b : b + 1, :, start : start + length] for layer in cache.layers]
+        groups.append(RowGroup(
+            model=model,
+            cache=_cache_of(model, keys, values),
+            attention_mask=torch.ones((1, length), dtype=torch.long, device=device),
+            lengths=torch.tensor([length], dtype=torch.long, device=device),
+            rope_deltas=None if deltas[row] is None else deltas[row].view(1).to(device),
+            logprobs=F.log_softmax(out.logits[b : b + 1, column[last[row]], :].float(), dim=-1),  # (1, V)
+        ))
+    return groups
+
+
+def _cache_of(model, keys: list[torch.Tensor], values: list[torch.Tensor]):
+    """A fresh cache of ``model`` holding the given per-layer keys and values."""
+    cache = _new_cache(model)
+    for index, (key, value) in enumerate(zip(keys, values)):
+        if index >= len(cache.layers):
+            raise UnsupportedError(f"cannot rebuild the cache of {type(model).__name__}: layer {index} is missing")
+        cache.layers[index].update(key, value)  # fresh layer: stores them as they are
+    return cache
+
+
 def merge(groups: list[RowGroup]) -> RowGroup:
     """One group holding the rows of ``groups`` in order, caches left-padded to a common length.
 
@@ -206,18 +366,14 @@ def merge(groups: list[RowGroup]) -> RowGroup:
         return groups[0]
     model = groups[0].model
     target = max(g.attention_mask.shape[1] for g in groups)
-    merged_cache = _new_cache(model)
-    layer_count = len(groups[0].cache.layers)
-    for index in range(layer_count):
-        sample = groups[0].cache.layers[index]
+    all_keys, all_values = [], []
+    for index, sample in enumerate(groups[0].cache.layers):
         window = getattr(sample, "sliding_window", None)
         if window is not None and target >= window:
             raise CannotMerge(f"layer {index} has a sliding window of {window} and rows of up to {target} tokens")
-        keys = torch.cat([_left_pad(g.cache.layers[index].keys, target) for g in groups], dim=0)
-        values = torch.cat([_left_pad(g.cache.layers[index].values, target) for g in groups], dim=0)
-        if index >= len(merged_cache.layers):
-            raise UnsupportedError(f"cannot rebuild the cache of {type(model).__name__}: layer {index} is missing")
-        merged_cache.layers[index].update(keys, values)  # fresh layer: stores them as they are
+        all_keys.append(torch.cat([_left_pad(g.cache.layers[index].keys, target) for g in groups], dim=0))
+        all_values.append(torch.cat([_left_pad(g.cache.layers[index].values, target) for g in groups], dim=0))
+    merged_cache = _cache_of(model, all_keys, all_values)
     mask = torch.cat([_left_pad_mask(g.attention_mask, target) for g in groups], dim=0)  # (B, L)
     deltas = [g.rope_deltas for g in groups]
     return RowGroup(
@@ -236,13 +392,29 @@ RowKey = tuple[int, int]  # (question, branch): branch -1 is the image branch, k
 class BranchSet:
     """Every row of one decoding run, keyed by (question, branch).
 
-    Rows are prefilled one by one; with ``batched`` they are merged into one group (one forward
-    per step), else each keeps its own (one forward per row: the serial reference). Where a full
-    sliding window forbids merging, rows stay separate: slower, same results.
+    With ``batched``, rows are prefilled together (packed, one forward, where the family allows:
+    see :func:`pack_blocker`) and merged into one group (one forward per step); else each row is
+    prefilled alone and keeps its own group (one forward per row: the serial reference). Where a
+    full sliding window forbids merging, rows stay separate: slower, same results.
+
+    Attributes:
+        prefill_forwards: forwards the prefill took (1 when packed).
     """
 
-    def __init__(self, model, rows: list[tuple[RowKey, object]], *, batched: bool) -> None:
-        groups = [prefill_row(model, inputs) for _, inputs in rows]
+    def __init__(self, model, rows: list[tuple[RowKey, object]], *, batched: bool, pack_tokens: int = 0) -> None:
+        inputs = [row_inputs for _, row_inputs in rows]
+        # Rows of up to pack_tokens tokens are packed into one forward; longer rows run alone.
+        short = [r for r, row_inputs in enumerate(inputs) if row_inputs["input_ids"].shape[1] <= pack_tokens]
+        if not batched or len(short) < 2 or pack_blocker(model, [inputs[r] for r in short]) is not None:
+            short = []
+        groups: list[RowGroup | None] = [None] * len(inputs)
+        if short:
+            for r, group in zip(short, prefill_packed(model, [inputs[r] for r in short], pack_tokens=pack_tokens)):
+                groups[r] = group
+        for r, row_inputs in enumerate(inputs):
+            if groups[r] is None:
+                groups[r] = prefill_row(model, row_inputs)
+        self.prefill_forwards = len(inputs) - len(short) + (1 if short else 0)
         keys = [[key] for key, _ in rows]
         if batched and len(groups) > 1:
             try:

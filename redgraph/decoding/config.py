@@ -39,6 +39,11 @@ class REDConfig:
     record_attribution: bool = True
     # Advance every branch of every question with one forward per step (False: one per branch).
     batch_branches: bool = True
+    # With batch_branches, prefill the rows (each question's image branch and rationale branches)
+    # of up to this many tokens in one forward, packed end to end into sequences of at most this
+    # length; longer rows run in a forward of their own; 0 prefills every row alone. None: by
+    # device (redgraph.decoding.branches.auto_pack_tokens). Same results either way.
+    pack_tokens: int | None = None
 
     def __post_init__(self) -> None:
         check_rationale_weight(self.rationale_weight)
@@ -48,6 +53,13 @@ class REDConfig:
             check_rationale_weights(weights)
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if self.pack_tokens is not None and (
+            isinstance(self.pack_tokens, bool) or not isinstance(self.pack_tokens, int) or self.pack_tokens < 0
+        ):
+            raise ConfigError(
+                f"pack_tokens must be a non-negative integer (0: prefill each row alone) or None (by device), "
+                f"got {self.pack_tokens!r}"
+            )
         if not isinstance(self.do_sample, bool):
             raise ConfigError(f"do_sample must be True or False, got {self.do_sample!r}")
         check_non_negative("temperature", self.temperature)

@@ -21,7 +21,7 @@ from typing import Literal
 
 import torch
 
-from redgraph.decoding.branches import BranchSet, padded_rationale_rows
+from redgraph.decoding.branches import BranchSet, auto_pack_tokens, padded_rationale_rows
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.red import rationale_lambdas, red_scores, sampling_logits
 from redgraph.errors import InputError, check_question, check_rationale
@@ -219,8 +219,10 @@ class REDDecoder:
                 prompt_tokens=int(image_inputs["input_ids"].shape[1]), rationale_prompt_tokens=tuple(rationale_lengths),
             ))
 
-        # Prefill every row alone, then merge (batched) or keep one group per row (serial).
-        branches = BranchSet(lvlm.model, rows, batched=cfg.batch_branches)
+        # Prefill every row (packed into one forward where the family allows), then merge them into
+        # one group (batched) or keep one group per row (serial).
+        pack_tokens = cfg.pack_tokens if cfg.pack_tokens is not None else auto_pack_tokens(lvlm.device)
+        branches = BranchSet(lvlm.model, rows, batched=cfg.batch_branches, pack_tokens=pack_tokens)
 
         eos = self._eos_ids()
         stops = [request.should_stop for request in requests]

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from transformers import LogitsProcessor
 
-from redgraph.decoding.branches import BranchSet, padded_rationale_rows
+from redgraph.decoding.branches import BranchSet, auto_pack_tokens, padded_rationale_rows
 from redgraph.decoding.red import rationale_lambdas, red_scores
 from redgraph.errors import ConfigError, UnsupportedError, check_rationale_weight
 
@@ -110,7 +110,8 @@ class RationaleEnhancedLogitsProcessor(LogitsProcessor):
             )
         if self._branches is None:
             rows = [((q, k), inputs) for q, per_q in enumerate(self._inputs) for k, inputs in enumerate(per_q)]
-            self._branches = BranchSet(self.model, rows, batched=self.batch_branches)
+            pack_tokens = auto_pack_tokens(self.model.device)
+            self._branches = BranchSet(self.model, rows, batched=self.batch_branches, pack_tokens=pack_tokens)
             self._prompt_length = input_ids.shape[1]
         else:
             expected = self._prompt_length + self._steps
