@@ -2,10 +2,14 @@
 
 Models: tiny random Qwen2-VL and LLaVA (CLIP) of 11-12M parameters with 256 image tokens, a
 ~60-token rationale, 32 new tokens (end-of-sequence disabled so every run makes all 32).
-Every timing covers the same work for both sides of its ratio, preprocessing included, and is
-the median of interleaved repeats.
+``--size 2b`` / ``--size 7b`` build a random Qwen2-VL at the real widths, depths and vocabulary
+of Qwen2-VL-2B / -7B instead (made on the device; use a GPU). Every timing covers the same work
+for both sides of its ratio, preprocessing included, is synchronised on CUDA, and is the median of
+interleaved repeats.
 
     python benchmarks/red_speed.py --json
+    python benchmarks/red_speed.py --json --device cuda --dtype bfloat16 --size 2b
+    python benchmarks/red_speed.py --json --device cuda --dtype bfloat16 --size 7b
 
 Keys (each a ratio, per family and the mean over families):
     decode_step_ratio     RED decode step / plain greedy (generate) decode step
@@ -13,6 +17,8 @@ Keys (each a ratio, per family and the mean over families):
     e2e_ratio_vs_cot      RED answer time / CoT answer time (image + rationale + question, one sequence)
     batch8_speedup        answer tokens/s with 8 questions batched / with 1 question
     processor_vs_fast     RED through model.generate + LogitsProcessor / the fast decoder
+    packed_prefill_gain   RED prefill with every row prefilled alone / with the rows packed (the
+                          device's default bin size), and batch8_packed_gain the same for 8 questions
 """
 
 from __future__ import annotations
@@ -50,9 +56,16 @@ def scene(seed: int, side: int) -> Image.Image:
     return picture
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(fn) -> float:
+    _sync()
     start = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - start
 
 
@@ -67,8 +80,8 @@ def median_times(jobs: dict, repeats: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def bench_family(family: str, size: str, new_tokens: int, repeats: int, image_side: int) -> dict:
-    lvlm = build_tiny_lvlm(family, size=size)
+def bench_family(family: str, size: str, new_tokens: int, repeats: int, image_side: int, device: str, dtype) -> dict:
+    lvlm = build_tiny_lvlm(family, size=size, device=device, dtype=dtype)
     model = lvlm.model
     image = scene(0, image_side)
     no_eos = dict(eos_token_ids=())
@@ -93,9 +106,12 @@ def bench_family(family: str, size: str, new_tokens: int, repeats: int, image_si
 
     batch = [REDRequest(scene(i, image_side), QUESTION, (RATIONALE,)) for i in range(8)]
 
-    def red_batch8():
-        results = red(new_tokens).decode_batch(batch)
+    def red_batch8(**kw):
+        results = red(new_tokens, **kw).decode_batch(batch)
         assert all(len(r.token_ids) == new_tokens for r in results)
+
+    def red_unpacked_1():
+        red(1, pack_tokens=0).decode(image, QUESTION, [RATIONALE])
 
     n = new_tokens
     times = median_times(
@@ -105,6 +121,7 @@ def bench_family(family: str, size: str, new_tokens: int, repeats: int, image_si
             "red_1": lambda: red_fast(1), f"red_{n}": lambda: red_fast(n),
             "processor": lambda: red_processor(n),
             "batch8": red_batch8,
+            "red_1_unpacked": red_unpacked_1, "batch8_unpacked": lambda: red_batch8(pack_tokens=0),
         },
         repeats,
     )
@@ -121,29 +138,46 @@ def bench_family(family: str, size: str, new_tokens: int, repeats: int, image_si
         "e2e_ratio_vs_cot": times[f"red_{n}"] / times[f"cot_{n}"],
         "batch8_speedup": (8 * n / times["batch8"]) / (n / times[f"red_{n}"]),
         "processor_vs_fast": times["processor"] / times[f"red_{n}"],
+        "packed_prefill_gain": times["red_1_unpacked"] / times["red_1"],
+        "batch8_packed_gain": times["batch8_unpacked"] / times["batch8"],
     }
 
 
-RATIOS = ("decode_step_ratio", "prefill_ratio_vs_cot", "e2e_ratio_vs_cot", "batch8_speedup", "processor_vs_fast")
+RATIOS = ("decode_step_ratio", "prefill_ratio_vs_cot", "e2e_ratio_vs_cot", "batch8_speedup", "processor_vs_fast",
+          "packed_prefill_gain", "batch8_packed_gain")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--families", default="qwen2_vl,llava_clip")
-    parser.add_argument("--size", default="bench", choices=["tiny", "bench"], help="tiny: a smoke run for tests")
+    parser.add_argument("--families", default=None, help="default: qwen2_vl,llava_clip (qwen2_vl at 2b / 7b)")
+    parser.add_argument("--size", default="bench", choices=["tiny", "bench", "2b", "7b"],
+                        help="tiny: a smoke run for tests; 2b / 7b: random weights at Qwen2-VL-2B / -7B sizes (GPU)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     if args.new_tokens < 2:
         parser.error(f"--new-tokens must be at least 2 (decode steps are measured as a difference), got {args.new_tokens}")
-    side = 448 if args.size == "bench" else 112
-    families = {f: bench_family(f, args.size, args.new_tokens, args.repeats, side) for f in args.families.split(",")}
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA device; use --device cpu")
+    if torch.device(args.device).type not in ("cpu", "cuda"):
+        parser.error(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    real = args.size in ("2b", "7b")
+    family_names = (args.families or ("qwen2_vl" if real else "qwen2_vl,llava_clip")).split(",")
+    if real and family_names != ["qwen2_vl"]:
+        parser.error(f"--size {args.size} is built for qwen2_vl only, got --families {args.families}")
+    side = 112 if args.size == "tiny" else 448
+    dtype = getattr(torch, args.dtype)
+    families = {f: bench_family(f, args.size, args.new_tokens, args.repeats, side, args.device, dtype) for f in family_names}
     summary = {key: round(statistics.mean(r[key] for r in families.values()), 3) for key in RATIOS}
     report = {
         **summary,
         "families": {f: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for f, r in families.items()},
         "setting": {"new_tokens": args.new_tokens, "repeats": args.repeats, "size": args.size,
+                    "device": args.device, "dtype": args.dtype,
+                    "gpu": torch.cuda.get_device_name(args.device) if torch.device(args.device).type == "cuda" else None,
                     "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()},
     }
     if args.json:

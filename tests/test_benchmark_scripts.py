@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from redgraph.errors import ConfigError
 from redgraph.models import FAMILIES, build_tiny_lvlm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,14 +31,34 @@ def test_bench_size_models_have_256_image_tokens_and_generate(family):
 def test_red_speed_smoke_run_prints_every_ratio():
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "red_speed.py"), "--json", "--size", "tiny",
-         "--new-tokens", "3", "--repeats", "1", "--families", "llava_clip"],
+         "--new-tokens", "3", "--repeats", "1", "--families", "llava_clip", "--dtype", "bfloat16"],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )
     report = json.loads(done.stdout)
-    for key in ("decode_step_ratio", "prefill_ratio_vs_cot", "e2e_ratio_vs_cot", "batch8_speedup", "processor_vs_fast"):
+    assert report["setting"]["dtype"] == "bfloat16" and report["setting"]["device"] == "cpu"
+    for key in ("decode_step_ratio", "prefill_ratio_vs_cot", "e2e_ratio_vs_cot", "batch8_speedup", "processor_vs_fast",
+                "packed_prefill_gain", "batch8_packed_gain"):
         # Only that each ratio is there: decode steps are a difference of two timings, which with
         # 3 tokens and one repeat on a loaded machine can even come out negative.
         assert isinstance(report[key], float) and math.isfinite(report[key])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_red_speed_refuses_a_device_this_torch_cannot_see():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "red_speed.py"), "--json", "--device", "cuda", "--size", "2b"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert done.returncode == 2 and "--device cuda" in done.stderr and "use --device cpu" in done.stderr
+
+
+def test_the_real_sizes_have_qwen2_vl_7b_widths():
+    lvlm = build_tiny_lvlm("qwen2_vl", size="7b", device="meta")  # shapes only, no memory
+    text = lvlm.model.config.text_config
+    assert (text.hidden_size, text.num_hidden_layers, text.intermediate_size, text.vocab_size) == (3584, 28, 18944, 151_936)
+    assert 8.2e9 < sum(p.numel() for p in lvlm.model.parameters()) < 8.4e9
+    with pytest.raises(ConfigError, match="qwen2_vl only"):
+        build_tiny_lvlm("llava_clip", size="2b")
 
 
 def test_server_load_smoke_run_prints_both_figures():

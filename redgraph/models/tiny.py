@@ -33,7 +33,7 @@ FAMILIES = (
     "smolvlm",
     "gemma3",
 )
-Size = Literal["tiny", "bench"]
+Size = Literal["tiny", "bench", "2b", "7b"]
 
 _WORDS = (
     "the a an red blue green yellow purple orange black white circle square triangle star "
@@ -69,7 +69,9 @@ class _Dims:
     vision_layers: int
     vision_heads: int
     image_tokens: int  # per image, a square number; each family derives its image side from it
-    vocab: int
+    vocab: int  # the tokenizer's BPE vocabulary
+    model_vocab: int = 0  # embedding rows when more than the tokenizer's (a real model's vocabulary)
+    vision_mlp_ratio: int = 2
 
     @property
     def image_grid(self) -> int:
@@ -80,7 +82,12 @@ _SIZES: dict[str, _Dims] = {
     "tiny": _Dims(32, 2, 4, 2, 64, 32, 1, 2, 16, 512),
     # About 10-20M parameters with 256 image tokens: the RED speed benchmark's setting.
     "bench": _Dims(384, 6, 6, 2, 1024, 192, 2, 3, 256, 4096),
+    # Random weights at the widths, depths and vocabulary of Qwen2-VL-2B / -7B (2.2B and 8.3B
+    # parameters): GPU speed benchmarks at real sizes. Build them on the GPU (``device="cuda"``).
+    "2b": _Dims(1536, 28, 12, 2, 8960, 1280, 32, 16, 256, 4096, model_vocab=151_936, vision_mlp_ratio=4),
+    "7b": _Dims(3584, 28, 28, 4, 18944, 1280, 32, 16, 256, 4096, model_vocab=151_936, vision_mlp_ratio=4),
 }
+REAL_SIZES = ("2b", "7b")  # built for Qwen2-VL only
 
 
 def build_tokenizer(
@@ -122,22 +129,29 @@ def build_tokenizer(
     )
 
 
-def build_tiny_lvlm(family: str, *, size: Size = "tiny", seed: int = 0):
+def build_tiny_lvlm(
+    family: str, *, size: Size = "tiny", seed: int = 0, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+):
     """Build a random model of ``family`` through its real transformers classes.
 
     Args:
         family: one of :data:`FAMILIES`.
         size: ``"tiny"`` for tests (<1 MB), ``"bench"`` for speed benchmarks (10-20M parameters,
-            256 image tokens).
+            256 image tokens), ``"2b"`` / ``"7b"`` for GPU benchmarks at Qwen2-VL-2B / -7B widths
+            (``qwen2_vl`` only).
         seed: seeds the random weights.
+        device: where the weights are created (a 7B model is best made on the GPU it runs on).
+        dtype: the weights' dtype; None keeps float32.
 
     Raises:
-        ConfigError: ``family`` or ``size`` is unknown.
+        ConfigError: ``family`` or ``size`` is unknown, or a real size is asked of another family.
     """
     if family not in FAMILIES:
         raise ConfigError(f"unknown tiny model family {family!r}; choose one of {', '.join(FAMILIES)}")
     if size not in _SIZES:
-        raise ConfigError(f"unknown tiny model size {size!r}; choose 'tiny' or 'bench'")
+        raise ConfigError(f"unknown tiny model size {size!r}; choose one of {', '.join(_SIZES)}")
+    if size in REAL_SIZES and family != "qwen2_vl":
+        raise ConfigError(f"size {size!r} is built for qwen2_vl only, not {family!r}")
     dims = _SIZES[size]
     builder = {
         "qwen2_vl": _qwen,
@@ -150,7 +164,10 @@ def build_tiny_lvlm(family: str, *, size: Size = "tiny", seed: int = 0):
         "gemma3": _gemma3,
     }[family]
     torch.manual_seed(seed)
-    model, processor = builder(family, dims)
+    with torch.device(device):
+        model, processor = builder(family, dims)
+    if dtype is not None:
+        model.to(dtype)
     model.eval()
     from redgraph.models.loading import LVLM
 
@@ -159,7 +176,7 @@ def build_tiny_lvlm(family: str, *, size: Size = "tiny", seed: int = 0):
 
 def _text_config(dims: _Dims, tokenizer, **extra) -> dict:
     return dict(
-        vocab_size=len(tokenizer),
+        vocab_size=max(len(tokenizer), dims.model_vocab),
         hidden_size=dims.hidden,
         intermediate_size=dims.intermediate,
         num_hidden_layers=dims.layers,
@@ -201,7 +218,7 @@ def _qwen(family: str, dims: _Dims):
                   patch_size=patch, spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
     if family == "qwen2_vl":
         # Qwen2-VL's vision hidden_size is the merger's output width, which feeds the text model.
-        vision.update(embed_dim=dims.vision_hidden, hidden_size=dims.hidden, mlp_ratio=2)
+        vision.update(embed_dim=dims.vision_hidden, hidden_size=dims.hidden, mlp_ratio=dims.vision_mlp_ratio)
         config_cls, model_cls = transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration
         processor_cls = transformers.Qwen2VLProcessor
     elif family == "qwen2_5_vl":
