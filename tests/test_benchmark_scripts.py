@@ -43,6 +43,19 @@ def test_red_speed_smoke_run_prints_every_ratio():
         assert isinstance(report[key], float) and math.isfinite(report[key])
 
 
+def test_packing_smoke_run_compares_every_size_with_rows_alone():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "packing.py"), "--json", "--models", "tiny", "--sizes", "64,4096",
+         "--repeats", "1"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    report = json.loads(done.stdout)
+    assert set(report["models"]) == {"tiny qwen2_vl", "tiny llava_clip"}
+    for figures in report["models"].values():
+        for key in ("1q_ratio_64", "1q_ratio_4096", "8q_ratio_64", "8q_ratio_4096"):
+            assert figures[key] > 0
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_red_speed_refuses_a_device_this_torch_cannot_see():
     done = subprocess.run(
