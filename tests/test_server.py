@@ -136,17 +136,21 @@ def test_models_and_health(client, live):
 def test_concurrent_requests_share_batches_and_get_their_own_answers(live):
     batcher = live.app.state.batcher
     before = (batcher.batches, batcher.batched_requests)
-    questions = [f"{QUESTION} ({i})" for i in range(8)]
+    # Each request its own image, question and rationale: their rows are prefilled packed together.
+    colours = ["red", "green", "blue", "yellow", "purple", "orange", "black", "pink"]
+    asks = [(scene(colours[i]), f"{QUESTION} ({i})", f"{RATIONALE} {colours[i]}") for i in range(8)]
 
-    def one(question: str) -> str:
-        body = {"model": "tiny", "messages": user_message(question=question), "max_tokens": 6}
+    def one(ask) -> dict:
+        picture, question, rationale = ask
+        body = {"model": "tiny", "messages": user_message(picture, question), "max_tokens": 6, "rationale": rationale}
         response = httpx.post(live.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
-        return response.json()["choices"][0]["message"]["content"]
+        return response.json()
 
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(one, questions))
+        replies = list(pool.map(one, asks))
     decoder = REDDecoder(tiny("qwen2_vl"), REDConfig(max_new_tokens=6))
-    assert answers == [decoder.decode(scene(), q).text for q in questions]
+    alone = [decoder.decode(picture, question, [rationale]) for picture, question, rationale in asks]
+    assert [r["choices"][0]["message"]["content"] for r in replies] == [a.text for a in alone]
     batches, requests = batcher.batches - before[0], batcher.batched_requests - before[1]
     assert requests == 8 and batches < 8  # at least two requests shared a forward
 
