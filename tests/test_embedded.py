@@ -197,3 +197,98 @@ def test_damaged_checkpoint_names_the_file(tmp_path, damage):
         path.write_text("{ not json")
     with pytest.raises(ModelLoadError, match=str(path).replace("\\", "\\\\")):
         load_embedded(folder)
+
+
+def _same_weights(a, b) -> bool:
+    first, second = a.model.state_dict(), b.model.state_dict()
+    return all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_any_worker_count_gives_the_same_stream_and_weights():
+    config = TrainConfig(steps=3, batch_size=6, warmup_steps=2, dimensions=SMALL, aux_weight=1.0)
+    alone, manifest = train(None, config, workers=0)
+    helped, helped_manifest = train(None, config, workers=2)
+    assert _same_weights(alone, helped)
+    assert manifest["first_loss"] == helped_manifest["first_loss"]
+    assert helped_manifest["data_workers"] == 2 and helped_manifest["examples_seen"] == 18
+    assert helped_manifest["device"] == "cpu" and helped_manifest["dtype"].startswith("bfloat16")
+    assert helped_manifest["examples_per_second"] > 0
+
+
+def test_each_example_of_stream_2_comes_from_its_own_seed():
+    from redgraph.lab.batches import step_examples
+
+    processor = build_untrained(SMALL, seed=0)[1]
+    big = TrainConfig(batch_size=8, dimensions=SMALL)
+    small = TrainConfig(batch_size=4, dimensions=SMALL)
+    # Example 4 is the first of step 1 at batch 4 and the fifth of step 0 at batch 8: the same example.
+    a, b = step_examples(0, big, processor)[4], step_examples(1, small, processor)[0]
+    assert (a.task, a.prompt, a.target) == (b.task, b.prompt, b.target)
+    assert [e.task for e in step_examples(0, big, processor)] != [e.task for e in step_examples(1, big, processor)]
+
+
+def test_micro_batches_give_the_same_step_up_to_rounding():
+    one = TrainConfig(steps=2, batch_size=8, warmup_steps=1, dimensions=SMALL, aux_weight=2.0, precision="float32")
+    four = TrainConfig(steps=2, batch_size=8, warmup_steps=1, dimensions=SMALL, aux_weight=2.0, precision="float32",
+                       accumulate=4)
+    a, manifest_a = train(None, one)
+    b, manifest_b = train(None, four)
+    assert abs(manifest_a["first_loss"] - manifest_b["first_loss"]) < 1e-4
+    first, second = a.model.state_dict(), b.model.state_dict()
+    assert max(float((first[k] - second[k]).abs().max()) for k in first) < 1e-4
+    assert manifest_b["command"].endswith("--precision float32 --accumulate 4 --aux-weight 2")
+    with pytest.raises(ConfigError, match="accumulate"):
+        TrainConfig(batch_size=2, accumulate=3)
+
+
+def test_positions_made_by_the_data_workers_equal_the_models_own():
+    from redgraph.lab.batches import batch_tensors as make_batch
+    from redgraph.lab.batches import rope_index
+
+    model, processor = build_untrained(SMALL, seed=0)
+    examples = sample_batch(0, TrainConfig(batch_size=10, dimensions=SMALL), processor)
+    assert {e.image is None for e in examples} == {True, False}  # text-only and image rows together
+    batch = make_batch(examples, processor, rope_index(model.config))
+    plain = {k: v for k, v in batch.items() if k != "position_ids"}
+    with torch.no_grad():
+        assert torch.equal(example_loss(model, batch), example_loss(model, plain))
+
+
+def test_a_resumed_run_with_workers_and_micro_batches_equals_an_uninterrupted_one(tmp_path):
+    config = TrainConfig(steps=4, batch_size=6, warmup_steps=2, dimensions=SMALL, accumulate=2, aux_weight=1.0)
+    whole, _ = train(None, config)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_three(step: int, loss: float) -> None:
+        if step == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(tmp_path, config, save_every=2, on_progress=stop_at_three, workers=2)
+    resumed, manifest = train(tmp_path, config, save_every=2, resume=True, workers=1)
+    assert _same_weights(whole, resumed) and manifest["steps_done"] == 4 and manifest["examples_seen"] == 24
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_an_unavailable_device_is_refused_with_what_to_use(tmp_path):
+    from redgraph.lab.train import check_device
+
+    with pytest.raises(ConfigError, match=r"sees no CUDA device; use --device cpu"):
+        check_device("cuda")
+    with pytest.raises(ConfigError, match="device must be cpu or cuda"):
+        check_device("tpu")
+    result = CliRunner().invoke(app, ["embedded", "train", str(tmp_path / "out"), "--steps", "1", "--device", "cuda"])
+    assert result.exit_code == 2 and "sees no CUDA device" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_stream_1_is_drawn_in_process_only():
+    with pytest.raises(ConfigError, match="stream 1"):
+        train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL, data_stream=1), workers=2)
+    for bad in (0, 3, True):
+        with pytest.raises(ConfigError, match="data_stream must be"):
+            TrainConfig(data_stream=bad)
+    with pytest.raises(ConfigError, match="precision must be"):
+        TrainConfig(precision="float16")

@@ -19,22 +19,34 @@ def embedded_train(
     steps: Annotated[int, typer.Option(help="Optimiser steps (the shipped model: see its manifest).")] = 2000,
     seed: Annotated[int, typer.Option(help="Seeds weights, data and task choice.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 1e-3,
+    warmup_steps: Annotated[int, typer.Option(help="Steps of linear warm-up.")] = 300,
     threads: Annotated[int, typer.Option(help="CPU threads; results reproduce for a fixed count.")] = 2,
+    device: Annotated[str, typer.Option(help="cpu or cuda (cuda:N). The checkpoint is saved for the CPU either way.")] = "cpu",
+    precision: Annotated[str, typer.Option(help="bfloat16: bf16 autocast, float32 weights (about 1.8x faster on a CPU "
+                                                "with AVX-512 BF16, and on GPUs); float32.")] = "bfloat16",
+    workers: Annotated[int, typer.Option(help="Data-loader processes making batches ahead (0: none); the example "
+                                              "stream is the same for any count.")] = 0,
+    accumulate: Annotated[int, typer.Option(help="Micro-batches per step, grouped by length (less padding, less "
+                                                 "memory); the same loss up to rounding.")] = 1,
+    data_stream: Annotated[int, typer.Option(help="2: each example from its own seed; 1: the shipped model's draw "
+                                                  "(in-process only).")] = 2,
     aux_weight: Annotated[float, typer.Option(help="Weight of the auxiliary scene-fact loss on the image tokens (0: none).")] = 0.0,
     task_weights: Annotated[Optional[str], typer.Option(help="How often each task is drawn, e.g. 'verify=3,cot=0.5' "
                                                           "(tasks not named: 1). Default: uniform.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the stopped run saved in OUT_DIR (same settings); it ends "
                                               "with the weights an uninterrupted run gives.")] = False,
 ) -> None:
-    """Train the embedded model from scratch on CPU; same seed and threads give the same weights."""
+    """Train the embedded model from scratch, on CPU or a GPU; the same settings (and threads) give the same weights."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from redgraph.lab.train import TrainConfig, parse_task_weights, train
 
     try:
         weights = {} if task_weights is None else {"task_weights": parse_task_weights(task_weights)}
-        config = TrainConfig(steps=steps, seed=seed, batch_size=batch_size, threads=threads, aux_weight=aux_weight,
-                             **weights)
+        config = TrainConfig(steps=steps, seed=seed, batch_size=batch_size, learning_rate=learning_rate,
+                             warmup_steps=warmup_steps, threads=threads, aux_weight=aux_weight, precision=precision,
+                             data_stream=data_stream, accumulate=accumulate, **weights)
     except RedgraphError as exc:
         fail(exc)
     columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
@@ -42,8 +54,8 @@ def embedded_train(
     try:
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("train", total=steps, loss="-")
-            _, manifest = train(out_dir, config, resume=resume, on_progress=lambda step, loss: progress.update(
-                task, completed=step, loss=f"{loss:.3f}"))
+            _, manifest = train(out_dir, config, resume=resume, device=device, workers=workers,
+                                on_progress=lambda step, loss: progress.update(task, completed=step, loss=f"{loss:.3f}"))
     except RedgraphError as exc:
         fail(exc)
     out.print_json(json.dumps(manifest))

@@ -1,8 +1,10 @@
-"""Training the embedded model from scratch on CPU, reproducibly from a seed.
+"""Training the embedded model from scratch, on CPU or a GPU, reproducibly from a seed.
 
 The data is an endless stream of fresh train-split items (never a validation or test scene), so
-the model does not see any item twice. Loss: cross-entropy on the target tokens (and the
-end-of-turn token), averaged per example, so short answers weigh as much as long rationales.
+the model does not see any item twice; data workers make the batches (see :mod:`.batches`). Loss:
+cross-entropy on the target tokens (and the end-of-turn token), averaged per example, so short
+answers weigh as much as long rationales. Weights and optimiser stay float32; with
+``precision="bfloat16"`` the forward and backward run under bf16 autocast.
 """
 
 from __future__ import annotations
@@ -19,11 +21,23 @@ from pathlib import Path
 
 import torch
 
-from redgraph.data.synthetic import make_item
 from redgraph.errors import ConfigError, check_whole_number
 from redgraph.lab.architecture import Dimensions, build_untrained
+from redgraph.lab.batches import (
+    STREAMS,
+    StepBatches,
+    batch_tensors,
+    one_thread_per_worker,
+    rope_index,
+    split_by_length,
+    step_examples,
+)
 from redgraph.lab.scene_labels import VOCABULARY
-from redgraph.lab.tasks import TASKS, Example, make_example
+from redgraph.lab.tasks import TASKS, Example
+
+PRECISIONS = ("float32", "bfloat16")
+# What a run saved before these settings existed was trained with.
+_LEGACY = {"precision": "float32", "data_stream": 1, "accumulate": 1}
 
 
 @dataclass(frozen=True)
@@ -44,10 +58,24 @@ class TrainConfig:
     # How often each task is drawn, in the order of TASKS (answer, rationale, cot, rationale_answer,
     # verify); equal weights draw uniformly, as the shipped model was trained.
     task_weights: tuple[float, ...] = (1.0,) * len(TASKS)
+    # bfloat16: forward and backward under bf16 autocast (weights and optimiser stay float32).
+    precision: str = "bfloat16"
+    # 2: each example from its own seed (the same stream for any worker count); 1: the shipped
+    # model's in-order draw, made in-process only.
+    data_stream: int = 2
+    # Micro-batches per step, examples grouped by length (less padding); the same loss up to rounding.
+    accumulate: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "threads"):
+        for name in ("steps", "batch_size", "threads", "accumulate", "warmup_steps"):
             check_whole_number(name, getattr(self, name))
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if isinstance(self.data_stream, bool) or self.data_stream not in STREAMS:
+            raise ConfigError(f"data_stream must be 1 (the shipped model's) or 2, got {self.data_stream!r}")
+        if self.accumulate > self.batch_size:
+            raise ConfigError(f"accumulate ({self.accumulate}) cannot exceed batch_size ({self.batch_size}): "
+                              "each micro-batch needs at least one example")
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
             raise ConfigError(f"learning_rate must be between 0 and 1, got {self.learning_rate!r}")
         if isinstance(self.aux_weight, bool) or not isinstance(self.aux_weight, (int, float)) or not 0 <= self.aux_weight < 100:
@@ -88,53 +116,14 @@ def format_task_weights(weights: tuple[float, ...]) -> str:
 ProgressCallback = Callable[[int, float], None]
 
 
-def batch_tensors(examples: list[Example], processor) -> dict[str, torch.Tensor]:
-    """Tokenise prompts (with their images) and targets into right-padded training tensors.
-
-    ``labels`` is -100 everywhere except the target tokens and the closing end-of-turn token.
-    """
-    tokenizer = processor.tokenizer
-    with_image = [e for e in examples if e.image is not None]
-    rows: list[list[int]] = []
-    targets: list[int] = []
-    pixel = {}
-    if with_image:
-        encoded = processor(text=[e.prompt for e in with_image], images=[e.image for e in with_image],
-                            return_tensors="pt", padding=True)
-        pixel = {"pixel_values": encoded["pixel_values"], "image_grid_thw": encoded["image_grid_thw"]}
-        image_rows = iter(
-            ids[mask.bool()].tolist() for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"])
-        )
-    for example in examples:
-        if example.image is not None:
-            prompt_ids = next(image_rows)
-        else:
-            prompt_ids = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
-        target_ids = tokenizer(example.target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        rows.append(prompt_ids + target_ids)
-        targets.append(len(target_ids))
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    for i, (row, n_target) in enumerate(zip(rows, targets)):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        attention[i, : len(row)] = 1
-        labels[i, len(row) - n_target : len(row)] = torch.tensor(row[-n_target:])
-    if pixel:
-        # Qwen2-VL's 3-D positions need to know which tokens are image tokens (1) and which text (0).
-        pixel["mm_token_type_ids"] = (input_ids == processor.image_token_id).long()
-        targets = torch.zeros((len(with_image), len(VOCABULARY)))
-        for row, example in enumerate(with_image):
-            targets[row, list(example.scene_labels)] = 1.0
-        pixel["scene_targets"] = targets
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, **pixel}
-
-
 def example_loss(model, batch: dict[str, torch.Tensor], aux_head: torch.nn.Module | None = None,
-                 aux_weight: float = 0.0) -> torch.Tensor:
+                 aux_weight: float = 0.0, *, shares: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
     """Mean over examples of each example's mean target-token cross-entropy; with ``aux_head``, plus
-    ``aux_weight`` x the binary cross-entropy of the scene facts read from each image's mean token."""
+    ``aux_weight`` x the binary cross-entropy of the scene facts read from each image's mean token.
+
+    ``shares``: this micro-batch's share of its step's examples and of its images; the step's loss
+    is the sum of its micro-batches' losses.
+    """
     labels = batch["labels"]
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "scene_targets")}
     captured: list[torch.Tensor] = []
@@ -155,23 +144,19 @@ def example_loss(model, batch: dict[str, torch.Tensor], aux_head: torch.nn.Modul
         logits.reshape(-1, logits.shape[-1]).float(), shifted.reshape(-1), ignore_index=-100, reduction="none"
     ).view(shifted.shape)
     mask = (shifted != -100).float()
-    loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+    loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean() * shares[0]
     if captured:
         targets = batch["scene_targets"]
         tokens = captured[0].reshape(targets.shape[0], -1, captured[0].shape[-1])  # (images, tokens, width)
-        logits_aux = aux_head(tokens.mean(1))
-        loss = loss + aux_weight * torch.nn.functional.binary_cross_entropy_with_logits(logits_aux, targets)
+        logits_aux = aux_head(tokens.mean(1)).float()
+        aux = torch.nn.functional.binary_cross_entropy_with_logits(logits_aux, targets)
+        loss = loss + aux_weight * aux * shares[1]
     return loss
 
 
-def sample_batch(step: int, config: TrainConfig, processor, rng: random.Random) -> list[Example]:
-    start = step * config.batch_size
-    items = [make_item("train", start + i, seed=config.seed) for i in range(config.batch_size)]
-    if config.uniform_tasks:  # the shipped model's draw, kept so that its manifest command reproduces it
-        tasks = [rng.choice(TASKS) for _ in items]
-    else:
-        tasks = rng.choices(TASKS, weights=config.task_weights, k=len(items))
-    return [make_example(item, task, processor, rng) for item, task in zip(items, tasks)]
+def sample_batch(step: int, config: TrainConfig, processor, rng: random.Random | None = None) -> list[Example]:
+    """The examples of step ``step`` (``rng``: stream 1's run-wide task generator)."""
+    return step_examples(step, config, processor, rng)
 
 
 def train(
@@ -181,6 +166,8 @@ def train(
     on_progress: ProgressCallback | None = None,
     save_every: int = 250,
     resume: bool = False,
+    device: str | torch.device = "cpu",
+    workers: int = 0,
 ):
     """Train from scratch and save the checkpoint (with ``redgraph_manifest.json``) to ``out_dir``.
 
@@ -194,30 +181,62 @@ def train(
         on_progress: called after every step with ``(step, loss)``.
         save_every: also save every this many steps, so a stopped run keeps its progress.
         resume: continue the run saved in ``out_dir`` (which must have the same settings).
+        device: ``"cpu"`` or ``"cuda"`` (``"cuda:N"``); the saved checkpoint is on the CPU either way.
+        workers: data-loader processes making batches ahead (0: in the training process). The
+            example stream is the same for any count.
 
     Returns:
-        ``(lvlm, manifest)``: the trained model (in eval mode) and the run's record.
+        ``(lvlm, manifest)``: the trained model (in eval mode, on the CPU) and the run's record.
+
+    Raises:
+        ConfigError: ``device`` is not available here, ``workers`` is negative, or ``workers`` is
+            asked of stream 1.
     """
+    device = check_device(device)
+    check_whole_number("workers", workers, minimum=0)
+    if workers and config.data_stream == 1:
+        raise ConfigError("stream 1 (the shipped model's draw) is made in order in the training process; "
+                          "use workers=0 with it, or data_stream=2")
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
         # Seeding happens inside; the caller's global RNG state is left as it was.
-        with torch.random.fork_rng(devices=[]):
-            return _train(out_dir, config, on_progress, save_every, resume)
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            return _train(out_dir, config, on_progress, save_every, resume, device, workers)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, save_every: int, resume: bool):
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device if this machine can train on it, else a ConfigError saying what to use."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device must be cpu or cuda (cuda:N), got {device!r}") from None
+    if parsed.type == "cpu":
+        return parsed
+    if parsed.type != "cuda":
+        raise ConfigError(f"device must be cpu or cuda (cuda:N), got {device!r}")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: this torch ({torch.__version__}) sees no CUDA device; use --device cpu")
+    if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"numbered from 0")
+    return parsed
+
+
+def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, save_every: int, resume: bool,
+           device: torch.device, workers: int):
     from redgraph.models.loading import LVLM
 
     model, processor = build_untrained(config.dimensions, seed=config.seed)
     model.train()
     aux_head = None
-    parameters = list(model.parameters())
     if config.aux_weight > 0:
         aux_head = torch.nn.Linear(config.dimensions.hidden, len(VOCABULARY))  # merged image token width
-        parameters += list(aux_head.parameters())
+        aux_head.to(device)
+    model.to(device)
+    parameters = list(model.parameters()) + (list(aux_head.parameters()) if aux_head is not None else [])
     decay = [p for p in parameters if p.ndim >= 2]
     no_decay = [p for p in parameters if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -234,32 +253,58 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     rng = random.Random(f"redgraph-train-tasks:{config.seed}")
     losses: list[float] = []
-    started = time.perf_counter()
+    run = {"device": str(device), "workers": workers, "seconds": 0.0}
     lvlm = LVLM(model=model, processor=processor, name="redgraph-embedded")
     first = 0
     if resume:
-        first = _restore(out_dir, config, model, optimizer, scheduler, rng, aux_head, losses)
+        first = _restore(out_dir, config, model, optimizer, scheduler, rng, aux_head, losses, run)
+    seconds_before = run["seconds"]
+    started = time.perf_counter()
+
+    def elapsed() -> float:
+        return seconds_before + time.perf_counter() - started
 
     def state(done: int) -> dict:
         return {"config": asdict(config), "steps_done": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "task_rng": rng.getstate(),
-                "aux_head": aux_head.state_dict() if aux_head is not None else None, "losses": list(losses)}
+                "aux_head": aux_head.state_dict() if aux_head is not None else None, "losses": list(losses),
+                "seconds": elapsed()}
 
-    for step in range(first, config.steps):
-        batch = batch_tensors(sample_batch(step, config, processor, rng), processor)
-        loss = example_loss(model, batch, aux_head, config.aux_weight)
+    rope = rope_index(model.config)
+    if config.data_stream == 1:
+        batches = ([batch_tensors(group, processor, rope)
+                    for group in split_by_length(sample_batch(step, config, processor, rng), config.accumulate)]
+                   for step in range(first, config.steps))
+    else:
+        batches = torch.utils.data.DataLoader(
+            StepBatches(config, processor, rope), batch_size=None, sampler=range(first, config.steps),
+            num_workers=workers, worker_init_fn=one_thread_per_worker if workers else None,
+            prefetch_factor=4 if workers else None, pin_memory=device.type == "cuda",
+        )
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16")
+    for step, groups in zip(range(first, config.steps), batches):
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        images = sum(int(g["scene_targets"].shape[0]) for g in groups if "scene_targets" in g)
+        total = torch.zeros((), device=device)
+        for group in groups:
+            shares = (group["input_ids"].shape[0] / config.batch_size,
+                      group["scene_targets"].shape[0] / images if "scene_targets" in group else 0.0)
+            group = {k: v.to(device, non_blocking=True) for k, v in group.items()}
+            with autocast:
+                loss = example_loss(model, group, aux_head, config.aux_weight, shares=shares)
+            loss.backward()
+            total += loss.detach()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         scheduler.step()
-        losses.append(loss.item())
+        losses.append(total.item())
         if on_progress is not None:
             on_progress(step + 1, losses[-1])
         if out_dir is not None and (step + 1) % save_every == 0 and step + 1 < config.steps:
-            _save(lvlm, out_dir, _manifest(config, losses, started, partial=True), state(step + 1))
+            _save(lvlm, out_dir, _manifest(config, losses, elapsed(), run, partial=True), state(step + 1))
     model.eval()
-    manifest = _manifest(config, losses, started, partial=False)
+    model.to("cpu")
+    manifest = _manifest(config, losses, elapsed(), run, partial=False)
     if out_dir is not None:
         _save(lvlm, out_dir, manifest, state(config.steps))
     return lvlm, manifest
@@ -269,14 +314,14 @@ TRAINING_STATE = "training_state.pt"
 
 
 def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: random.Random, aux_head,
-             losses: list[float]) -> int:
+             losses: list[float], run: dict) -> int:
     """Load a saved run's weights and training state into the fresh objects; return the steps done."""
     if out_dir is None or not (Path(out_dir) / TRAINING_STATE).exists():
         raise ConfigError(f"nothing to resume in {out_dir}: no {TRAINING_STATE} (a run saves one every few hundred "
                           "steps); train without --resume to start")
-    saved = torch.load(Path(out_dir) / TRAINING_STATE, weights_only=False)
+    saved = torch.load(Path(out_dir) / TRAINING_STATE, weights_only=False, map_location="cpu")
     mine = json.loads(json.dumps(asdict(config)))
-    theirs = json.loads(json.dumps(saved["config"]))
+    theirs = {**_LEGACY, **json.loads(json.dumps(saved["config"]))}
     if mine != theirs:
         differing = sorted(k for k in mine if mine[k] != theirs.get(k))
         raise ConfigError(f"the run in {out_dir} has other settings ({', '.join(differing)}); resume it with the "
@@ -288,24 +333,60 @@ def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: ran
     if aux_head is not None:
         aux_head.load_state_dict(saved["aux_head"])
     losses.extend(saved["losses"])
+    run["seconds"] = float(saved.get("seconds", 0.0))
     return int(saved["steps_done"])
 
 
-def _manifest(config: TrainConfig, losses: list[float], started: float, *, partial: bool) -> dict:
+def train_command(config: TrainConfig) -> str:
+    """The ``redgraph embedded train`` command line that runs ``config``."""
+    default = TrainConfig()
+    flags = [f"--steps {config.steps}", f"--seed {config.seed}"]
+    for name in ("batch_size", "learning_rate", "warmup_steps", "threads", "precision", "data_stream", "accumulate"):
+        value = getattr(config, name)
+        if value != getattr(default, name):
+            flags.append(f"--{name.replace('_', '-')} {value:g}" if isinstance(value, float) else
+                         f"--{name.replace('_', '-')} {value}")
+    if config.aux_weight:
+        flags.append(f"--aux-weight {config.aux_weight:g}")
+    if not config.uniform_tasks:
+        flags.append(f"--task-weights {format_task_weights(config.task_weights)}")
+    return "redgraph embedded train OUT " + " ".join(flags)
+
+
+def _manifest(config: TrainConfig, losses: list[float], seconds: float, run: dict, *, partial: bool) -> dict:
     tail = losses[-50:]
+    examples = len(losses) * config.batch_size
     return {
-        "command": f"redgraph embedded train OUT --steps {config.steps} --seed {config.seed}"
-                   + (f" --aux-weight {config.aux_weight:g}" if config.aux_weight else "")
-                   + ("" if config.uniform_tasks else f" --task-weights {format_task_weights(config.task_weights)}"),
+        "command": train_command(config),
         "config": asdict(config),
         "steps_done": len(losses),
+        "examples_seen": examples,
         "finished": not partial,
         "first_loss": losses[0] if losses else None,
         "final_loss_mean_last_50": sum(tail) / len(tail) if tail else None,
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(seconds, 1),
+        "examples_per_second": round(examples / seconds, 1) if seconds > 0 else None,
+        "device": run["device"],
+        "dtype": "bfloat16 autocast, float32 weights" if config.precision == "bfloat16" else "float32",
+        "data_workers": run["workers"],
         "torch": torch.__version__,
-        "machine": f"{platform.machine()}, {config.threads} threads",
+        "versions": _versions(),
+        "machine": f"{platform.machine()}, {config.threads} threads"
+                   + (f", {torch.cuda.get_device_name(run['device'])}" if run["device"].startswith("cuda") else ""),
     }
+
+
+def _versions() -> dict[str, str]:
+    """Versions of what decides a run's numbers (a run reproduces only with the same ones)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("torch", "transformers", "tokenizers", "pillow", "numpy", "redgraph"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
 
 
 def _save(lvlm, out_dir, manifest: dict, training_state: dict) -> None:

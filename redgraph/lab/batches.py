@@ -1,0 +1,161 @@
+"""The training stream: which examples each step sees, and their tensors, ready to run.
+
+Stream 2 (the default) draws every example from its own seed, ``(run seed, example index)``, so a
+step's batch is a pure function of the run's settings and the step number: data workers can make
+batches in any order, and any worker count gives the same stream. Stream 1 is the shipped model's
+draw (one task generator for the whole run, in order), kept so that its manifest command still
+reproduces it; it can only be made in-process.
+
+A step's examples are split into ``accumulate`` micro-batches of similar length (less padding);
+each micro-batch carries everything the forward needs, including Qwen's 3-D positions, so the
+training process does no per-example work.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from redgraph.data.synthetic import make_item
+from redgraph.lab.scene_labels import VOCABULARY
+from redgraph.lab.tasks import TASKS, Example, make_example
+
+STREAMS = (1, 2)
+
+
+def step_examples(step: int, config, processor, rng: random.Random | None = None) -> list[Example]:
+    """The examples of training step ``step`` (fresh train-split items, never repeated).
+
+    Args:
+        rng: stream 1's run-wide task generator (advanced in place); unused by stream 2.
+    """
+    start = step * config.batch_size
+    items = [make_item("train", start + i, seed=config.seed) for i in range(config.batch_size)]
+    if config.data_stream == 1:
+        if rng is None:
+            raise ValueError("stream 1 draws from the run's task generator; pass rng")
+        if config.uniform_tasks:  # the shipped model's draw
+            tasks = [rng.choice(TASKS) for _ in items]
+        else:
+            tasks = rng.choices(TASKS, weights=config.task_weights, k=len(items))
+        return [make_example(item, task, processor, rng) for item, task in zip(items, tasks)]
+    examples = []
+    for offset, item in enumerate(items):
+        own = random.Random(f"redgraph-train:{config.seed}:{start + offset}")
+        task = own.choices(TASKS, weights=config.task_weights)[0]
+        examples.append(make_example(item, task, processor, own))
+    return examples
+
+
+def split_by_length(examples: list[Example], parts: int) -> list[list[Example]]:
+    """``examples`` in ``parts`` groups of near-equal size, shortest first (less padding per group);
+    one part keeps the examples in their order."""
+    if parts == 1:
+        return [list(examples)]
+    ordered = sorted(examples, key=lambda e: (e.image is not None, len(e.prompt) + len(e.target)))
+    size, extra = divmod(len(ordered), parts)
+    groups, start = [], 0
+    for part in range(parts):
+        end = start + size + (1 if part < extra else 0)
+        if end > start:
+            groups.append(ordered[start:end])
+        start = end
+    return groups
+
+
+class RopeIndex:
+    """Qwen2-VL's own 3-D position computation, without the model (it reads only the config), so
+    that data workers can compute positions on the CPU."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+
+    def __call__(self, input_ids, mm_token_type_ids, image_grid_thw, attention_mask) -> torch.Tensor:
+        return self.get_rope_index(input_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=image_grid_thw,
+                                   attention_mask=attention_mask)[0]  # (3, B, T)
+
+
+def _borrow_rope_methods() -> None:
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
+
+    RopeIndex.get_rope_index = Qwen2VLModel.get_rope_index
+    RopeIndex.get_vision_position_ids = Qwen2VLModel.get_vision_position_ids
+
+
+def rope_index(model_config) -> RopeIndex:
+    if not hasattr(RopeIndex, "get_rope_index"):
+        _borrow_rope_methods()
+    return RopeIndex(model_config)
+
+
+def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = None) -> dict[str, torch.Tensor]:
+    """Tokenise prompts (with their images) and targets into right-padded training tensors.
+
+    ``labels`` is -100 everywhere except the target tokens and the closing end-of-turn token. With
+    ``rope``, also ``position_ids`` (3, B, T), as the model would compute them itself.
+    """
+    tokenizer = processor.tokenizer
+    with_image = [e for e in examples if e.image is not None]
+    rows: list[list[int]] = []
+    targets: list[int] = []
+    pixel = {}
+    if with_image:
+        encoded = processor(text=[e.prompt for e in with_image], images=[e.image for e in with_image],
+                            return_tensors="pt", padding=True)
+        pixel = {"pixel_values": encoded["pixel_values"], "image_grid_thw": encoded["image_grid_thw"]}
+        image_rows = iter(
+            ids[mask.bool()].tolist() for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"])
+        )
+    for example in examples:
+        if example.image is not None:
+            prompt_ids = next(image_rows)
+        else:
+            prompt_ids = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
+        target_ids = tokenizer(example.target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append(prompt_ids + target_ids)
+        targets.append(len(target_ids))
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (row, n_target) in enumerate(zip(rows, targets)):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention[i, : len(row)] = 1
+        labels[i, len(row) - n_target : len(row)] = torch.tensor(row[-n_target:])
+    batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    if pixel:
+        # Qwen2-VL's 3-D positions need to know which tokens are image tokens (1) and which text (0).
+        pixel["mm_token_type_ids"] = (input_ids == processor.image_token_id).long()
+        scene = torch.zeros((len(with_image), len(VOCABULARY)))
+        for row, example in enumerate(with_image):
+            scene[row, list(example.scene_labels)] = 1.0
+        pixel["scene_targets"] = scene
+        batch.update(pixel)
+    if rope is not None:
+        types = batch.get("mm_token_type_ids", torch.zeros_like(input_ids))
+        batch["position_ids"] = rope(input_ids, types, batch.get("image_grid_thw"), attention)
+    return batch
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Stream 2's steps as a dataset: item ``step`` is that step's micro-batches (a list of tensor
+    dicts). Made in data-loader workers, so it must not hold anything that cannot be copied there."""
+
+    def __init__(self, config, processor, rope: RopeIndex | None) -> None:
+        if config.data_stream != 2:
+            raise ValueError("only stream 2 can be made out of order; stream 1 is drawn in-process")
+        self.config, self.processor, self.rope = config, processor, rope
+
+    def __len__(self) -> int:
+        return self.config.steps
+
+    def __getitem__(self, step: int) -> list[dict[str, torch.Tensor]]:
+        examples = step_examples(step, self.config, self.processor)
+        return [batch_tensors(group, self.processor, self.rope) for group in split_by_length(examples, self.config.accumulate)]
+
+
+def one_thread_per_worker(_worker: int) -> None:
+    """Data workers make examples with PIL and the tokenizer; one torch thread each leaves the cores
+    to the training process."""
+    torch.set_num_threads(1)
