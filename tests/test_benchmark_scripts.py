@@ -177,3 +177,16 @@ def test_graph_overhead_smoke_run_prints_the_ratios_and_where_the_time_went():
     assert all(parts[k] > 0 for k in ("models", "checkpoint_writes", "trace"))
     assert parts["image_checks"] >= 0  # about 0.01 ms since ask loads the image once for the nodes
     assert sum(parts.values()) == pytest.approx(1000 * report["ask_seconds_median"], rel=0.5)
+
+
+def test_train_speed_smoke_run_compares_every_setting_with_the_legacy_one():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--json", "--tiny", "--steps", "3", "--skip", "1",
+         "--batch-size", "4", "--rounds", "1"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    report = json.loads(done.stdout)
+    assert report["speedup_vs_legacy"]["legacy"] == 1.0
+    assert set(report["examples_per_second"]) == {"legacy", "bf16_sdpa", "bf16", "bf16_workers", "bf16_accumulate2",
+                                                  "bf16_accumulate2_workers"}
+    assert all(rate > 0 for rate in report["examples_per_second"].values())

@@ -31,6 +31,8 @@ def embedded_train(
                                                  "memory); the same loss up to rounding.")] = 1,
     data_stream: Annotated[int, typer.Option(help="2: each example from its own seed; 1: the shipped model's draw "
                                                   "(in-process only).")] = 2,
+    attention: Annotated[Optional[str], typer.Option(help="Attention implementation to train with: eager or sdpa "
+                                                          "(default: eager on CPU, sdpa on CUDA).")] = None,
     aux_weight: Annotated[float, typer.Option(help="Weight of the auxiliary scene-fact loss on the image tokens (0: none).")] = 0.0,
     task_weights: Annotated[Optional[str], typer.Option(help="How often each task is drawn, e.g. 'verify=3,cot=0.5' "
                                                           "(tasks not named: 1). Default: uniform.")] = None,
@@ -54,7 +56,7 @@ def embedded_train(
     try:
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("train", total=steps, loss="-")
-            _, manifest = train(out_dir, config, resume=resume, device=device, workers=workers,
+            _, manifest = train(out_dir, config, resume=resume, device=device, workers=workers, attention=attention,
                                 on_progress=lambda step, loss: progress.update(task, completed=step, loss=f"{loss:.3f}"))
     except RedgraphError as exc:
         fail(exc)

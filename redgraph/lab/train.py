@@ -36,6 +36,7 @@ from redgraph.lab.scene_labels import VOCABULARY
 from redgraph.lab.tasks import TASKS, Example
 
 PRECISIONS = ("float32", "bfloat16")
+ATTENTIONS = ("eager", "sdpa")
 # What a run saved before these settings existed was trained with.
 _LEGACY = {"precision": "float32", "data_stream": 1, "accumulate": 1}
 
@@ -168,6 +169,7 @@ def train(
     resume: bool = False,
     device: str | torch.device = "cpu",
     workers: int = 0,
+    attention: str | None = None,
 ):
     """Train from scratch and save the checkpoint (with ``redgraph_manifest.json``) to ``out_dir``.
 
@@ -184,6 +186,9 @@ def train(
         device: ``"cpu"`` or ``"cuda"`` (``"cuda:N"``); the saved checkpoint is on the CPU either way.
         workers: data-loader processes making batches ahead (0: in the training process). The
             example stream is the same for any count.
+        attention: the attention implementation to train with, ``"eager"`` or ``"sdpa"``; None
+            picks by device (eager on CPU, where it trained 1.3x faster than SDPA in bf16; SDPA on
+            CUDA). The saved and returned model uses the loading default either way.
 
     Returns:
         ``(lvlm, manifest)``: the trained model (in eval mode, on the CPU) and the run's record.
@@ -194,6 +199,10 @@ def train(
     """
     device = check_device(device)
     check_whole_number("workers", workers, minimum=0)
+    if attention is None:
+        attention = "sdpa" if device.type == "cuda" else "eager"
+    if attention not in ATTENTIONS:
+        raise ConfigError(f"attention must be one of {', '.join(ATTENTIONS)} or None (by device), got {attention!r}")
     if workers and config.data_stream == 1:
         raise ConfigError("stream 1 (the shipped model's draw) is made in order in the training process; "
                           "use workers=0 with it, or data_stream=2")
@@ -202,7 +211,7 @@ def train(
     try:
         # Seeding happens inside; the caller's global RNG state is left as it was.
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            return _train(out_dir, config, on_progress, save_every, resume, device, workers)
+            return _train(out_dir, config, on_progress, save_every, resume, device, workers, attention)
     finally:
         torch.set_num_threads(threads)
 
@@ -226,10 +235,12 @@ def check_device(device: str | torch.device) -> torch.device:
 
 
 def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, save_every: int, resume: bool,
-           device: torch.device, workers: int):
+           device: torch.device, workers: int, attention: str):
     from redgraph.models.loading import LVLM
 
     model, processor = build_untrained(config.dimensions, seed=config.seed)
+    loading_default = model.config._attn_implementation
+    model.set_attn_implementation(attention)
     model.train()
     aux_head = None
     if config.aux_weight > 0:
@@ -253,7 +264,7 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     rng = random.Random(f"redgraph-train-tasks:{config.seed}")
     losses: list[float] = []
-    run = {"device": str(device), "workers": workers, "seconds": 0.0}
+    run = {"device": str(device), "workers": workers, "attention": attention, "seconds": 0.0}
     lvlm = LVLM(model=model, processor=processor, name="redgraph-embedded")
     first = 0
     if resume:
@@ -304,6 +315,7 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
             _save(lvlm, out_dir, _manifest(config, losses, elapsed(), run, partial=True), state(step + 1))
     model.eval()
     model.to("cpu")
+    model.set_attn_implementation(loading_default)
     manifest = _manifest(config, losses, elapsed(), run, partial=False)
     if out_dir is not None:
         _save(lvlm, out_dir, manifest, state(config.steps))
@@ -369,6 +381,7 @@ def _manifest(config: TrainConfig, losses: list[float], seconds: float, run: dic
         "device": run["device"],
         "dtype": "bfloat16 autocast, float32 weights" if config.precision == "bfloat16" else "float32",
         "data_workers": run["workers"],
+        "attention": run["attention"],
         "torch": torch.__version__,
         "versions": _versions(),
         "machine": f"{platform.machine()}, {config.threads} threads"
