@@ -249,9 +249,13 @@ def test_positions_made_by_the_data_workers_equal_the_models_own():
     examples = sample_batch(0, TrainConfig(batch_size=10, dimensions=SMALL), processor)
     assert {e.image is None for e in examples} == {True, False}  # text-only and image rows together
     batch = make_batch(examples, processor, rope_index(model.config))
-    plain = {k: v for k, v in batch.items() if k != "position_ids"}
+    assert {"position_ids", "image_position_ids", "image_cu_seqlens"} <= set(batch)
+    plain = {k: v for k, v in batch.items() if k not in ("position_ids", "image_position_ids", "image_cu_seqlens")}
     with torch.no_grad():
         assert torch.equal(example_loss(model, batch), example_loss(model, plain))
+        # ... and the precomputed values are used: wrong vision positions change the loss
+        wrong = dict(batch, image_position_ids=torch.zeros_like(batch["image_position_ids"]))
+        assert not torch.equal(example_loss(model, wrong), example_loss(model, plain))
 
 
 def test_a_resumed_run_with_workers_and_micro_batches_equals_an_uninterrupted_one(tmp_path):

@@ -75,6 +75,15 @@ class RopeIndex:
         return self.get_rope_index(input_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=image_grid_thw,
                                    attention_mask=attention_mask)[0]  # (3, B, T)
 
+    def vision_inputs(self, image_grid_thw: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The vision tower's own patch positions and per-image boundaries, which it would otherwise
+        compute in every forward (``image_``-prefixed: transformers hands them to the image encoder)."""
+        from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids
+
+        merge = self.config.vision_config.spatial_merge_size
+        return {"image_position_ids": get_vision_position_ids(image_grid_thw, merge),
+                "image_cu_seqlens": get_vision_cu_seqlens(image_grid_thw)}
+
 
 def _borrow_rope_methods() -> None:
     from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
@@ -93,7 +102,8 @@ def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = N
     """Tokenise prompts (with their images) and targets into right-padded training tensors.
 
     ``labels`` is -100 everywhere except the target tokens and the closing end-of-turn token. With
-    ``rope``, also ``position_ids`` (3, B, T), as the model would compute them itself.
+    ``rope``, also ``position_ids`` (3, B, T) and the vision tower's patch positions and image
+    boundaries, as the model would compute them itself.
     """
     tokenizer = processor.tokenizer
     with_image = [e for e in examples if e.image is not None]
@@ -135,7 +145,14 @@ def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = N
     if rope is not None:
         types = batch.get("mm_token_type_ids", torch.zeros_like(input_ids))
         batch["position_ids"] = rope(input_ids, types, batch.get("image_grid_thw"), attention)
+        if "image_grid_thw" in batch:
+            batch.update(rope.vision_inputs(batch["image_grid_thw"]))
     return batch
+
+
+# Stays on the CPU when a batch moves to a GPU: the vision tower only reads its values as Python
+# numbers (split sizes), which from a GPU tensor would wait for the GPU at every layer.
+HOST_ONLY = ("image_cu_seqlens",)
 
 
 class StepBatches(torch.utils.data.Dataset):

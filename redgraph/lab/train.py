@@ -24,6 +24,7 @@ import torch
 from redgraph.errors import ConfigError, check_whole_number
 from redgraph.lab.architecture import Dimensions, build_untrained
 from redgraph.lab.batches import (
+    HOST_ONLY,
     STREAMS,
     StepBatches,
     batch_tensors,
@@ -300,7 +301,7 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
         for group in groups:
             shares = (group["input_ids"].shape[0] / config.batch_size,
                       group["scene_targets"].shape[0] / images if "scene_targets" in group else 0.0)
-            group = {k: v.to(device, non_blocking=True) for k, v in group.items()}
+            group = {k: v if k in HOST_ONLY else v.to(device, non_blocking=True) for k, v in group.items()}
             with autocast:
                 loss = example_loss(model, group, aux_head, config.aux_weight, shares=shares)
             loss.backward()
