@@ -44,3 +44,23 @@ def test_config_is_frozen_and_normalises_sequences():
     assert config.greedy
     with pytest.raises(AttributeError):
         config.rationale_weight = 2.0
+
+
+def test_top_logprobs_are_reds_most_likely_tokens_at_each_step():
+    from redgraph.decoding import REDDecoder
+    from tests.conftest import scene, tiny
+
+    result = REDDecoder(tiny("qwen2_vl"), REDConfig(max_new_tokens=4, top_logprobs=5)).decode(
+        scene(), "what color is the circle?", ["the circle is red"])
+    for token in result.tokens:
+        assert len(token.top_logprobs) == 5
+        assert token.top_logprobs[0] == (token.token_id, pytest.approx(token.logprob, abs=1e-6))
+        assert all(a[1] >= b[1] for a, b in zip(token.top_logprobs, token.top_logprobs[1:]))
+    assert "top_logprobs" in result.to_dict()["tokens"][0]
+    plain = REDDecoder(tiny("qwen2_vl"), REDConfig(max_new_tokens=2)).decode(scene(), "what color is the circle?")
+    assert "top_logprobs" not in plain.to_dict()["tokens"][0]  # traces without them stay as they were
+    for bad in (-1, 21, True, 2.0):
+        with pytest.raises(ConfigError, match="top_logprobs"):
+            REDConfig(top_logprobs=bad)
+    with pytest.raises(ConfigError, match="record_attribution"):
+        REDConfig(top_logprobs=2, record_attribution=False)

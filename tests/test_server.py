@@ -91,6 +91,32 @@ def test_rationale_field_turns_red_on(client):
     assert two.model_extra["redgraph"]["rationale_lambdas"] == [0.75, 0.25]
 
 
+def test_logprobs_come_in_openais_shape_and_are_reds_own(client):
+    response = client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=8, logprobs=True,
+                                              top_logprobs=3, extra_body={"rationale": RATIONALE})
+    choice = response.choices[0]
+    local = REDDecoder(tiny("qwen2_vl"), REDConfig(max_new_tokens=8, top_logprobs=3)).decode(scene(), QUESTION, [RATIONALE])
+    answer_tokens = local.tokens[:-1] if local.finish_reason == "eos" else local.tokens
+    content = choice.logprobs.content
+    assert [entry.token for entry in content] == [token.text for token in answer_tokens]
+    assert "".join(entry.token for entry in content) == choice.message.content
+    for entry, token in zip(content, answer_tokens):
+        assert abs(entry.logprob - token.logprob) < 1e-4 and bytes(entry.bytes) == entry.token.encode()
+        assert len(entry.top_logprobs) == 3
+        assert [t.logprob for t in entry.top_logprobs] == sorted((t.logprob for t in entry.top_logprobs), reverse=True)
+        assert entry.top_logprobs[0].token == entry.token  # greedy: RED's most likely token is the one chosen
+    # each token's image- and rationale-branch values are in the redgraph field, as before
+    assert len(response.model_extra["redgraph"]["tokens"][0]["rationale_logprobs"]) == 1
+    # the same log-probabilities arrive in the stream, each with the chunk its token completed
+    chunks = list(client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=8, logprobs=True,
+                                                 top_logprobs=3, stream=True, extra_body={"rationale": RATIONALE}))
+    streamed = [entry for c in chunks if c.choices and c.choices[0].logprobs for entry in c.choices[0].logprobs.content]
+    assert [(e.token, round(e.logprob, 5)) for e in streamed] == [(e.token, round(e.logprob, 5)) for e in content]
+    # and without logprobs there are none
+    plain = client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=8, logprobs=False)
+    assert plain.choices[0].logprobs is None
+
+
 def test_streaming_gives_the_same_text(client):
     full = client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=8,
                                           extra_body={"rationale": RATIONALE}).choices[0].message.content
@@ -202,7 +228,10 @@ BAD_REQUESTS = {
     "response_format": (dict(body={**_with_image(_png_data_url()), "response_format": {"type": "json_object"}}), 400,
                         "response_format is not supported by this server: answers are short text"),
     "tools": (dict(body={**_with_image(_png_data_url()), "tools": []}), 400, "give redgraph itself to your agent"),
-    "logprobs": (dict(body={**_with_image(_png_data_url()), "logprobs": True}), 400, "in the response's 'redgraph' field"),
+    "top_logprobs alone": (dict(body={**_with_image(_png_data_url()), "top_logprobs": 2}), 400,
+                           "top_logprobs needs logprobs: true"),
+    "top_logprobs over 20": (dict(body={**_with_image(_png_data_url()), "logprobs": True, "top_logprobs": 21}), 400,
+                             "top_logprobs"),
     "huge body": (dict(body=_with_image("data:image/png;base64," + "A" * 300_000)), 413, ""),
     "image over the limit": (dict(body=_with_image("data:image/png;base64," + "A" * 150_000)), 400, "above the limit"),
     "bad base64": (dict(body=_with_image("data:image/png;base64,@@not-base64@@")), 400, "malformed base64"),

@@ -37,6 +37,8 @@ class REDConfig:
     eos_token_ids: tuple[int, ...] | None = None
     # Record per-token attribution (log-probabilities under every branch).
     record_attribution: bool = True
+    # With record_attribution, also record RED's this many most likely tokens at each step (0-20).
+    top_logprobs: int = 0
     # Advance every branch of every question with one forward per step (False: one per branch).
     batch_branches: bool = True
     # With batch_branches, prefill the rows (each question's image branch and rationale branches)
@@ -60,6 +62,10 @@ class REDConfig:
                 f"pack_tokens must be a non-negative integer (0: prefill each row alone) or None (by device), "
                 f"got {self.pack_tokens!r}"
             )
+        if isinstance(self.top_logprobs, bool) or not isinstance(self.top_logprobs, int) or not 0 <= self.top_logprobs <= 20:
+            raise ConfigError(f"top_logprobs must be a whole number from 0 to 20, got {self.top_logprobs!r}")
+        if self.top_logprobs and not self.record_attribution:
+            raise ConfigError("top_logprobs needs record_attribution=True (they are part of each token's record)")
         if not isinstance(self.do_sample, bool):
             raise ConfigError(f"do_sample must be True or False, got {self.do_sample!r}")
         check_non_negative("temperature", self.temperature)

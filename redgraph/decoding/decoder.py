@@ -74,6 +74,8 @@ class TokenAttribution:
         rationale_shift: KL(RED || image branch) of the next-token distributions at this step, in
             nats: how far the rationale(s) moved the distribution (0 at lambda = 0). Measured on the
             combined scores, before any sampling temperature or truncation.
+        top_logprobs: RED's most likely tokens at this step as ``(token_id, logprob)``, most likely
+            first (``REDConfig.top_logprobs`` of them; none by default).
     """
 
     token_id: int
@@ -85,6 +87,7 @@ class TokenAttribution:
     image_choice: int
     changed_by_rationale: bool
     rationale_shift: float
+    top_logprobs: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
@@ -118,8 +121,15 @@ class REDResult:
             "rationale_lambdas": list(self.rationale_lambdas),
             "changed_tokens": self.changed_tokens,
             "rationale_dependence": self.rationale_dependence,
-            "tokens": [asdict(token) for token in self.tokens],
+            "tokens": [_token_record(token) for token in self.tokens],
         }
+
+
+def _token_record(token: TokenAttribution) -> dict:
+    record = asdict(token)
+    if not token.top_logprobs:
+        del record["top_logprobs"]  # asked for only by some callers; traces stay as they were
+    return record
 
 
 TokenCallback = Callable[[int, TokenAttribution], None]
@@ -283,9 +293,12 @@ class REDDecoder:
         else:
             picks = scores.argmax(dim=-1).tolist()
         image_choice = image_lp.argmax(dim=-1).tolist()
-        combined = shift = None
+        combined = shift = top = None
         if cfg.record_attribution:
             combined = scores.log_softmax(dim=-1)  # (N, V)
+            if cfg.top_logprobs:
+                values, ids = combined.topk(cfg.top_logprobs, dim=-1)  # (N, k) each
+                top = [tuple(zip(i, v)) for i, v in zip(ids.tolist(), values.tolist())]
             p_red = combined.exp()
             # KL(RED || image) per question; tokens RED gives no mass add nothing (0 * -inf is NaN).
             shift = torch.where(p_red > 0, p_red * (combined - image_lp), torch.zeros_like(p_red)).sum(-1).tolist()
@@ -306,6 +319,7 @@ class REDDecoder:
                         image_choice=int(image_choice[n]),
                         changed_by_rationale=int(image_choice[n]) != token,
                         rationale_shift=max(0.0, shift[n]),
+                        top_logprobs=top[n] if top is not None else (),
                     )
                 )
         return chosen

@@ -97,14 +97,16 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(
-                stream(job, lvlm.tokenizer, completion_id, created, model_name, config.stop_strings, include_usage),
+                stream(job, lvlm.tokenizer, completion_id, created, model_name, config.stop_strings, include_usage,
+                       body.logprobs),
                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"},
             )
         result = await _until_done(asyncio.ensure_future(job.result()), request, job.cancel)
         if result.finish_reason == "cancelled":
             raise RequestCancelled(f"the request ran past this server's deadline of {settings.request_timeout_s:g} s "
                                    "(or its client went away); ask for fewer tokens, or retry")
-        return completion(result, completion_id, created, model_name, bool(decoding.rationales))
+        return completion(result, completion_id, created, model_name, bool(decoding.rationales),
+                          tokenizer=lvlm.tokenizer, logprobs=body.logprobs)
 
     @app.post("/v1/redgraph/ask", dependencies=[Depends(authorise)])
     async def redgraph_ask(body: AskRequest, request: Request) -> dict[str, Any]:

@@ -24,9 +24,6 @@ UNSUPPORTED = {
     "response_format": "answers are short text decoded with RED; ask for the answer in words and parse it, or send "
                        "the rationale in the 'rationale' field to steer it",
     "tools": _TOOLS, "tool_choice": _TOOLS, "functions": _TOOLS, "function_call": _TOOLS, "parallel_tool_calls": _TOOLS,
-    "logprobs": "each answer token's log-probabilities (image branch, each rationale branch and RED's) are in the "
-                "response's 'redgraph' field",
-    "top_logprobs": "each answer token's log-probabilities are in the response's 'redgraph' field",
 }
 
 

@@ -3,6 +3,7 @@ its settings, a result into a completion, and streamed tokens into server-sent c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -11,7 +12,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from redgraph.decoding.config import REDConfig
-from redgraph.decoding.decoder import REDRequest, REDResult
+from redgraph.decoding.decoder import REDRequest, REDResult, TokenAttribution
 from redgraph.errors import check_question
 from redgraph.models.images import load_image, resolve_image
 from redgraph.serve.batcher import RequestCancelled
@@ -53,6 +54,10 @@ async def red_request(body: ChatRequest, settings: ServerSettings) -> tuple[REDR
         max_new_tokens=max_tokens, do_sample=sample, temperature=body.temperature if sample else 1.0,
         top_p=body.top_p if sample else None, seed=body.seed, stop_strings=stop_strings(body.stop),
     )
+    if body.top_logprobs is not None and not body.logprobs:
+        raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
+    if body.logprobs and body.top_logprobs:
+        config = dataclasses.replace(config, top_logprobs=body.top_logprobs)
     weights = config.rationale_weights
     if weights is not None and len(weights) != len(rationales):
         raise APIError(400, f"rationale_weights has {len(weights)} values for {len(rationales)} rationales; give one per rationale",
@@ -77,25 +82,56 @@ def _finish(result: REDResult) -> str:
     return "length" if result.finish_reason == "length" else "stop"
 
 
-def completion(result: REDResult, completion_id: str, created: int, model: str, red: bool) -> dict[str, Any]:
+def _logprob_entry(token: str, logprob: float) -> dict[str, Any]:
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+
+
+def token_logprobs(tokens: list[TokenAttribution], tokenizer) -> list[dict[str, Any]]:
+    """OpenAI's ``logprobs.content`` for ``tokens``: each token's log-probability under RED (the
+    combined distribution it was chosen from) and RED's most likely tokens at that step. The
+    image-branch and rationale-branch values of each token are in the ``redgraph`` field."""
+    return [
+        {**_logprob_entry(token.text, token.logprob),
+         "top_logprobs": [_logprob_entry(tokenizer.decode([token_id]), value) for token_id, value in token.top_logprobs]}
+        for token in tokens
+    ]
+
+
+def _answer_tokens(result: REDResult) -> list[TokenAttribution]:
+    """The tokens that make the answer: without the end-of-sequence token that closed it."""
+    return result.tokens[:-1] if result.finish_reason == "eos" else result.tokens
+
+
+def completion(result: REDResult, completion_id: str, created: int, model: str, red: bool, *,
+               tokenizer=None, logprobs: bool = False) -> dict[str, Any]:
     return {
         "id": completion_id, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
-                     "finish_reason": _finish(result), "logprobs": None}],
+                     "finish_reason": _finish(result),
+                     "logprobs": {"content": token_logprobs(_answer_tokens(result), tokenizer), "refusal": None}
+                     if logprobs else None}],
         "usage": _usage(result),
         "redgraph": _attribution(result, red),
     }
 
 
 async def stream(job, tokenizer, completion_id: str, created: int, model: str, stops: tuple[str, ...],
-                  include_usage: bool) -> AsyncIterator[str]:
+                  include_usage: bool, logprobs: bool = False) -> AsyncIterator[str]:
+    """Server-sent chunks of ``job``'s answer. With ``logprobs``, each content chunk carries the
+    log-probabilities of the tokens that arrived since the last one (the end token's are left out)."""
+    pending: list[TokenAttribution] = []
+
     def event(choices: list[dict[str, Any]], **extra: Any) -> str:
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
                 "choices": choices, **extra}
         return f"data: {json.dumps(body)}\n\n"
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        return event([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra)
+    def chunk(delta: dict[str, Any], finish: str | None = None, *, tokens: list[TokenAttribution] | None = None,
+              **extra: Any) -> str:
+        content = None
+        if logprobs and tokens is not None:
+            content = {"content": token_logprobs(tokens, tokenizer), "refusal": None}
+        return event([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": content}], **extra)
 
     finished = False
     try:
@@ -109,11 +145,13 @@ async def stream(job, tokenizer, completion_id: str, created: int, model: str, s
             kind, value = await job.events.get()
             if kind == "token":
                 ids.append(value.token_id)
+                pending.append(value)
                 produced = tokenizer.decode(ids, skip_special_tokens=True)
                 safe = min(len(produced) - hold, len(produced.rstrip("\ufffd")),
                            *(found for found in (produced.find(stop) for stop in stops) if found >= 0))
                 if safe > sent:
-                    yield chunk({"content": produced[sent:safe]})
+                    yield chunk({"content": produced[sent:safe]}, tokens=pending)
+                    pending = []
                     sent = safe
                 continue
             if kind == "error":
@@ -130,8 +168,9 @@ async def stream(job, tokenizer, completion_id: str, created: int, model: str, s
                 return
             if result.text[:sent] != produced[:sent]:  # cannot happen unless the decoder re-tokenises
                 log.warning("streamed text diverged from the final text of %s", completion_id)
-            if len(result.text) > sent:
-                yield chunk({"content": result.text[sent:]})
+            rest = pending[:len(pending) - (len(result.tokens) - len(_answer_tokens(result)))]
+            if len(result.text) > sent or rest:
+                yield chunk({"content": result.text[sent:]}, tokens=rest)
             yield chunk({}, _finish(result), redgraph=_attribution(result, bool(job.request.rationales)))
             if include_usage:
                 yield event([], usage=_usage(result))

@@ -56,6 +56,8 @@ class ChatRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     # redgraph's fields
     rationale: str | None = None
     rationales: list[str] | None = None
