@@ -29,6 +29,10 @@ class ModelLoadError(RedgraphError):
     """A model or its processor could not be loaded."""
 
 
+class ModelNotFoundError(ModelLoadError, InputError):
+    """The model named by the user is not there (no such folder): a bad input, not a failed load."""
+
+
 class RemoteModelError(RedgraphError):
     """A remote model (an OpenAI-compatible server, a LangChain chat model) failed or timed out."""
 
@@ -132,6 +136,7 @@ __all__ = [
     "ImageError",
     "InputError",
     "ModelLoadError",
+    "ModelNotFoundError",
     "RedgraphError",
     "RemoteModelError",
     "UnsupportedError",

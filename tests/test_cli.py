@@ -41,6 +41,11 @@ def test_decode_errors_exit_2_and_name_the_value(tmp_path):
     negative = runner.invoke(app, ["decode", str(tmp_path / "scene.png"), "q?", "--model", str(tmp_path / "model"),
                                    "--lambda", "-1"])
     assert negative.exit_code == 2 and "-1" in negative.output
+    # a model folder that is there but does not load is a failure while running: exit 1, as Click's
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    broken = runner.invoke(app, ["decode", str(tmp_path / "scene.png"), "q?", "--model", str(tmp_path / "broken")])
+    assert broken.exit_code == 1 and "broken" in broken.output
 
 
 def test_demo_runs_the_graph_offline_and_writes_verifiable_traces(tmp_path):

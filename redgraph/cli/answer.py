@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from redgraph.cli.app import app, console, fail, load_model, machine_output, out
-from redgraph.errors import RedgraphError
+from redgraph.errors import ConfigError, RedgraphError
 
 
 @app.command()
@@ -131,7 +131,7 @@ def ask(
         try:
             reply = json.loads(resume) if resume is not None else None
         except json.JSONDecodeError as exc:
-            raise RedgraphError(f"--resume must be JSON such as '{{\"use\": [0]}}', got {resume!r}: {exc}") from exc
+            raise ConfigError(f"--resume must be JSON such as '{{\"use\": [0]}}', got {resume!r}: {exc}") from exc
         check_inputs(image, question, ())
         with console.status(f"loading {model or 'the embedded model'} ..."):
             context = make_context(model, reasoner=reasoner, styles=tuple(style) if style else None, base_url=base_url,

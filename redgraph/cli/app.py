@@ -7,6 +7,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from redgraph.errors import ConfigError, InputError
+
 app = typer.Typer(
     name="redgraph",
     help="Explainable vision-language answers with Rationale-Enhanced Decoding (RED).",
@@ -56,7 +58,12 @@ def machine_output(as_json: bool) -> None:
         transformers.utils.logging.disable_progress_bar()
 
 
+USAGE_EXIT = 2  # a value the user gave cannot be used (as Click exits on a bad option)
+FAILURE_EXIT = 1  # the command ran and failed (a model that does not load, a remote model's error, ...)
+
+
 def fail(exc: Exception) -> None:
-    """End the command with exit code 2 and the error's message (which names the value and the fix)."""
+    """End the command with the error's message (which names the value and the fix): exit code 2 for
+    a value the user gave that cannot be used, 1 for a failure while running."""
     console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code=2)
+    raise typer.Exit(code=USAGE_EXIT if isinstance(exc, (ConfigError, InputError)) else FAILURE_EXIT)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from redgraph.errors import ConfigError, InputError, ModelLoadError
+from redgraph.errors import ConfigError, InputError, ModelLoadError, ModelNotFoundError
 from redgraph.models import prompts
 from redgraph.models.embedded.files import EMBEDDED_DIR, EMBEDDED_NAME, check_checkpoint_files
 from redgraph.models.images import ImageInput, ready_image
@@ -174,8 +174,9 @@ def load_lvlm(
         local_files_only: never touch the network; defaults to True for local folders.
 
     Raises:
-        ModelLoadError: the checkpoint is missing, unreadable, needs remote code, or is not a
-            vision-language model.
+        ModelLoadError: the checkpoint is unreadable, needs remote code, or is not a
+            vision-language model; :class:`ModelNotFoundError` (also an InputError) when the
+            folder does not exist.
         ConfigError: ``dtype`` or ``device`` is not understood.
     """
     if model is None:
@@ -184,10 +185,10 @@ def load_lvlm(
 
     path = os.fspath(model)
     if not isinstance(path, str) or not path.strip():
-        raise ModelLoadError(f"model must be a folder or a hub id, got {model!r}")
+        raise ModelNotFoundError(f"model must be a folder or a hub id, got {model!r}")
     is_local = os.path.isdir(path)
     if not is_local and (path.startswith((".", "/", "~")) or os.sep in path.strip("/").replace("/", "", 1)):
-        raise ModelLoadError(f"model folder {path!r} does not exist; pass an existing checkpoint folder or a hub id")
+        raise ModelNotFoundError(f"model folder {path!r} does not exist; pass an existing checkpoint folder or a hub id")
     torch_dtype = _parse_dtype(dtype)
     try:
         torch_device = torch.device(device)
