@@ -264,7 +264,8 @@ def prefill_packed(model, rows: list, *, pack_tokens: int) -> list[RowGroup]:
     for row in sorted(range(len(rows)), key=lambda r: -lengths[r]):
         target = next((b for b, free in enumerate(room) if free >= lengths[row]), None)
         if target is None:
-            bins.append([]), room.append(capacity)
+            bins.append([])
+            room.append(capacity)
             target = len(bins) - 1
         bins[target].append(row)
         room[target] -= lengths[row]
@@ -294,7 +295,9 @@ def prefill_packed(model, rows: list, *, pack_tokens: int) -> list[RowGroup]:
                     token_values[key][b, start:end] = inputs[key][0]
             segment[b, start:end] = row
             mask = inputs.get("attention_mask")
-            row_positions, deltas[row] = _prefill_positions(model, inputs, torch.ones_like(inputs["input_ids"]) if mask is None else mask)
+            if mask is None:
+                mask = torch.ones_like(inputs["input_ids"])
+            row_positions, deltas[row] = _prefill_positions(model, inputs, mask)
             positions[..., b, start:end] = row_positions[..., 0, :] if mrope else row_positions[0]
             for key in _IMAGE_KEYS:
                 if key in inputs:
@@ -310,7 +313,7 @@ def prefill_packed(model, rows: list, *, pack_tokens: int) -> list[RowGroup]:
     same_row = segment.unsqueeze(2) == segment.unsqueeze(1)  # (P, W, W)
     allowed = same_row & (slots.view(1, 1, width) <= slots.view(1, width, 1))
     allowed |= torch.eye(width, dtype=torch.bool, device=device).unsqueeze(0)  # padding attends to itself
-    dtype = model.dtype
+    dtype = model.get_input_embeddings().weight.dtype  # the text layers' dtype, which the mask must match
     mask4d = torch.zeros((len(bins), 1, width, width), dtype=dtype, device=device)
     mask4d.masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
     last = {row: places[row][1] + lengths[row] - 1 for row in range(len(rows))}

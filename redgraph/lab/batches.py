@@ -169,7 +169,8 @@ class StepBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> list[dict[str, torch.Tensor]]:
         examples = step_examples(step, self.config, self.processor)
-        return [batch_tensors(group, self.processor, self.rope) for group in split_by_length(examples, self.config.accumulate)]
+        groups = split_by_length(examples, self.config.accumulate)
+        return [batch_tensors(group, self.processor, self.rope) for group in groups]
 
 
 def one_thread_per_worker(_worker: int) -> None:

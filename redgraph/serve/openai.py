@@ -92,7 +92,8 @@ def token_logprobs(tokens: list[TokenAttribution], tokenizer) -> list[dict[str, 
     image-branch and rationale-branch values of each token are in the ``redgraph`` field."""
     return [
         {**_logprob_entry(token.text, token.logprob),
-         "top_logprobs": [_logprob_entry(tokenizer.decode([token_id]), value) for token_id, value in token.top_logprobs]}
+         "top_logprobs": [_logprob_entry(tokenizer.decode([token_id]), value)
+                          for token_id, value in token.top_logprobs]}
         for token in tokens
     ]
 
