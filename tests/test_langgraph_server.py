@@ -54,3 +54,29 @@ def test_bad_context_is_named():
 def test_every_run_setting_can_be_given_as_json():
     settings = {f for f in RunContext.__dataclass_fields__} - {"answerer", "reasoner", "critic", "should_stop", "images"}
     assert settings <= set(CONTEXT_SETTINGS)
+
+
+def test_the_server_can_build_the_input_output_and_context_schemas():
+    # LangGraph Studio and the server's /assistants/{id}/schemas build these with pydantic, which
+    # refuses typing.TypedDict before Python 3.12.
+    graph = served_graph()
+    state = graph.get_input_jsonschema()
+    assert {"image_input", "question"} <= set(state["properties"])
+    assert "answer" in graph.get_output_jsonschema()["properties"]
+    context = graph.get_context_jsonschema()
+    assert set(context["properties"]) == set(CONTEXT_SETTINGS)
+    assert context["properties"]["on_exhausted"]["enum"] == ["image_only", "best_supported", "human_review"]
+
+
+def test_answer_tokens_stream_on_the_plain_custom_mode():
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    graph = served_graph().builder.compile(checkpointer=InMemorySaver())  # the server adds its own checkpointer
+    example = load_examples()[0]
+    start = {"image_input": str(example_path(example)), "question": example["question"]}
+    config = {"configurable": {"thread_id": "streamed"}}
+    chunks = list(graph.stream(start, config, context={"max_new_tokens": 4, "rounds": 1},
+                               stream_mode=["custom", "updates"]))
+    streamed = [payload["token"] for mode, payload in chunks if mode == "custom"]
+    # every answer token, on the plain stream mode (no stream_subgraphs): the nodes are top-level
+    assert streamed and streamed == [t["text"] for t in graph.get_state(config).values["answer"]["tokens"]]

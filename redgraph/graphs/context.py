@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from typing_extensions import TypedDict
+
 from redgraph.agents.critic import Critic
 from redgraph.agents.reasoner import Reasoner
 from redgraph.errors import ConfigError, check_rationale_weight, check_whole_number
@@ -88,6 +90,23 @@ def run_setting(state: Mapping[str, Any], context: RunContext, name: str) -> Any
 # What a JSON context (LangGraph server, Studio) may set: the model and reasoner, and RunContext's settings.
 CONTEXT_SETTINGS = ("model", "reasoner", "base_url", "styles", "critic_scoring", "decomposer", "rationale_weight",
                     "rationales", "rounds", "on_exhausted", "max_new_tokens")
+
+
+class ServedContext(TypedDict, total=False):
+    """The JSON context a LangGraph server run may set (all optional; ``CONTEXT_SETTINGS``): the
+    served graph's context schema, which LangGraph Studio shows."""
+
+    model: str  # a checkpoint folder; default: the embedded model
+    reasoner: str  # "local", or a model name of an OpenAI-compatible server at base_url
+    base_url: str
+    styles: list[str]  # prompt-library styles of the reasoner
+    critic_scoring: Literal["probes", "p_yes", "both"]
+    decomposer: str
+    rationale_weight: float
+    rationales: int
+    rounds: int
+    on_exhausted: OnExhausted
+    max_new_tokens: int
 
 
 def resolve_context(context: Any) -> RunContext:

@@ -25,15 +25,22 @@ def after_critique(state: GraphState, runtime: Runtime[RunContext]) -> Literal["
 def build_graph(checkpointer=None):
     """The compiled graph. Pass a LangGraph checkpointer to make runs resumable by thread id."""
     graph = StateGraph(GraphState, context_schema=RunContext)
+    add_rationale_nodes(graph, after=START)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def add_rationale_nodes(graph: StateGraph, *, after: str) -> None:
+    """Add the rationale graph's nodes and edges to ``graph``, entered from node ``after`` (e.g.
+    START); it ends at END. Adding them to another graph, rather than nesting the compiled graph,
+    keeps them top-level nodes, so their streamed tokens reach a client without subgraph streaming."""
     graph.add_node("receive", nodes.receive)
     graph.add_node("reason", nodes.reason)
     graph.add_node("critique", nodes.critique)
     graph.add_node("decide", nodes.decide)
     graph.add_node("answer", nodes.answer)
-    graph.add_edge(START, "receive")
+    graph.add_edge(after, "receive")
     graph.add_edge("receive", "reason")
     graph.add_edge("reason", "critique")
     graph.add_conditional_edges("critique", after_critique)
     graph.add_edge("decide", "answer")
     graph.add_edge("answer", END)
-    return graph.compile(checkpointer=checkpointer)

@@ -13,9 +13,10 @@ import uuid
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 
-from redgraph.graphs.graph import build_graph
+from redgraph.graphs.context import ServedContext
+from redgraph.graphs.graph import add_rationale_nodes
 from redgraph.graphs.state import GraphState
 
 
@@ -43,13 +44,12 @@ def prepare(state: ServedState, config: RunnableConfig) -> dict[str, Any]:
 
 
 def build_served_graph(checkpointer=None):
-    """``prepare`` then the rationale graph (as a subgraph sharing the state and context)."""
-    graph = StateGraph(ServedState)
+    """``prepare``, then the rationale graph's nodes in the same graph (not a subgraph), so answer
+    tokens reach a server client on the plain ``custom`` stream mode."""
+    graph = StateGraph(ServedState, context_schema=ServedContext)
     graph.add_node("prepare", prepare)
-    graph.add_node("rationale_graph", build_graph())
     graph.add_edge(START, "prepare")
-    graph.add_edge("prepare", "rationale_graph")
-    graph.add_edge("rationale_graph", END)
+    add_rationale_nodes(graph, after="prepare")
     return graph.compile(checkpointer=checkpointer)
 
 

@@ -7,7 +7,9 @@ and settings live in the run context (:mod:`redgraph.graphs.context`), not here.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
+
+from typing_extensions import TypedDict  # pydantic (LangGraph server schemas) needs it before Python 3.12
 
 
 class ImageRef(TypedDict):
