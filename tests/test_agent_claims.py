@@ -13,6 +13,28 @@ def test_split_claims_sentences_clauses_and_list_items():
     assert split_claims("  ") == [] and split_claims("Ok.") == []
 
 
+def test_abbreviations_and_decimals_do_not_end_a_claim():
+    assert split_claims("Dr. Smith drew the U.S. chart. The bar is 3.5 units tall, e.g. taller than red.") == [
+        "Dr. Smith drew the U.S. chart.", "The bar is 3.5 units tall, e.g. taller than red.",
+    ]
+
+
+def test_the_synthetic_rationales_split_as_sentences_as_before():
+    import re
+
+    from redgraph.data import generate_items
+
+    # the splitter before a segmenter: a sentence ends at . ! or ? followed by space
+    def by_punctuation(text):
+        pieces = (p.strip() for p in re.split(r"(?<=[.!?])\s+|;\s*|\n+", text.strip()))
+        return [p if p[-1] in ".!?" else p + "." for p in pieces if len(p.rstrip(".!?")) >= 3]
+
+    items = list(generate_items("validation", 150))
+    texts = [t for item in items for t in (item.gold_rationale, item.misleading_rationale)]
+    assert all(split_claims(text) == by_punctuation(text) for text in texts)
+    assert sum(len(split_claims(text)) for text in texts) > len(texts)  # many hold several sentences
+
+
 @pytest.mark.parametrize(
     ("text", "rules"),
     [

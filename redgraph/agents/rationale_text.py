@@ -13,10 +13,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|;\s*|\n+")
+_CLAUSE_END = re.compile(r";\s*|\n+")  # semicolon clauses and lines (list items) are claims of their own
 _LIST_MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|step \d+:)\s*", re.IGNORECASE)
 
 # Each rule: a name and a pattern for text that addresses the answerer instead of describing the image.
@@ -44,17 +45,37 @@ class InjectionFinding:
     end: int
 
 
+@functools.cache
+def _segmenter():
+    import warnings
+
+    with warnings.catch_warnings():
+        # pysbd 0.3.4's sources hold regexes with invalid escape sequences; Python warns about them
+        # when it compiles the files (an install without precompiled bytecode). Harmless; not ours.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", SyntaxWarning)
+        import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False)
+
+
 def split_claims(rationale: str) -> list[str]:
     """Split a rationale into atomic claims: sentences, semicolon clauses and list items.
 
     Sentence-level is the unit: "There is a red circle and a blue square." stays one claim.
+    Sentences are found by pysbd's rule-based segmenter, so abbreviations ("Dr.", "U.S.", "e.g.")
+    and decimals do not end a sentence.
     """
     claims = []
-    for piece in _SENTENCE_END.split(rationale.strip()):
-        piece = _LIST_MARKER.sub("", piece).strip()
-        if len(piece.rstrip(".!?")) < 3:
+    for clause in _CLAUSE_END.split(rationale.strip()):
+        clause = _LIST_MARKER.sub("", clause).strip()
+        if not clause:
             continue
-        claims.append(piece if piece[-1] in ".!?" else piece + ".")
+        for piece in _segmenter().segment(clause):
+            piece = piece.strip()
+            if len(piece.rstrip(".!?")) < 3:
+                continue
+            claims.append(piece if piece[-1] in ".!?" else piece + ".")
     return claims
 
 
