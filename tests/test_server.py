@@ -477,3 +477,20 @@ def test_a_stream_that_fails_after_it_started_ends_with_an_openai_shaped_error_e
     chunks = asyncio.run(collect())
     error = json.loads(chunks[-1].removeprefix("data: "))["error"]
     assert error["type"] == "invalid_request_error" and "exceeds the model's context" in error["message"]
+
+
+def test_responses_and_chunks_validate_as_the_openai_packages_own_types(live):
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    body = {"model": "tiny", "messages": user_message(), "max_tokens": 6, "logprobs": True, "top_logprobs": 2,
+            "rationale": RATIONALE}
+    headers = {"Authorization": f"Bearer {KEY}"}
+    reply = httpx.post(live.url + "/v1/chat/completions", json=body, headers=headers, timeout=60).json()
+    parsed = ChatCompletion.model_validate(reply)
+    assert parsed.choices[0].logprobs.content[0].top_logprobs[0].token
+    streamed = httpx.post(live.url + "/v1/chat/completions", json={**body, "stream": True,
+                          "stream_options": {"include_usage": True}}, headers=headers, timeout=60).text
+    events = [line[len("data: "):] for line in streamed.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [ChatCompletionChunk.model_validate(json.loads(event)) for event in events[:-1]]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 1
