@@ -1,4 +1,4 @@
-"""``redgraph trace verify`` / ``show`` / ``keygen`` / ``attest`` / ``verify-attestation``."""
+"""``redgraph trace verify`` / ``show`` / ``spans`` / ``keygen`` / ``attest`` / ``verify-attestation``."""
 
 from __future__ import annotations
 
@@ -155,3 +155,15 @@ def trace_verify_attestation(
         return
     console.print(f"[red]not verified[/]: {escape(str(file))}: {escape(result.reason)}", soft_wrap=True, highlight=False)
     raise typer.Exit(code=1)
+
+
+@trace_app.command("spans")
+def trace_spans(file: Annotated[Path, typer.Argument(help="A trace file written by redgraph.")]) -> None:
+    """Print the run as OpenTelemetry span records (GenAI semantic conventions) in JSON."""
+    from redgraph.trace.otel import span_records
+
+    try:
+        _, trace = _trace_file(file)
+    except RedgraphError as exc:
+        fail(exc)
+    out.print_json(json.dumps(span_records(trace)))
