@@ -51,6 +51,7 @@ def _runtime_of(lvlm) -> dict:
         "dtype": str(getattr(model, "dtype", None)).removeprefix("torch."),
         "attention": getattr(getattr(model, "config", None), "_attn_implementation", None),
         "device": str(getattr(lvlm, "device", None)),
+        "adapter": getattr(lvlm, "adapter_path", None),
     }
 
 

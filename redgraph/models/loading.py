@@ -36,6 +36,7 @@ class LVLM:
         prompt_format: the wording of question and rationale inside the user turn.
         max_image_pixels: images above this many pixels are refused.
         path: the local checkpoint folder it was loaded from, if any.
+        adapter_path: the adapter folder attached to the model at load, if any.
     """
 
     model: torch.nn.Module
@@ -44,6 +45,7 @@ class LVLM:
     prompt_format: prompts.PromptFormat = field(default_factory=prompts.PromptFormat)
     max_image_pixels: int = 64_000_000
     path: str | None = None
+    adapter_path: str | None = None  # an SDRT adapter attached at load (see redgraph.models.adapter)
 
     @property
     def family(self) -> str:
@@ -160,6 +162,7 @@ def load_lvlm(
     device: str | torch.device = "cpu",
     trust_remote_code: bool = False,
     local_files_only: bool | None = None,
+    adapter: str | os.PathLike[str] | None = None,
 ) -> LVLM:
     """Load any transformers image-text-to-text checkpoint.
 
@@ -172,6 +175,8 @@ def load_lvlm(
         device: where to put the weights, e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
         trust_remote_code: allow running model code shipped with the checkpoint. Off by default.
         local_files_only: never touch the network; defaults to True for local folders.
+        adapter: an SDRT adapter folder (``redgraph distill``) to attach; it must have been
+            trained on these base weights.
 
     Raises:
         ModelLoadError: the checkpoint is unreadable, needs remote code, or is not a
@@ -180,7 +185,8 @@ def load_lvlm(
         ConfigError: ``dtype`` or ``device`` is not understood.
     """
     if model is None:
-        return load_embedded(device=device, dtype="float32" if dtype == "auto" else dtype)
+        lvlm = load_embedded(device=device, dtype="float32" if dtype == "auto" else dtype)
+        return _with_adapter(lvlm, adapter)
     from transformers import AutoModelForImageTextToText
 
     path = os.fspath(model)
@@ -210,7 +216,17 @@ def load_lvlm(
         raise ModelLoadError(f"could not load model {path!r}: {exc}") from exc
     processor = load_processor(path, trust_remote_code=trust_remote_code, **hub_kwargs)
     loaded.to(torch_device).eval()
-    return LVLM(model=loaded, processor=processor, name=path, path=path if is_local else None)
+    return _with_adapter(LVLM(model=loaded, processor=processor, name=path, path=path if is_local else None), adapter)
+
+
+def _with_adapter(lvlm: LVLM, adapter: str | os.PathLike[str] | None) -> LVLM:
+    if adapter is None:
+        return lvlm
+    from redgraph.models.adapter import load_adapter
+
+    load_adapter(lvlm, adapter)
+    lvlm.adapter_path = os.fspath(adapter)
+    return lvlm
 
 
 def load_embedded(path: str | os.PathLike[str] | None = None, *, device: str = "cpu", dtype: str = "float32"):

@@ -1,0 +1,293 @@
+"""The student's trainable parts for SDRT self-distillation; the base model stays frozen.
+
+- A **representation intervention** at chosen language layers, LoReFT-style: the layer's output
+  hidden state ``h`` becomes ``h + Rᵀ(W h + b − R h)``, with ``R`` (rank × width) kept
+  orthonormal and ``W``, ``b`` learned. ``W`` starts equal to ``R`` and ``b`` at 0, so an untrained
+  edit is exactly zero.
+- A **vision-language skip connection**: each image's pooled vision features, projected to the
+  language width, are added to that image's token positions before a later language layer,
+  through a gate ``tanh(g)`` with ``g`` starting at 0 (exactly no change). Added at the image's
+  positions only, it reaches the answer through attention and the KV cache, so decoding steps and
+  text-only rows (RED's rationale branch) need nothing.
+
+Both act through forward hooks on the loaded model, so ``model.generate``, RED, the critic and the
+graph run on the adapted model unchanged. Per-forward state is thread-local: two threads decoding
+with one adapted model do not see each other's images.
+
+Saved as a small folder (``adapter_config.json`` + ``adapter.safetensors``) that carries a
+fingerprint of the base weights it was trained on; :func:`load_adapter` refuses it on others.
+
+Example:
+    >>> adapter = Adapter.for_model(lvlm.model, AdapterConfig(layers=(2,), rank=4, skip_layer=3))  # doctest: +SKIP
+    >>> adapter.attach(lvlm.model)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from redgraph.errors import ConfigError, InputError, UnsupportedError
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter.safetensors"
+FORMAT = "redgraph-sdrt-adapter"
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Where and how big the student's edits are.
+
+    Attributes:
+        layers: language layers (0-based) whose output hidden states the intervention edits; empty
+            for none.
+        rank: the intervention's rank.
+        skip_layer: the language layer before which the vision skip is added; None for no skip.
+    """
+
+    layers: tuple[int, ...] = (1,)
+    rank: int = 4
+    skip_layer: int | None = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise ConfigError(f"rank must be a whole number >= 1, got {self.rank!r}")
+        if not self.layers and self.skip_layer is None:
+            raise ConfigError("an adapter with no intervention layer and no skip connection changes nothing; "
+                              "give layers, skip_layer or both")
+
+    def check(self, model) -> None:
+        count = len(_language_layers(model))
+        for layer in (*self.layers, *(() if self.skip_layer is None else (self.skip_layer,))):
+            if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < count:
+                raise ConfigError(f"layer {layer!r} is not a language layer of this model (it has {count}: 0-{count - 1})")
+
+
+class LowRankIntervention(nn.Module):
+    """``h + Rᵀ(W h + b − R h)`` with orthonormal rows of ``R``: a rank-``r`` edit of the hidden state."""
+
+    def __init__(self, width: int, rank: int) -> None:
+        super().__init__()
+        if rank > width:
+            raise ConfigError(f"rank {rank} exceeds the hidden width {width}")
+        self.rotate = nn.utils.parametrizations.orthogonal(nn.Linear(width, rank, bias=False))
+        self.learned = nn.Linear(width, rank)
+        with torch.no_grad():
+            self.learned.weight.copy_(self.rotate.weight)
+            self.learned.bias.zero_()
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        rotate = self.rotate.weight
+        # (W − R) h + b rather than W h + b − R h: exactly zero while W == R and b == 0.
+        low = nn.functional.linear(hidden.to(rotate.dtype), self.learned.weight - rotate, self.learned.bias)
+        return hidden + (low @ rotate).to(hidden.dtype)
+
+
+class VisionSkip(nn.Module):
+    """``tanh(g) · P(pooled image features)``, with ``g`` starting at 0."""
+
+    def __init__(self, vision_width: int, width: int) -> None:
+        super().__init__()
+        self.project = nn.Linear(vision_width, width)
+        self.gate = nn.Parameter(torch.zeros(()))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.gate) * self.project(pooled)
+
+
+def _language_layers(model) -> nn.ModuleList:
+    inner = getattr(model, "model", None)
+    language = getattr(inner, "language_model", None)
+    layers = getattr(language, "layers", None)
+    if layers is None:
+        raise UnsupportedError(f"{type(model).__name__} has no language_model.layers to attach an adapter to")
+    return layers
+
+
+def _vision_width(model) -> int:
+    """Width of the vision tower's output tokens (what the language model receives at image positions)."""
+    return int(model.config.get_text_config().hidden_size)
+
+
+class _Forward(threading.local):
+    """What the hooks of one forward share, per thread."""
+
+    def __init__(self) -> None:
+        self.image_mask: torch.Tensor | None = None  # (B, T) True at the current forward's image tokens
+        self.tokens_per_image: list[int] = []
+        self.features: torch.Tensor | None = None  # (image tokens, width), in the order the model places them
+
+
+class Adapter(nn.Module):
+    """The intervention modules and the vision skip of one model; :meth:`attach` hooks them in."""
+
+    def __init__(self, config: AdapterConfig, width: int, vision_width: int) -> None:
+        super().__init__()
+        self.config = config
+        self.interventions = nn.ModuleDict({str(layer): LowRankIntervention(width, config.rank)
+                                            for layer in config.layers})
+        self.skip = VisionSkip(vision_width, width) if config.skip_layer is not None else None
+        self._handles: list = []
+        self._forward = _Forward()
+
+    @classmethod
+    def for_model(cls, model, config: AdapterConfig, *, seed: int = 0) -> Adapter:
+        config.check(model)
+        if config.skip_layer is not None and not hasattr(model.config, "image_token_id"):
+            raise UnsupportedError(f"the vision skip needs image_token_id in the config; {type(model).__name__} has "
+                                   "none (use skip_layer=None)")
+        width = int(model.config.get_text_config().hidden_size)
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            adapter = cls(config, width, _vision_width(model))
+        finally:
+            torch.random.set_rng_state(generator_state)
+        parameter = next(model.parameters())
+        return adapter.to(device=parameter.device)
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    def attach(self, model) -> Adapter:
+        """Hook the adapter into ``model`` (its weights are not changed); :meth:`detach` undoes it."""
+        if self.attached:
+            raise ConfigError("this adapter is attached already; detach it first")
+        self.config.check(model)
+        layers = _language_layers(model)
+        for name, module in self.interventions.items():
+            self._handles.append(layers[int(name)].register_forward_hook(self._edit(module)))
+        if self.skip is not None:
+            image_token = model.config.image_token_id
+            merge = int(model.config.vision_config.spatial_merge_size) ** 2  # patches per image token
+            self._handles.append(model.register_forward_pre_hook(self._note_inputs(image_token, merge),
+                                                                 with_kwargs=True))
+            self._handles.append(model.register_forward_hook(self._forget))
+            self._handles.append(model.model.visual.register_forward_hook(self._note_features))
+            self._handles.append(layers[self.config.skip_layer].register_forward_pre_hook(self._add_skip,
+                                                                                          with_kwargs=True))
+        return self
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _edit(module: LowRankIntervention):
+        def hook(_layer, _args, output):
+            if isinstance(output, tuple):
+                return (module(output[0]), *output[1:])
+            return module(output)
+
+        return hook
+
+    def _note_inputs(self, image_token: int, merge: int):
+        def hook(_model, args, kwargs):
+            input_ids = kwargs.get("input_ids", args[0] if args else None)
+            grid = kwargs.get("image_grid_thw")
+            state = self._forward
+            state.features = None
+            state.image_mask = None if input_ids is None else input_ids == image_token
+            state.tokens_per_image = [] if grid is None else (grid.prod(-1) // merge).tolist()
+
+        return hook
+
+    def _forget(self, _model, _args, _output) -> None:
+        self._forward.features = None
+        self._forward.image_mask = None
+
+    def _note_features(self, _visual, _args, output) -> None:
+        pooled = getattr(output, "pooler_output", None)
+        self._forward.features = pooled if pooled is not None else output
+
+    def _add_skip(self, _layer, args, kwargs):
+        state = self._forward
+        if state.features is None or state.image_mask is None or not state.image_mask.any():
+            return None
+        hidden = kwargs.get("hidden_states", args[0] if args else None)
+        features = state.features.to(hidden.dtype)
+        pooled = torch.stack([part.mean(0) for part in torch.split(features, state.tokens_per_image)])  # (images, w)
+        per_token = torch.repeat_interleave(self.skip(pooled.to(self.skip.project.weight.dtype)).to(hidden.dtype),
+                                            torch.tensor(state.tokens_per_image, device=hidden.device), dim=0)
+        mask = state.image_mask.to(hidden.device)
+        if int(mask.sum()) != per_token.shape[0]:
+            return None  # a forward whose image tokens are not all in this call (cannot happen with our prompts)
+        edited = hidden.clone()
+        edited[mask] = edited[mask] + per_token
+        if "hidden_states" in kwargs:
+            return args, {**kwargs, "hidden_states": edited}
+        return (edited, *args[1:]), kwargs
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str], *, base_digest: str, extra: dict | None = None) -> Path:
+        """Write the adapter folder; ``base_digest`` (:func:`base_fingerprint`) names the weights it
+        was trained on."""
+        from safetensors.torch import save_file
+
+        target = Path(path)
+        target.mkdir(parents=True, exist_ok=True)
+        state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in self.state_dict().items()}
+        save_file(state, str(target / ADAPTER_WEIGHTS))
+        record = {"format": FORMAT, "config": asdict(self.config), "base_weights_fingerprint": base_digest,
+                  "width": self.skip.project.out_features if self.skip is not None else None, **(extra or {})}
+        (target / ADAPTER_CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+        return target
+
+
+def base_fingerprint(model) -> str:
+    """A fingerprint of a model's weights, the same wherever they were loaded from: sha256 over every
+    tensor's name, shape, dtype and up to 4,096 of its values, evenly spaced (quick even for 7B
+    models; it tells different weights apart, it is not a full digest)."""
+    import hashlib
+
+    hasher = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        step = max(1, flat.numel() // 4096)
+        sample = flat[::step][:4096].to("cpu").float().contiguous()
+        hasher.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        hasher.update(sample.numpy().tobytes())
+    return hasher.hexdigest()
+
+
+def load_adapter(lvlm, path: str | os.PathLike[str], *, check_base: bool = True) -> Adapter:
+    """Load the adapter folder at ``path`` and attach it to ``lvlm``'s model.
+
+    Raises:
+        InputError: ``path`` is not an adapter folder, or (with ``check_base``) it was trained on
+            other base weights than ``lvlm``'s.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    config_file, weights_file = folder / ADAPTER_CONFIG, folder / ADAPTER_WEIGHTS
+    if not config_file.is_file() or not weights_file.is_file():
+        raise InputError(f"{os.fspath(path)!r} is not an adapter folder: it needs {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS} "
+                         "(written by `redgraph distill`)")
+    try:
+        record = json.loads(config_file.read_text())
+        config = AdapterConfig(**record["config"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{config_file} cannot be read as an adapter config ({exc})") from exc
+    if record.get("format") != FORMAT:
+        raise InputError(f"{config_file} is not a redgraph SDRT adapter (format {record.get('format')!r})")
+    mine = base_fingerprint(lvlm.model) if check_base else None
+    if check_base and record.get("base_weights_fingerprint") != mine:
+        raise InputError(f"the adapter in {os.fspath(path)!r} was trained on base weights "
+                         f"{str(record.get('base_weights_fingerprint'))[:12]}..., not these ({mine[:12]}...); "
+                         "load it on the model it was distilled from")
+    adapter = Adapter.for_model(lvlm.model, config)
+    adapter.load_state_dict(load_file(str(weights_file)), strict=True)
+    return adapter.attach(lvlm.model)

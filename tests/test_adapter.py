@@ -1,0 +1,108 @@
+"""The SDRT student's adapter: identity when untrained, round-trips through its folder, and RED,
+generate and packed prefill run on the adapted model unchanged (DESIGN invariants 1 and 2 hold)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from redgraph.decoding import REDConfig, REDDecoder, REDRequest
+from redgraph.errors import ConfigError, InputError
+from redgraph.models import build_tiny_lvlm, load_lvlm
+from redgraph.models.adapter import Adapter, AdapterConfig, base_fingerprint, load_adapter
+from tests.conftest import scene
+
+QUESTION = "what color is the circle?"
+RATIONALE = "the circle is red so the answer is red"
+
+
+def _fresh():
+    return build_tiny_lvlm("qwen2_vl", seed=3)  # its own copy: adapters hook into the model
+
+
+def _logits(lvlm, inputs):
+    with torch.no_grad():
+        return lvlm.model(**inputs).logits
+
+
+def _trained(adapter: Adapter) -> Adapter:
+    """Give every part of the adapter a non-zero effect, as training would."""
+    with torch.no_grad():
+        for module in adapter.interventions.values():
+            module.learned.weight.add_(0.3 * torch.randn_like(module.learned.weight))
+            module.learned.bias.add_(0.5)
+        adapter.skip.gate.fill_(0.8)
+    return adapter
+
+
+def test_an_untrained_adapter_changes_nothing_exactly():
+    lvlm = _fresh()
+    image = lvlm.encode_image_branch(scene(), QUESTION)
+    text = lvlm.encode_rationale_branch(RATIONALE, QUESTION)
+    before = _logits(lvlm, image), _logits(lvlm, text)
+    adapter = Adapter.for_model(lvlm.model, AdapterConfig(layers=(0, 1), rank=3, skip_layer=1)).attach(lvlm.model)
+    assert torch.equal(_logits(lvlm, image), before[0]) and torch.equal(_logits(lvlm, text), before[1])
+    _trained(adapter)
+    assert not torch.allclose(_logits(lvlm, image), before[0])
+    adapter.detach()
+    assert torch.equal(_logits(lvlm, image), before[0])
+
+
+def test_the_skip_touches_only_rows_with_an_image():
+    lvlm = _fresh()
+    text = lvlm.encode_rationale_branch(RATIONALE, QUESTION)
+    before = _logits(lvlm, text)
+    adapter = Adapter.for_model(lvlm.model, AdapterConfig(layers=(), skip_layer=1)).attach(lvlm.model)
+    adapter.skip.gate.data.fill_(1.0)
+    assert torch.equal(_logits(lvlm, text), before)
+    assert not torch.allclose(_logits(lvlm, lvlm.encode_image_branch(scene(), QUESTION)),
+                              _logits(build_tiny_lvlm("qwen2_vl", seed=3), lvlm.encode_image_branch(scene(), QUESTION)))
+
+
+def test_the_adapter_folder_round_trips_and_names_its_base(tmp_path):
+    lvlm = _fresh()
+    adapter = _trained(Adapter.for_model(lvlm.model, AdapterConfig(layers=(1,), rank=2, skip_layer=0)))
+    adapter.attach(lvlm.model)
+    inputs = lvlm.encode_image_branch(scene("green"), QUESTION)
+    expected = _logits(lvlm, inputs)
+    adapter.save(tmp_path / "adapter", base_digest=base_fingerprint(lvlm.model))
+
+    again = _fresh()
+    load_adapter(again, tmp_path / "adapter")
+    assert torch.equal(_logits(again, inputs), expected)
+    other = build_tiny_lvlm("qwen2_vl", seed=4)
+    with pytest.raises(InputError, match="was trained on base weights"):
+        load_adapter(other, tmp_path / "adapter")
+    with pytest.raises(InputError, match="is not an adapter folder"):
+        load_adapter(other, tmp_path)
+
+    lvlm.save(tmp_path / "base")
+    loaded = load_lvlm(tmp_path / "base", adapter=tmp_path / "adapter")
+    assert torch.allclose(_logits(loaded, inputs), expected, atol=1e-5)
+    assert loaded.adapter_path == str(tmp_path / "adapter")
+
+
+def test_red_invariants_hold_on_an_adapted_model():
+    lvlm = _fresh()
+    _trained(Adapter.for_model(lvlm.model, AdapterConfig(layers=(0,), rank=2, skip_layer=1))).attach(lvlm.model)
+    inputs = lvlm.encode_image_branch(scene(), QUESTION)
+    with torch.no_grad():
+        greedy = lvlm.model.generate(**inputs, max_new_tokens=8, do_sample=False)[0, inputs["input_ids"].shape[1]:]
+    red = REDDecoder(lvlm, REDConfig(rationale_weight=0.0, max_new_tokens=8)).decode(scene(), QUESTION, [RATIONALE])
+    assert red.token_ids == greedy.tolist()[: len(red.token_ids)] and len(red.token_ids) >= 4
+    requests = [REDRequest(scene("red"), QUESTION, (RATIONALE,)), REDRequest(scene("blue", (80, 40)), "is there a square?")]
+    packed = REDDecoder(lvlm, REDConfig(max_new_tokens=6, pack_tokens=4096)).decode_batch(requests)
+    alone = [REDDecoder(lvlm, REDConfig(max_new_tokens=6, batch_branches=False)).decode_batch([r])[0] for r in requests]
+    for a, b in zip(packed, alone):
+        assert a.token_ids == b.token_ids
+        assert all(abs(x.image_logprob - y.image_logprob) < 1e-4 for x, y in zip(a.tokens, b.tokens))
+
+
+def test_bad_adapter_settings_are_named():
+    lvlm = _fresh()
+    with pytest.raises(ConfigError, match="layer 7 is not a language layer"):
+        Adapter.for_model(lvlm.model, AdapterConfig(layers=(7,)))
+    with pytest.raises(ConfigError, match="rank must be"):
+        AdapterConfig(rank=0)
+    with pytest.raises(ConfigError, match="changes nothing"):
+        AdapterConfig(layers=(), skip_layer=None)
