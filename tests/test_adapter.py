@@ -106,3 +106,27 @@ def test_bad_adapter_settings_are_named():
         AdapterConfig(rank=0)
     with pytest.raises(ConfigError, match="changes nothing"):
         AdapterConfig(layers=(), skip_layer=None)
+
+
+def test_the_decode_command_takes_an_adapter(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from redgraph.cli import app
+
+    lvlm = _fresh()
+    lvlm.save(tmp_path / "base")
+    adapter = _trained(Adapter.for_model(lvlm.model, AdapterConfig(layers=(1,), rank=2, skip_layer=0)))
+    adapter.save(tmp_path / "adapter", base_digest=base_fingerprint(lvlm.model))
+    scene().save(tmp_path / "scene.png")
+    args = ["decode", str(tmp_path / "scene.png"), QUESTION, "--model", str(tmp_path / "base"), "--json",
+            "--max-new-tokens", "4"]
+    plain = CliRunner().invoke(app, args)
+    adapted = CliRunner().invoke(app, [*args, "--adapter", str(tmp_path / "adapter")])
+    assert plain.exit_code == adapted.exit_code == 0, adapted.output
+    first = [t["image_logprob"] for t in json.loads(plain.stdout)["tokens"]]
+    second = [t["image_logprob"] for t in json.loads(adapted.stdout)["tokens"]]
+    assert first != second  # the adapter was applied
+    wrong = CliRunner().invoke(app, [*args, "--adapter", str(tmp_path)])
+    assert wrong.exit_code == 2 and "not an adapter folder" in wrong.output

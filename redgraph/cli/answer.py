@@ -39,6 +39,7 @@ def decode(
     dtype: Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")] = "auto",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     trust_remote_code: Annotated[bool, typer.Option(help="Run model code shipped with the checkpoint.")] = False,
+    adapter: Annotated[Optional[str], typer.Option(help="An SDRT adapter folder to attach to the model.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Answer QUESTION about IMAGE with RED on a local model, showing what each token owed."""
@@ -52,7 +53,7 @@ def decode(
             temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop_strings=tuple(stop or ()),
         )
         with console.status(f"loading {model or 'the embedded model'} ..."):
-            lvlm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+            lvlm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, adapter=adapter)
         with console.status("decoding ..."):
             result = REDDecoder(lvlm, config).decode(image, question, rationale or ())
     except RedgraphError as exc:

@@ -43,11 +43,12 @@ def _options(
     """Explainable vision-language answers with Rationale-Enhanced Decoding (RED)."""
 
 
-def load_model(model: str | None, *, dtype: str = "auto", device: str = "cpu", trust_remote_code: bool = False):
-    """The named checkpoint, or the embedded model when none is named."""
+def load_model(model: str | None, *, dtype: str = "auto", device: str = "cpu", trust_remote_code: bool = False,
+               adapter: str | None = None):
+    """The named checkpoint, or the embedded model when none is named (with ``adapter`` attached)."""
     from redgraph.models import load_lvlm
 
-    return load_lvlm(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    return load_lvlm(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, adapter=adapter)
 
 
 def machine_output(as_json: bool) -> None:
