@@ -29,7 +29,7 @@ def test_the_synthetic_rationales_split_as_sentences_as_before():
         pieces = (p.strip() for p in re.split(r"(?<=[.!?])\s+|;\s*|\n+", text.strip()))
         return [p if p[-1] in ".!?" else p + "." for p in pieces if len(p.rstrip(".!?")) >= 3]
 
-    items = list(generate_items("validation", 150))
+    items = [*generate_items("test", 600), *generate_items("validation", 300)]
     texts = [t for item in items for t in (item.gold_rationale, item.misleading_rationale)]
     assert all(split_claims(text) == by_punctuation(text) for text in texts)
     assert sum(len(split_claims(text)) for text in texts) > len(texts)  # many hold several sentences

@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 
@@ -45,25 +44,19 @@ class InjectionFinding:
     end: int
 
 
-@functools.cache
-def _segmenter():
-    import warnings
+def _sentences(text: str) -> list[str]:
+    """``text`` split into sentences by syntok's rule-based segmenter."""
+    import syntok.segmenter
 
-    with warnings.catch_warnings():
-        # pysbd 0.3.4's sources hold regexes with invalid escape sequences; Python warns about them
-        # when it compiles the files (an install without precompiled bytecode). Harmless; not ours.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", SyntaxWarning)
-        import pysbd
-
-    return pysbd.Segmenter(language="en", clean=False)
+    return ["".join(token.spacing + token.value for token in sentence).strip()
+            for paragraph in syntok.segmenter.analyze(text) for sentence in paragraph]
 
 
 def split_claims(rationale: str) -> list[str]:
     """Split a rationale into atomic claims: sentences, semicolon clauses and list items.
 
     Sentence-level is the unit: "There is a red circle and a blue square." stays one claim.
-    Sentences are found by pysbd's rule-based segmenter, so abbreviations ("Dr.", "U.S.", "e.g.")
+    Sentences are found by syntok's rule-based segmenter, so abbreviations ("Dr.", "U.S.", "e.g.")
     and decimals do not end a sentence.
     """
     claims = []
@@ -71,7 +64,7 @@ def split_claims(rationale: str) -> list[str]:
         clause = _LIST_MARKER.sub("", clause).strip()
         if not clause:
             continue
-        for piece in _segmenter().segment(clause):
+        for piece in _sentences(clause):
             piece = piece.strip()
             if len(piece.rstrip(".!?")) < 3:
                 continue
