@@ -89,8 +89,9 @@ def main() -> None:
         check_whole_number(f"--{name.replace('_', '-')}", getattr(args, name))
 
     from redgraph.data.synthetic import generate_items, make_item, random_claims
+    from redgraph.lab.batches import batch_tensors
     from redgraph.lab.tasks import Example
-    from redgraph.lab.train import batch_tensors, example_loss
+    from redgraph.lab.train import example_loss
     from redgraph.models import prompts
     from redgraph.models.loading import load_lvlm
 

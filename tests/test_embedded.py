@@ -16,11 +16,11 @@ from redgraph.cli import app
 from redgraph.data import generate_items
 from redgraph.errors import ConfigError, ModelLoadError
 from redgraph.lab.architecture import Dimensions, build_untrained
+from redgraph.lab.batches import batch_tensors
 from redgraph.lab.evaluate import METRICS, evaluate
 from redgraph.lab.tasks import TASKS, make_example
 from redgraph.lab.train import (
     TrainConfig,
-    batch_tensors,
     example_loss,
     format_task_weights,
     parse_task_weights,
@@ -114,16 +114,24 @@ def test_task_weights_set_the_mixture_and_are_named_in_the_manifest():
             TrainConfig(task_weights=bad)
 
 
+class Stop(Exception):
+    pass
+
+
+def stop_at_three(step: int, loss: float) -> None:
+    """A run's progress callback that stops it after its third step (a run killed mid-way)."""
+    if step == 3:
+        raise Stop
+
+
+def _same_weights(a, b) -> bool:
+    first, second = a.model.state_dict(), b.model.state_dict()
+    return all(torch.equal(first[k], second[k]) for k in first)
+
+
 def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path):
     config = TrainConfig(steps=5, batch_size=4, warmup_steps=2, dimensions=SMALL, aux_weight=2.0)
     whole, _ = train(None, config)
-
-    class Stop(Exception):
-        pass
-
-    def stop_at_three(step: int, loss: float) -> None:
-        if step == 3:
-            raise Stop
 
     with pytest.raises(Stop):
         train(tmp_path, config, save_every=2, on_progress=stop_at_three)
@@ -199,11 +207,6 @@ def test_damaged_checkpoint_names_the_file(tmp_path, damage):
         load_embedded(folder)
 
 
-def _same_weights(a, b) -> bool:
-    first, second = a.model.state_dict(), b.model.state_dict()
-    return all(torch.equal(first[k], second[k]) for k in first)
-
-
 def test_any_worker_count_gives_the_same_stream_and_weights():
     config = TrainConfig(steps=3, batch_size=6, warmup_steps=2, dimensions=SMALL, aux_weight=1.0)
     alone, manifest = train(None, config, workers=0)
@@ -242,13 +245,12 @@ def test_micro_batches_give_the_same_step_up_to_rounding():
 
 
 def test_positions_made_by_the_data_workers_equal_the_models_own():
-    from redgraph.lab.batches import batch_tensors as make_batch
     from redgraph.lab.batches import rope_index
 
     model, processor = build_untrained(SMALL, seed=0)
     examples = sample_batch(0, TrainConfig(batch_size=10, dimensions=SMALL), processor)
     assert {e.image is None for e in examples} == {True, False}  # text-only and image rows together
-    batch = make_batch(examples, processor, rope_index(model.config))
+    batch = batch_tensors(examples, processor, rope_index(model.config))
     assert {"position_ids", "image_position_ids", "image_cu_seqlens"} <= set(batch)
     plain = {k: v for k, v in batch.items() if k not in ("position_ids", "image_position_ids", "image_cu_seqlens")}
     with torch.no_grad():
@@ -261,13 +263,6 @@ def test_positions_made_by_the_data_workers_equal_the_models_own():
 def test_a_resumed_run_with_workers_and_micro_batches_equals_an_uninterrupted_one(tmp_path):
     config = TrainConfig(steps=4, batch_size=6, warmup_steps=2, dimensions=SMALL, accumulate=2, aux_weight=1.0)
     whole, _ = train(None, config)
-
-    class Stop(Exception):
-        pass
-
-    def stop_at_three(step: int, loss: float) -> None:
-        if step == 3:
-            raise Stop
 
     with pytest.raises(Stop):
         train(tmp_path, config, save_every=2, on_progress=stop_at_three, workers=2)

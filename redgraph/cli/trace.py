@@ -40,26 +40,8 @@ def trace_verify(
     raise typer.Exit(code=1 if result.readable else UNREADABLE_EXIT)
 
 
-@trace_app.command("show")
-def trace_show(file: Annotated[Path, typer.Argument(help="A trace file written by redgraph.")]) -> None:
-    """Print a trace's events, one row each."""
-    from pydantic import ValidationError
-
-    from redgraph.trace import TraceFile, read_json, read_trace_file
-
-    try:
-        trace = TraceFile.model_validate(read_json(read_trace_file(file)))
-    except RedgraphError as exc:
-        fail(exc)
-    except ValidationError as exc:
-        fail(InputError(f"{file} is not a redgraph trace: {exc.errors()[0]['msg']}"))
-    table = Table("#", "node", "kind", "time", "outputs", title=f"trace {escape(trace.trace_id)}")
-    for event in trace.events:
-        table.add_row(str(event.index), event.node, event.kind, event.time, escape(json.dumps(event.outputs)[:120]))
-    out.print(table)
-
-
 def _trace_file(file: Path):
+    """``(text, TraceFile)`` of a trace file; InputError when it cannot be read as a trace."""
     from pydantic import ValidationError
 
     from redgraph.trace import TraceFile, read_json, read_trace_file
@@ -69,6 +51,19 @@ def _trace_file(file: Path):
         return text, TraceFile.model_validate(read_json(text))
     except ValidationError as exc:
         raise InputError(f"{file} is not a redgraph trace: {exc.errors()[0]['msg']}") from exc
+
+
+@trace_app.command("show")
+def trace_show(file: Annotated[Path, typer.Argument(help="A trace file written by redgraph.")]) -> None:
+    """Print a trace's events, one row each."""
+    try:
+        _, trace = _trace_file(file)
+    except RedgraphError as exc:
+        fail(exc)
+    table = Table("#", "node", "kind", "time", "outputs", title=f"trace {escape(trace.trace_id)}")
+    for event in trace.events:
+        table.add_row(str(event.index), event.node, event.kind, event.time, escape(json.dumps(event.outputs)[:120]))
+    out.print(table)
 
 
 @trace_app.command("keygen")
@@ -105,12 +100,11 @@ def trace_attest(
 ) -> None:
     """Write the trace's in-toto statement (chain head, image and answer digests) in a signed DSSE envelope."""
     from redgraph.data.files import read_regular_file
+    from redgraph.trace import verify_text
     from redgraph.trace.attest import Ed25519Signer, HmacSigner, attest
 
     try:
         text, trace = _trace_file(file)
-        from redgraph.trace import verify_text
-
         chain = verify_text(text)
         if not chain.ok:
             raise InputError(f"{file} does not verify ({chain.reason}); an attestation would vouch for a changed trace")

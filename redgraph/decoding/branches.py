@@ -177,17 +177,7 @@ def prefill_row(model, inputs) -> RowGroup:
         attention_mask = torch.ones_like(input_ids)
     positions, rope_delta = _prefill_positions(model, inputs, attention_mask)
     extra = {k: v for k, v in inputs.items() if k not in _NOT_MODEL_KWARGS}
-    cache = _new_cache(model)
-    with torch.inference_mode():
-        out = model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=positions,
-            **with_cache(model, cache),
-            use_cache=True,
-            logits_to_keep=1,
-            **extra,
-        )
+    out = _prefill_forward(model, input_ids, attention_mask, positions, 1, extra)
     device = input_ids.device
     return RowGroup(
         model=model,
@@ -318,18 +308,8 @@ def prefill_packed(model, rows: list, *, pack_tokens: int) -> list[RowGroup]:
     mask4d.masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
     last = {row: places[row][1] + lengths[row] - 1 for row in range(len(rows))}
     keep = sorted(set(last.values()))
-    cache = _new_cache(model)
-    with torch.inference_mode():
-        out = model(
-            input_ids=input_ids,
-            attention_mask=mask4d,
-            position_ids=positions,
-            **with_cache(model, cache),
-            use_cache=True,
-            logits_to_keep=torch.tensor(keep, device=device),
-            **token_values,
-            **stacked,
-        )
+    out = _prefill_forward(model, input_ids, mask4d, positions, torch.tensor(keep, device=device),
+                           {**token_values, **stacked})
     cache = returned_cache(out)
     column = {slot: i for i, slot in enumerate(keep)}
     groups = []
@@ -356,6 +336,20 @@ def _cache_of(model, keys: list[torch.Tensor], values: list[torch.Tensor]):
             raise UnsupportedError(f"cannot rebuild the cache of {type(model).__name__}: layer {index} is missing")
         cache.layers[index].update(key, value)  # fresh layer: stores them as they are
     return cache
+
+
+def _prefill_forward(model, input_ids, attention_mask, positions, logits_to_keep, extra: dict):
+    """One prefill forward into a fresh cache (what every prefill, alone or packed, runs)."""
+    with torch.inference_mode():
+        return model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            **with_cache(model, _new_cache(model)),
+            use_cache=True,
+            logits_to_keep=logits_to_keep,
+            **extra,
+        )
 
 
 def merge(groups: list[RowGroup]) -> RowGroup:

@@ -155,6 +155,11 @@ def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = N
 HOST_ONLY = ("image_cu_seqlens",)
 
 
+def micro_batches(examples: list[Example], config, processor, rope: RopeIndex | None) -> list[dict[str, torch.Tensor]]:
+    """A step's examples as its ``config.accumulate`` micro-batches, ready to run."""
+    return [batch_tensors(group, processor, rope) for group in split_by_length(examples, config.accumulate)]
+
+
 class StepBatches(torch.utils.data.Dataset):
     """Stream 2's steps as a dataset: item ``step`` is that step's micro-batches (a list of tensor
     dicts). Made in data-loader workers, so it must not hold anything that cannot be copied there."""
@@ -168,9 +173,7 @@ class StepBatches(torch.utils.data.Dataset):
         return self.config.steps
 
     def __getitem__(self, step: int) -> list[dict[str, torch.Tensor]]:
-        examples = step_examples(step, self.config, self.processor)
-        groups = split_by_length(examples, self.config.accumulate)
-        return [batch_tensors(group, self.processor, self.rope) for group in groups]
+        return micro_batches(step_examples(step, self.config, self.processor), self.config, self.processor, self.rope)
 
 
 def one_thread_per_worker(_worker: int) -> None:

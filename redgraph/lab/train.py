@@ -27,10 +27,9 @@ from redgraph.lab.batches import (
     HOST_ONLY,
     STREAMS,
     StepBatches,
-    batch_tensors,
+    micro_batches,
     one_thread_per_worker,
     rope_index,
-    split_by_length,
     step_examples,
 )
 from redgraph.lab.scene_labels import VOCABULARY
@@ -284,8 +283,7 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
 
     rope = rope_index(model.config)
     if config.data_stream == 1:
-        batches = ([batch_tensors(group, processor, rope)
-                    for group in split_by_length(sample_batch(step, config, processor, rng), config.accumulate)]
+        batches = (micro_batches(sample_batch(step, config, processor, rng), config, processor, rope)
                    for step in range(first, config.steps))
     else:
         batches = torch.utils.data.DataLoader(

@@ -144,12 +144,9 @@ class Adapter(nn.Module):
             raise UnsupportedError(f"the vision skip needs image_token_id in the config; {type(model).__name__} has "
                                    "none (use skip_layer=None)")
         width = int(model.config.get_text_config().hidden_size)
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        try:
+        with torch.random.fork_rng(devices=[]):  # seeded here; the caller's generator is left as it was
+            torch.manual_seed(seed)
             adapter = cls(config, width, _vision_width(model))
-        finally:
-            torch.random.set_rng_state(generator_state)
         parameter = next(model.parameters())
         return adapter.to(device=parameter.device)
 
@@ -241,7 +238,7 @@ class Adapter(nn.Module):
         state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in self.state_dict().items()}
         save_file(state, str(target / ADAPTER_WEIGHTS))
         record = {"format": FORMAT, "config": asdict(self.config), "base_weights_fingerprint": base_digest,
-                  "width": self.skip.project.out_features if self.skip is not None else None, **(extra or {})}
+                  **(extra or {})}
         (target / ADAPTER_CONFIG).write_text(json.dumps(record, indent=2) + "\n")
         return target
 
