@@ -9,7 +9,7 @@ import torch
 from redgraph.decoding import REDConfig, REDDecoder, REDRequest
 from redgraph.errors import ConfigError, InputError
 from redgraph.models import build_tiny_lvlm, load_lvlm
-from redgraph.models.adapter import Adapter, AdapterConfig, base_fingerprint, load_adapter
+from redgraph.models.adapter import Adapter, AdapterConfig, LoraAdapter, base_fingerprint, load_adapter
 from tests.conftest import scene
 
 QUESTION = "what color is the circle?"
@@ -130,3 +130,44 @@ def test_the_decode_command_takes_an_adapter(tmp_path):
     assert first != second  # the adapter was applied
     wrong = CliRunner().invoke(app, [*args, "--adapter", str(tmp_path)])
     assert wrong.exit_code == 2 and "not an adapter folder" in wrong.output
+
+
+def _lora_trained(adapter: LoraAdapter) -> LoraAdapter:
+    with torch.no_grad():
+        for parameter in adapter.parameters():
+            parameter.add_(0.2 * torch.randn_like(parameter))
+    return adapter
+
+
+def test_a_lora_student_is_exact_when_new_round_trips_and_detaches_cleanly(tmp_path):
+    lvlm = _fresh()
+    inputs = lvlm.encode_image_branch(scene("green"), QUESTION)
+    base_state = {k: v.clone() for k, v in lvlm.model.state_dict().items()}
+    before = _logits(lvlm, inputs)
+    config = AdapterConfig(layers=(0, 1), rank=2, skip_layer=None, kind="lora")
+    adapter = LoraAdapter.for_model(lvlm.model, config).attach(lvlm.model)
+    assert torch.equal(_logits(lvlm, inputs), before)  # B starts at zero: exactly the base
+    assert type(lvlm.model).__name__ == "Qwen2VLForConditionalGeneration"  # injected in place, not wrapped
+    _lora_trained(adapter)
+    expected = _logits(lvlm, inputs)
+    assert not torch.allclose(expected, before)
+    adapter.save(tmp_path / "lora", base_digest=base_fingerprint(_fresh().model))
+    adapter.detach()
+    assert torch.equal(_logits(lvlm, inputs), before)
+    state = lvlm.model.state_dict()
+    assert state.keys() == base_state.keys() and all(torch.equal(state[k], base_state[k]) for k in state)
+    lvlm.save(tmp_path / "base")
+    adapter.attach(lvlm.model)  # detached weights come back with it
+    assert torch.equal(_logits(lvlm, inputs), expected)
+    with pytest.raises(ConfigError, match="detach it before saving"):
+        lvlm.save(tmp_path / "adapted")
+    loaded = load_lvlm(tmp_path / "base", adapter=tmp_path / "lora")
+    assert torch.allclose(_logits(loaded, inputs), expected, atol=1e-5)
+    red = REDDecoder(loaded, REDConfig(rationale_weight=0.0, max_new_tokens=6)).decode(scene("green"), QUESTION, [RATIONALE])
+    with torch.no_grad():
+        greedy = loaded.model.generate(**inputs, max_new_tokens=6, do_sample=False)[0, inputs["input_ids"].shape[1]:]
+    assert red.token_ids == greedy.tolist()[: len(red.token_ids)] and red.token_ids
+    with pytest.raises(ConfigError, match="no vision skip"):
+        AdapterConfig(layers=(0,), kind="lora")
+    with pytest.raises(ConfigError, match="adapter kind must be"):
+        AdapterConfig(kind="prefix")

@@ -5,9 +5,10 @@
 - :mod:`~redgraph.cli.trace`: ``trace verify`` / ``show``
 - :mod:`~redgraph.cli.eval`: ``eval run`` / ``merge``
 - :mod:`~redgraph.cli.serve`: ``serve``, ``mcp``
+- :mod:`~redgraph.cli.distill`: ``distill traces`` / ``train``
 """
 
-from redgraph.cli import answer, embedded, eval, serve, trace  # noqa: F401 (each registers its commands)
+from redgraph.cli import answer, distill, embedded, eval, serve, trace  # noqa: F401 (each registers its commands)
 from redgraph.cli.app import app
 
 

@@ -23,6 +23,8 @@ trace_app = typer.Typer(help="Check and read run traces.", no_args_is_help=True)
 app.add_typer(trace_app, name="trace")
 eval_app = typer.Typer(help="Measure direct, CoT, RED and the graph on a dataset.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+distill_app = typer.Typer(help="SDRT: write reasoning traces, distil them into an adapter.", no_args_is_help=True)
+app.add_typer(distill_app, name="distill")
 console = Console(stderr=True)
 out = Console()
 
@@ -61,6 +63,15 @@ def machine_output(as_json: bool) -> None:
 
 USAGE_EXIT = 2  # a value the user gave cannot be used (as Click exits on a bad option)
 FAILURE_EXIT = 1  # the command ran and failed (a model that does not load, a remote model's error, ...)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` as ``(i, n)`` (the range is checked by the configuration that takes it)."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like 0/4, got {text!r}") from None
+    return index, count
 
 
 def fail(exc: Exception) -> None:

@@ -69,6 +69,8 @@ def embedded_evaluate(
     split: Annotated[str, typer.Option(help="train, validation or test.")] = "test",
     limit: Annotated[int, typer.Option(help="Items to evaluate.")] = 600,
     seed: Annotated[int, typer.Option(help="Generator seed of the items.")] = 0,
+    adapter: Annotated[Optional[str], typer.Option(help="An SDRT adapter folder (`redgraph distill train`) to attach.")]
+    = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Held-out accuracy: answers from the image, from the gold rationale, rationale facts, claim checks."""
@@ -79,7 +81,7 @@ def embedded_evaluate(
 
     try:
         with console.status(f"loading {model or 'the embedded model'} ..."):
-            lvlm = load_model(model)
+            lvlm = load_model(model, adapter=adapter)
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("evaluating", total=limit)
             summary = evaluate(lvlm, split=split, limit=limit, seed=seed,

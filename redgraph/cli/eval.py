@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from redgraph.cli.app import console, eval_app, fail, machine_output, out
+from redgraph.cli.app import console, eval_app, fail, machine_output, out, parse_shard
 from redgraph.errors import ConfigError, RedgraphError
 
 
@@ -45,10 +45,7 @@ def eval_run(
             weights = tuple(float(x) for x in lambdas.split(",") if x.strip())
         except ValueError as exc:
             raise ConfigError(f"--lambdas must be numbers separated by commas, got {lambdas!r}") from exc
-        try:
-            index, count = (int(x) for x in shard.split("/"))
-        except ValueError as exc:
-            raise ConfigError(f"--shard must look like 0/4, got {shard!r}") from exc
+        index, count = parse_shard(shard)
         config = EvalConfig(dataset=str(data), modes=tuple(mode or ("direct", "cot", "red")),
                             sources=tuple(source or ("gold",)), lambdas=weights, graph_lambda=graph_lambda,
                             rounds=rounds, max_new_tokens=max_new_tokens, model=model, split=split,

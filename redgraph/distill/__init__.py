@@ -1,6 +1,19 @@
-"""SDRT self-distillation (Wu et al., arXiv 2503.01754): the student's adapter (a representation
-intervention and a vision-language skip connection over a frozen base model)."""
+"""SDRT self-distillation (Wu et al., arXiv 2503.01754), with the critic in the loop.
 
+- :mod:`.traces`: the teacher's two-step reasoning traces per prompt style, its answers, and the
+  critic's support of each trace (``redgraph distill traces``);
+- :mod:`.weights`: the ensemble weighting (style weights x answer agreement x critic support) and
+  the filter;
+- :mod:`.student`: training the student's adapter on the weighted traces, base weights frozen
+  (``redgraph distill train``); ``targets="gold"`` is the control;
+- the adapter itself (a representation intervention and a vision-language skip connection) lives in
+  :mod:`redgraph.models.adapter`, so that loading a model can attach it.
+"""
+
+from redgraph.distill.student import DistillConfig, distill
+from redgraph.distill.traces import TraceConfig, generate_traces, read_traces
+from redgraph.distill.weights import WeightConfig, weigh_traces
 from redgraph.models.adapter import Adapter, AdapterConfig, load_adapter
 
-__all__ = ["Adapter", "AdapterConfig", "load_adapter"]
+__all__ = ["Adapter", "AdapterConfig", "DistillConfig", "TraceConfig", "WeightConfig", "distill", "generate_traces",
+           "load_adapter", "read_traces", "weigh_traces"]

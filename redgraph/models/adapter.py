@@ -14,6 +14,11 @@ Both act through forward hooks on the loaded model, so ``model.generate``, RED, 
 graph run on the adapted model unchanged. Per-forward state is thread-local: two threads decoding
 with one adapted model do not see each other's images.
 
+The alternative student (``kind="lora"``) is LoRA through ``peft``: low-rank updates of the
+query and value projections of chosen language layers, injected into the model in place (no
+wrapper class, so RED and the graph see the same model), with B starting at zero (exactly no
+change); :class:`LoraAdapter` has the same interface.
+
 Saved as a small folder (``adapter_config.json`` + ``adapter.safetensors``) that carries a
 fingerprint of the base weights it was trained on; :func:`load_adapter` refuses it on others.
 
@@ -38,6 +43,7 @@ from redgraph.errors import ConfigError, InputError, UnsupportedError
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter.safetensors"
 FORMAT = "redgraph-sdrt-adapter"
+KINDS = ("sdrt", "lora")
 
 
 @dataclass(frozen=True)
@@ -45,26 +51,36 @@ class AdapterConfig:
     """Where and how big the student's edits are.
 
     Attributes:
-        layers: language layers (0-based) whose output hidden states the intervention edits; empty
-            for none.
-        rank: the intervention's rank.
-        skip_layer: the language layer before which the vision skip is added; None for no skip.
+        layers: language layers (0-based) whose output hidden states the intervention edits (with
+            ``kind="lora"``: whose attention projections LoRA adapts); empty for none.
+        rank: the intervention's (or LoRA's) rank.
+        skip_layer: the language layer before which the vision skip is added; None for no skip
+            (and always None with LoRA).
+        kind: ``"sdrt"`` (intervention and skip) or ``"lora"`` (through ``peft``).
     """
 
     layers: tuple[int, ...] = (1,)
     rank: int = 4
     skip_layer: int | None = 2
+    kind: str = "sdrt"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
             raise ConfigError(f"rank must be a whole number >= 1, got {self.rank!r}")
+        if self.kind not in KINDS:
+            raise ConfigError(f"adapter kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.kind == "lora":
+            if self.skip_layer is not None:
+                raise ConfigError(f"a LoRA adapter has no vision skip; pass skip_layer=None (got {self.skip_layer!r})")
+            if not self.layers:
+                raise ConfigError("a LoRA adapter needs at least one language layer to adapt")
         if not self.layers and self.skip_layer is None:
             raise ConfigError("an adapter with no intervention layer and no skip connection changes nothing; "
                               "give layers, skip_layer or both")
 
     def check(self, model) -> None:
-        count = len(_language_layers(model))
+        count = len(language_layers(model))
         for layer in (*self.layers, *(() if self.skip_layer is None else (self.skip_layer,))):
             if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < count:
                 raise ConfigError(f"layer {layer!r} is not a language layer of this model (it has {count}: 0-{count - 1})")
@@ -102,7 +118,7 @@ class VisionSkip(nn.Module):
         return torch.tanh(self.gate) * self.project(pooled)
 
 
-def _language_layers(model) -> nn.ModuleList:
+def language_layers(model) -> nn.ModuleList:
     inner = getattr(model, "model", None)
     language = getattr(inner, "language_model", None)
     layers = getattr(language, "layers", None)
@@ -159,7 +175,7 @@ class Adapter(nn.Module):
         if self.attached:
             raise ConfigError("this adapter is attached already; detach it first")
         self.config.check(model)
-        layers = _language_layers(model)
+        layers = language_layers(model)
         for name, module in self.interventions.items():
             self._handles.append(layers[int(name)].register_forward_hook(self._edit(module)))
         if self.skip is not None:
@@ -231,16 +247,120 @@ class Adapter(nn.Module):
     def save(self, path: str | os.PathLike[str], *, base_digest: str, extra: dict | None = None) -> Path:
         """Write the adapter folder; ``base_digest`` (:func:`base_fingerprint`) names the weights it
         was trained on."""
-        from safetensors.torch import save_file
+        return _save_folder(path, self.state_dict(), self.config, base_digest, extra)
 
-        target = Path(path)
-        target.mkdir(parents=True, exist_ok=True)
-        state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in self.state_dict().items()}
-        save_file(state, str(target / ADAPTER_WEIGHTS))
-        record = {"format": FORMAT, "config": asdict(self.config), "base_weights_fingerprint": base_digest,
-                  **(extra or {})}
-        (target / ADAPTER_CONFIG).write_text(json.dumps(record, indent=2) + "\n")
-        return target
+
+LORA_NAME = "redgraph"
+
+
+def _peft():
+    try:
+        import peft
+    except ImportError:
+        raise ConfigError("a LoRA adapter needs peft: pip install 'redgraph[distill]' (or pip install peft)") from None
+    return peft
+
+
+class LoraAdapter:
+    """LoRA through ``peft`` on the query and value projections of ``config.layers``, injected into
+    the model in place; the same interface as :class:`Adapter`. While detached, its weights are kept
+    here and put back at the next :meth:`attach`."""
+
+    def __init__(self, config: AdapterConfig, seed: int = 0) -> None:
+        self.config, self.seed = config, seed
+        self._model = None
+        self._state: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def for_model(cls, model, config: AdapterConfig, *, seed: int = 0) -> LoraAdapter:
+        config.check(model)
+        _peft()
+        return cls(config, seed)
+
+    @property
+    def attached(self) -> bool:
+        return self._model is not None
+
+    def attach(self, model) -> LoraAdapter:
+        if self.attached:
+            raise ConfigError("this adapter is attached already; detach it first")
+        if hasattr(model, "peft_config"):
+            raise ConfigError("this model already carries peft adapters; load the student on a model without them")
+        peft = _peft()
+        self.config.check(model)
+        layers = "|".join(str(layer) for layer in self.config.layers)
+        lora = peft.LoraConfig(r=self.config.rank, lora_alpha=2 * self.config.rank, lora_dropout=0.0,
+                               target_modules=rf".*language_model\.layers\.({layers})\.self_attn\.(q_proj|v_proj)")
+        with torch.random.fork_rng(devices=[]):  # A's initial values; B starts at zero
+            torch.manual_seed(self.seed)
+            peft.inject_adapter_in_model(lora, model, adapter_name=LORA_NAME)
+        self._model = model
+        if self._state is not None:
+            self.load_state_dict(self._state)
+        return self
+
+    def detach(self) -> None:
+        if not self.attached:
+            return
+        from peft.tuners.lora import LoraLayer
+
+        self._state = self.state_dict()
+        for name, module in list(self._model.named_modules()):
+            if isinstance(module, LoraLayer):
+                parent, _, child = name.rpartition(".")
+                setattr(self._model.get_submodule(parent), child, module.get_base_layer())
+        vars(self._model).pop("peft_config", None)  # what the injection added besides the layers
+        self._model = None
+
+    def parameters(self):
+        if not self.attached:
+            raise ConfigError("a LoRA adapter's parameters exist only while attached; attach it first")
+        return [p for name, p in self._model.named_parameters() if ".lora_" in name]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if not self.attached:
+            return dict(self._state or {})
+        state = _peft().get_peft_model_state_dict(self._model, adapter_name=LORA_NAME)
+        return {name: tensor.detach().to("cpu").clone() for name, tensor in state.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], strict: bool = True) -> None:
+        if self.attached:
+            result = _peft().set_peft_model_state_dict(self._model, state, adapter_name=LORA_NAME)
+            if strict and result.unexpected_keys:
+                raise InputError(f"the LoRA weights name modules this model lacks: {result.unexpected_keys[:3]}")
+        else:
+            self._state = dict(state)
+
+    def train(self, mode: bool = True) -> LoraAdapter:
+        return self  # no dropout; the weights live in the model
+
+    def eval(self) -> LoraAdapter:
+        return self
+
+    def to(self, *_args, **_kwargs) -> LoraAdapter:
+        return self  # moves with the model
+
+    def save(self, path: str | os.PathLike[str], *, base_digest: str, extra: dict | None = None) -> Path:
+        return _save_folder(path, self.state_dict(), self.config, base_digest, extra)
+
+
+def make_adapter(model, config: AdapterConfig, *, seed: int = 0) -> Adapter | LoraAdapter:
+    """The student's adapter for ``model``, of ``config.kind``, not yet attached."""
+    kind = LoraAdapter if config.kind == "lora" else Adapter
+    return kind.for_model(model, config, seed=seed)
+
+
+def _save_folder(path, state: dict[str, torch.Tensor], config: AdapterConfig, base_digest: str,
+                 extra: dict | None) -> Path:
+    from safetensors.torch import save_file
+
+    target = Path(path)
+    target.mkdir(parents=True, exist_ok=True)
+    save_file({name: tensor.detach().to("cpu").contiguous() for name, tensor in state.items()},
+              str(target / ADAPTER_WEIGHTS))
+    record = {"format": FORMAT, "config": asdict(config), "base_weights_fingerprint": base_digest, **(extra or {})}
+    (target / ADAPTER_CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+    return target
 
 
 def base_fingerprint(model) -> str:
@@ -259,7 +379,7 @@ def base_fingerprint(model) -> str:
     return hasher.hexdigest()
 
 
-def load_adapter(lvlm, path: str | os.PathLike[str], *, check_base: bool = True) -> Adapter:
+def load_adapter(lvlm, path: str | os.PathLike[str], *, check_base: bool = True) -> Adapter | LoraAdapter:
     """Load the adapter folder at ``path`` and attach it to ``lvlm``'s model.
 
     Raises:
@@ -285,6 +405,6 @@ def load_adapter(lvlm, path: str | os.PathLike[str], *, check_base: bool = True)
         raise InputError(f"the adapter in {os.fspath(path)!r} was trained on base weights "
                          f"{str(record.get('base_weights_fingerprint'))[:12]}..., not these ({mine[:12]}...); "
                          "load it on the model it was distilled from")
-    adapter = Adapter.for_model(lvlm.model, config)
+    adapter = make_adapter(lvlm.model, config)
     adapter.load_state_dict(load_file(str(weights_file)), strict=True)
     return adapter.attach(lvlm.model)

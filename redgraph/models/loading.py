@@ -111,9 +111,17 @@ class LVLM:
         return self._encode(text, ready_image(image, max_pixels=self.max_image_pixels))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Save model and processor as an ordinary checkpoint that :func:`load_lvlm` reads back."""
+        """Save model and processor as an ordinary checkpoint that :func:`load_lvlm` reads back.
+
+        Raises:
+            ConfigError: a LoRA student is attached (its layers are in the model): saving would
+                write a checkpoint no plain model loads. Detach it first; it saves to its own folder.
+        """
         from redgraph.models.processors import save_processor
 
+        if hasattr(self.model, "peft_config"):
+            raise ConfigError("this model has a LoRA adapter attached; detach it before saving the base model "
+                              "(the adapter saves to its own folder)")
         self.model.save_pretrained(path)
         save_processor(self.processor, os.fspath(path))
 

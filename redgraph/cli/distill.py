@@ -1,0 +1,147 @@
+"""``redgraph distill traces`` / ``train``: SDRT self-distillation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from redgraph.cli.app import console, distill_app, fail, load_model, machine_output, out, parse_shard
+from redgraph.errors import ConfigError, RedgraphError
+
+
+@distill_app.command("traces")
+def distill_traces(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for traces.jsonl; running again on it resumes.")],
+    source: Annotated[str, typer.Option(help="synthetic:SPLIT, or a dataset folder or file (as `redgraph eval` reads).")]
+    = "synthetic:train",
+    split: Annotated[Optional[str], typer.Option(help="Which {split}.jsonl of a dataset folder with several.")] = None,
+    limit: Annotated[int, typer.Option(help="The first N items (before sharding).")] = 300,
+    seed: Annotated[int, typer.Option(help="The synthetic generator's seed (1: scenes the embedded model was not "
+                                           "trained on).")] = 1,
+    style: Annotated[Optional[list[str]], typer.Option("--style", help="Prompt style, one trace each (repeat); "
+                                                                       "default: facts.")] = None,
+    per_style: Annotated[int, typer.Option(help="Traces per style: the first greedy, the others sampled.")] = 1,
+    teacher: Annotated[str, typer.Option(help="Who writes the traces: 'local' (the model) or 'openai:MODEL'.")] = "local",
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server of an openai:MODEL teacher.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="The local model (teacher when local, and the "
+                                                                       "critic); default: the embedded model.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest analysis, rationale or answer.")] = 64,
+    critic_scoring: Annotated[str, typer.Option(help="How the critic checks claims: probes, p_yes or both.")] = "probes",
+    shard: Annotated[str, typer.Option(help="i/n: this process's share of the items; train reads all shards' folders.")]
+    = "0/1",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Write reasoning traces: per item, one per prompt style (and sample), its answer, the critic's support."""
+    machine_output(as_json)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from redgraph.distill.traces import TraceConfig, generate_traces
+
+    try:
+        config = TraceConfig(source=source, split=split, limit=limit, seed=seed, styles=tuple(style or ("facts",)),
+                             per_style=per_style, teacher=teacher, model=model, base_url=base_url,
+                             max_new_tokens=max_new_tokens, critic_scoring=critic_scoring, shard=parse_shard(shard))
+        with Progress(TextColumn("traces"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+                      transient=True) as progress:
+            task = progress.add_task("traces", total=None)
+            result = generate_traces(config, out_dir,
+                                     on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+    except RedgraphError as exc:
+        fail(exc)
+    if as_json:
+        out.print_json(json.dumps(result))
+    else:
+        out.print(f"{result['traces']} traces of {result['items']} items in {out_dir} ({result['written']} written now)")
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--layers must be layer numbers separated by commas, or none; got {text!r}") from None
+
+
+def _skip_layer(text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--skip-layer must be a layer number or none, got {text!r}") from None
+
+
+@distill_app.command("train")
+def distill_train(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the adapter to.")],
+    traces: Annotated[list[Path], typer.Argument(help="Trace folders (the shards of one trace set).")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="The base model; default: the traces' local "
+                                                                       "model.")] = None,
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 300,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 3e-3,
+    warmup_steps: Annotated[int, typer.Option(help="Steps of linear warm-up.")] = 30,
+    seed: Annotated[int, typer.Option(help="Seeds the adapter and the example draw.")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads; results reproduce for a fixed count.")] = 2,
+    precision: Annotated[str, typer.Option(help="bfloat16 (autocast) or float32.")] = "bfloat16",
+    device: Annotated[str, typer.Option(help="cpu or cuda (cuda:N); the adapter is saved for the CPU either way.")] = "cpu",
+    kind: Annotated[str, typer.Option(help="sdrt: representation intervention + vision skip; lora: LoRA through peft "
+                                           "(pip install 'redgraph[distill]').")] = "sdrt",
+    layers: Annotated[Optional[str], typer.Option(help="Language layers the intervention edits (LoRA: adapts), e.g. "
+                                                       "'1' or '0,1,2,3'; none: no intervention. Default: 1 (sdrt), "
+                                                       "all (lora).")] = None,
+    rank: Annotated[int, typer.Option(help="The intervention's (or LoRA's) rank.")] = 4,
+    skip_layer: Annotated[Optional[str], typer.Option(help="Language layer the vision skip enters before; none: no "
+                                                           "skip. Default: 2 (sdrt), none (lora).")] = None,
+    critic: Annotated[bool, typer.Option("--critic/--no-critic", help="Weigh traces by the critic's support.")] = True,
+    agreement: Annotated[bool, typer.Option("--agreement/--no-agreement", help="Weigh traces by answer agreement.")]
+    = True,
+    uniform_styles: Annotated[bool, typer.Option(help="Every style weighs 1 (else: learned from the traces).")] = False,
+    threshold: Annotated[float, typer.Option(help="Traces weighing less are dropped.")] = 0.25,
+    control: Annotated[bool, typer.Option(help="Train on the same items' gold answers instead (the control).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest only.")] = False,
+) -> None:
+    """Distil weighted traces into an adapter (base weights frozen); load it with --adapter."""
+    machine_output(as_json)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from redgraph.distill.student import DistillConfig, distill
+    from redgraph.distill.traces import read_traces
+    from redgraph.distill.weights import WeightConfig
+    from redgraph.models.adapter import AdapterConfig
+
+    try:
+        lora = kind == "lora"
+        # Every value is checked before the model loads; LoRA's default (all layers) is filled in after.
+        adapter = AdapterConfig(layers=_layers(layers or ("0" if lora else "1")), rank=rank, kind=kind,
+                                skip_layer=_skip_layer(skip_layer or ("none" if lora else "2")))
+        config = DistillConfig(
+            steps=steps, batch_size=batch_size, learning_rate=learning_rate, warmup_steps=warmup_steps, seed=seed,
+            threads=threads, precision=precision, targets="gold" if control else "traces", adapter=adapter,
+            weighting=WeightConfig(critic=critic, agreement=agreement,
+                                   style_weights="uniform" if uniform_styles else "learned", threshold=threshold),
+        )
+        records, identity = read_traces([str(t) for t in traces])
+        with console.status(f"loading {model or identity.get('model') or 'the embedded model'} ..."):
+            lvlm = load_model(model or identity.get("model"))
+        if lora and layers is None:
+            from redgraph.models.adapter import language_layers
+
+            every = tuple(range(len(language_layers(lvlm.model))))
+            config = dataclasses.replace(config, adapter=dataclasses.replace(adapter, layers=every))
+        columns = (TextColumn("distilling"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"), TimeElapsedColumn(),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=as_json) as progress:
+            task = progress.add_task("distill", total=steps, loss="-")
+            _, manifest = distill(lvlm, records, config, out_dir=out_dir, device=device,
+                                  extra={"traces": [str(t) for t in traces], "traces_settings": identity},
+                                  on_progress=lambda step, loss: progress.update(task, completed=step, loss=f"{loss:.3f}"))
+    except RedgraphError as exc:
+        fail(exc)
+    out.print_json(json.dumps(manifest))

@@ -1,0 +1,270 @@
+"""SDRT's self-distillation: train the student's adapter on the weighted traces, base weights frozen.
+
+Each kept trace teaches, through the adapter only (:mod:`redgraph.models.adapter`):
+
+- ``answer``: image + question -> the trace's answer (what RED's image branch and plain answers use);
+- ``rationale``: image + the style's rationale prompt (with the trace's analysis for a two-step
+  style) -> the trace's rationale (what the local reasoner writes);
+- ``analysis`` (two-step styles): image + the style's analysis prompt -> the trace's analysis.
+
+A step's examples are drawn with probability proportional to their trace's weight (the same
+expected gradient as weighting each example's loss, with less noise), from a generator seeded by
+``(seed, step)``. ``targets="gold"`` is the control: the same items, steps and batch size, on the
+items' gold answers (answer examples only, every item alike), so it gets the same extra compute.
+
+Example:
+    >>> records, _ = read_traces(["runs/traces"])  # doctest: +SKIP
+    >>> adapter, manifest = distill(lvlm, records, DistillConfig(steps=300), out_dir="runs/adapter")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from redgraph.distill.weights import WeightConfig, weigh_traces
+from redgraph.errors import ConfigError, InputError, check_whole_number
+from redgraph.models.adapter import Adapter, AdapterConfig, LoraAdapter, base_fingerprint, make_adapter
+
+TARGETS = ("traces", "gold")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """One distillation run.
+
+    Attributes:
+        steps, batch_size, learning_rate, warmup_steps: AdamW on the adapter (warm-up, then cosine).
+        seed: seeds the adapter's initial values and the example draw.
+        threads: CPU threads (results reproduce for a fixed count).
+        adapter: where and how big the edits are.
+        weighting: how traces are weighted and filtered.
+        targets: ``"traces"`` (SDRT) or ``"gold"`` (the control).
+        precision: ``"bfloat16"`` autocast or ``"float32"``.
+    """
+
+    steps: int = 300
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    warmup_steps: int = 30
+    seed: int = 0
+    threads: int = 2
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    weighting: WeightConfig = field(default_factory=WeightConfig)
+    targets: Literal["traces", "gold"] = "traces"
+    precision: str = "bfloat16"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "threads", "warmup_steps"):
+            check_whole_number(name, getattr(self, name))
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
+            raise ConfigError(f"learning_rate must be between 0 and 1, got {self.learning_rate!r}")
+        if self.targets not in TARGETS:
+            raise ConfigError(f"targets must be one of {', '.join(TARGETS)}, got {self.targets!r}")
+        if self.precision not in ("float32", "bfloat16"):
+            raise ConfigError(f"precision must be float32 or bfloat16, got {self.precision!r}")
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """One training example before tensors: what the student reads and what it should write."""
+
+    task: str
+    instruction: str
+    target: str
+    ref: dict  # the item's image reference
+    weight: float
+
+
+def lessons(records: list[dict], config: DistillConfig) -> tuple[list[Lesson], dict]:
+    """The examples the run draws from, and the weighting's summary."""
+    from redgraph.agents.prompt_library import get_style
+    from redgraph.models.prompts import PromptFormat
+
+    question = PromptFormat().question
+    if config.targets == "gold":
+        seen: dict[str, Lesson] = {}
+        for record in records:
+            if record.get("gold_answer") and record["question_id"] not in seen:
+                seen[record["question_id"]] = Lesson("answer", question.format(question=record["question"]),
+                                                     record["gold_answer"], record["item"], 1.0)
+        if not seen:
+            raise InputError("the gold-answer control needs items with gold answers, and these traces have none")
+        return list(seen.values()), {"items": len(seen), "targets": "gold"}
+    weighting = weigh_traces(records, config.weighting)
+    examples: list[Lesson] = []
+    for record, weight in weighting.kept:
+        style = get_style(record["style"])
+        examples.append(Lesson("answer", question.format(question=record["question"]), record["answer"].strip(),
+                               record["item"], weight))
+        analysis = (record.get("analysis") or "").strip() if style.two_step else None
+        if style.two_step:
+            if not analysis:
+                continue  # a two-step trace without its analysis teaches the answer only
+            examples.append(Lesson("analysis", style.analysis_prompt(record["question"]), analysis, record["item"], weight))
+        examples.append(Lesson("rationale", style.rationale_prompt(record["question"], analysis=analysis),
+                               record["rationale"].strip(), record["item"], weight))
+    if not examples:
+        raise InputError(f"no trace is left to learn from: {weighting.summary()['dropped']} of {len(records)} were "
+                         "dropped; lower the weight threshold, or write more traces")
+    return examples, {**weighting.summary(), "examples": len(examples), "targets": "traces"}
+
+
+ProgressCallback = Callable[[int, float], None]
+
+
+def distill(
+    lvlm,
+    records: list[dict],
+    config: DistillConfig = DistillConfig(),
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    on_progress: ProgressCallback | None = None,
+    extra: dict | None = None,
+) -> tuple[Adapter | LoraAdapter, dict]:
+    """Train an adapter for ``lvlm`` (its weights stay as they are) on ``records``.
+
+    The adapter is left attached to ``lvlm``'s model; with ``out_dir`` it is also saved there with
+    its manifest (settings, weighting counts, losses, time). ``extra`` goes into the manifest.
+
+    Raises:
+        ConfigError: ``lvlm`` already has an adapter, or ``device`` is not available here.
+        InputError: no trace survives the weighting.
+    """
+    from redgraph.lab.train import check_device
+
+    if getattr(lvlm, "adapter_path", None):
+        raise ConfigError(f"{lvlm.name} already has an adapter ({lvlm.adapter_path}); distil from the base model")
+    target = check_device(device)
+    examples, weighting = lessons(records, config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        with torch.random.fork_rng(devices=[target.index or 0] if target.type == "cuda" else []):
+            return _distill(lvlm, examples, weighting, config, out_dir, target, on_progress, extra or {})
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfig, out_dir, device: torch.device,
+             on_progress: ProgressCallback | None, extra: dict):
+    from redgraph.lab.batches import batch_tensors
+    from redgraph.lab.tasks import Example
+    from redgraph.lab.train import example_loss
+    from redgraph.models.prompts import render
+
+    model = lvlm.model
+    fingerprint = base_fingerprint(model)
+    was_training = model.training
+    model.requires_grad_(False)
+    model.eval()  # the base is frozen: no dropout either
+    model.to(device)
+    adapter = make_adapter(model, config.adapter, seed=config.seed)
+    adapter.attach(model)
+    adapter.train()
+    parameters = [p for p in adapter.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=0.0)
+
+    def schedule(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    images: dict[str, object] = {}
+
+    def image(ref: dict):
+        from redgraph.distill.traces import item_image
+
+        key = json.dumps(ref, sort_keys=True)
+        if key not in images:
+            images[key] = item_image(ref)
+        return images[key]
+
+    weights = [e.weight for e in examples]
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16")
+    losses: list[float] = []
+    started = time.perf_counter()
+    try:
+        for step in range(config.steps):
+            draw = random.Random(f"redgraph-distill:{config.seed}:{step}").choices(examples, weights=weights,
+                                                                                  k=config.batch_size)
+            batch = batch_tensors([Example(e.task, render(lvlm.processor, e.instruction, with_image=True), image(e.ref),
+                                           e.target) for e in draw], lvlm.processor)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss = example_loss(model, batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            if on_progress is not None:
+                on_progress(step + 1, losses[-1])
+    except BaseException:
+        adapter.detach()
+        raise
+    finally:
+        model.train(was_training)
+    seconds = time.perf_counter() - started
+    adapter.eval()
+    model.to("cpu")
+    adapter.to("cpu")
+    tail = losses[-20:]
+    manifest = {
+        "command": distill_command(config),
+        "config": json.loads(json.dumps(asdict(config))),
+        "weighting": weighting,
+        "trainable_parameters": sum(p.numel() for p in parameters),
+        "first_loss": losses[0], "final_loss_mean_last_20": sum(tail) / len(tail),
+        "seconds": round(seconds, 1), "examples_per_second": round(config.steps * config.batch_size / seconds, 1),
+        "device": str(device), **extra,
+    }
+    if out_dir is not None:
+        adapter.save(out_dir, base_digest=fingerprint, extra={"manifest": manifest})
+        manifest["size_bytes"] = sum(f.stat().st_size for f in Path(out_dir).iterdir() if f.is_file())
+    return adapter, manifest
+
+
+def distill_command(config: DistillConfig) -> str:
+    """The ``redgraph distill train`` options that run ``config`` (after the trace folders)."""
+    default = DistillConfig()
+    flags = [f"--steps {config.steps}", f"--seed {config.seed}"]
+    for name in ("batch_size", "learning_rate", "warmup_steps", "threads", "precision"):
+        value = getattr(config, name)
+        if value != getattr(default, name):
+            flags.append(f"--{name.replace('_', '-')} {value:g}" if isinstance(value, float) else
+                         f"--{name.replace('_', '-')} {value}")
+    adapter, base = config.adapter, default.adapter
+    if adapter.layers != base.layers:
+        flags.append("--layers " + (",".join(map(str, adapter.layers)) or "none"))
+    if adapter.rank != base.rank:
+        flags.append(f"--rank {adapter.rank}")
+    if adapter.skip_layer != base.skip_layer:
+        flags.append(f"--skip-layer {'none' if adapter.skip_layer is None else adapter.skip_layer}")
+    if adapter.kind != base.kind:
+        flags.append(f"--kind {adapter.kind}")
+    weighting = config.weighting
+    if not weighting.critic:
+        flags.append("--no-critic")
+    if not weighting.agreement:
+        flags.append("--no-agreement")
+    if weighting.style_weights == "uniform":
+        flags.append("--uniform-styles")
+    if weighting.threshold != WeightConfig().threshold:
+        flags.append(f"--threshold {weighting.threshold:g}")
+    if config.targets == "gold":
+        flags.append("--control")
+    return "redgraph distill train OUT TRACES " + " ".join(flags)

@@ -1,0 +1,140 @@
+"""SDRT's ensemble weighting, with the critic in it: a weight per trace, and which traces are dropped.
+
+For trace ``t`` of item ``i``, written in style ``s``::
+
+    weight(t) = style_weight(s) x agreement(t) x support(t)
+
+- ``agreement(t)``: the share of item ``i``'s answered traces whose answer matches ``t``'s (after
+  GQA-style normalisation): answer agreement across styles and samples.
+- ``support(t)``: the critic's support of ``t``'s rationale (its weakest claim's; 0 with an
+  injection or no checkable claim), so the student learns only from reasoning the image bears out.
+- ``style_weight(s)``: learned from the traces, the paper's ensemble weight over prompts: the
+  style's answer accuracy against the items' gold answers, Laplace-smoothed ((right + 1) /
+  (answered + 2)); where no item has a gold answer, its agreement with each item's plurality answer
+  instead. Divided by the best style's, so the best style weighs 1.
+
+A trace with no rationale or no answer is dropped (``empty``), and so is one whose weight is below
+``threshold`` (``below_threshold``); both are counted. The ablations switch a factor to 1:
+``critic=False``, ``agreement=False``, ``style_weights="uniform"``.
+
+Example:
+    >>> records = [
+    ...     {"question_id": "q", "style": "facts", "rationale": "The red bar is 3.", "answer": "3", "support": 0.9, "gold_answer": "3"},
+    ...     {"question_id": "q", "style": "facts", "rationale": "The red bar is 5.", "answer": "5", "support": 0.1, "gold_answer": "3"},
+    ... ]
+    >>> result = weigh_traces(records, WeightConfig(threshold=0.2))
+    >>> [round(w, 3) for _, w in result.kept], dict(result.dropped)
+    ([0.45], {'below_threshold': 1})
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Literal
+
+from redgraph.errors import ConfigError
+
+STYLE_WEIGHTS = ("learned", "uniform")
+
+
+@dataclass(frozen=True)
+class WeightConfig:
+    """How traces are weighted and which are kept.
+
+    Attributes:
+        critic: multiply by the critic's support (False: the "no critic filter" ablation).
+        agreement: multiply by answer agreement across the item's traces.
+        style_weights: ``"learned"`` (per-style accuracy, see the module) or ``"uniform"``.
+        threshold: traces weighing less are dropped.
+    """
+
+    critic: bool = True
+    agreement: bool = True
+    style_weights: Literal["learned", "uniform"] = "learned"
+    threshold: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.style_weights not in STYLE_WEIGHTS:
+            raise ConfigError(f"style_weights must be one of {', '.join(STYLE_WEIGHTS)}, got {self.style_weights!r}")
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not 0 <= self.threshold < 1:
+            raise ConfigError(f"threshold must be a number from 0 to below 1, got {self.threshold!r}")
+
+
+@dataclass
+class Weighting:
+    """The kept traces with their weights, what was dropped and why, and the style weights used."""
+
+    kept: list[tuple[dict, float]]
+    dropped: Counter = field(default_factory=Counter)
+    style_weights: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        kept_weights = [w for _, w in self.kept]
+        return {"traces": len(self.kept) + sum(self.dropped.values()), "kept": len(self.kept),
+                "dropped": dict(sorted(self.dropped.items())),
+                "items_kept": len({r["question_id"] for r, _ in self.kept}),
+                "mean_weight_kept": round(sum(kept_weights) / len(kept_weights), 4) if kept_weights else None,
+                "style_weights": {k: round(v, 4) for k, v in self.style_weights.items()}}
+
+
+def weigh_traces(records: list[dict], config: WeightConfig = WeightConfig()) -> Weighting:
+    """Weigh ``records`` (trace records, see :mod:`redgraph.distill.traces`) as the module says."""
+    from redgraph.eval.normalize import normalize_answer
+
+    items: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        items[record["question_id"]].append(record)
+    answered = {qid: [r for r in group if _usable(r)] for qid, group in items.items()}
+    agreement: dict[int, float] = {}
+    plurality: dict[str, str] = {}
+    for qid, group in answered.items():
+        counts = Counter(normalize_answer(r["answer"]) for r in group)
+        if counts:
+            plurality[qid] = counts.most_common(1)[0][0]
+        for record in group:
+            agreement[id(record)] = counts[normalize_answer(record["answer"])] / len(group)
+    style_weights = _style_weights(answered, plurality, uniform=config.style_weights == "uniform")
+    result = Weighting(kept=[], style_weights=style_weights)
+    for record in records:
+        if not _usable(record):
+            result.dropped["empty"] += 1
+            continue
+        weight = style_weights[record["style"]]
+        if config.agreement:
+            weight *= agreement[id(record)]
+        if config.critic:
+            weight *= float(record.get("support") or 0.0)
+        if weight < config.threshold or weight == 0:
+            result.dropped["below_threshold"] += 1
+        else:
+            result.kept.append((record, weight))
+    return result
+
+
+def _usable(record: dict) -> bool:
+    return bool((record.get("rationale") or "").strip() and (record.get("answer") or "").strip())
+
+
+def _style_weights(answered: dict[str, list[dict]], plurality: dict[str, str], *, uniform: bool) -> dict[str, float]:
+    from redgraph.eval.normalize import answers_match, normalize_answer
+
+    styles = sorted({r["style"] for group in answered.values() for r in group})
+    if uniform or not styles:
+        return dict.fromkeys(styles, 1.0)
+    with_gold = any(r.get("gold_answer") for group in answered.values() for r in group)
+    right: Counter = Counter()
+    seen: Counter = Counter()
+    for qid, group in answered.items():
+        for record in group:
+            if with_gold:
+                if not record.get("gold_answer"):
+                    continue
+                hit = answers_match(record["answer"], record["gold_answer"])
+            else:
+                hit = normalize_answer(record["answer"]) == plurality[qid]
+            seen[record["style"]] += 1
+            right[record["style"]] += hit
+    score = {style: (right[style] + 1) / (seen[style] + 2) for style in styles}
+    best = max(score.values())
+    return {style: value / best for style, value in score.items()}
