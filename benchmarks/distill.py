@@ -2,7 +2,7 @@
 the ablations, measured on the held-out test split.
 
     python benchmarks/distill.py --json [--model FOLDER] [--items 1200] [--eval-limit 300] [--steps 300]
-                                 [--out runs/distill]
+                                 [--out runs/distill] [--traces FOLDER] [--only sdrt,control]
 
 1. ``redgraph distill traces``: ``--items`` fresh train-split items (seed 1), ``--per-style`` traces
    each in the ``facts`` style (the only style the embedded model was trained on; the others are
@@ -85,6 +85,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--only", default=None, help="comma-separated variants (default: all)")
     parser.add_argument("--out", default="runs/distill")
+    parser.add_argument("--traces", default=None, help="an existing trace folder to use (default: OUT/traces, made "
+                                                       "or resumed here)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -98,10 +100,11 @@ def main() -> None:
     out = Path(args.out)
     started = time.perf_counter()
     lvlm = load_lvlm(args.model)
-    traces = generate_traces(TraceConfig(limit=args.items, per_style=args.per_style, model=args.model),
-                             out / "traces", lvlm=lvlm)
+    folder = Path(args.traces) if args.traces else out / "traces"
+    traces = generate_traces(TraceConfig(limit=args.items, per_style=args.per_style, model=args.model), folder,
+                             lvlm=lvlm)
     trace_seconds = round(time.perf_counter() - started, 1)
-    records, _ = read_traces([out / "traces"])
+    records, _ = read_traces([folder])
     results = {"traces": traces, "trace_seconds": trace_seconds, "rows": {}}
     results_path = out / "results.json"
     if results_path.exists():

@@ -93,7 +93,8 @@ class LowRankIntervention(nn.Module):
         super().__init__()
         if rank > width:
             raise ConfigError(f"rank {rank} exceeds the hidden width {width}")
-        self.rotate = nn.utils.parametrizations.orthogonal(nn.Linear(width, rank, bias=False))
+        # Without the trivialisation torch keeps no (width x width) base buffer: the folder stays small.
+        self.rotate = nn.utils.parametrizations.orthogonal(nn.Linear(width, rank, bias=False), use_trivialization=False)
         self.learned = nn.Linear(width, rank)
         with torch.no_grad():
             self.learned.weight.copy_(self.rotate.weight)
