@@ -43,6 +43,29 @@ def redgraph_home(tmp_path_factory):
         os.environ["REDGRAPH_HOME"] = previous
 
 
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL server's URL for the checkpoint tests (see tests/postgres_server.py)."""
+    from tests import postgres_server
+
+    if os.environ.get("REDGRAPH_TEST_POSTGRES"):
+        yield os.environ["REDGRAPH_TEST_POSTGRES"]
+        return
+    bin_dir = postgres_server.binaries()
+    if bin_dir is None:
+        if os.environ.get("REDGRAPH_REQUIRE_POSTGRES"):
+            pytest.fail("REDGRAPH_REQUIRE_POSTGRES is set but no PostgreSQL binaries (initdb) are installed")
+        pytest.skip("no PostgreSQL binaries here (install Debian's postgresql package, or set REDGRAPH_TEST_POSTGRES)")
+    server = postgres_server.Server(postgres_server.new_folder())
+    try:
+        url = server.start(bin_dir)
+    except Exception:
+        server.stop()
+        raise
+    yield url
+    server.stop()
+
+
 @pytest.fixture(params=FAMILIES)
 def family_lvlm(request):
     return tiny(request.param)

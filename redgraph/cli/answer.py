@@ -113,7 +113,8 @@ def ask(
     rounds: Annotated[int, typer.Option(help="Most reasoning rounds before the policy applies.")] = 2,
     on_exhausted: Annotated[str, typer.Option(help="image_only, best_supported or human_review.")] = "best_supported",
     max_new_tokens: Annotated[int, typer.Option(help="Most answer tokens.")] = 16,
-    checkpoint: Annotated[Optional[str], typer.Option(help="SQLite checkpoint file, or 'memory'.")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option(help="SQLite checkpoint file, 'memory', or a postgresql:// URL "
+                                                                    "(pip install 'redgraph[postgres]').")] = None,
     thread: Annotated[Optional[str], typer.Option(help="Run id; an unfinished run of this id resumes.")] = None,
     resume: Annotated[Optional[str], typer.Option(help='Reply to a paused review, as JSON: {"use": [0]}, '
                                                        '{"rationales": ["..."]} or {"image_only": true}.')] = None,

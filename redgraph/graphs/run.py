@@ -31,13 +31,19 @@ def redgraph_home() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "redgraph"
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 def open_checkpointer(checkpoint: str | os.PathLike[str] | None):
-    """``"memory"`` for an in-memory saver; a file path (default: ``redgraph_home()/checkpoints.sqlite``)
-    for LangGraph's SQLite saver."""
+    """``"memory"`` for an in-memory saver; a ``postgresql://`` URL for LangGraph's PostgreSQL saver
+    (runs shared between processes and machines; ``pip install 'redgraph[postgres]'``); a file path
+    (default: ``redgraph_home()/checkpoints.sqlite``) for LangGraph's SQLite saver."""
     if checkpoint == "memory":
         from langgraph.checkpoint.memory import InMemorySaver
 
         return InMemorySaver()
+    if isinstance(checkpoint, str) and checkpoint.startswith(POSTGRES_SCHEMES):
+        return _postgres_saver(checkpoint)
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     path = Path(checkpoint) if checkpoint is not None else redgraph_home() / "checkpoints.sqlite"
@@ -51,6 +57,42 @@ def open_checkpointer(checkpoint: str | os.PathLike[str] | None):
     except (OSError, sqlite3.Error) as exc:
         raise ConfigError(f"cannot open the checkpoint file {path}: {exc}; pass another path or 'memory'") from exc
     return SqliteSaver(connection)
+
+
+def _postgres_saver(url: str):
+    try:
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg.rows import dict_row
+    except ImportError:
+        raise ConfigError("a postgresql:// checkpoint needs LangGraph's PostgreSQL saver: "
+                          "pip install 'redgraph[postgres]'") from None
+    shown = _without_password(url)
+    try:
+        # The saver's own requirements: autocommit, no server-side prepared statements, rows as dicts.
+        connection = psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise ConfigError(f"cannot connect to the checkpoint database {shown}: {str(exc).strip()}; check the URL and "
+                          "that the server is running, or pass a file path or 'memory'") from exc
+    saver = PostgresSaver(connection)
+    try:
+        saver.setup()  # creates or migrates LangGraph's tables; nothing when they are current
+    except psycopg.Error as exc:
+        connection.close()
+        raise ConfigError(f"cannot set up LangGraph's checkpoint tables in {shown}: {str(exc).strip()}") from exc
+    return saver
+
+
+def _without_password(url: str) -> str:
+    """``url`` as it can be shown in a message: any password replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def image_reference(image: ImageInput, store: Path | None = None) -> dict[str, str]:
@@ -126,7 +168,7 @@ def ask(
         question: the question.
         context: models and settings (:class:`RunContext`); None builds one with
             :func:`make_context` (the embedded model as answerer, reasoner and critic).
-        checkpoint: SQLite file, ``"memory"``, or None for the default file.
+        checkpoint: SQLite file, ``"memory"``, a ``postgresql://`` URL, or None for the default file.
         thread_id: names the run; an unfinished run of this id resumes where it stopped, a finished
             one is returned as it was.
         resume: the person's answer when the run paused for human review.
