@@ -188,13 +188,20 @@ def answer(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     ctx = _live_context(runtime)
     started = time.perf_counter()
     write = get_stream_writer()
+    # Special tokens (the end-of-turn token that ends the answer) are not part of its text.
+    special = set(getattr(getattr(ctx.answerer, "tokenizer", None), "all_special_ids", None) or ())
+
+    def stream(token) -> None:
+        if token.token_id not in special:
+            write({"token": token.text, "changed_by_rationale": token.changed_by_rationale,
+                   "rationale_shift": token.rationale_shift})
+
     chosen = state["chosen"]
     result = answer_with_red(
         ctx.answerer, _image(state, ctx), state["question"], chosen["rationales"], chosen["weights"],
         rationale_weight=run_setting(state, ctx, "rationale_weight"),
         max_new_tokens=run_setting(state, ctx, "max_new_tokens"),
-        on_token=lambda token: write({"token": token.text, "changed_by_rationale": token.changed_by_rationale,
-                                      "rationale_shift": token.rationale_shift}),
+        on_token=stream,
         should_stop=ctx.should_stop,
     )
     if result.result.finish_reason == "cancelled":
