@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -28,7 +29,10 @@ def eval_run(
     model: Annotated[Optional[str], typer.Option(help="Checkpoint path or hub id; default: the embedded model.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Which {split}.jsonl of a folder with several.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N items.")] = None,
-    shard: Annotated[str, typer.Option(help="i/n: this process's share (every n-th item from the i-th); merge after.")] = "0/1",
+    shard: Annotated[str, typer.Option(help="i/n: this process's share (every n-th item from the i-th); merge after. "
+                                            "auto: the share a launcher gives (torchrun, accelerate launch), "
+                                            "merged by process 0.")] = "0/1",
+    device: Annotated[str, typer.Option(help="cpu or cuda (with --shard auto: each process its own GPU).")] = "cpu",
     critic_scoring: Annotated[str, typer.Option(help="How the critic checks claims: probes (asks the image), p_yes "
                                                      "or both.")] = "probes",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary object.")] = False,
@@ -45,7 +49,15 @@ def eval_run(
             weights = tuple(float(x) for x in lambdas.split(",") if x.strip())
         except ValueError as exc:
             raise ConfigError(f"--lambdas must be numbers separated by commas, got {lambdas!r}") from exc
-        index, count = parse_shard(shard)
+        launch = None
+        if shard == "auto":
+            from redgraph.eval.launch import device_for, from_environment
+
+            launch = from_environment()
+            index, count = launch.rank, launch.world_size
+            device = device_for(device, launch)
+        else:
+            index, count = parse_shard(shard)
         config = EvalConfig(dataset=str(data), modes=tuple(mode or ("direct", "cot", "red")),
                             sources=tuple(source or ("gold",)), lambdas=weights, graph_lambda=graph_lambda,
                             rounds=rounds, max_new_tokens=max_new_tokens, model=model, split=split,
@@ -53,9 +65,23 @@ def eval_run(
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=console, transient=True) as progress:
             task = progress.add_task("evaluating", total=None)
-            summary = run_eval(config, out, on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+
+            def run_shard(part: tuple[int, int], folder: Path) -> dict:
+                return run_eval(dataclasses.replace(config, shard=part), folder, device=device,
+                                on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+
+            if launch is None:
+                summary = run_shard(config.shard, out)
+            else:
+                from redgraph.eval.launch import run_launched
+
+                summary = run_launched(run_shard, out, launch)
     except RedgraphError as exc:
         fail(exc)
+    if summary is None:
+        console.print(f"shard {index}/{count} done in {escape(str(launch.folder(out)))}; process 0 merges the shards "
+                      f"into {escape(str(out))}")
+        return
     show_summary(summary, out, as_json)
 
 

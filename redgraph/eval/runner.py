@@ -114,6 +114,7 @@ def run_eval(
     out_dir: str | os.PathLike[str],
     *,
     lvlm=None,
+    device: str = "cpu",
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the evaluation into ``out_dir`` and return the summary (also written there).
@@ -121,7 +122,7 @@ def run_eval(
     Args:
         config: what to run.
         out_dir: the output folder; a folder with a run of other settings is refused.
-        lvlm: a loaded model; None loads ``config.model`` (the embedded model when None).
+        lvlm: a loaded model; None loads ``config.model`` (the embedded model when None) on ``device``.
         on_progress: called with ``(done, total)`` after each answer.
     """
     from redgraph.eval.datasets import load_dataset
@@ -143,7 +144,7 @@ def run_eval(
         if lvlm is None:
             from redgraph.models.loading import load_lvlm
 
-            lvlm = load_lvlm(config.model)
+            lvlm = load_lvlm(config.model, device=device)
         rationales = Rationales(items, all_items, config, out, lvlm)
         with open(out / PREDICTIONS, "a", encoding="utf-8") as handle:
             for count, unit in enumerate(units, len(done) + 1):
