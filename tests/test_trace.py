@@ -172,3 +172,33 @@ def test_trace_verify_exits_3_when_unreadable_and_2_for_a_pipe(tmp_path):
     tampered = tmp_path / "t.json"
     tampered.write_text(_edited(_trace(), _drop_last))
     assert runner.invoke(app, ["trace", "verify", str(tampered)]).exit_code == 1
+
+
+def test_events_are_hashed_over_rfc8785_canonical_json(tmp_path):
+    import hashlib
+
+    import rfc8785
+
+    trace = Trace("jcs")
+    trace.append("answer", "answer", inputs={"sizes": [3.0, 1e-05]},
+                 outputs={"supports": [0.5, 1e-05, 2.5e-07, 3.0], "text": "naïve ✓"}, timings={"seconds": 0.00125})
+    path = trace.save(tmp_path / "t.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["version"] == 3
+    [event] = data["events"]
+    # Any JCS implementation re-hashes an event from the file: here the rfc8785 package, on the
+    # parsed file (Python's own JSON text of the same floats, 1e-05 and 3.0, differs).
+    body = {k: v for k, v in event.items() if k != "hash"}
+    assert hashlib.sha256(rfc8785.dumps(body)).hexdigest() == event["hash"]
+    assert json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() != rfc8785.dumps(body)
+    assert verify_text(path.read_text(encoding="utf-8")).ok
+    with pytest.raises(InputError, match="integer beyond what JSON numbers carry"):
+        Trace("big").append("x", "y", inputs={}, outputs={"n": 2**60})
+
+
+def test_a_version_2_trace_written_before_rfc8785_still_verifies_with_its_key():
+    text = (Path(__file__).parent / "data" / "trace-v2.json").read_text(encoding="utf-8")
+    assert json.loads(text)["version"] == 2
+    result = verify_text(text, b"fixture-key")
+    assert result.ok and result.signature_checked, result.reason
+    assert not verify_text(text.replace('"naïve ✓"', '"naive ✓"'), b"fixture-key").ok

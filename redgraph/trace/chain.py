@@ -37,7 +37,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from redgraph.errors import ConfigError, InputError
 
 FORMAT = "redgraph-trace"
-VERSION = 2  # 2: the head commits to the chain's end, and the signature covers the head and key id
+# 3: events, digests and the signature's message are hashed over RFC 8785 (JCS) canonical JSON, so
+#    any JCS implementation re-hashes an event; 2: the head commits to the chain's end, and the
+#    signature covers the head and key id. Versions 1 and 2 hashed json.dumps(sort_keys) text.
+VERSION = 3
 KEY_ENV = "REDGRAPH_TRACE_KEY"
 MAX_DEPTH = 64  # JSON nesting a trace may have (events hold small JSON outputs)
 MAX_INT_DIGITS = 40
@@ -91,15 +94,29 @@ class TraceFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="redgraph trace")
     format: Literal["redgraph-trace"] = FORMAT
-    version: Literal[1, 2] = VERSION
+    version: Literal[1, 2, 3] = VERSION
     trace_id: str
     head: ChainHead | None = None
     events: list[TraceEvent]
     signature: Signature | None = None
 
 
-def canonical(data: Any) -> str:
-    """The one JSON text a value is hashed and written as."""
+def canonical(data: Any, version: int = VERSION) -> str:
+    """The one JSON text a value is hashed as: RFC 8785 (JCS) from version 3, before it Python's
+    ``json.dumps`` with sorted keys and no spaces."""
+    if version >= 3:
+        import rfc8785
+
+        try:
+            return rfc8785.dumps(data).decode("utf-8")
+        except rfc8785.IntegerDomainError as exc:
+            raise InputError(f"a trace value holds an integer beyond what JSON numbers carry exactly ({exc}); "
+                             "write it as a string") from exc
+        except rfc8785.FloatDomainError as exc:
+            raise InputError(f"a trace value cannot be written as JSON ({exc}); replace NaN or infinity") from exc
+        except rfc8785.CanonicalizationError as exc:
+            raise InputError(f"a trace value is not JSON data ({exc}); pass strings, numbers, lists and dicts "
+                             "with string keys") from exc
     try:
         return json.dumps(data, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except ValueError as exc:
@@ -108,27 +125,27 @@ def canonical(data: Any) -> str:
         raise InputError(f"a trace value is not JSON data ({exc}); pass strings, numbers, lists and dicts") from exc
 
 
-def digest(data: Any) -> str:
+def digest(data: Any, version: int = VERSION) -> str:
     """sha256 of a value's canonical JSON."""
-    return hashlib.sha256(canonical(data).encode()).hexdigest()
+    return hashlib.sha256(canonical(data, version).encode()).hexdigest()
 
 
 def _genesis(trace_id: str) -> str:
     return hashlib.sha256(f"{FORMAT}:{trace_id}".encode()).hexdigest()
 
 
-def _event_hash(fields: dict) -> str:
-    return digest({k: v for k, v in fields.items() if k != "hash"})
+def _event_hash(fields: dict, version: int = VERSION) -> str:
+    return digest({k: v for k, v in fields.items() if k != "hash"}, version)
 
 
 def _signature_value(key: bytes, trace_id: str, last_hash: str, *, events: int | None = None,
-                     key_id: str | None = None, algorithm: str = "hmac-sha256") -> str:
+                     key_id: str | None = None, algorithm: str = "hmac-sha256", version: int = VERSION) -> str:
     """HMAC over what a signature vouches for; ``events=None`` is version 1's message (id and last hash)."""
     if events is None:
         message = f"{trace_id}:{last_hash}"
     else:
-        message = canonical({"format": FORMAT, "version": VERSION, "trace_id": trace_id, "events": events,
-                             "last_hash": last_hash, "algorithm": algorithm, "key_id": key_id})
+        message = canonical({"format": FORMAT, "version": version, "trace_id": trace_id, "events": events,
+                             "last_hash": last_hash, "algorithm": algorithm, "key_id": key_id}, version)
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
@@ -342,7 +359,7 @@ def _verify(data: Any, key: bytes | str | None, text: str | None) -> Verificatio
         if event.prev_hash != previous:
             return Verification(False, f"event {position} does not follow the event before it (chain broken)", position,
                                 len(trace.events))
-        if _event_hash(fields) != event.hash:
+        if _event_hash(fields, trace.version) != event.hash:
             return Verification(False, f"event {position} ({event.node}/{event.kind}) was changed: its hash does not match",
                                 position, len(trace.events))
         previous = event.hash
@@ -367,7 +384,8 @@ def _verify(data: Any, key: bytes | str | None, text: str | None) -> Verificatio
         return Verification(False, "a key was given but the trace is not signed", None, len(trace.events))
     key_bytes = key.encode() if isinstance(key, str) else key
     expected = _signature_value(key_bytes, trace.trace_id, previous, key_id=trace.signature.key_id,
-                                algorithm=trace.signature.algorithm, events=count if trace.version >= 2 else None)
+                                algorithm=trace.signature.algorithm, events=count if trace.version >= 2 else None,
+                                version=trace.version)
     if not hmac.compare_digest(expected, trace.signature.value):
         return Verification(False, "the signature does not match (wrong key, or the trace was changed and re-chained)",
                             None, len(trace.events), True)
