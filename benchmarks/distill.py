@@ -2,7 +2,7 @@
 the ablations, measured on the held-out test split.
 
     python benchmarks/distill.py --json [--model FOLDER] [--items 1200] [--eval-limit 300] [--steps 300]
-                                 [--out runs/distill] [--traces FOLDER] [--only sdrt,control]
+                                 [--out runs/distill] [--traces FOLDER] [--only sdrt,control] [--student FOLDER]
 
 1. ``redgraph distill traces``: ``--items`` fresh train-split items (seed 1), ``--per-style`` traces
    each in the ``facts`` style (the only style the embedded model was trained on; the others are
@@ -78,7 +78,9 @@ def measure(lvlm, limit: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--model", default=None, help="teacher and critic (default: the embedded model)")
+    parser.add_argument("--student", default=None, help="the model distilled into and measured (default: --model); "
+                                                        "the embedded model's folder is redgraph/models/embedded/weights")
     parser.add_argument("--items", type=int, default=1200)
     parser.add_argument("--per-style", type=int, default=4)
     parser.add_argument("--eval-limit", type=int, default=300)
@@ -109,14 +111,17 @@ def main() -> None:
     results_path = out / "results.json"
     if results_path.exists():
         results["rows"] = json.loads(results_path.read_text())["rows"]
+    student_name = args.student or args.model
+    results["student"], results["teacher"] = student_name or "embedded", args.model or "embedded"
     if "base" not in results["rows"]:
-        results["rows"]["base"] = measure(lvlm, args.eval_limit)
+        results["rows"]["base"] = measure(lvlm if student_name == args.model else load_lvlm(student_name),
+                                          args.eval_limit)
     chosen = variants()
     if args.only:
         chosen = {name: chosen[name] for name in args.only.split(",")}
     for name, config in chosen.items():
         config = dc.replace(config, steps=args.steps)
-        student = load_lvlm(args.model)
+        student = load_lvlm(student_name)
         adapter, manifest = distill(student, records, config, out_dir=out / name)
         adapter.detach()
         began = time.perf_counter()
