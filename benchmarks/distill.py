@@ -66,6 +66,26 @@ def critic_scores(lvlm, items) -> dict:
             "critic_recall": round(caught / false, 4) if false else None}
 
 
+def taught(records: list[dict], config) -> dict:
+    """What the student is taught: per scene kind, the kept traces (or, for the control, the items)
+    and how often their answer is the gold answer."""
+    from collections import defaultdict
+
+    from redgraph.distill.weights import weigh_traces
+    from redgraph.eval.normalize import answers_match
+
+    if config.targets == "gold":
+        kinds = defaultdict(set)
+        for record in records:
+            kinds[record["kind"]].add(record["question_id"])
+        return {kind: {"n": len(ids), "answer_acc": 1.0} for kind, ids in sorted(kinds.items())}
+    kept = defaultdict(list)
+    for record, weight in weigh_traces(records, config.weighting).kept:
+        kept[record["kind"]].append((weight, answers_match(record["answer"], record["gold_answer"])))
+    return {kind: {"n": len(pairs), "answer_acc": round(sum(w * ok for w, ok in pairs) / sum(w for w, _ in pairs), 3)}
+            for kind, pairs in sorted(kept.items())}
+
+
 def measure(lvlm, limit: int) -> dict:
     from redgraph.data.synthetic import generate_items
     from redgraph.lab.evaluate import evaluate
@@ -130,7 +150,8 @@ def main() -> None:
         row = measure(student, args.eval_limit)
         row.update(weighting=manifest["weighting"], train_seconds=manifest["seconds"], final_loss=round(
             manifest["final_loss_mean_last_20"], 4), adapter_bytes=manifest["size_bytes"],
-            adapter_load_seconds=round(load_seconds, 3), trainable_parameters=manifest["trainable_parameters"])
+            adapter_load_seconds=round(load_seconds, 3), trainable_parameters=manifest["trainable_parameters"],
+            taught=taught(records, config))
         results["rows"][name] = row
         results_path.write_text(json.dumps(results, indent=2) + "\n")
     results_path.write_text(json.dumps(results, indent=2) + "\n")
