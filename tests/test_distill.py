@@ -182,6 +182,7 @@ def test_distillation_trains_only_the_adapter_and_learns_its_lessons(traces, tmp
     adapter, manifest = distill(lvlm, records, config, out_dir=tmp_path / "adapter")
     assert _loss(lvlm, taught) < 0.8 * start
     assert all(torch.equal(tensor, before[name]) for name, tensor in lvlm.model.state_dict().items())
+    assert lvlm.adapter_path == str(tmp_path / "adapter")  # runs on the adapted model say so in their traces
     assert manifest["weighting"]["kept"] + manifest["weighting"]["dropped"].get("empty", 0) == len(records) and manifest["trainable_parameters"] > 0
     assert manifest["command"].startswith("redgraph distill train OUT TRACES --steps 25 --seed 0 --batch-size 8")
     assert "--layers 1,2" in manifest["command"] and "--no-critic" in manifest["command"]

@@ -134,8 +134,9 @@ def distill(
 ) -> tuple[Adapter | LoraAdapter, dict]:
     """Train an adapter for ``lvlm`` (its weights stay as they are) on ``records``.
 
-    The adapter is left attached to ``lvlm``'s model; with ``out_dir`` it is also saved there with
-    its manifest (settings, weighting counts, losses, time). ``extra`` goes into the manifest.
+    The adapter is left attached to ``lvlm``'s model (``lvlm.adapter_path`` then names it, so traces
+    of runs on ``lvlm`` say so); with ``out_dir`` it is also saved there with its manifest (settings,
+    weighting counts, losses, time). ``extra`` goes into the manifest.
 
     Raises:
         ConfigError: ``lvlm`` already has an adapter, or ``device`` is not available here.
@@ -232,9 +233,11 @@ def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfi
         "seconds": round(seconds, 1), "examples_per_second": round(config.steps * config.batch_size / seconds, 1),
         "device": str(device), **extra,
     }
+    lvlm.adapter_path = "(trained in this process, not saved)"
     if out_dir is not None:
         adapter.save(out_dir, base_digest=fingerprint, extra={"manifest": manifest})
         manifest["size_bytes"] = sum(f.stat().st_size for f in Path(out_dir).iterdir() if f.is_file())
+        lvlm.adapter_path = os.fspath(out_dir)
     return adapter, manifest
 
 
