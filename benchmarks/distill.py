@@ -130,7 +130,10 @@ def main() -> None:
     results = {"traces": traces, "trace_seconds": trace_seconds, "rows": {}}
     results_path = out / "results.json"
     if results_path.exists():
-        results["rows"] = json.loads(results_path.read_text())["rows"]
+        earlier = json.loads(results_path.read_text())
+        results["rows"] = earlier["rows"]
+        if not traces["written"]:  # the traces were written by an earlier run: keep its time
+            results["trace_seconds"] = earlier.get("trace_seconds", trace_seconds)
     student_name = args.student or args.model
     results["student"], results["teacher"] = student_name or "embedded", args.model or "embedded"
     if "base" not in results["rows"]:
