@@ -191,3 +191,16 @@ def test_train_speed_smoke_run_compares_every_setting_with_the_legacy_one():
     assert set(report["examples_per_second"]) == {"legacy", "bf16_sdpa", "bf16", "bf16_workers", "bf16_accumulate2",
                                                   "bf16_accumulate2_workers"}
     assert all(rate > 0 for rate in report["examples_per_second"].values())
+
+
+def test_distill_smoke_run_writes_every_asked_row(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "distill.py"), "--json", "--items", "3", "--per-style", "2",
+         "--eval-limit", "3", "--steps", "2", "--only", "sdrt,control", "--out", str(tmp_path / "d")],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    report = json.loads(done.stdout)
+    assert set(report["rows"]) == {"base", "sdrt", "control"} and report["traces"]["traces"] == 6
+    for name in ("sdrt", "control"):
+        row = report["rows"][name]
+        assert 0 <= row["image_answer_acc"] <= 1 and row["adapter_bytes"] > 0 and row["taught"]
