@@ -6,6 +6,7 @@ same run in-process."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -37,9 +38,15 @@ def server(tmp_path_factory):
     port = _free_port()
     home = tmp_path_factory.mktemp("langgraph-home")
     env = {**os.environ, "REDGRAPH_HOME": str(home), "HF_HUB_OFFLINE": "1", "LANGGRAPH_CLI_NO_ANALYTICS": "1"}
+    # The repository's langgraph.json with its paths made absolute, run from a temporary folder: the
+    # in-memory server keeps its state in .langgraph_api/ where it runs.
+    config = json.loads((ROOT / "langgraph.json").read_text())
+    config["dependencies"] = [str(ROOT)]
+    config["graphs"] = {name: str(ROOT / target.removeprefix("./")) for name, target in config["graphs"].items()}
+    (home / "langgraph.json").write_text(json.dumps(config))
     log = open(home / "server.log", "w")
     process = subprocess.Popen([command, "dev", "--port", str(port), "--no-browser", "--no-reload", "--config",
-                                str(ROOT / "langgraph.json")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                                str(home / "langgraph.json")], cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         import httpx
