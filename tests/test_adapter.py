@@ -167,6 +167,10 @@ def test_a_lora_student_is_exact_when_new_round_trips_and_detaches_cleanly(tmp_p
     with torch.no_grad():
         greedy = loaded.model.generate(**inputs, max_new_tokens=6, do_sample=False)[0, inputs["input_ids"].shape[1]:]
     assert red.token_ids == greedy.tolist()[: len(red.token_ids)] and red.token_ids
+    other = _fresh()
+    fewer = LoraAdapter.for_model(other.model, AdapterConfig(layers=(0,), rank=2, skip_layer=None, kind="lora"))
+    with pytest.raises(InputError, match="do not match this adapter's layers"):
+        fewer.attach(other.model).load_state_dict(adapter.state_dict())
     with pytest.raises(ConfigError, match="no vision skip"):
         AdapterConfig(layers=(0,), kind="lora")
     with pytest.raises(ConfigError, match="adapter kind must be"):

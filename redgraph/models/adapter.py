@@ -326,9 +326,13 @@ class LoraAdapter:
 
     def load_state_dict(self, state: dict[str, torch.Tensor], strict: bool = True) -> None:
         if self.attached:
-            result = _peft().set_peft_model_state_dict(self._model, state, adapter_name=LORA_NAME)
-            if strict and result.unexpected_keys:
-                raise InputError(f"the LoRA weights name modules this model lacks: {result.unexpected_keys[:3]}")
+            peft = _peft()
+            expected = set(peft.get_peft_model_state_dict(self._model, adapter_name=LORA_NAME))
+            if strict and set(state) != expected:
+                differing = sorted(set(state) ^ expected)
+                raise InputError(f"the LoRA weights do not match this adapter's layers ({len(differing)} names differ, "
+                                 f"e.g. {differing[0]!r}); load them with the adapter config they were saved with")
+            peft.set_peft_model_state_dict(self._model, state, adapter_name=LORA_NAME)
         else:
             self._state = dict(state)
 
