@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -142,26 +141,21 @@ def distill(
         ConfigError: ``lvlm`` already has an adapter, or ``device`` is not available here.
         InputError: no trace survives the weighting.
     """
-    from redgraph.lab.train import check_device
+    from redgraph.lab.train import check_device, training_process
 
     if getattr(lvlm, "adapter_path", None):
         raise ConfigError(f"{lvlm.name} already has an adapter ({lvlm.adapter_path}); distil from the base model")
     target = check_device(device)
     examples, weighting = lessons(records, config)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
-        with torch.random.fork_rng(devices=[target.index or 0] if target.type == "cuda" else []):
-            return _distill(lvlm, examples, weighting, config, out_dir, target, on_progress, extra or {})
-    finally:
-        torch.set_num_threads(threads)
+    with training_process(config.threads, target):
+        return _distill(lvlm, examples, weighting, config, out_dir, target, on_progress, extra or {})
 
 
 def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfig, out_dir, device: torch.device,
              on_progress: ProgressCallback | None, extra: dict):
     from redgraph.lab.batches import batch_tensors
     from redgraph.lab.tasks import Example
-    from redgraph.lab.train import example_loss
+    from redgraph.lab.train import example_loss, warmup_cosine
     from redgraph.models.prompts import render
 
     model = lvlm.model
@@ -176,13 +170,7 @@ def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfi
     parameters = [p for p in adapter.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=0.0)
 
-    def schedule(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = warmup_cosine(optimizer, config.warmup_steps, config.steps)
     images: dict[str, object] = {}
 
     def image(ref: dict):

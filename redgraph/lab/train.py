@@ -9,6 +9,7 @@ answers weigh as much as long rationales. Weights and optimiser stay float32; wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -206,14 +207,34 @@ def train(
     if workers and config.data_stream == 1:
         raise ConfigError("stream 1 (the shipped model's draw) is made in order in the training process; "
                           "use workers=0 with it, or data_stream=2")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
+    with training_process(config.threads, device):
+        return _train(out_dir, config, on_progress, save_every, resume, device, workers, attention)
+
+
+@contextlib.contextmanager
+def training_process(threads: int, device: torch.device):
+    """Run a training with ``threads`` CPU threads and its own random state: seeding happens inside,
+    and the caller's thread count and global RNG state (CPU, and ``device``'s on CUDA) are left as
+    they were."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        # Seeding happens inside; the caller's global RNG state is left as it was.
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            return _train(out_dir, config, on_progress, save_every, resume, device, workers, attention)
+            yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
+
+
+def warmup_cosine(optimizer, warmup_steps: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_steps``, then a cosine from the peak down to 5% of it at ``steps``."""
+
+    def schedule(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -255,13 +276,7 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
         lr=config.learning_rate, betas=(0.9, 0.98),
     )
 
-    def schedule(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = warmup_cosine(optimizer, config.warmup_steps, config.steps)
     rng = random.Random(f"redgraph-train-tasks:{config.seed}")
     losses: list[float] = []
     run = {"device": str(device), "workers": workers, "attention": attention, "seconds": 0.0}
