@@ -152,19 +152,12 @@ def trace_items(config: TraceConfig) -> list[TraceItem]:
 def claim_folder(out: Path, config: TraceConfig, teacher=None) -> None:
     """Record ``config`` (and the name of a ``teacher`` object given instead of ``config.teacher``)
     in a new folder; refuse a folder that holds traces of other settings."""
-    path = out / CONFIG
+    from redgraph.eval.outputs import claim_folder as claim
+
     mine = config.identity()
     if teacher is not None:
         mine["teacher"] = f"given:{getattr(teacher, 'model_name', type(teacher).__name__)}"
-    if path.exists():
-        theirs = json.loads(path.read_text(encoding="utf-8")).get("identity", {})
-        if theirs != mine:
-            differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            raise ConfigError(f"{out} holds traces of other settings ({', '.join(differing)}); use a new folder, or "
-                              "the same settings to resume")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"identity": mine, "shard": list(config.shard), "limit": config.limit}, indent=2) + "\n")
+    claim(out, config, identity=mine, name=CONFIG, holds="traces")
 
 
 def generate_traces(

@@ -15,17 +15,20 @@ PREDICTIONS = "predictions.jsonl"
 CONFIG = "config.json"
 
 
-def claim_folder(out: Path, config) -> None:
-    """Record ``config`` in a new folder; refuse a folder that holds another evaluation's settings."""
-    path = out / CONFIG
-    mine = json.loads(json.dumps(config.identity()))  # as it reads back from the file
+def claim_folder(out: Path, config, *, identity: dict | None = None, name: str = CONFIG,
+                 holds: str = "an evaluation") -> None:
+    """Record ``config`` (its ``identity()``, or ``identity``) in ``out/name``; refuse a folder that
+    holds ``holds`` of other settings. Used by evaluations and by SDRT trace folders."""
+    path = out / name
+    mine = json.loads(json.dumps(config.identity() if identity is None else identity))  # as it reads back
     if path.exists():
         theirs = json.loads(path.read_text(encoding="utf-8")).get("identity", {})
         if theirs != mine:
             differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            raise ConfigError(f"{out} holds an evaluation with other settings ({', '.join(differing)}); "
+            raise ConfigError(f"{out} holds {holds} with other settings ({', '.join(differing)}); "
                               "use a new output folder, or the same settings to resume")
         return
+    out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"identity": mine, "shard": list(config.shard), "limit": config.limit}, indent=2) + "\n")
 
 
