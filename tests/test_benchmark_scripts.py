@@ -127,7 +127,8 @@ def test_vision_probe_smoke_run_prints_every_figure():
                           capture_output=True, text=True, check=True, cwd=ROOT)
     report = json.loads(done.stdout)
     assert report["scenes"] == 60
-    for key in ("token_norm", "spread_across_images", "colour_probe_acc", "untrained_colour_probe_acc", "majority_acc"):
+    for key in ("token_norm", "spread_across_images", "colour_probe_acc", "untrained_colour_probe_acc", "majority_acc",
+                "title_probe_acc", "tens_probe_acc", "units_probe_acc", "untrained_title_probe_acc"):
         assert math.isfinite(report[key])
 
 
@@ -204,3 +205,15 @@ def test_distill_smoke_run_writes_every_asked_row(tmp_path):
     for name in ("sdrt", "control"):
         row = report["rows"][name]
         assert 0 <= row["image_answer_acc"] <= 1 and row["adapter_bytes"] > 0 and row["taught"]
+
+
+def test_tower_heads_smoke_run_trains_the_tower_and_probes_it():
+    script = str(ROOT / "benchmarks" / "tower_heads.py")
+    done = subprocess.run([sys.executable, script, "--json", "--steps", "2", "--batch-size", "3", "--scenes", "30",
+                           "--aux-weight", "0", "--cell-weight", "1"], capture_output=True, text=True, check=True, cwd=ROOT)
+    report = json.loads(done.stdout)
+    assert report["cell_weight"] == 1.0 and len(report["loss_every_tenth"]) == 2
+    for key in ("colour_probe_acc", "title_probe_acc", "tens_probe_acc", "units_probe_acc"):
+        assert 0 <= report[key] <= 1
+    refused = subprocess.run([sys.executable, script, "--aux-weight", "0"], capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 2 and "nothing to train" in refused.stderr

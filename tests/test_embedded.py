@@ -8,6 +8,7 @@ import random
 import shutil
 from collections import Counter
 
+import numpy
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -77,6 +78,57 @@ def test_scene_labels_name_what_is_drawn():
                                                           "field:tax:tens4", "field:tax:units7"}
 
 
+def test_cell_labels_are_where_the_picture_shows_them():
+    from redgraph.data.scenes import BarScene, DocumentScene, Shape, ShapeScene, draw_scene
+    from redgraph.lab.architecture import CELL
+    from redgraph.lab.scene_labels import CELL_VOCABULARY, cell_labels
+
+    names = {index: name for name, index in CELL_VOCABULARY.items()}
+    side = 128 // CELL
+
+    def named(scene):
+        return [{names[i] for i in cell} for cell in cell_labels(scene, CELL)]
+
+    document = DocumentScene(layout="slide", title="menu", fields=(("tax", 47), ("room", 12)), dx=3, dy=2)
+    cells = named(document)
+    assert len(cells) == side * side
+    # the digits of each field sit in that field's line, in reading order
+    def digits(line):
+        found = [(index, name.split(":")[2], name.split(":")[1]) for index, cell in enumerate(cells) if line in cell
+                 for name in cell if name.startswith("char:") and name.split(":")[1].isdigit()]
+        return [digit for *_, digit in sorted(found)]
+
+    assert digits("line:tax") == ["4", "7"] and digits("line:room") == ["1", "2"]
+    assert any("title:menu" in cell and {"char:m:0", "char:m:1"} & cell for cell in cells)
+    # every cell that holds a character or a colour has ink in it; a blank cell holds nothing
+    for scene in (document, DocumentScene(layout="receipt", title="order", fields=(("total", 90),)),
+                  ShapeScene(objects=(Shape("red", "circle", 20, 100, "big"), Shape("blue", "square", 90, 30, "small"))),
+                  BarScene(bars=(("green", 3), ("purple", 9), ("red", 1)))):
+        pixels = torch.from_numpy(numpy.asarray(draw_scene(scene).convert("L")).copy())
+        for index, cell in enumerate(named(scene)):
+            row, column = divmod(index, side)
+            ink = (pixels[row * CELL:(row + 1) * CELL, column * CELL:(column + 1) * CELL] < 200).sum()
+            if any(n.startswith(("char:", "colour:", "centre:")) for n in cell):
+                assert ink > 0, (scene, index, cell)
+    shapes = named(ShapeScene(objects=(Shape("red", "circle", 20, 100, "big"),)))
+    assert "centre:red:circle:big" in shapes[(100 // CELL) * side + 20 // CELL]
+    assert sum("colour:red" in cell for cell in shapes) >= 4 and not any(shapes[:side])
+    bars = named(BarScene(bars=(("green", 3), ("purple", 9))))
+    assert sum("bar_top:9" in cell for cell in bars) == 1 and sum("bar_top:3" in cell for cell in bars) == 1
+
+
+def test_cell_loss_trains_and_is_named_in_the_manifest():
+    config = TrainConfig(steps=3, batch_size=4, dimensions=SMALL, cell_weight=1.0)
+    first, manifest = train(None, config)
+    plain, _ = train(None, TrainConfig(steps=3, batch_size=4, dimensions=SMALL))
+    assert not _same_weights(first, plain)  # the cell loss reached the weights
+    assert manifest["command"].endswith("--cell-weight 1") and manifest["config"]["cell_weight"] == 1.0
+    with pytest.raises(ConfigError, match="cell_weight must be a number"):
+        TrainConfig(cell_weight=-1)
+    # the saved model is a plain Qwen2-VL: no head of the training is in it
+    assert not any("cell" in name or "aux" in name for name in first.model.state_dict())
+
+
 def test_auxiliary_scene_loss_trains_and_reproduces():
     config = TrainConfig(steps=3, batch_size=4, dimensions=SMALL, aux_weight=5.0)
     first, manifest = train(None, config)
@@ -130,7 +182,7 @@ def _same_weights(a, b) -> bool:
 
 
 def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path):
-    config = TrainConfig(steps=5, batch_size=4, warmup_steps=2, dimensions=SMALL, aux_weight=2.0)
+    config = TrainConfig(steps=5, batch_size=4, warmup_steps=2, dimensions=SMALL, aux_weight=2.0, cell_weight=1.0)
     whole, _ = train(None, config)
 
     with pytest.raises(Stop):
@@ -142,7 +194,8 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path):
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ConfigError, match=r"other settings \(steps\)"):
-        train(tmp_path, TrainConfig(steps=6, batch_size=4, warmup_steps=2, dimensions=SMALL, aux_weight=2.0), resume=True)
+        train(tmp_path, TrainConfig(steps=6, batch_size=4, warmup_steps=2, dimensions=SMALL, aux_weight=2.0,
+                                    cell_weight=1.0), resume=True)
     with pytest.raises(ConfigError, match="nothing to resume"):
         train(tmp_path / "empty", config, resume=True)
 

@@ -33,7 +33,9 @@ def embedded_train(
                                                   "(in-process only).")] = 2,
     attention: Annotated[Optional[str], typer.Option(help="Attention implementation to train with: eager or sdpa "
                                                           "(default: eager on CPU, sdpa on CUDA).")] = None,
-    aux_weight: Annotated[float, typer.Option(help="Weight of the auxiliary scene-fact loss on the image tokens (0: none).")] = 0.0,
+    aux_weight: Annotated[float, typer.Option(help="Weight of the auxiliary scene-fact loss on the mean image token (0: none).")] = 0.0,
+    cell_weight: Annotated[float, typer.Option(help="Weight of the cell loss: each image token's own square's facts "
+                                                    "(colours, objects, bar ends, characters) read from it (0: none).")] = 0.0,
     task_weights: Annotated[Optional[str], typer.Option(help="How often each task is drawn, e.g. 'verify=3,cot=0.5' "
                                                           "(tasks not named: 1). Default: uniform.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the stopped run saved in OUT_DIR (same settings); it ends "
@@ -47,8 +49,8 @@ def embedded_train(
     try:
         weights = {} if task_weights is None else {"task_weights": parse_task_weights(task_weights)}
         config = TrainConfig(steps=steps, seed=seed, batch_size=batch_size, learning_rate=learning_rate,
-                             warmup_steps=warmup_steps, threads=threads, aux_weight=aux_weight, precision=precision,
-                             data_stream=data_stream, accumulate=accumulate, **weights)
+                             warmup_steps=warmup_steps, threads=threads, aux_weight=aux_weight, cell_weight=cell_weight,
+                             precision=precision, data_stream=data_stream, accumulate=accumulate, **weights)
     except RedgraphError as exc:
         fail(exc)
     columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),

@@ -8,6 +8,7 @@ from which every label can be re-derived.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from typing import Literal, Union
@@ -127,6 +128,16 @@ def _random_shapes(rng: random.Random) -> ShapeScene:
     return ShapeScene(objects=tuple(placed))
 
 
+_BAR_BASE, _BAR_UNIT, _BAR_LEFT = 118, 11, 14
+
+
+def bar_boxes(scene: BarScene) -> list[tuple[int, int, int, int]]:
+    """Each bar's rectangle ``(left, top, right, bottom)`` in pixels, left to right, as drawn."""
+    width = (IMAGE_SIDE - _BAR_LEFT - 8) // len(scene.bars)
+    return [(_BAR_LEFT + index * width + 3, _BAR_BASE - value * _BAR_UNIT, _BAR_LEFT + index * width + width - 3,
+             _BAR_BASE - 1) for index, (_, value) in enumerate(scene.bars)]
+
+
 def draw_scene(scene: Scene) -> Image.Image:
     """Draw ``scene`` as an RGB image of IMAGE_SIDE x IMAGE_SIDE pixels."""
     image = Image.new("RGB", (IMAGE_SIDE, IMAGE_SIDE), "white")
@@ -141,33 +152,69 @@ def draw_scene(scene: Scene) -> Image.Image:
             else:
                 draw.polygon([(o.x, box[1]), (box[2], box[3]), (box[0], box[3])], fill=_RGB[o.colour])
     elif isinstance(scene, BarScene):
-        base, unit, left = 118, 11, 14
+        base, unit, left = _BAR_BASE, _BAR_UNIT, _BAR_LEFT
         for value in range(1, 10):
             draw.line((left - 4, base - value * unit, IMAGE_SIDE - 4, base - value * unit), fill=(215, 215, 215))
         draw.line((left - 4, base, IMAGE_SIDE - 4, base), fill="black")
         draw.line((left - 4, 8, left - 4, base), fill="black")
-        width = (IMAGE_SIDE - left - 8) // len(scene.bars)
-        for index, (colour, value) in enumerate(scene.bars):
-            x0 = left + index * width + 3
-            draw.rectangle((x0, base - value * unit, x0 + width - 6, base - 1), fill=_RGB[colour])
+        for box, (colour, _) in zip(bar_boxes(scene), scene.bars):
+            draw.rectangle(box, fill=_RGB[colour])
     else:
         _render_document(scene, draw)
     return image
 
 
-def _render_document(scene: DocumentScene, draw: ImageDraw.ImageDraw) -> None:
-    body = ImageFont.load_default(size=15)
+@dataclass(frozen=True)
+class TextRun:
+    """One line of a document's text: where it is drawn (its origin, PIL's top-left anchor), at which
+    font size and in which colour."""
+
+    x: int
+    y: int
+    text: str
+    size: int
+    fill: tuple[int, int, int]
+
+    def glyphs(self) -> list[tuple[str, float, float]]:
+        """``(character, centre x, centre y)`` of each visible character, in pixels."""
+        font = _font(self.size)
+        out = []
+        for index, char in enumerate(self.text):
+            if char.isspace():
+                continue
+            left, top, right, bottom = font.getbbox(char)
+            start = font.getlength(self.text[:index])
+            out.append((char, self.x + start + (left + right) / 2, self.y + (top + bottom) / 2))
+        return out
+
+
+@functools.cache
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def document_text(scene: DocumentScene) -> tuple[TextRun, ...]:
+    """The text lines of a document scene, as :func:`draw_scene` draws them."""
     if scene.layout == "receipt":
         x, y = 6 + scene.dx, 6 + scene.dy
-        draw.text((x, y), scene.title.upper(), font=ImageFont.load_default(size=17), fill="black")
+        runs = [TextRun(x, y, scene.title.upper(), 17, (0, 0, 0))]
+        runs += [TextRun(x, y + 28 + index * 22, f"{name.capitalize()}: {value}", 15, (0, 0, 0))
+                 for index, (name, value) in enumerate(scene.fields)]
+    else:
+        runs = [TextRun(8 + scene.dx, 6 + scene.dy // 2, scene.title.upper(), 19, (255, 255, 255))]
+        runs += [TextRun(8 + scene.dx, 42 + scene.dy + index * 24, f"- {name} {value}", 15, (20, 20, 20))
+                 for index, (name, value) in enumerate(scene.fields)]
+    return tuple(runs)
+
+
+def _render_document(scene: DocumentScene, draw: ImageDraw.ImageDraw) -> None:
+    if scene.layout == "receipt":
+        x, y = 6 + scene.dx, 6 + scene.dy
         draw.line((x, y + 22, x + 100, y + 22), fill="black")
-        for index, (name, value) in enumerate(scene.fields):
-            draw.text((x, y + 28 + index * 22), f"{name.capitalize()}: {value}", font=body, fill="black")
     else:
         draw.rectangle((0, 0, IMAGE_SIDE - 1, 30 + scene.dy), fill=(40, 70, 140))
-        draw.text((8 + scene.dx, 6 + scene.dy // 2), scene.title.upper(), font=ImageFont.load_default(size=19), fill="white")
-        for index, (name, value) in enumerate(scene.fields):
-            draw.text((8 + scene.dx, 42 + scene.dy + index * 24), f"- {name} {value}", font=body, fill=(20, 20, 20))
+    for run in document_text(scene):
+        draw.text((run.x, run.y), run.text, font=_font(run.size), fill=run.fill)
 
 
 def scene_to_dict(scene: Scene) -> dict:

@@ -20,6 +20,8 @@ from redgraph.models.prompts import PromptFormat
 from redgraph.models.tiny import ROLE_TOKENS, build_tokenizer, chat_template_for
 
 PATCH = 8
+MERGE = 2
+CELL = PATCH * MERGE  # pixels: the square of the picture one merged image token covers
 # A fixed system turn opens every prompt. Without one the image tokens are the first thing in the
 # sequence, and training turned them into near-identical, huge-norm "attention sink" vectors that
 # carry nothing about the picture (measured: image-answer accuracy at chance after 1,000 steps).
@@ -86,7 +88,7 @@ def build_untrained(dims: Dimensions = Dimensions(), *, seed: int = 0):
     # Qwen2-VL's vision hidden_size is the merger's output width, which feeds the text model.
     vision = dict(depth=dims.vision_layers, embed_dim=dims.vision_hidden, hidden_size=dims.hidden,
                   num_heads=dims.vision_heads, mlp_ratio=dims.vision_mlp_ratio, patch_size=PATCH,
-                  spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
+                  spatial_merge_size=MERGE, temporal_patch_size=2, in_channels=3)
     config = transformers.Qwen2VLConfig(
         text_config=text, vision_config=vision, image_token_id=ids["image_pad"], video_token_id=ids["video_pad"],
         vision_start_token_id=ids["vision_start"], vision_end_token_id=ids["vision_end"], tie_word_embeddings=True,
@@ -96,7 +98,7 @@ def build_untrained(dims: Dimensions = Dimensions(), *, seed: int = 0):
     model.config.redgraph_dimensions = asdict(dims)
     pixels = IMAGE_SIDE * IMAGE_SIDE
     image_processor = Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels, patch_size=PATCH,
-                                               merge_size=2, temporal_patch_size=2,
+                                               merge_size=MERGE, temporal_patch_size=2,
                                                image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD))
     processor = image_only_processor_class(transformers.Qwen2VLProcessor)(
         image_processor=image_processor, tokenizer=tokenizer,

@@ -18,7 +18,7 @@ import random
 import torch
 
 from redgraph.data.synthetic import make_item
-from redgraph.lab.scene_labels import VOCABULARY
+from redgraph.lab.scene_labels import CELL_VOCABULARY, VOCABULARY
 from redgraph.lab.tasks import TASKS, Example, make_example
 
 STREAMS = (1, 2)
@@ -141,6 +141,12 @@ def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = N
         for row, example in enumerate(with_image):
             scene[row, list(example.scene_labels)] = 1.0
         pixel["scene_targets"] = scene
+        cells = max(len(e.cell_labels) for e in with_image)
+        cell = torch.zeros((len(with_image), cells, len(CELL_VOCABULARY)))
+        for row, example in enumerate(with_image):
+            for index, facts in enumerate(example.cell_labels):
+                cell[row, index, list(facts)] = 1.0
+        pixel["cell_targets"] = cell
         batch.update(pixel)
     if rope is not None:
         types = batch.get("mm_token_type_ids", torch.zeros_like(input_ids))

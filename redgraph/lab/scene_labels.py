@@ -10,7 +10,23 @@ model's answer loss. The head is dropped after training: the shipped model is a 
 
 from __future__ import annotations
 
-from redgraph.data.scenes import COLOURS, FIELDS, IMAGE_SIDE, KINDS, SHAPES, TITLES, BarScene, DocumentScene, Scene
+import functools
+
+from redgraph.data.scenes import (
+    COLOURS,
+    FIELDS,
+    IMAGE_SIDE,
+    KINDS,
+    SHAPES,
+    TITLES,
+    BarScene,
+    DocumentScene,
+    Scene,
+    Shape,
+    ShapeScene,
+    bar_boxes,
+    document_text,
+)
 
 
 def _vocabulary() -> dict[str, int]:
@@ -42,3 +58,72 @@ def scene_labels(scene: Scene) -> tuple[int, ...]:
             for axis, position in (("x", shape.x), ("y", shape.y)):
                 names.append(f"shape:{shape.colour}:{shape.shape}:{axis}{min(2, position * 3 // IMAGE_SIDE)}")
     return tuple(sorted({VOCABULARY[name] for name in names}))
+
+
+# Facts of one cell of the picture (the square one merged image token covers): which colours cover
+# it, which object has its centre there, which bar ends there, and which characters, title word and
+# field line are written there (a character's left or right half of the cell by its centre). A
+# head reads them from each image token separately, so the tower learns where things are and to
+# read text locally; the mean-token labels above cannot say which digits belong to which field.
+def _cell_vocabulary() -> dict[str, int]:
+    names = [f"colour:{c}" for c in COLOURS]
+    names += [f"centre:{c}:{s}:{size}" for c in COLOURS for s in SHAPES for size in ("big", "small")]
+    names += [f"bar_top:{v}" for v in range(1, 10)]
+    names += [f"char:{ch}:{half}" for ch in "abcdefghijklmnopqrstuvwxyz0123456789" for half in (0, 1)]
+    names += [f"title:{t}" for t in TITLES]
+    names += [f"line:{f}" for f in FIELDS]
+    return {name: index for index, name in enumerate(names)}
+
+
+CELL_VOCABULARY = _cell_vocabulary()
+
+
+def cell_labels(scene: Scene, cell: int) -> tuple[tuple[int, ...], ...]:
+    """For each ``cell`` x ``cell`` square of the picture, row by row (the order of the merged image
+    tokens), the indices (into ``CELL_VOCABULARY``) of the facts that hold there."""
+    side = IMAGE_SIDE // cell
+    cells: list[set[str]] = [set() for _ in range(side * side)]
+
+    def at(x: float, y: float) -> set[str]:
+        column = min(side - 1, max(0, int(x // cell)))
+        row = min(side - 1, max(0, int(y // cell)))
+        return cells[row * side + column]
+
+    # a cell is covered by a shape when one of its 4 x 4 sample points lies inside it
+    samples = [cell * (2 * k + 1) / 8 for k in range(4)]
+
+    def cover(inside, name: str) -> None:
+        for index, names in enumerate(cells):
+            row, column = divmod(index, side)
+            if any(inside(column * cell + dx, row * cell + dy) for dx in samples for dy in samples):
+                names.add(name)
+
+    if isinstance(scene, ShapeScene):
+        for shape in scene.objects:
+            cover(functools.partial(_inside, shape), f"colour:{shape.colour}")
+            at(shape.x, shape.y).add(f"centre:{shape.colour}:{shape.shape}:{shape.size}")
+    elif isinstance(scene, BarScene):
+        for (left, top, right, bottom), (colour, value) in zip(bar_boxes(scene), scene.bars):
+            cover(lambda x, y, box=(left, top, right, bottom): box[0] <= x <= box[2] and box[1] <= y <= box[3],
+                  f"colour:{colour}")
+            at((left + right) / 2, top + 1).add(f"bar_top:{value}")
+    else:
+        runs = document_text(scene)
+        for index, run in enumerate(runs):
+            line = f"title:{scene.title}" if index == 0 else f"line:{scene.fields[index - 1][0]}"
+            for char, x, y in run.glyphs():
+                here = at(x, y)
+                here.add(line)
+                if char.isalnum():
+                    here.add(f"char:{char.lower()}:{int(x % cell >= cell / 2)}")
+    return tuple(tuple(sorted(CELL_VOCABULARY[name] for name in names)) for names in cells)
+
+
+def _inside(shape: Shape, x: float, y: float) -> bool:
+    """Whether the point ``(x, y)`` is inside ``shape`` as :func:`draw_scene` draws it."""
+    r = shape.radius
+    if shape.shape == "circle":
+        return (x - shape.x) ** 2 + (y - shape.y) ** 2 <= r * r
+    if not (shape.y - r <= y <= shape.y + r and shape.x - r <= x <= shape.x + r):
+        return False
+    return shape.shape == "square" or abs(x - shape.x) <= (y - (shape.y - r)) / 2  # triangle, apex up

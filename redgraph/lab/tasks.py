@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from PIL import Image
 
 from redgraph.data.synthetic import SyntheticItem
-from redgraph.lab.scene_labels import scene_labels
+from redgraph.lab.architecture import CELL
+from redgraph.lab.scene_labels import cell_labels, scene_labels
 from redgraph.models import prompts
 
 TASKS = ("answer", "rationale", "cot", "rationale_answer", "verify")
@@ -33,13 +34,15 @@ class Example:
     image: Image.Image | None
     target: str  # what the assistant should write, without the end-of-turn token
     scene_labels: tuple[int, ...] = ()  # facts of the pictured scene (the auxiliary vision loss)
+    cell_labels: tuple[tuple[int, ...], ...] = ()  # facts of each image token's square (the cell loss)
 
 
 def make_example(item: SyntheticItem, task: str, processor, rng: random.Random) -> Example:
     example = _example(item, task, processor, rng)
     if example.image is None:
         return example
-    return dataclasses.replace(example, scene_labels=scene_labels(item.scene))
+    return dataclasses.replace(example, scene_labels=scene_labels(item.scene),
+                               cell_labels=cell_labels(item.scene, CELL))
 
 
 def _example(item: SyntheticItem, task: str, processor, rng: random.Random) -> Example:

@@ -33,13 +33,13 @@ from redgraph.lab.batches import (
     rope_index,
     step_examples,
 )
-from redgraph.lab.scene_labels import VOCABULARY
+from redgraph.lab.scene_labels import CELL_VOCABULARY, VOCABULARY
 from redgraph.lab.tasks import TASKS, Example
 
 PRECISIONS = ("float32", "bfloat16")
 ATTENTIONS = ("eager", "sdpa")
 # What a run saved before these settings existed was trained with.
-_LEGACY = {"precision": "float32", "data_stream": 1, "accumulate": 1}
+_LEGACY = {"precision": "float32", "data_stream": 1, "accumulate": 1, "cell_weight": 0.0}
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class TrainConfig:
     # Weight of the auxiliary loss: a linear head reads the scene's facts from the mean image token
     # (see scene_labels.py); 0 trains on the language-model loss alone.
     aux_weight: float = 0.0
+    # Weight of the cell loss: a linear head reads each image token's own square's facts from it.
+    cell_weight: float = 0.0
     # How often each task is drawn, in the order of TASKS (answer, rationale, cot, rationale_answer,
     # verify); equal weights draw uniformly, as the shipped model was trained.
     task_weights: tuple[float, ...] = (1.0,) * len(TASKS)
@@ -80,8 +82,10 @@ class TrainConfig:
                               "each micro-batch needs at least one example")
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
             raise ConfigError(f"learning_rate must be between 0 and 1, got {self.learning_rate!r}")
-        if isinstance(self.aux_weight, bool) or not isinstance(self.aux_weight, (int, float)) or not 0 <= self.aux_weight < 100:
-            raise ConfigError(f"aux_weight must be a number from 0 to 100, got {self.aux_weight!r}")
+        for name in ("aux_weight", "cell_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 100:
+                raise ConfigError(f"{name} must be a number from 0 to 100, got {value!r}")
         weights = self.task_weights
         if (not isinstance(weights, (tuple, list)) or len(weights) != len(TASKS)
                 or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf for w in weights)
@@ -118,19 +122,50 @@ def format_task_weights(weights: tuple[float, ...]) -> str:
 ProgressCallback = Callable[[int, float], None]
 
 
-def example_loss(model, batch: dict[str, torch.Tensor], aux_head: torch.nn.Module | None = None,
-                 aux_weight: float = 0.0, *, shares: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
-    """Mean over examples of each example's mean target-token cross-entropy; with ``aux_head``, plus
-    ``aux_weight`` x the binary cross-entropy of the scene facts read from each image's mean token.
+class VisionHeads(torch.nn.Module):
+    """Training-only linear heads on the merged image tokens, dropped after training (the saved model
+    is a plain Qwen2-VL):
+
+    - ``scene`` (``aux_weight``): the scene's facts (``VOCABULARY``) from the mean image token;
+    - ``cell`` (``cell_weight``): each token's own square's facts (``CELL_VOCABULARY``) from that
+      token: where each colour and object is, where each bar ends, which characters are written
+      where. Its loss is summed over the facts and averaged over the cells.
+    """
+
+    def __init__(self, width: int, aux_weight: float, cell_weight: float) -> None:
+        super().__init__()
+        self.aux_weight, self.cell_weight = aux_weight, cell_weight
+        self.scene = torch.nn.Linear(width, len(VOCABULARY)) if aux_weight > 0 else None
+        self.cell = torch.nn.Linear(width, len(CELL_VOCABULARY)) if cell_weight > 0 else None
+
+    def loss(self, tokens: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``tokens``: (images, tokens per image, width), the merged vision output of ``batch``."""
+        loss = torch.zeros((), device=tokens.device)
+        if self.scene is not None:
+            logits = self.scene(tokens.mean(1)).float()
+            loss = loss + self.aux_weight * torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, batch["scene_targets"])
+        if self.cell is not None:
+            logits = self.cell(tokens).float()
+            per_fact = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, batch["cell_targets"], reduction="none")  # (images, cells, facts)
+            loss = loss + self.cell_weight * per_fact.sum(-1).mean()
+        return loss
+
+
+def example_loss(model, batch: dict[str, torch.Tensor], heads: VisionHeads | None = None, *,
+                 shares: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
+    """Mean over examples of each example's mean target-token cross-entropy; with ``heads``, plus
+    their losses on the batch's images (see :class:`VisionHeads`).
 
     ``shares``: this micro-batch's share of its step's examples and of its images; the step's loss
     is the sum of its micro-batches' losses.
     """
     labels = batch["labels"]
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "scene_targets")}
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "scene_targets", "cell_targets")}
     captured: list[torch.Tensor] = []
     hook = None
-    if aux_head is not None and aux_weight > 0 and "scene_targets" in batch:
+    if heads is not None and "scene_targets" in batch:
         def keep(module, args, output):
             merged = getattr(output, "pooler_output", None)
             captured.append(merged if merged is not None else output)
@@ -148,11 +183,9 @@ def example_loss(model, batch: dict[str, torch.Tensor], aux_head: torch.nn.Modul
     mask = (shifted != -100).float()
     loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean() * shares[0]
     if captured:
-        targets = batch["scene_targets"]
-        tokens = captured[0].reshape(targets.shape[0], -1, captured[0].shape[-1])  # (images, tokens, width)
-        logits_aux = aux_head(tokens.mean(1)).float()
-        aux = torch.nn.functional.binary_cross_entropy_with_logits(logits_aux, targets)
-        loss = loss + aux_weight * aux * shares[1]
+        images = batch["scene_targets"].shape[0]
+        tokens = captured[0].reshape(images, -1, captured[0].shape[-1])  # (images, tokens, width)
+        loss = loss + heads.loss(tokens, batch) * shares[1]
     return loss
 
 
@@ -263,12 +296,12 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
     loading_default = model.config._attn_implementation
     model.set_attn_implementation(attention)
     model.train()
-    aux_head = None
-    if config.aux_weight > 0:
-        aux_head = torch.nn.Linear(config.dimensions.hidden, len(VOCABULARY))  # merged image token width
-        aux_head.to(device)
+    heads = None
+    if config.aux_weight > 0 or config.cell_weight > 0:
+        heads = VisionHeads(config.dimensions.hidden, config.aux_weight, config.cell_weight)  # merged token width
+        heads.to(device)
     model.to(device)
-    parameters = list(model.parameters()) + (list(aux_head.parameters()) if aux_head is not None else [])
+    parameters = list(model.parameters()) + (list(heads.parameters()) if heads is not None else [])
     decay = [p for p in parameters if p.ndim >= 2]
     no_decay = [p for p in parameters if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -283,7 +316,7 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
     lvlm = LVLM(model=model, processor=processor, name="redgraph-embedded")
     first = 0
     if resume:
-        first = _restore(out_dir, config, model, optimizer, scheduler, rng, aux_head, losses, run)
+        first = _restore(out_dir, config, model, optimizer, scheduler, rng, heads, losses, run)
     seconds_before = run["seconds"]
     started = time.perf_counter()
 
@@ -293,7 +326,9 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
     def state(done: int) -> dict:
         return {"config": asdict(config), "steps_done": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "task_rng": rng.getstate(),
-                "aux_head": aux_head.state_dict() if aux_head is not None else None, "losses": list(losses),
+                "aux_head": heads.scene.state_dict() if heads is not None and heads.scene is not None else None,
+                "cell_head": heads.cell.state_dict() if heads is not None and heads.cell is not None else None,
+                "losses": list(losses),
                 "seconds": elapsed()}
 
     rope = rope_index(model.config)
@@ -316,7 +351,7 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
                       group["scene_targets"].shape[0] / images if "scene_targets" in group else 0.0)
             group = {k: v if k in HOST_ONLY else v.to(device, non_blocking=True) for k, v in group.items()}
             with autocast:
-                loss = example_loss(model, group, aux_head, config.aux_weight, shares=shares)
+                loss = example_loss(model, group, heads, shares=shares)
             loss.backward()
             total += loss.detach()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -339,7 +374,7 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
 TRAINING_STATE = "training_state.pt"
 
 
-def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: random.Random, aux_head,
+def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: random.Random, heads,
              losses: list[float], run: dict) -> int:
     """Load a saved run's weights and training state into the fresh objects; return the steps done."""
     if out_dir is None or not (Path(out_dir) / TRAINING_STATE).exists():
@@ -356,8 +391,10 @@ def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: ran
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     rng.setstate(saved["task_rng"])
-    if aux_head is not None:
-        aux_head.load_state_dict(saved["aux_head"])
+    if heads is not None and heads.scene is not None:
+        heads.scene.load_state_dict(saved["aux_head"])
+    if heads is not None and heads.cell is not None:
+        heads.cell.load_state_dict(saved["cell_head"])
     losses.extend(saved["losses"])
     run["seconds"] = float(saved.get("seconds", 0.0))
     return int(saved["steps_done"])
@@ -374,6 +411,8 @@ def train_command(config: TrainConfig) -> str:
                          f"--{name.replace('_', '-')} {value}")
     if config.aux_weight:
         flags.append(f"--aux-weight {config.aux_weight:g}")
+    if config.cell_weight:
+        flags.append(f"--cell-weight {config.cell_weight:g}")
     if not config.uniform_tasks:
         flags.append(f"--task-weights {format_task_weights(config.task_weights)}")
     return "redgraph embedded train OUT " + " ".join(flags)
