@@ -16,6 +16,9 @@ per step; the others use the device's default attention, eager on CPU, unless na
     bf16_workers          bf16 autocast, stream 2, ``--workers`` data-loader processes
     bf16_accumulate2      bf16 autocast, the step in 2 micro-batches grouped by length
     bf16_accumulate2_workers   both
+    bf16_accumulate2_cell      bf16 autocast, 2 micro-batches, and the cell loss (``--cell-weight 1``)
+
+Every setting trains with the auxiliary scene loss (``--aux-weight 10``), as the shipped model did.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def settings(workers: int) -> dict[str, tuple[dict, int, str | None]]:
         "bf16_workers": ({}, workers, None),
         "bf16_accumulate2": ({"accumulate": 2}, 0, None),
         "bf16_accumulate2_workers": ({"accumulate": 2}, workers, None),
+        "bf16_accumulate2_cell": ({"accumulate": 2, "cell_weight": 1.0}, 0, None),
     }
 
 

@@ -190,7 +190,7 @@ def test_train_speed_smoke_run_compares_every_setting_with_the_legacy_one():
     report = json.loads(done.stdout)
     assert report["speedup_vs_legacy"]["legacy"] == 1.0
     assert set(report["examples_per_second"]) == {"legacy", "bf16_sdpa", "bf16", "bf16_workers", "bf16_accumulate2",
-                                                  "bf16_accumulate2_workers"}
+                                                  "bf16_accumulate2_workers", "bf16_accumulate2_cell"}
     assert all(rate > 0 for rate in report["examples_per_second"].values())
 
 
