@@ -143,9 +143,10 @@ def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = N
         pixel["scene_targets"] = scene
         cells = max(len(e.cell_labels) for e in with_image)
         cell = torch.zeros((len(with_image), cells, len(CELL_VOCABULARY)))
-        for row, example in enumerate(with_image):
-            for index, facts in enumerate(example.cell_labels):
-                cell[row, index, list(facts)] = 1.0
+        where = [(row, index, fact) for row, example in enumerate(with_image)
+                 for index, facts in enumerate(example.cell_labels) for fact in facts]
+        if where:
+            cell[tuple(torch.tensor(where).T)] = 1.0  # one indexed write for the whole batch
         pixel["cell_targets"] = cell
         batch.update(pixel)
     if rope is not None:

@@ -92,20 +92,24 @@ def cell_labels(scene: Scene, cell: int) -> tuple[tuple[int, ...], ...]:
     # a cell is covered by a shape when one of its 4 x 4 sample points lies inside it
     samples = [cell * (2 * k + 1) / 8 for k in range(4)]
 
-    def cover(inside, name: str) -> None:
-        for index, names in enumerate(cells):
-            row, column = divmod(index, side)
-            if any(inside(column * cell + dx, row * cell + dy) for dx in samples for dy in samples):
-                names.add(name)
+    def cover(inside, box: tuple[int, int, int, int], name: str) -> None:
+        """Mark the cells whose sample points ``inside`` accepts, looking only at those ``box`` touches."""
+        left, top, right, bottom = (min(side - 1, max(0, int(v // cell))) for v in box)
+        for row in range(top, bottom + 1):
+            for column in range(left, right + 1):
+                if any(inside(column * cell + dx, row * cell + dy) for dx in samples for dy in samples):
+                    cells[row * side + column].add(name)
 
     if isinstance(scene, ShapeScene):
         for shape in scene.objects:
-            cover(functools.partial(_inside, shape), f"colour:{shape.colour}")
+            r = shape.radius
+            cover(functools.partial(_inside, shape), (shape.x - r, shape.y - r, shape.x + r, shape.y + r),
+                  f"colour:{shape.colour}")
             at(shape.x, shape.y).add(f"centre:{shape.colour}:{shape.shape}:{shape.size}")
     elif isinstance(scene, BarScene):
         for (left, top, right, bottom), (colour, value) in zip(bar_boxes(scene), scene.bars):
-            cover(lambda x, y, box=(left, top, right, bottom): box[0] <= x <= box[2] and box[1] <= y <= box[3],
-                  f"colour:{colour}")
+            box = (left, top, right, bottom)
+            cover(lambda x, y, box=box: box[0] <= x <= box[2] and box[1] <= y <= box[3], box, f"colour:{colour}")
             at((left + right) / 2, top + 1).add(f"bar_top:{value}")
     else:
         runs = document_text(scene)
