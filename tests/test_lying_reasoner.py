@@ -62,7 +62,7 @@ def test_lies_about_bar_charts_are_caught_with_a_model_that_reads_them(tmp_path)
     assert f'asked "{item.question}", the image answers {item.answer} (p ' in liar.critiques[1]
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped embedded model reads few bar values (0.21 held out, "
+@pytest.mark.xfail(strict=True, reason="the shipped embedded model reads few bar values (0.13 held out, "
                    "BENCHMARKS.md), so its critic rejects honest rationales about them too")
 def test_the_shipped_model_catches_lies_and_accepts_honest_rationales(tmp_path):
     caught, accepted = _caught_and_accepted(load_embedded(), tmp_path)
