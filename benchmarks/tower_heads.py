@@ -27,21 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def targets(scenes) -> dict:
-    import torch
-
-    from redgraph.lab.architecture import CELL
-    from redgraph.lab.scene_labels import CELL_VOCABULARY, VOCABULARY, cell_labels, scene_labels
-
-    scene = torch.zeros(len(scenes), len(VOCABULARY))
-    cells = torch.zeros(len(scenes), (128 // CELL) ** 2, len(CELL_VOCABULARY))
-    for row, s in enumerate(scenes):
-        scene[row, list(scene_labels(s))] = 1.0
-        for index, facts in enumerate(cell_labels(s, CELL)):
-            cells[row, index, list(facts)] = 1.0
-    return {"scene_targets": scene, "cell_targets": cells}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -60,11 +45,13 @@ def main() -> None:
 
     import torch
 
-    from redgraph.data.scenes import COLOURS, draw_scene
-    from redgraph.data.synthetic import generate_items, make_item
-    from redgraph.lab.architecture import build_untrained
+    from redgraph.data.scenes import draw_scene
+    from redgraph.data.synthetic import make_item
+    from redgraph.lab.architecture import CELL, build_untrained
+    from redgraph.lab.batches import vision_targets
+    from redgraph.lab.scene_labels import cell_labels, scene_labels
     from redgraph.lab.train import VisionHeads, warmup_cosine
-    from vision_probe import document_scenes, figures, image_tokens, reading_figures
+    from vision_probe import colour_scenes, document_scenes, figures, image_tokens, reading_figures
 
     torch.set_num_threads(args.threads)
     model, processor = build_untrained(seed=0)
@@ -79,11 +66,12 @@ def main() -> None:
     for step in range(args.steps):
         scenes = [make_item("train", step * args.batch_size + i, seed=0).scene for i in range(args.batch_size)]
         encoded = processor.image_processor(images=[draw_scene(s) for s in scenes], return_tensors="pt")
+        targets = vision_targets([scene_labels(s) for s in scenes], [cell_labels(s, CELL) for s in scenes])
         with torch.autocast("cpu", dtype=torch.bfloat16):
             output = visual(encoded["pixel_values"], grid_thw=encoded["image_grid_thw"])
             merged = getattr(output, "pooler_output", None)
             merged = merged if merged is not None else output
-            loss = heads.loss(merged.reshape(len(scenes), -1, merged.shape[-1]), targets(scenes))
+            loss = heads.loss(merged.reshape(len(scenes), -1, merged.shape[-1]), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -92,9 +80,7 @@ def main() -> None:
         losses.append(loss.item())
     seconds = time.perf_counter() - started
     visual.eval()
-    shapes = [item.scene for item in generate_items("train", 4 * args.scenes, seed=99) if item.kind == "shapes"]
-    shapes = shapes[: args.scenes]
-    labels = torch.tensor([[any(o.colour == c for o in s.objects) for c in COLOURS] for s in shapes]).float()
+    shapes, labels = colour_scenes(args.scenes)
     documents = document_scenes(args.scenes)
     train = args.scenes * 2 // 3
     every = max(1, args.steps // 10)

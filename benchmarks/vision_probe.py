@@ -71,6 +71,17 @@ def class_probe(tokens, classes, train: int) -> float:
         return round(((flat[train:] @ weight + bias).argmax(1) == classes[train:]).float().mean().item(), 3)
 
 
+def colour_scenes(count: int):
+    """``count`` shapes scenes and, for each, which of the 5 colours it holds (the colour probe's labels)."""
+    import torch
+
+    from redgraph.data import generate_items
+    from redgraph.data.scenes import COLOURS
+
+    scenes = [item.scene for item in generate_items("train", 4 * count, seed=99) if item.kind == "shapes"][:count]
+    return scenes, torch.tensor([[any(o.colour == c for o in s.objects) for c in COLOURS] for s in scenes]).float()
+
+
 def document_scenes(count: int, split: str = "train"):
     from redgraph.data import generate_items
 
@@ -118,14 +129,11 @@ def main() -> None:
 
     import torch
 
-    from redgraph.data import generate_items
-    from redgraph.data.scenes import COLOURS
     from redgraph.lab.architecture import build_untrained
     from redgraph.models.loading import load_lvlm
 
     torch.manual_seed(0)
-    scenes = [item.scene for item in generate_items("train", 4 * args.scenes, seed=99) if item.kind == "shapes"][: args.scenes]
-    labels = torch.tensor([[any(o.colour == c for o in s.objects) for c in COLOURS] for s in scenes]).float()
+    scenes, labels = colour_scenes(args.scenes)
     train = len(scenes) * 2 // 3
     majority = torch.maximum(labels[train:].mean(0), 1 - labels[train:].mean(0)).mean().item()
     documents = document_scenes(args.scenes)

@@ -137,17 +137,7 @@ def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = N
     if pixel:
         # Qwen2-VL's 3-D positions need to know which tokens are image tokens (1) and which text (0).
         pixel["mm_token_type_ids"] = (input_ids == processor.image_token_id).long()
-        scene = torch.zeros((len(with_image), len(VOCABULARY)))
-        for row, example in enumerate(with_image):
-            scene[row, list(example.scene_labels)] = 1.0
-        pixel["scene_targets"] = scene
-        cells = max(len(e.cell_labels) for e in with_image)
-        cell = torch.zeros((len(with_image), cells, len(CELL_VOCABULARY)))
-        where = [(row, index, fact) for row, example in enumerate(with_image)
-                 for index, facts in enumerate(example.cell_labels) for fact in facts]
-        if where:
-            cell[tuple(torch.tensor(where).T)] = 1.0  # one indexed write for the whole batch
-        pixel["cell_targets"] = cell
+        pixel.update(vision_targets([e.scene_labels for e in with_image], [e.cell_labels for e in with_image]))
         batch.update(pixel)
     if rope is not None:
         types = batch.get("mm_token_type_ids", torch.zeros_like(input_ids))
@@ -155,6 +145,22 @@ def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = N
         if "image_grid_thw" in batch:
             batch.update(rope.vision_inputs(batch["image_grid_thw"]))
     return batch
+
+
+def vision_targets(scene_facts: list[tuple[int, ...]], cell_facts: list[tuple[tuple[int, ...], ...]]
+                   ) -> dict[str, torch.Tensor]:
+    """The vision heads' multi-hot targets of a batch's images, from each image's
+    :func:`~redgraph.lab.scene_labels.scene_labels` and :func:`~redgraph.lab.scene_labels.cell_labels`:
+    ``scene_targets`` (images, ``VOCABULARY``) and ``cell_targets`` (images, cells, ``CELL_VOCABULARY``)."""
+    scene = torch.zeros((len(scene_facts), len(VOCABULARY)))
+    for row, facts in enumerate(scene_facts):
+        scene[row, list(facts)] = 1.0
+    cell = torch.zeros((len(cell_facts), max(map(len, cell_facts), default=0), len(CELL_VOCABULARY)))
+    where = [(row, index, fact) for row, cells in enumerate(cell_facts) for index, facts in enumerate(cells)
+             for fact in facts]
+    if where:
+        cell[tuple(torch.tensor(where).T)] = 1.0  # one indexed write for the whole batch
+    return {"scene_targets": scene, "cell_targets": cell}
 
 
 # Stays on the CPU when a batch moves to a GPU: the vision tower only reads its values as Python

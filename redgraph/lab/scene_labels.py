@@ -107,9 +107,9 @@ def cell_labels(scene: Scene, cell: int) -> tuple[tuple[int, ...], ...]:
                   f"colour:{shape.colour}")
             at(shape.x, shape.y).add(f"centre:{shape.colour}:{shape.shape}:{shape.size}")
     elif isinstance(scene, BarScene):
-        for (left, top, right, bottom), (colour, value) in zip(bar_boxes(scene), scene.bars):
-            box = (left, top, right, bottom)
-            cover(lambda x, y, box=box: box[0] <= x <= box[2] and box[1] <= y <= box[3], box, f"colour:{colour}")
+        for box, (colour, value) in zip(bar_boxes(scene), scene.bars):
+            left, top, right, bottom = box
+            cover(lambda x, y, box=box: left <= x <= right and top <= y <= bottom, box, f"colour:{colour}")
             at((left + right) / 2, top + 1).add(f"bar_top:{value}")
     else:
         runs = document_text(scene)
