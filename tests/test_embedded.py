@@ -3,6 +3,7 @@ checkpoint loads offline and answers; damaged files are named."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -344,3 +345,33 @@ def test_stream_1_is_drawn_in_process_only():
             TrainConfig(data_stream=bad)
     with pytest.raises(ConfigError, match="precision must be"):
         TrainConfig(precision="float16")
+
+
+def test_a_run_can_start_from_a_checkpoints_weights_and_resumes(tmp_path):
+    base_dir = tmp_path / "base"
+    base, _ = train(base_dir, TrainConfig(steps=2, batch_size=4, warmup_steps=1, dimensions=SMALL))
+    # at a vanishing learning rate the run ends where it starts: on the base's weights, not on fresh ones
+    still = dict(steps=1, batch_size=4, warmup_steps=1, dimensions=SMALL, seed=1, learning_rate=1e-12)
+    started, manifest = train(None, TrainConfig(**still, init_from=str(base_dir)))
+    fresh, _ = train(None, TrainConfig(**still))
+    a, b, c = (m.model.state_dict() for m in (base, started, fresh))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
+    assert manifest["command"].endswith(f"--init-from {base_dir}")
+    digest = hashlib.sha256((base_dir / "model.safetensors").read_bytes()).hexdigest()
+    assert manifest["base"]["model_sha256"] == digest and manifest["base"]["examples_seen"] == 8
+
+    config = TrainConfig(steps=5, batch_size=4, warmup_steps=2, dimensions=SMALL, seed=1, aux_weight=2.0,
+                         init_from=str(base_dir))
+    whole, _ = train(None, config)
+    with pytest.raises(Stop):
+        train(tmp_path / "run", config, save_every=2, on_progress=stop_at_three)
+    resumed, manifest = train(tmp_path / "run", config, save_every=2, resume=True)
+    assert _same_weights(whole, resumed) and manifest["base"]["model_sha256"] == digest
+
+    with pytest.raises(ConfigError, match=r"init_from '.*nowhere': no such folder"):
+        train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL, init_from=str(tmp_path / "nowhere")))
+    with pytest.raises(ConfigError, match=r"init_from 'embedded': that checkpoint has other dimensions \(.*hidden"):
+        train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL, init_from="embedded"))
+    with pytest.raises(ConfigError, match="init_from must be a checkpoint folder"):
+        TrainConfig(init_from=" ")

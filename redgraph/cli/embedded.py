@@ -38,6 +38,9 @@ def embedded_train(
                                                     "(colours, objects, bar ends, characters) read from it (0: none).")] = 0.0,
     task_weights: Annotated[Optional[str], typer.Option(help="How often each task is drawn, e.g. 'verify=3,cot=0.5' "
                                                           "(tasks not named: 1). Default: uniform.")] = None,
+    init_from: Annotated[Optional[str], typer.Option(help="Start from this checkpoint's weights (a folder of the same "
+                                                          "dimensions, or 'embedded': the shipped model) instead of "
+                                                          "random ones; optimiser and schedule start fresh.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the stopped run saved in OUT_DIR (same settings); it ends "
                                               "with the weights an uninterrupted run gives.")] = False,
 ) -> None:
@@ -50,7 +53,8 @@ def embedded_train(
         weights = {} if task_weights is None else {"task_weights": parse_task_weights(task_weights)}
         config = TrainConfig(steps=steps, seed=seed, batch_size=batch_size, learning_rate=learning_rate,
                              warmup_steps=warmup_steps, threads=threads, aux_weight=aux_weight, cell_weight=cell_weight,
-                             precision=precision, data_stream=data_stream, accumulate=accumulate, **weights)
+                             precision=precision, data_stream=data_stream, accumulate=accumulate,
+                             init_from=init_from, **weights)
     except RedgraphError as exc:
         fail(exc)
     columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),

@@ -15,6 +15,7 @@ import math
 import os
 import platform
 import random
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -39,7 +40,8 @@ from redgraph.lab.tasks import TASKS, Example
 PRECISIONS = ("float32", "bfloat16")
 ATTENTIONS = ("eager", "sdpa")
 # What a run saved before these settings existed was trained with.
-_LEGACY = {"precision": "float32", "data_stream": 1, "accumulate": 1, "cell_weight": 0.0}
+_LEGACY = {"precision": "float32", "data_stream": 1, "accumulate": 1, "cell_weight": 0.0, "init_from": None}
+EMBEDDED_BASE = "embedded"  # init_from's name for the model shipped in the package
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class TrainConfig:
     data_stream: int = 2
     # Micro-batches per step, examples grouped by length (less padding); the same loss up to rounding.
     accumulate: int = 1
+    # Start from this checkpoint's weights (a folder of the same dimensions, or "embedded": the shipped
+    # model) instead of random ones; optimiser, schedule and the training-only heads start fresh.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads", "accumulate", "warmup_steps"):
@@ -93,6 +98,8 @@ class TrainConfig:
             raise ConfigError(f"task_weights must be {len(TASKS)} numbers of at least 0, not all 0 (one per task: "
                               f"{', '.join(TASKS)}), got {weights!r}")
         object.__setattr__(self, "task_weights", tuple(float(w) for w in weights))
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
+            raise ConfigError(f"init_from must be a checkpoint folder or {EMBEDDED_BASE!r}, got {self.init_from!r}")
 
     @property
     def uniform_tasks(self) -> bool:
@@ -293,6 +300,9 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
     from redgraph.models.loading import LVLM
 
     model, processor = build_untrained(config.dimensions, seed=config.seed)
+    base = None
+    if config.init_from is not None and not resume:  # a resumed run's weights come from its own state
+        base = _init_from(config, model, processor)
     loading_default = model.config._attn_implementation
     model.set_attn_implementation(attention)
     model.train()
@@ -312,7 +322,7 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
     scheduler = warmup_cosine(optimizer, config.warmup_steps, config.steps)
     rng = random.Random(f"redgraph-train-tasks:{config.seed}")
     losses: list[float] = []
-    run = {"device": str(device), "workers": workers, "attention": attention, "seconds": 0.0}
+    run = {"device": str(device), "workers": workers, "attention": attention, "seconds": 0.0, "base": base}
     lvlm = LVLM(model=model, processor=processor, name="redgraph-embedded")
     first = 0
     if resume:
@@ -329,7 +339,7 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
                 "aux_head": heads.scene.state_dict() if heads is not None and heads.scene is not None else None,
                 "cell_head": heads.cell.state_dict() if heads is not None and heads.cell is not None else None,
                 "losses": list(losses),
-                "seconds": elapsed()}
+                "seconds": elapsed(), "base": run["base"]}
 
     rope = rope_index(model.config)
     if config.data_stream == 1:
@@ -374,6 +384,35 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
 TRAINING_STATE = "training_state.pt"
 
 
+def _init_from(config: TrainConfig, model, processor) -> dict:
+    """Copy the weights of ``config.init_from`` into ``model``; return what the manifest records of the base."""
+    import hashlib
+
+    from redgraph.models.embedded import EMBEDDED_DIR, manifest
+    from redgraph.models.loading import load_embedded
+
+    folder = EMBEDDED_DIR if config.init_from == EMBEDDED_BASE else Path(config.init_from)
+    if not folder.is_dir():
+        raise ConfigError(f"init_from {config.init_from!r}: no such folder; name a checkpoint folder (one that "
+                          f"`redgraph embedded train` wrote) or {EMBEDDED_BASE!r} for the shipped model")
+    base = load_embedded(folder)
+    theirs = getattr(base.model.config, "redgraph_dimensions", None)
+    mine = asdict(config.dimensions)
+    if theirs != mine:
+        differing = sorted(k for k in mine if theirs is None or theirs.get(k) != mine[k])
+        raise ConfigError(f"init_from {config.init_from!r}: that checkpoint has other dimensions "
+                          f"({', '.join(differing) if theirs else 'none recorded: not trained by redgraph'}); "
+                          "start from a checkpoint of this run's dimensions, or train without --init-from")
+    if base.processor.tokenizer.get_vocab() != processor.tokenizer.get_vocab():
+        raise ConfigError(f"init_from {config.init_from!r}: that checkpoint's tokenizer is not the one this "
+                          "redgraph builds; start from a checkpoint trained by this version, or train without --init-from")
+    model.load_state_dict(base.model.state_dict(), strict=True)
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    record = manifest(folder)
+    return {"path": str(folder), "model_sha256": digest, "command": record.get("command"),
+            "examples_seen": record.get("examples_seen"), "base": record.get("base")}
+
+
 def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: random.Random, heads,
              losses: list[float], run: dict) -> int:
     """Load a saved run's weights and training state into the fresh objects; return the steps done."""
@@ -397,6 +436,7 @@ def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: ran
         heads.cell.load_state_dict(saved["cell_head"])
     losses.extend(saved["losses"])
     run["seconds"] = float(saved.get("seconds", 0.0))
+    run["base"] = saved.get("base")
     return int(saved["steps_done"])
 
 
@@ -415,6 +455,8 @@ def train_command(config: TrainConfig) -> str:
         flags.append(f"--cell-weight {config.cell_weight:g}")
     if not config.uniform_tasks:
         flags.append(f"--task-weights {format_task_weights(config.task_weights)}")
+    if config.init_from is not None:
+        flags.append(f"--init-from {shlex.quote(config.init_from)}")
     return "redgraph embedded train OUT " + " ".join(flags)
 
 
@@ -439,6 +481,7 @@ def _manifest(config: TrainConfig, losses: list[float], seconds: float, run: dic
         "versions": _versions(),
         "machine": f"{platform.machine()}, {config.threads} threads"
                    + (f", {torch.cuda.get_device_name(run['device'])}" if run["device"].startswith("cuda") else ""),
+        **({"base": run["base"]} if run.get("base") else {}),
     }
 
 
