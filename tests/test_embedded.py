@@ -201,6 +201,26 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path):
         train(tmp_path / "empty", config, resume=True)
 
 
+def test_a_run_stopped_after_a_step_resumes_to_the_uninterrupted_weights(tmp_path):
+    config = TrainConfig(steps=4, batch_size=4, warmup_steps=1, dimensions=SMALL, cell_weight=1.0)
+    whole, _ = train(None, config)
+    _, partial = train(tmp_path, config, stop_after=2)
+    assert partial["steps_done"] == 2 and not partial["finished"]
+    assert json.loads((tmp_path / "redgraph_manifest.json").read_text())["steps_done"] == 2
+    resumed, manifest = train(tmp_path, config, resume=True)
+    assert _same_weights(whole, resumed) and manifest["steps_done"] == 4 and manifest["finished"]
+    with pytest.raises(ConfigError, match=r"already done 4 steps, past stop_after \(3\)"):
+        train(tmp_path, config, resume=True, stop_after=3)
+    with pytest.raises(ConfigError, match=r"stop_after \(5\) is past the end of the schedule \(4 steps\)"):
+        train(None, config, stop_after=5)
+    with pytest.raises(ConfigError, match="stop_after"):
+        train(None, config, stop_after=0)
+    result = CliRunner().invoke(app, ["embedded", "train", str(tmp_path / "cli"), "--steps", "2", "--batch-size", "2",
+                                      "--stop-after", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "cli" / "redgraph_manifest.json").read_text())["finished"] is False
+
+
 def test_batches_mask_everything_but_the_answer():
     lvlm, _ = train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL))
     examples = sample_batch(0, TrainConfig(batch_size=6), lvlm.processor, random.Random(0))

@@ -43,6 +43,8 @@ def embedded_train(
                                                           "random ones; optimiser and schedule start fresh.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the stopped run saved in OUT_DIR (same settings); it ends "
                                               "with the weights an uninterrupted run gives.")] = False,
+    stop_after: Annotated[Optional[int], typer.Option(help="Save and stop after this step of the --steps schedule "
+                                                           "(a run sized to a session); --resume continues it.")] = None,
 ) -> None:
     """Train the embedded model from scratch, on CPU or a GPU; the same settings (and threads) give the same weights."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -63,6 +65,7 @@ def embedded_train(
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("train", total=steps, loss="-")
             _, manifest = train(out_dir, config, resume=resume, device=device, workers=workers, attention=attention,
+                                stop_after=stop_after,
                                 on_progress=lambda step, loss: progress.update(task, completed=step, loss=f"{loss:.3f}"))
     except RedgraphError as exc:
         fail(exc)

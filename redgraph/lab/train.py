@@ -211,6 +211,7 @@ def train(
     device: str | torch.device = "cpu",
     workers: int = 0,
     attention: str | None = None,
+    stop_after: int | None = None,
 ):
     """Train from scratch and save the checkpoint (with ``redgraph_manifest.json``) to ``out_dir``.
 
@@ -230,16 +231,23 @@ def train(
         attention: the attention implementation to train with, ``"eager"`` or ``"sdpa"``; None
             picks by device (eager on CPU, where it trained 1.3x faster than SDPA in bf16; SDPA on
             CUDA). The saved and returned model uses the loading default either way.
+        stop_after: save and stop once this many steps of the schedule are done (a run sized to a
+            session); ``resume=True`` continues it. None trains to ``config.steps``.
 
     Returns:
         ``(lvlm, manifest)``: the trained model (in eval mode, on the CPU) and the run's record.
 
     Raises:
-        ConfigError: ``device`` is not available here, ``workers`` is negative, or ``workers`` is
-            asked of stream 1.
+        ConfigError: ``device`` is not available here, ``workers`` is negative, ``workers`` is
+            asked of stream 1, or ``stop_after`` is not a step of the schedule.
     """
     device = check_device(device)
     check_whole_number("workers", workers, minimum=0)
+    if stop_after is not None:
+        check_whole_number("stop_after", stop_after)
+        if stop_after > config.steps:
+            raise ConfigError(f"stop_after ({stop_after}) is past the end of the schedule ({config.steps} steps); "
+                              "give a step from 1 to steps, or leave it out to train to the end")
     if attention is None:
         attention = "sdpa" if device.type == "cuda" else "eager"
     if attention not in ATTENTIONS:
@@ -248,7 +256,8 @@ def train(
         raise ConfigError("stream 1 (the shipped model's draw) is made in order in the training process; "
                           "use workers=0 with it, or data_stream=2")
     with training_process(config.threads, device):
-        return _train(out_dir, config, on_progress, save_every, resume, device, workers, attention)
+        return _train(out_dir, config, on_progress, save_every, resume, device, workers, attention,
+                      config.steps if stop_after is None else stop_after)
 
 
 @contextlib.contextmanager
@@ -296,7 +305,7 @@ def check_device(device: str | torch.device) -> torch.device:
 
 
 def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, save_every: int, resume: bool,
-           device: torch.device, workers: int, attention: str):
+           device: torch.device, workers: int, attention: str, last: int):
     from redgraph.models.loading import LVLM
 
     model, processor = build_untrained(config.dimensions, seed=config.seed)
@@ -327,6 +336,9 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
     first = 0
     if resume:
         first = _restore(out_dir, config, model, optimizer, scheduler, rng, heads, losses, run)
+        if first > last:
+            raise ConfigError(f"the run in {out_dir} has already done {first} steps, past stop_after ({last}); "
+                              f"stop it after a later step (up to {config.steps}), or leave stop_after out")
     seconds_before = run["seconds"]
     started = time.perf_counter()
 
@@ -344,15 +356,15 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
     rope = rope_index(model.config)
     if config.data_stream == 1:
         batches = (micro_batches(sample_batch(step, config, processor, rng), config, processor, rope)
-                   for step in range(first, config.steps))
+                   for step in range(first, last))
     else:
         batches = torch.utils.data.DataLoader(
-            StepBatches(config, processor, rope), batch_size=None, sampler=range(first, config.steps),
+            StepBatches(config, processor, rope), batch_size=None, sampler=range(first, last),
             num_workers=workers, worker_init_fn=one_thread_per_worker if workers else None,
             prefetch_factor=4 if workers else None, pin_memory=device.type == "cuda",
         )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16")
-    for step, groups in zip(range(first, config.steps), batches):
+    for step, groups in zip(range(first, last), batches):
         optimizer.zero_grad(set_to_none=True)
         images = sum(int(g["scene_targets"].shape[0]) for g in groups if "scene_targets" in g)
         total = torch.zeros((), device=device)
@@ -370,14 +382,14 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
         losses.append(total.item())
         if on_progress is not None:
             on_progress(step + 1, losses[-1])
-        if out_dir is not None and (step + 1) % save_every == 0 and step + 1 < config.steps:
+        if out_dir is not None and (step + 1) % save_every == 0 and step + 1 < last:
             _save(lvlm, out_dir, _manifest(config, losses, elapsed(), run, partial=True), state(step + 1))
     model.eval()
     model.to("cpu")
     model.set_attn_implementation(loading_default)
-    manifest = _manifest(config, losses, elapsed(), run, partial=False)
+    manifest = _manifest(config, losses, elapsed(), run, partial=last < config.steps)
     if out_dir is not None:
-        _save(lvlm, out_dir, manifest, state(config.steps))
+        _save(lvlm, out_dir, manifest, state(last))
     return lvlm, manifest
 
 
