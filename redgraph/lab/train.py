@@ -421,7 +421,7 @@ def _init_from(config: TrainConfig, model, processor) -> dict:
     model.load_state_dict(base.model.state_dict(), strict=True)
     digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
     record = manifest(folder)
-    return {"path": str(folder), "model_sha256": digest, "command": record.get("command"),
+    return {"path": config.init_from, "model_sha256": digest, "command": record.get("command"),
             "examples_seen": record.get("examples_seen"), "base": record.get("base")}
 
 
