@@ -7,6 +7,7 @@ and warm-up are left out). Settings run in turn, ``--rounds`` times, and each ke
 
     python benchmarks/train_speed.py --json
     python benchmarks/train_speed.py --json --device cuda --batch-size 256 --workers 8 --steps 40
+    python benchmarks/train_speed.py --json --settings float32_accumulate2,bf16_accumulate2 --steps 3 --skip 1 --rounds 1
 
 Settings (``legacy`` is the shipped model's training: float32, SDPA attention, stream 1, one batch
 per step; the others use the device's default attention, eager on CPU, unless named):
@@ -17,6 +18,12 @@ per step; the others use the device's default attention, eager on CPU, unless na
     bf16_accumulate2      bf16 autocast, the step in 2 micro-batches grouped by length
     bf16_accumulate2_workers   both
     bf16_accumulate2_cell      bf16 autocast, 2 micro-batches, and the cell loss (``--cell-weight 1``)
+    float32_accumulate2        float32, 2 micro-batches (what ``--precision auto`` trains with on a CPU
+                               without native bf16)
+
+``--settings`` runs only the named ones (and ``legacy``, the reference). The report also gives
+``bf16_matmul_speedup``: the measurement ``--precision auto`` decides by (a bf16 matrix product's
+speed over a float32 one's, on this machine).
 
 Every setting trains with the auxiliary scene loss (``--aux-weight 10``), as the shipped model did.
 """
@@ -37,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from redgraph.lab.architecture import Dimensions  # noqa: E402
-from redgraph.lab.train import TrainConfig, train  # noqa: E402
+from redgraph.lab.train import TrainConfig, _bf16_speedup, train  # noqa: E402
 
 TINY = Dimensions(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, vision_hidden=32, vision_layers=1,
                   vision_heads=2)
@@ -53,6 +60,7 @@ def settings(workers: int) -> dict[str, tuple[dict, int, str | None]]:
         "bf16_accumulate2": ({"accumulate": 2}, 0, None),
         "bf16_accumulate2_workers": ({"accumulate": 2}, workers, None),
         "bf16_accumulate2_cell": ({"accumulate": 2, "cell_weight": 1.0}, 0, None),
+        "float32_accumulate2": ({"precision": "float32", "accumulate": 2}, 0, None),
     }
 
 
@@ -77,17 +85,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tiny", action="store_true", help="a tiny model: a smoke run for tests")
+    parser.add_argument("--settings", default=None, help="comma-separated settings to run (legacy always runs)")
     args = parser.parse_args()
+    chosen = settings(args.workers)
+    if args.settings is not None:
+        names = ["legacy"] + [n.strip() for n in args.settings.split(",") if n.strip() and n.strip() != "legacy"]
+        unknown = [n for n in names if n not in chosen]
+        if unknown:
+            parser.error(f"--settings: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(chosen)}")
+        chosen = {n: chosen[n] for n in names}
     if args.skip < 1 or args.steps <= args.skip:
         parser.error(f"--steps ({args.steps}) must exceed --skip ({args.skip}), which must be at least 1")
-    samples: dict[str, list[float]] = {name: [] for name in settings(args.workers)}
+    samples: dict[str, list[float]] = {name: [] for name in chosen}
     for _ in range(args.rounds):
-        for name, (fields, workers, attention) in settings(args.workers).items():
+        for name, (fields, workers, attention) in chosen.items():
             samples[name].append(rate(fields, workers, attention, args))
     rates = {name: statistics.median(values) for name, values in samples.items()}
     report = {
         "examples_per_second": {name: round(value, 1) for name, value in rates.items()},
         "speedup_vs_legacy": {name: round(value / rates["legacy"], 3) for name, value in rates.items()},
+        "bf16_matmul_speedup": round(_bf16_speedup(), 3) if args.device == "cpu" else None,
         "setting": {"steps": args.steps, "skip": args.skip, "batch_size": args.batch_size, "threads": args.threads,
                     "workers": args.workers, "rounds": args.rounds, "device": args.device, "torch": torch.__version__,
                     "cpu_count": os.cpu_count(), "model": "tiny" if args.tiny else "embedded (5.2M)"},

@@ -15,6 +15,18 @@ features vary between pictures, and whether a linear probe can read simple facts
   title word (10) and the tens and units digit of the first field's value (10 each), trained and
   scored on ``--scenes`` documents split the same way. Chance is about 0.10 for each.
 
+- ``column_probe_acc``, ``row_probe_acc``: whether each image token knows where it is: a softmax
+  regression from one token (not the flattened picture) to its column and row in the grid of
+  merged tokens (8 x 8 for the embedded model; chance 0.125), fitted on the tokens of the shapes
+  scenes' probe-training share and scored on the rest. The language model's rotary positions give
+  it little of that (``lm_rope_radians_rows``, ``lm_rope_radians_columns``: the largest angle by
+  which its M-RoPE rotates any query-key pair between the first and the last row, or column, of
+  the grid; near 0 means attention cannot tell image tokens apart by where they are), so what
+  left of / above / bigger questions need must come through the tokens themselves.
+- ``centre_probe_acc``, ``centre_size_probe_acc``: from a token that holds an object's centre,
+  which (colour, shape, size) it is (50 classes), and only whether it is big or small (chance
+  about 0.5); scored on the held-out share's centre tokens.
+
 The same figures for an untrained tower of the same architecture (``untrained_*``) show what the
 training added or removed.
 """
@@ -99,6 +111,75 @@ def reading_figures(tokens, scenes, train: int) -> dict:
     return {f"{name}_probe_acc": class_probe(tokens, torch.tensor(values), train) for name, values in targets.items()}
 
 
+def token_probe(features, classes, train: int, steps: int = 300) -> float:
+    """Held-out accuracy of a softmax regression from single tokens (rows of ``features``) to ``classes``;
+    the first ``train`` rows fit it."""
+    import torch
+
+    features = features.float()
+    mean, std = features[:train].mean(0), features[:train].std(0) + 1e-5
+    features = (features - mean) / std
+    count = int(classes.max()) + 1
+    weight = torch.zeros(features.shape[1], count, requires_grad=True)
+    bias = torch.zeros(count, requires_grad=True)
+    optimiser = torch.optim.Adam([weight, bias], lr=1e-2)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(features[:train] @ weight + bias, classes[:train])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        return round(((features[train:] @ weight + bias).argmax(1) == classes[train:]).float().mean().item(), 3)
+
+
+def where_figures(tokens, scenes, train: int) -> dict:
+    """The per-token probes of the shapes scenes: grid position, and what object is centred there."""
+    import torch
+
+    from redgraph.data.scenes import COLOURS, IMAGE_SIDE, SHAPES
+
+    images, count, width = tokens.shape
+    side = int(round(count ** 0.5))
+    flat = tokens.reshape(images * count, width)
+    cells = torch.arange(images * count) % count
+    result = {"column_probe_acc": token_probe(flat, cells % side, train * count),
+              "row_probe_acc": token_probe(flat, cells // side, train * count)}
+    rows, classes, sizes, split = [], [], [], 0
+    cell = IMAGE_SIDE // side
+    for index, scene in enumerate(scenes):
+        if index == train:
+            split = len(rows)
+        for shape in scene.objects:
+            token = min(side - 1, shape.y // cell) * side + min(side - 1, shape.x // cell)
+            rows.append(index * count + token)
+            classes.append((COLOURS.index(shape.colour) * len(SHAPES) + SHAPES.index(shape.shape)) * 2
+                           + (shape.size == "big"))
+            sizes.append(int(shape.size == "big"))
+    centres = flat[torch.tensor(rows)]
+    result["centre_probe_acc"] = token_probe(centres, torch.tensor(classes), split)
+    result["centre_size_probe_acc"] = token_probe(centres, torch.tensor(sizes), split)
+    result["centre_size_majority_acc"] = round(max(sum(sizes[split:]), len(sizes) - split - sum(sizes[split:]))
+                                               / (len(sizes) - split), 3)
+    return result
+
+
+def rope_figures(config, side: int) -> dict:
+    """The largest rotation the language model's M-RoPE applies between the grid's first and last
+    row (and column), over the frequencies each axis gets."""
+    import math
+
+    text = config.text_config
+    sections = text.rope_parameters["mrope_section"]
+    dim = text.hidden_size // text.num_attention_heads
+    theta = text.rope_parameters["rope_theta"]
+    frequencies = [theta ** (-2 * i / dim) for i in range(dim // 2)]
+    start_h, start_w = sections[0], sections[0] + sections[1]
+    rows = frequencies[start_h:start_w]
+    columns = frequencies[start_w:start_w + sections[2]]
+    return {"lm_rope_radians_rows": round(min(math.pi, max(rows) * (side - 1)), 4),
+            "lm_rope_radians_columns": round(min(math.pi, max(columns) * (side - 1)), 4)}
+
+
 def figures(tokens, labels, train: int) -> dict:
     import torch
 
@@ -125,6 +206,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--model", default=None, help="checkpoint folder; default: the embedded model")
     parser.add_argument("--scenes", type=int, default=1200, help="shapes scenes; two thirds train the probe")
+    parser.add_argument("--shapes-only", action="store_true",
+                        help="only the shapes scenes' figures of the trained model (no documents, no untrained tower)")
     args = parser.parse_args()
 
     import torch
@@ -136,14 +219,22 @@ def main() -> None:
     scenes, labels = colour_scenes(args.scenes)
     train = len(scenes) * 2 // 3
     majority = torch.maximum(labels[train:].mean(0), 1 - labels[train:].mean(0)).mean().item()
-    documents = document_scenes(args.scenes)
     lvlm = load_lvlm(args.model)
     result = {"model": args.model or "embedded", "scenes": len(scenes), "majority_acc": round(majority, 3)}
-    result.update(figures(image_tokens(lvlm.model, lvlm.processor, scenes), labels, train))
+    tokens = image_tokens(lvlm.model, lvlm.processor, scenes)
+    result.update(figures(tokens, labels, train))
+    result.update(where_figures(tokens, scenes, train))
+    result.update(rope_figures(lvlm.model.config, int(round(tokens.shape[1] ** 0.5))))
+    if args.shapes_only:
+        print(json.dumps(result) if args.json else "\n".join(f"{k:>30}: {v}" for k, v in result.items()))
+        return
+    documents = document_scenes(args.scenes)
     result.update(reading_figures(image_tokens(lvlm.model, lvlm.processor, documents), documents, train))
     untrained, processor = build_untrained()
     untrained.eval()
-    result.update({f"untrained_{k}": v for k, v in figures(image_tokens(untrained, processor, scenes), labels, train).items()})
+    untrained_tokens = image_tokens(untrained, processor, scenes)
+    result.update({f"untrained_{k}": v for k, v in figures(untrained_tokens, labels, train).items()})
+    result.update({f"untrained_{k}": v for k, v in where_figures(untrained_tokens, scenes, train).items()})
     result.update({f"untrained_{k}": v for k, v in
                    reading_figures(image_tokens(untrained, processor, documents), documents, train).items()})
     if args.json:

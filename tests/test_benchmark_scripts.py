@@ -128,8 +128,29 @@ def test_vision_probe_smoke_run_prints_every_figure():
     report = json.loads(done.stdout)
     assert report["scenes"] == 60
     for key in ("token_norm", "spread_across_images", "colour_probe_acc", "untrained_colour_probe_acc", "majority_acc",
-                "title_probe_acc", "tens_probe_acc", "units_probe_acc", "untrained_title_probe_acc"):
-        assert math.isfinite(report[key])
+                "title_probe_acc", "tens_probe_acc", "units_probe_acc", "untrained_title_probe_acc",
+                "column_probe_acc", "row_probe_acc", "centre_probe_acc", "centre_size_probe_acc",
+                "untrained_column_probe_acc", "centre_size_majority_acc"):
+        assert math.isfinite(report[key]) and (key in ("token_norm", "spread_across_images")
+                                               or 0 <= report[key] <= 1), (key, report[key])
+    # the shipped model's M-RoPE gives rows the frequencies 16-23 of 32 and columns 24-31 (base 10,000)
+    assert report["lm_rope_radians_rows"] == round(7 * 10000 ** (-16 / 32), 4) == 0.07
+    assert report["lm_rope_radians_columns"] == round(7 * 10000 ** (-24 / 32), 4) == 0.007
+
+
+def test_answer_spread_counts_each_category_s_answers_next_to_the_true_ones():
+    script = str(ROOT / "benchmarks" / "answer_spread.py")
+    done = subprocess.run([sys.executable, script, "--json", "--limit", "9", "--kind", "shapes"],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    report = json.loads(done.stdout)
+    assert report["items"] == 3  # kinds rotate, so 9 items hold 3 of each kind
+    rows = report["per_category"].values()
+    assert sum(r["items"] for r in rows) == 3
+    for row in rows:
+        assert sum(row["gold"].values()) == sum(row["answers"].values()) == row["items"]
+        assert row["distinct_answers"] == len(row["answers"]) and 0 <= row["accuracy"] <= 1
+    bad = subprocess.run([sys.executable, script, "--kind", "charts"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "--kind 'charts' is not a scene kind; choose one of shapes, bars, document" in bad.stderr
 
 
 def test_claim_check_finetune_smoke_run_reports_and_shares_image_tokens_exactly():
@@ -190,8 +211,16 @@ def test_train_speed_smoke_run_compares_every_setting_with_the_legacy_one():
     report = json.loads(done.stdout)
     assert report["speedup_vs_legacy"]["legacy"] == 1.0
     assert set(report["examples_per_second"]) == {"legacy", "bf16_sdpa", "bf16", "bf16_workers", "bf16_accumulate2",
-                                                  "bf16_accumulate2_workers", "bf16_accumulate2_cell"}
-    assert all(rate > 0 for rate in report["examples_per_second"].values())
+                                                  "bf16_accumulate2_workers", "bf16_accumulate2_cell",
+                                                  "float32_accumulate2"}
+    assert all(rate > 0 for rate in report["examples_per_second"].values()) and report["bf16_matmul_speedup"] > 0
+    script = [sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--json", "--tiny", "--steps", "2", "--skip",
+              "1", "--batch-size", "2", "--rounds", "1"]
+    some = json.loads(subprocess.run(script + ["--settings", "float32_accumulate2"], capture_output=True, text=True,
+                                     check=True, cwd=ROOT).stdout)
+    assert set(some["examples_per_second"]) == {"legacy", "float32_accumulate2"}
+    bad = subprocess.run(script + ["--settings", "fp8"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "--settings: unknown 'fp8'; choose from legacy" in bad.stderr
 
 
 def test_distill_smoke_run_writes_every_asked_row(tmp_path):

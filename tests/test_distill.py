@@ -184,7 +184,8 @@ def test_distillation_trains_only_the_adapter_and_learns_its_lessons(traces, tmp
     assert all(torch.equal(tensor, before[name]) for name, tensor in lvlm.model.state_dict().items())
     assert lvlm.adapter_path == str(tmp_path / "adapter")  # runs on the adapted model say so in their traces
     assert manifest["weighting"]["kept"] + manifest["weighting"]["dropped"].get("empty", 0) == len(records) and manifest["trainable_parameters"] > 0
-    assert manifest["command"].startswith("redgraph distill train OUT TRACES --steps 25 --seed 0 --batch-size 8")
+    assert manifest["command"].startswith(
+        "redgraph distill train OUT TRACES --steps 25 --seed 0 --precision float32 --batch-size 8")
     assert "--layers 1,2" in manifest["command"] and "--no-critic" in manifest["command"]
     # The saved folder loads onto a fresh copy of the base and gives the same logits.
     reloaded = load_lvlm(None, adapter=tmp_path / "adapter")
@@ -242,6 +243,8 @@ def test_the_command_line_round(tmp_path):
 
 def test_distill_command_names_every_changed_setting():
     config = DistillConfig(steps=10, learning_rate=0.01, adapter=AdapterConfig(layers=(), skip_layer=3),
-                           weighting=WeightConfig(agreement=False, style_weights="uniform", threshold=0.5))
-    assert distill_command(config) == ("redgraph distill train OUT TRACES --steps 10 --seed 0 --learning-rate 0.01 "
+                           weighting=WeightConfig(agreement=False, style_weights="uniform", threshold=0.5),
+                           precision="float32")
+    assert distill_command(config) == ("redgraph distill train OUT TRACES --steps 10 --seed 0 --precision float32 "
+                                       "--learning-rate 0.01 "
                                        "--layers none --skip-layer 3 --no-agreement --uniform-styles --threshold 0.5")

@@ -17,12 +17,13 @@ from typer.testing import CliRunner
 from redgraph.cli import app
 from redgraph.data import generate_items
 from redgraph.errors import ConfigError, ModelLoadError
-from redgraph.lab.architecture import Dimensions, build_untrained
+from redgraph.lab.architecture import GRID, Dimensions, build_untrained
 from redgraph.lab.batches import batch_tensors
 from redgraph.lab.evaluate import METRICS, evaluate
 from redgraph.lab.tasks import TASKS, make_example
 from redgraph.lab.train import (
     TrainConfig,
+    VisionHeads,
     example_loss,
     format_task_weights,
     parse_task_weights,
@@ -130,6 +131,33 @@ def test_cell_loss_trains_and_is_named_in_the_manifest():
     assert not any("cell" in name or "aux" in name for name in first.model.state_dict())
 
 
+def test_position_loss_reads_each_token_s_row_and_column_in_the_order_of_the_merged_tokens():
+    count = GRID * GRID
+    heads = VisionHeads(count, 0.0, 0.0, position_weight=2.0)
+    with torch.no_grad():  # a head that reads a one-hot token's index as its row and column, row by row
+        weight = torch.zeros(2 * GRID, count)
+        for index in range(count):
+            weight[index // GRID, index] = weight[GRID + index % GRID, index] = 50.0
+        heads.position.weight.copy_(weight)
+        heads.position.bias.zero_()
+    tokens = torch.eye(count).expand(3, count, count)
+    assert heads.loss(tokens, {}).item() < 1e-6
+    transposed = tokens.reshape(3, GRID, GRID, count).transpose(1, 2).reshape(3, count, count)
+    assert heads.loss(transposed, {}).item() > 2.0 * 20  # rows read as columns: weight 2 x two wrong reads
+    with pytest.raises(ValueError, match=f"expects {count} tokens per image, got 4"):
+        heads.loss(tokens[:, :4], {})
+
+
+def test_position_loss_trains_and_is_named_in_the_manifest():
+    first, manifest = train(None, TrainConfig(steps=3, batch_size=4, dimensions=SMALL, position_weight=1.0))
+    plain, _ = train(None, TrainConfig(steps=3, batch_size=4, dimensions=SMALL))
+    assert not _same_weights(first, plain)  # the position loss reached the weights
+    assert manifest["command"].endswith("--position-weight 1") and manifest["config"]["position_weight"] == 1.0
+    assert not any("position" in name.split(".")[0] for name in first.model.state_dict())
+    with pytest.raises(ConfigError, match="position_weight must be a number from 0 to 100, got -1"):
+        TrainConfig(position_weight=-1)
+
+
 def test_auxiliary_scene_loss_trains_and_reproduces():
     config = TrainConfig(steps=3, batch_size=4, dimensions=SMALL, aux_weight=5.0)
     first, manifest = train(None, config)
@@ -183,7 +211,8 @@ def _same_weights(a, b) -> bool:
 
 
 def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path):
-    config = TrainConfig(steps=5, batch_size=4, warmup_steps=2, dimensions=SMALL, aux_weight=2.0, cell_weight=1.0)
+    config = TrainConfig(steps=5, batch_size=4, warmup_steps=2, dimensions=SMALL, aux_weight=2.0, cell_weight=1.0,
+                         position_weight=1.0)  # every training head's state is saved and restored
     whole, _ = train(None, config)
 
     with pytest.raises(Stop):
@@ -196,7 +225,7 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ConfigError, match=r"other settings \(steps\)"):
         train(tmp_path, TrainConfig(steps=6, batch_size=4, warmup_steps=2, dimensions=SMALL, aux_weight=2.0,
-                                    cell_weight=1.0), resume=True)
+                                    cell_weight=1.0, position_weight=1.0), resume=True)
     with pytest.raises(ConfigError, match="nothing to resume"):
         train(tmp_path / "empty", config, resume=True)
 
@@ -282,7 +311,7 @@ def test_damaged_checkpoint_names_the_file(tmp_path, damage):
 
 
 def test_any_worker_count_gives_the_same_stream_and_weights():
-    config = TrainConfig(steps=3, batch_size=6, warmup_steps=2, dimensions=SMALL, aux_weight=1.0)
+    config = TrainConfig(steps=3, batch_size=6, warmup_steps=2, dimensions=SMALL, aux_weight=1.0, precision="bfloat16")
     alone, manifest = train(None, config, workers=0)
     helped, helped_manifest = train(None, config, workers=2)
     assert _same_weights(alone, helped)
@@ -313,7 +342,7 @@ def test_micro_batches_give_the_same_step_up_to_rounding():
     assert abs(manifest_a["first_loss"] - manifest_b["first_loss"]) < 1e-4
     first, second = a.model.state_dict(), b.model.state_dict()
     assert max(float((first[k] - second[k]).abs().max()) for k in first) < 1e-4
-    assert manifest_b["command"].endswith("--precision float32 --accumulate 4 --aux-weight 2")
+    assert manifest_b["command"].endswith("--accumulate 4 --aux-weight 2") and "--precision float32" in manifest_b["command"]
     with pytest.raises(ConfigError, match="accumulate"):
         TrainConfig(batch_size=2, accumulate=3)
 
@@ -355,6 +384,36 @@ def test_an_unavailable_device_is_refused_with_what_to_use(tmp_path):
     result = CliRunner().invoke(app, ["embedded", "train", str(tmp_path / "out"), "--steps", "1", "--device", "cuda"])
     assert result.exit_code == 2 and "sees no CUDA device" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_auto_precision_takes_bf16_only_where_it_is_measured_faster_and_a_resumed_run_keeps_its_own(tmp_path,
+                                                                                                    monkeypatch):
+    import importlib
+
+    training = importlib.import_module("redgraph.lab.train")  # the module (the package exports the function)
+
+    assert 0 < training._bf16_speedup(side=32, repeats=1) < float("inf")  # this machine's own measurement
+    monkeypatch.setattr(training, "_bf16_speedup", lambda: 0.01)  # an AVX2-only CPU (BENCHMARKS.md)
+    assert training.auto_precision("cpu") == "float32"
+    monkeypatch.setattr(training, "_bf16_speedup", lambda: 1.8)  # a CPU with native bf16
+    assert training.auto_precision("cpu") == "bfloat16"
+    with pytest.raises(ConfigError, match="sees no CUDA device"):
+        training.auto_precision("cuda")
+    # the CLI's and TrainConfig's default is auto, and the manifest names what it chose, so it reproduces
+    monkeypatch.setattr(training, "_bf16_speedup", lambda: 0.01)
+    _, api = train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL))
+    assert api["config"]["precision"] == "float32" and api["dtype"] == "float32"
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["embedded", "train", str(out), "--steps", "2", "--batch-size", "2",
+                                      "--stop-after", "1"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "redgraph_manifest.json").read_text())
+    assert manifest["config"]["precision"] == "float32" and "--precision float32" in manifest["command"]
+    monkeypatch.setattr(training, "_bf16_speedup", lambda: 1.8)  # resumed on a machine that would pick bf16
+    assert training.auto_precision("cpu", out) == "float32"
+    resumed = CliRunner().invoke(app, ["embedded", "train", str(out), "--steps", "2", "--batch-size", "2", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / "redgraph_manifest.json").read_text())["finished"]
 
 
 def test_stream_1_is_drawn_in_process_only():

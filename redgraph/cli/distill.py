@@ -88,7 +88,8 @@ def distill_train(
     warmup_steps: Annotated[int, typer.Option(help="Steps of linear warm-up.")] = 30,
     seed: Annotated[int, typer.Option(help="Seeds the adapter and the example draw.")] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads; results reproduce for a fixed count.")] = 2,
-    precision: Annotated[str, typer.Option(help="bfloat16 (autocast) or float32.")] = "bfloat16",
+    precision: Annotated[str, typer.Option(help="auto: bfloat16 on CUDA and on CPUs that run it faster than float32, "
+                                                "else float32; bfloat16 (autocast) or float32.")] = "auto",
     device: Annotated[str, typer.Option(help="cpu or cuda (cuda:N); the adapter is saved for the CPU either way.")] = "cpu",
     kind: Annotated[str, typer.Option(help="sdrt: representation intervention + vision skip; lora: LoRA through peft "
                                            "(pip install 'redgraph[distill]').")] = "sdrt",
@@ -115,7 +116,11 @@ def distill_train(
     from redgraph.distill.weights import WeightConfig
     from redgraph.models.adapter import AdapterConfig
 
+    from redgraph.lab.train import AUTO_PRECISION, auto_precision
+
     try:
+        if precision == AUTO_PRECISION:
+            precision = auto_precision(device)
         lora = kind == "lora"
         # Every value is checked before the model loads; LoRA's default (all layers) is filled in after.
         adapter = AdapterConfig(layers=_layers(layers or ("0" if lora else "1")), rank=rank, kind=kind,

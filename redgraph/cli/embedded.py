@@ -23,8 +23,11 @@ def embedded_train(
     warmup_steps: Annotated[int, typer.Option(help="Steps of linear warm-up.")] = 300,
     threads: Annotated[int, typer.Option(help="CPU threads; results reproduce for a fixed count.")] = 2,
     device: Annotated[str, typer.Option(help="cpu or cuda (cuda:N). The checkpoint is saved for the CPU either way.")] = "cpu",
-    precision: Annotated[str, typer.Option(help="bfloat16: bf16 autocast, float32 weights (about 1.8x faster on a CPU "
-                                                "with AVX-512 BF16, and on GPUs); float32.")] = "bfloat16",
+    precision: Annotated[str, typer.Option(help="auto: bfloat16 on CUDA and on CPUs that run it faster than float32 "
+                                                "(a resumed run keeps its own); bfloat16: bf16 autocast, float32 "
+                                                "weights (about 1.8x faster on a CPU with AVX-512 BF16, about 30x "
+                                                "slower on an AVX2-only CPU); float32. The manifest records which.")]
+    = "auto",
     workers: Annotated[int, typer.Option(help="Data-loader processes making batches ahead (0: none); the example "
                                               "stream is the same for any count.")] = 0,
     accumulate: Annotated[int, typer.Option(help="Micro-batches per step, grouped by length (less padding, less "
@@ -36,6 +39,8 @@ def embedded_train(
     aux_weight: Annotated[float, typer.Option(help="Weight of the auxiliary scene-fact loss on the mean image token (0: none).")] = 0.0,
     cell_weight: Annotated[float, typer.Option(help="Weight of the cell loss: each image token's own square's facts "
                                                     "(colours, objects, bar ends, characters) read from it (0: none).")] = 0.0,
+    position_weight: Annotated[float, typer.Option(help="Weight of the position loss: each image token's own row and "
+                                                        "column read from it (0: none).")] = 0.0,
     task_weights: Annotated[Optional[str], typer.Option(help="How often each task is drawn, e.g. 'verify=3,cot=0.5' "
                                                           "(tasks not named: 1). Default: uniform.")] = None,
     init_from: Annotated[Optional[str], typer.Option(help="Start from this checkpoint's weights (a folder of the same "
@@ -49,12 +54,15 @@ def embedded_train(
     """Train the embedded model from scratch, on CPU or a GPU; the same settings (and threads) give the same weights."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from redgraph.lab.train import TrainConfig, parse_task_weights, train
+    from redgraph.lab.train import AUTO_PRECISION, TrainConfig, auto_precision, parse_task_weights, train
 
     try:
+        if precision == AUTO_PRECISION:
+            precision = auto_precision(device, out_dir if resume else None)
         weights = {} if task_weights is None else {"task_weights": parse_task_weights(task_weights)}
         config = TrainConfig(steps=steps, seed=seed, batch_size=batch_size, learning_rate=learning_rate,
                              warmup_steps=warmup_steps, threads=threads, aux_weight=aux_weight, cell_weight=cell_weight,
+                             position_weight=position_weight,
                              precision=precision, data_stream=data_stream, accumulate=accumulate,
                              init_from=init_from, **weights)
     except RedgraphError as exc:

@@ -24,7 +24,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -48,7 +48,8 @@ class DistillConfig:
         adapter: where and how big the edits are.
         weighting: how traces are weighted and filtered.
         targets: ``"traces"`` (SDRT) or ``"gold"`` (the control).
-        precision: ``"bfloat16"`` autocast or ``"float32"``.
+        precision: ``"bfloat16"`` autocast, ``"float32"``, or ``"auto"`` (bfloat16 where the device runs it
+            faster, see :func:`redgraph.lab.train.auto_precision`; the manifest records which).
     """
 
     steps: int = 300
@@ -60,7 +61,7 @@ class DistillConfig:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     weighting: WeightConfig = field(default_factory=WeightConfig)
     targets: Literal["traces", "gold"] = "traces"
-    precision: str = "bfloat16"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads", "warmup_steps"):
@@ -69,8 +70,8 @@ class DistillConfig:
             raise ConfigError(f"learning_rate must be between 0 and 1, got {self.learning_rate!r}")
         if self.targets not in TARGETS:
             raise ConfigError(f"targets must be one of {', '.join(TARGETS)}, got {self.targets!r}")
-        if self.precision not in ("float32", "bfloat16"):
-            raise ConfigError(f"precision must be float32 or bfloat16, got {self.precision!r}")
+        if self.precision not in ("float32", "bfloat16", "auto"):
+            raise ConfigError(f"precision must be float32, bfloat16 or auto, got {self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -141,11 +142,13 @@ def distill(
         ConfigError: ``lvlm`` already has an adapter, or ``device`` is not available here.
         InputError: no trace survives the weighting.
     """
-    from redgraph.lab.train import check_device, training_process
+    from redgraph.lab.train import auto_precision, check_device, training_process
 
     if getattr(lvlm, "adapter_path", None):
         raise ConfigError(f"{lvlm.name} already has an adapter ({lvlm.adapter_path}); distil from the base model")
     target = check_device(device)
+    if config.precision == "auto":
+        config = replace(config, precision=auto_precision(target))
     examples, weighting = lessons(records, config)
     with training_process(config.threads, target):
         return _distill(lvlm, examples, weighting, config, out_dir, target, on_progress, extra or {})
@@ -232,8 +235,9 @@ def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfi
 def distill_command(config: DistillConfig) -> str:
     """The ``redgraph distill train`` options that run ``config`` (after the trace folders)."""
     default = DistillConfig()
-    flags = [f"--steps {config.steps}", f"--seed {config.seed}"]
-    for name in ("batch_size", "learning_rate", "warmup_steps", "threads", "precision"):
+    # the precision always: the command line's default (auto) depends on the machine
+    flags = [f"--steps {config.steps}", f"--seed {config.seed}", f"--precision {config.precision}"]
+    for name in ("batch_size", "learning_rate", "warmup_steps", "threads"):
         value = getattr(config, name)
         if value != getattr(default, name):
             flags.append(f"--{name.replace('_', '-')} {value:g}" if isinstance(value, float) else

@@ -22,6 +22,7 @@ from redgraph.models.tiny import ROLE_TOKENS, build_tokenizer, chat_template_for
 PATCH = 8
 MERGE = 2
 CELL = PATCH * MERGE  # pixels: the square of the picture one merged image token covers
+GRID = IMAGE_SIDE // CELL  # merged image tokens per row (and per column) of a picture
 # A fixed system turn opens every prompt. Without one the image tokens are the first thing in the
 # sequence, and training turned them into near-identical, huge-norm "attention sink" vectors that
 # carry nothing about the picture (measured: image-answer accuracy at chance after 1,000 steps).

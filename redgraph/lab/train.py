@@ -4,12 +4,14 @@ The data is an endless stream of fresh train-split items (never a validation or 
 the model does not see any item twice; data workers make the batches (see :mod:`.batches`). Loss:
 cross-entropy on the target tokens (and the end-of-turn token), averaged per example, so short
 answers weigh as much as long rationales. Weights and optimiser stay float32; with
-``precision="bfloat16"`` the forward and backward run under bf16 autocast.
+``precision="bfloat16"`` the forward and backward run under bf16 autocast; ``"auto"`` (the default)
+takes bfloat16 only where the device runs it faster than float32.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -24,7 +26,7 @@ from pathlib import Path
 import torch
 
 from redgraph.errors import ConfigError, check_whole_number
-from redgraph.lab.architecture import Dimensions, build_untrained
+from redgraph.lab.architecture import GRID, Dimensions, build_untrained
 from redgraph.lab.batches import (
     HOST_ONLY,
     STREAMS,
@@ -38,9 +40,11 @@ from redgraph.lab.scene_labels import CELL_VOCABULARY, VOCABULARY
 from redgraph.lab.tasks import TASKS, Example
 
 PRECISIONS = ("float32", "bfloat16")
+AUTO_PRECISION = "auto"  # bfloat16 where the device runs it faster than float32, else float32
 ATTENTIONS = ("eager", "sdpa")
 # What a run saved before these settings existed was trained with.
-_LEGACY = {"precision": "float32", "data_stream": 1, "accumulate": 1, "cell_weight": 0.0, "init_from": None}
+_LEGACY = {"precision": "float32", "data_stream": 1, "accumulate": 1, "cell_weight": 0.0, "init_from": None,
+           "position_weight": 0.0}
 EMBEDDED_BASE = "embedded"  # init_from's name for the model shipped in the package
 
 
@@ -61,11 +65,17 @@ class TrainConfig:
     aux_weight: float = 0.0
     # Weight of the cell loss: a linear head reads each image token's own square's facts from it.
     cell_weight: float = 0.0
+    # Weight of the position loss: a linear head reads each image token's own row and column of the
+    # grid from it (the language model's M-RoPE barely tells image tokens apart by place; see
+    # benchmarks/vision_probe.py), so left of / above can be read from the tokens.
+    position_weight: float = 0.0
     # How often each task is drawn, in the order of TASKS (answer, rationale, cot, rationale_answer,
     # verify); equal weights draw uniformly, as the shipped model was trained.
     task_weights: tuple[float, ...] = (1.0,) * len(TASKS)
-    # bfloat16: forward and backward under bf16 autocast (weights and optimiser stay float32).
-    precision: str = "bfloat16"
+    # bfloat16: forward and backward under bf16 autocast (weights and optimiser stay float32);
+    # auto: bfloat16 where the training device runs it faster than float32, decided by train()
+    # (auto_precision) and recorded resolved.
+    precision: str = "auto"
     # 2: each example from its own seed (the same stream for any worker count); 1: the shipped
     # model's in-order draw, made in-process only.
     data_stream: int = 2
@@ -78,8 +88,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads", "accumulate", "warmup_steps"):
             check_whole_number(name, getattr(self, name))
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision not in PRECISIONS + (AUTO_PRECISION,):
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS + (AUTO_PRECISION,))}, "
+                              f"got {self.precision!r}")
         if isinstance(self.data_stream, bool) or self.data_stream not in STREAMS:
             raise ConfigError(f"data_stream must be 1 (the shipped model's) or 2, got {self.data_stream!r}")
         if self.accumulate > self.batch_size:
@@ -87,7 +98,7 @@ class TrainConfig:
                               "each micro-batch needs at least one example")
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
             raise ConfigError(f"learning_rate must be between 0 and 1, got {self.learning_rate!r}")
-        for name in ("aux_weight", "cell_weight"):
+        for name in ("aux_weight", "cell_weight", "position_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 100:
                 raise ConfigError(f"{name} must be a number from 0 to 100, got {value!r}")
@@ -137,13 +148,17 @@ class VisionHeads(torch.nn.Module):
     - ``cell`` (``cell_weight``): each token's own square's facts (``CELL_VOCABULARY``) from that
       token: where each colour and object is, where each bar ends, which characters are written
       where. Its loss is summed over the facts and averaged over the cells.
+    - ``position`` (``position_weight``): each token's own row and column of the grid of merged
+      tokens (``GRID`` x ``GRID``), from that token: the sum of the two cross-entropies, averaged
+      over the tokens. It needs no labels: a token's place is its index.
     """
 
-    def __init__(self, width: int, aux_weight: float, cell_weight: float) -> None:
+    def __init__(self, width: int, aux_weight: float, cell_weight: float, position_weight: float = 0.0) -> None:
         super().__init__()
-        self.aux_weight, self.cell_weight = aux_weight, cell_weight
+        self.aux_weight, self.cell_weight, self.position_weight = aux_weight, cell_weight, position_weight
         self.scene = torch.nn.Linear(width, len(VOCABULARY)) if aux_weight > 0 else None
         self.cell = torch.nn.Linear(width, len(CELL_VOCABULARY)) if cell_weight > 0 else None
+        self.position = torch.nn.Linear(width, 2 * GRID) if position_weight > 0 else None
 
     def loss(self, tokens: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``tokens``: (images, tokens per image, width), the merged vision output of ``batch``."""
@@ -157,6 +172,15 @@ class VisionHeads(torch.nn.Module):
             per_fact = torch.nn.functional.binary_cross_entropy_with_logits(
                 logits, batch["cell_targets"], reduction="none")  # (images, cells, facts)
             loss = loss + self.cell_weight * per_fact.sum(-1).mean()
+        if self.position is not None:
+            images, count, _ = tokens.shape
+            if count != GRID * GRID:
+                raise ValueError(f"the position head expects {GRID * GRID} tokens per image, got {count}")
+            logits = self.position(tokens).float().reshape(images * count, 2, GRID)
+            place = torch.arange(count, device=tokens.device).repeat(images)
+            rows = torch.nn.functional.cross_entropy(logits[:, 0], place // GRID)
+            columns = torch.nn.functional.cross_entropy(logits[:, 1], place % GRID)
+            loss = loss + self.position_weight * (rows + columns)
         return loss
 
 
@@ -172,7 +196,7 @@ def example_loss(model, batch: dict[str, torch.Tensor], heads: VisionHeads | Non
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "scene_targets", "cell_targets")}
     captured: list[torch.Tensor] = []
     hook = None
-    if heads is not None and "scene_targets" in batch:
+    if heads is not None and "scene_targets" in batch:  # any batch with images has them
         def keep(module, args, output):
             merged = getattr(output, "pooler_output", None)
             captured.append(merged if merged is not None else output)
@@ -242,6 +266,8 @@ def train(
             asked of stream 1, or ``stop_after`` is not a step of the schedule.
     """
     device = check_device(device)
+    if config.precision == AUTO_PRECISION:
+        config = dataclasses.replace(config, precision=auto_precision(device, out_dir if resume else None))
     check_whole_number("workers", workers, minimum=0)
     if stop_after is not None:
         check_whole_number("stop_after", stop_after)
@@ -286,6 +312,34 @@ def warmup_cosine(optimizer, warmup_steps: int, steps: int) -> torch.optim.lr_sc
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
+def auto_precision(device: str | torch.device, out_dir: str | os.PathLike[str] | None = None) -> str:
+    """The precision ``--precision auto`` trains with: a resumed run's own (``out_dir`` holds one);
+    else bfloat16 on CUDA, and on a CPU only where a bf16 matrix product is measured faster than a
+    float32 one (CPUs with native bf16); float32 elsewhere. On an AVX2-only CPU bf16 trains about 30x
+    slower than float32 (measured, BENCHMARKS.md)."""
+    if out_dir is not None and (Path(out_dir) / "redgraph_manifest.json").is_file():
+        saved = json.loads((Path(out_dir) / "redgraph_manifest.json").read_text()).get("config", {})
+        if saved.get("precision", _LEGACY["precision"]) in PRECISIONS:
+            return saved.get("precision", _LEGACY["precision"])
+    if check_device(device).type == "cuda":
+        return "bfloat16"
+    return "bfloat16" if _bf16_speedup() > 1.0 else "float32"
+
+
+def _bf16_speedup(side: int = 256, repeats: int = 3) -> float:
+    """How many times faster a bf16 ``side`` x ``side`` matrix product runs than a float32 one on this CPU."""
+    generator = torch.Generator().manual_seed(0)
+    timings = []
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(side, side, generator=generator).to(dtype)
+        a @ a  # warm-up
+        started = time.perf_counter()
+        for _ in range(repeats):
+            a @ a
+        timings.append(time.perf_counter() - started)
+    return timings[0] / max(timings[1], 1e-9)
+
+
 def check_device(device: str | torch.device) -> torch.device:
     """``device`` as a torch device if this machine can train on it, else a ConfigError saying what to use."""
     try:
@@ -316,8 +370,9 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
     model.set_attn_implementation(attention)
     model.train()
     heads = None
-    if config.aux_weight > 0 or config.cell_weight > 0:
-        heads = VisionHeads(config.dimensions.hidden, config.aux_weight, config.cell_weight)  # merged token width
+    if config.aux_weight > 0 or config.cell_weight > 0 or config.position_weight > 0:
+        heads = VisionHeads(config.dimensions.hidden, config.aux_weight, config.cell_weight,  # merged token width
+                            config.position_weight)
         heads.to(device)
     model.to(device)
     parameters = list(model.parameters()) + (list(heads.parameters()) if heads is not None else [])
@@ -350,6 +405,8 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
                 "scheduler": scheduler.state_dict(), "task_rng": rng.getstate(),
                 "aux_head": heads.scene.state_dict() if heads is not None and heads.scene is not None else None,
                 "cell_head": heads.cell.state_dict() if heads is not None and heads.cell is not None else None,
+                "position_head": (heads.position.state_dict() if heads is not None and heads.position is not None
+                                  else None),
                 "losses": list(losses),
                 "seconds": elapsed(), "base": run["base"]}
 
@@ -446,6 +503,8 @@ def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: ran
         heads.scene.load_state_dict(saved["aux_head"])
     if heads is not None and heads.cell is not None:
         heads.cell.load_state_dict(saved["cell_head"])
+    if heads is not None and heads.position is not None:
+        heads.position.load_state_dict(saved["position_head"])
     losses.extend(saved["losses"])
     run["seconds"] = float(saved.get("seconds", 0.0))
     run["base"] = saved.get("base")
@@ -455,8 +514,9 @@ def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: ran
 def train_command(config: TrainConfig) -> str:
     """The ``redgraph embedded train`` command line that runs ``config``."""
     default = TrainConfig()
-    flags = [f"--steps {config.steps}", f"--seed {config.seed}"]
-    for name in ("batch_size", "learning_rate", "warmup_steps", "threads", "precision", "data_stream", "accumulate"):
+    # the precision always: the command line's default (auto) depends on the machine
+    flags = [f"--steps {config.steps}", f"--seed {config.seed}", f"--precision {config.precision}"]
+    for name in ("batch_size", "learning_rate", "warmup_steps", "threads", "data_stream", "accumulate"):
         value = getattr(config, name)
         if value != getattr(default, name):
             flags.append(f"--{name.replace('_', '-')} {value:g}" if isinstance(value, float) else
@@ -465,6 +525,8 @@ def train_command(config: TrainConfig) -> str:
         flags.append(f"--aux-weight {config.aux_weight:g}")
     if config.cell_weight:
         flags.append(f"--cell-weight {config.cell_weight:g}")
+    if config.position_weight:
+        flags.append(f"--position-weight {config.position_weight:g}")
     if not config.uniform_tasks:
         flags.append(f"--task-weights {format_task_weights(config.task_weights)}")
     if config.init_from is not None:
