@@ -116,11 +116,7 @@ def distill_train(
     from redgraph.distill.weights import WeightConfig
     from redgraph.models.adapter import AdapterConfig
 
-    from redgraph.lab.train import AUTO_PRECISION, auto_precision
-
-    try:
-        if precision == AUTO_PRECISION:
-            precision = auto_precision(device)
+    try:  # precision "auto" is decided by distill(), for the device
         lora = kind == "lora"
         # Every value is checked before the model loads; LoRA's default (all layers) is filled in after.
         adapter = AdapterConfig(layers=_layers(layers or ("0" if lora else "1")), rank=rank, kind=kind,

@@ -54,11 +54,9 @@ def embedded_train(
     """Train the embedded model from scratch, on CPU or a GPU; the same settings (and threads) give the same weights."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from redgraph.lab.train import AUTO_PRECISION, TrainConfig, auto_precision, parse_task_weights, train
+    from redgraph.lab.train import TrainConfig, parse_task_weights, train
 
-    try:
-        if precision == AUTO_PRECISION:
-            precision = auto_precision(device, out_dir if resume else None)
+    try:  # precision "auto" is decided by train(), for the device (and a resumed run's own)
         weights = {} if task_weights is None else {"task_weights": parse_task_weights(task_weights)}
         config = TrainConfig(steps=steps, seed=seed, batch_size=batch_size, learning_rate=learning_rate,
                              warmup_steps=warmup_steps, threads=threads, aux_weight=aux_weight, cell_weight=cell_weight,

@@ -317,10 +317,11 @@ def auto_precision(device: str | torch.device, out_dir: str | os.PathLike[str] |
     else bfloat16 on CUDA, and on a CPU only where a bf16 matrix product is measured faster than a
     float32 one (CPUs with native bf16); float32 elsewhere. On an AVX2-only CPU bf16 trains about 30x
     slower than float32 (measured, BENCHMARKS.md)."""
-    if out_dir is not None and (Path(out_dir) / "redgraph_manifest.json").is_file():
-        saved = json.loads((Path(out_dir) / "redgraph_manifest.json").read_text()).get("config", {})
-        if saved.get("precision", _LEGACY["precision"]) in PRECISIONS:
-            return saved.get("precision", _LEGACY["precision"])
+    manifest = None if out_dir is None else Path(out_dir) / "redgraph_manifest.json"
+    if manifest is not None and manifest.is_file():
+        saved = json.loads(manifest.read_text()).get("config", {}).get("precision", _LEGACY["precision"])
+        if saved in PRECISIONS:
+            return saved
     if check_device(device).type == "cuda":
         return "bfloat16"
     return "bfloat16" if _bf16_speedup() > 1.0 else "float32"
