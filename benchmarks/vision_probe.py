@@ -173,9 +173,9 @@ def rope_figures(config, side: int) -> dict:
     dim = text.hidden_size // text.num_attention_heads
     theta = text.rope_parameters["rope_theta"]
     frequencies = [theta ** (-2 * i / dim) for i in range(dim // 2)]
-    start_h, start_w = sections[0], sections[0] + sections[1]
-    rows = frequencies[start_h:start_w]
-    columns = frequencies[start_w:start_w + sections[2]]
+    owner = [j % 3 for j, size in enumerate(sections) for _ in range(size)]  # Qwen2-VL: chunk j -> time, height, width
+    rows = [f for f, axis in zip(frequencies, owner) if axis == 1]
+    columns = [f for f, axis in zip(frequencies, owner) if axis == 2]
     return {"lm_rope_radians_rows": round(min(math.pi, max(rows) * (side - 1)), 4),
             "lm_rope_radians_columns": round(min(math.pi, max(columns) * (side - 1)), 4)}
 

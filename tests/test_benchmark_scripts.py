@@ -138,6 +138,24 @@ def test_vision_probe_smoke_run_prints_every_figure():
     assert report["lm_rope_radians_columns"] == round(7 * 10000 ** (-24 / 32), 4) == 0.007
 
 
+def test_vision_probe_reads_the_rope_angles_of_either_layout():
+    import importlib.util
+
+    from redgraph.lab.architecture import Dimensions, build_untrained
+
+    spec = importlib.util.spec_from_file_location("vision_probe", ROOT / "benchmarks" / "vision_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    small = Dimensions(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, vision_hidden=32, vision_layers=1,
+                       vision_heads=2)  # head_dim 16: 8 frequencies 10000 ** (-i / 8)
+    blocks = probe.rope_figures(build_untrained(small)[0].config, 8)
+    interleaved = probe.rope_figures(build_untrained(small, rope_layout="interleaved")[0].config, 8)
+    assert blocks == {"lm_rope_radians_rows": round(7 * 10000 ** (-4 / 8), 4),  # rows 4-5, columns 6-7
+                      "lm_rope_radians_columns": round(7 * 10000 ** (-6 / 8), 4)}
+    assert interleaved == {"lm_rope_radians_rows": round(7 * 10000 ** (-1 / 8), 4),  # rows 1, 4-5; columns 2, 6-7
+                           "lm_rope_radians_columns": round(7 * 10000 ** (-2 / 8), 4)}
+
+
 def test_answer_spread_counts_each_category_s_answers_next_to_the_true_ones():
     script = str(ROOT / "benchmarks" / "answer_spread.py")
     done = subprocess.run([sys.executable, script, "--json", "--limit", "9", "--kind", "shapes"],

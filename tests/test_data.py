@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from redgraph.data import CATEGORIES, Claim, export_dataset, generate_items, grade_rationale, parse_claim, read_items
-from redgraph.data.synthetic import falsify, scene_facts, split_of
+from redgraph.data.synthetic import ALL_CATEGORIES, falsify, make_item, scene_facts, split_of
 from redgraph.errors import InputError
 
 ITEMS = {split: list(generate_items(split, 150, seed=0)) for split in ("train", "test")}
@@ -182,3 +182,22 @@ def test_bad_input_is_named():
         from redgraph.data import SyntheticItem
 
         SyntheticItem.from_record({"text": "q"})
+
+
+def test_category_weights_set_the_mix_within_each_kind_and_can_leave_kinds_out():
+    from collections import Counter
+
+    uniform = {category: 1 for category in ALL_CATEGORIES}
+    assert make_item("train", 5, category_weights=uniform) != make_item("train", 5)  # drawn by weight, not shuffled
+    assert make_item("train", 5, category_weights=None) == next(generate_items("train", 1, start=5))
+    only = dict.fromkeys(ALL_CATEGORIES, 0) | {"relation_lr": 1, "title": 1}
+    drawn = Counter(make_item("train", i, category_weights=only).category for i in range(40))
+    assert drawn == {"relation_lr": 20, "title": 20}  # bars weigh 0: shapes and documents alternate
+    heavy = Counter(make_item("train", i, category_weights={"field": 4}).category for i in range(300))
+    assert heavy["field"] > 2 * heavy["title"] and set(heavy) == set(ALL_CATEGORIES)
+    for bad, message in (({"colour": 1}, "unknown question categories 'colour'"),
+                         ({"field": -1}, "the weight of category field must be a number of at least 0, got -1"),
+                         ({"field": True}, "got True"),
+                         (dict.fromkeys(ALL_CATEGORIES, 0), "category weights are all 0")):
+        with pytest.raises(InputError, match=message):
+            make_item("train", 0, category_weights=bad)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from redgraph.cli import app
 from redgraph.data import generate_items
 from redgraph.errors import ConfigError, ModelLoadError
-from redgraph.lab.architecture import GRID, Dimensions, build_untrained
+from redgraph.lab.architecture import GRID, Dimensions, build_untrained, mrope_section
 from redgraph.lab.batches import batch_tensors
 from redgraph.lab.evaluate import METRICS, evaluate
 from redgraph.lab.tasks import TASKS, make_example
@@ -455,3 +455,96 @@ def test_a_run_can_start_from_a_checkpoints_weights_and_resumes(tmp_path):
         train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL, init_from="embedded"))
     with pytest.raises(ConfigError, match="init_from must be a checkpoint folder"):
         TrainConfig(init_from=" ")
+
+
+def test_the_interleaved_rope_layout_moves_image_tokens_only():
+    blocks, processor = build_untrained(SMALL, seed=3)
+    interleaved, _ = build_untrained(SMALL, seed=3, rope_layout="interleaved")
+    assert blocks.config.text_config.rope_parameters["mrope_section"] == [4, 2, 2]  # head_dim 16
+    assert interleaved.config.text_config.rope_parameters["mrope_section"] == [1, 1, 1, 1, 2, 2]
+    item = next(generate_items("validation", 1))
+    rng = random.Random(0)
+    text_only = batch_tensors([make_example(item, "rationale_answer", processor, rng)], processor)
+    with_image = batch_tensors([make_example(item, "answer", processor, rng)], processor)
+    with torch.no_grad():
+        for model in (blocks, interleaved):
+            model.eval()
+        inputs = [{k: v for k, v in batch.items() if k not in ("labels", "scene_targets", "cell_targets")}
+                  for batch in (text_only, with_image)]
+        same_text = [m(**inputs[0]).logits for m in (blocks, interleaved)]
+        image = [m(**inputs[1]).logits for m in (blocks, interleaved)]
+    assert torch.equal(*same_text)  # text tokens have equal time, row and column positions
+    assert (image[0] - image[1]).abs().max() > 1e-4
+    with pytest.raises(ConfigError, match="rope layout must be one of blocks, interleaved, got 'diagonal'"):
+        build_untrained(SMALL, rope_layout="diagonal")
+    with pytest.raises(ConfigError, match="needs a head dimension of at least 6, got 4"):
+        mrope_section(4, "interleaved")
+
+
+@pytest.mark.parametrize("head_dim", [6, 8, 10, 16, 32, 64, 128])
+@pytest.mark.parametrize("layout", ["blocks", "interleaved"])
+def test_rope_layouts_rotate_alike_in_every_transformers_5(layout, head_dim):
+    section = mrope_section(head_dim, layout)
+    frequencies = head_dim // 2
+    assert sum(section) == frequencies and all(size >= 0 for size in section)
+    # 5.25 gives frequency f the component of its chunk, then repeats the half; 5.0 splits the whole
+    # head by the section twice over: a frequency must get one component in both halves.
+    owner = [chunk % 3 for chunk, size in enumerate(section) for _ in range(size)]
+    whole_head = [chunk % 3 for chunk, size in enumerate(section * 2) for _ in range(size)]
+    assert whole_head == owner + owner
+    if layout == "interleaved":  # rows and columns get fast frequencies too
+        assert {1, 2} <= set(owner[:4])
+
+
+def test_a_run_can_change_the_rope_layout_of_its_base_and_names_it(tmp_path):
+    base_dir = tmp_path / "base"
+    train(base_dir, TrainConfig(steps=1, batch_size=2, warmup_steps=1, dimensions=SMALL))
+    config = TrainConfig(steps=1, batch_size=2, warmup_steps=1, dimensions=SMALL, init_from=str(base_dir),
+                         rope_layout="interleaved")
+    _, manifest = train(tmp_path / "run", config)
+    assert manifest["command"].endswith("--rope-layout interleaved") and manifest["config"]["rope_layout"] == "interleaved"
+    reloaded = load_embedded(tmp_path / "run")
+    assert reloaded.model.config.text_config.rope_parameters["mrope_section"] == [1, 1, 1, 1, 2, 2]
+    assert reloaded.model.model.language_model.rotary_emb.mrope_section == [1, 1, 1, 1, 2, 2]
+    with pytest.raises(ConfigError, match="rope_layout must be one of blocks, interleaved, got 'Interleaved'"):
+        TrainConfig(rope_layout="Interleaved")
+    result = CliRunner().invoke(app, ["embedded", "train", str(tmp_path / "cli"), "--rope-layout", "rows"])
+    assert result.exit_code != 0 and "rope_layout must be one of blocks, interleaved, got 'rows'" in result.output
+
+
+def test_category_weights_set_the_questions_trained_on_and_are_named_in_the_manifest():
+    from redgraph.data.synthetic import ALL_CATEGORIES
+    from redgraph.lab.train import format_category_weights, parse_category_weights
+
+    weights = parse_category_weights("relation_lr=3, field=0")
+    assert weights[ALL_CATEGORIES.index("relation_lr")] == 3.0 and weights[ALL_CATEGORIES.index("field")] == 0.0
+    assert format_category_weights(weights) == "relation_lr=3,field=0" and sum(weights) == len(ALL_CATEGORIES) + 1
+    only_lr = tuple(float(c == "relation_lr") for c in ALL_CATEGORIES)
+    config = TrainConfig(steps=1, batch_size=12, dimensions=SMALL, category_weights=only_lr, task_weights=(1, 0, 0, 0, 0))
+    processor = build_untrained(SMALL, seed=0)[1]
+    assert {e.target for e in sample_batch(0, config, processor)} == {"left", "right"}
+    _, manifest = train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL, category_weights=weights))
+    assert manifest["command"].endswith("--category-weights relation_lr=3,field=0")
+    assert "--category-weights" not in train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL))[1]["command"]
+    for bad, message in (("relation", "cannot read 'relation'"), ("colour=2", "CATEGORY one of count_colour"),
+                         ("field=many", "the weight of field must be a number, got 'many'")):
+        with pytest.raises(ConfigError, match=message):
+            parse_category_weights(bad)
+    with pytest.raises(ConfigError, match=r"category_weights must be 13 numbers"):
+        TrainConfig(category_weights=(0,) * len(ALL_CATEGORIES))
+
+
+def test_evaluation_can_keep_to_some_categories_and_names_a_wrong_one(tmp_path):
+    lvlm, _ = train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL))
+    summary = evaluate(lvlm, limit=4, batch_size=4, categories=["relation_lr", "title"])
+    wanted = [i for i in generate_items("test", 200) if i.category in ("relation_lr", "title")][:4]
+    assert summary["items"] == 4 and summary["categories"] == ["relation_lr", "title"]
+    assert sum(row["n"] for row in summary["per_category"].values()) == 4
+    assert {c: row["n"] for c, row in summary["per_category"].items()} == dict(Counter(i.category for i in wanted))
+    assert evaluate(lvlm, limit=1, batch_size=1)["categories"] is None
+    with pytest.raises(ConfigError, match="unknown question categories 'left'; choose from count_colour"):
+        evaluate(lvlm, limit=1, categories=["left"])
+    with pytest.raises(ConfigError, match=r"unknown question categories \(none given\)"):
+        evaluate(lvlm, limit=1, categories=[])
+    result = CliRunner().invoke(app, ["embedded", "evaluate", "--limit", "1", "--categories", "relation,size"])
+    assert result.exit_code != 0 and "unknown question categories 'relation'" in result.output

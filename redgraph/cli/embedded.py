@@ -43,9 +43,18 @@ def embedded_train(
                                                         "column read from it (0: none).")] = 0.0,
     task_weights: Annotated[Optional[str], typer.Option(help="How often each task is drawn, e.g. 'verify=3,cot=0.5' "
                                                           "(tasks not named: 1). Default: uniform.")] = None,
+    category_weights: Annotated[Optional[str], typer.Option(help="How often each question category is asked, "
+                                                              "relative to the others of its scene kind, e.g. "
+                                                              "'relation_lr=3,field=2' (not named: 1; a kind whose "
+                                                              "categories all weigh 0 is not drawn). Default: "
+                                                              "uniform.")] = None,
     init_from: Annotated[Optional[str], typer.Option(help="Start from this checkpoint's weights (a folder of the same "
                                                           "dimensions, or 'embedded': the shipped model) instead of "
                                                           "random ones; optimiser and schedule start fresh.")] = None,
+    rope_layout: Annotated[str, typer.Option(help="How the language model's rotary frequencies are shared among time, "
+                                                  "rows and columns: blocks (Qwen2-VL's, the shipped model's: rows "
+                                                  "and columns get only slow ones) or interleaved (each gets fast "
+                                                  "ones too); text is unaffected.")] = "blocks",
     resume: Annotated[bool, typer.Option(help="Continue the stopped run saved in OUT_DIR (same settings); it ends "
                                               "with the weights an uninterrupted run gives.")] = False,
     stop_after: Annotated[Optional[int], typer.Option(help="Save and stop after this step of the --steps schedule "
@@ -54,15 +63,17 @@ def embedded_train(
     """Train the embedded model from scratch, on CPU or a GPU; the same settings (and threads) give the same weights."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from redgraph.lab.train import TrainConfig, parse_task_weights, train
+    from redgraph.lab.train import TrainConfig, parse_category_weights, parse_task_weights, train
 
     try:  # precision "auto" is decided by train(), for the device (and a resumed run's own)
         weights = {} if task_weights is None else {"task_weights": parse_task_weights(task_weights)}
+        if category_weights is not None:
+            weights["category_weights"] = parse_category_weights(category_weights)
         config = TrainConfig(steps=steps, seed=seed, batch_size=batch_size, learning_rate=learning_rate,
                              warmup_steps=warmup_steps, threads=threads, aux_weight=aux_weight, cell_weight=cell_weight,
                              position_weight=position_weight,
                              precision=precision, data_stream=data_stream, accumulate=accumulate,
-                             init_from=init_from, **weights)
+                             init_from=init_from, rope_layout=rope_layout, **weights)
     except RedgraphError as exc:
         fail(exc)
     columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
@@ -86,6 +97,9 @@ def embedded_evaluate(
     seed: Annotated[int, typer.Option(help="Generator seed of the items.")] = 0,
     adapter: Annotated[Optional[str], typer.Option(help="An SDRT adapter folder (`redgraph distill train`) to attach.")]
     = None,
+    categories: Annotated[Optional[str], typer.Option(help="Only these question categories, e.g. "
+                                                          "'relation_lr,relation_ab' (the first LIMIT items of them).")]
+    = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Held-out accuracy: answers from the image, from the gold rationale, rationale facts, claim checks."""
@@ -99,7 +113,8 @@ def embedded_evaluate(
             lvlm = load_model(model, adapter=adapter)
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("evaluating", total=limit)
-            summary = evaluate(lvlm, split=split, limit=limit, seed=seed,
+            chosen = None if categories is None else [c.strip() for c in categories.split(",") if c.strip()]
+            summary = evaluate(lvlm, split=split, limit=limit, seed=seed, categories=chosen,
                                on_progress=lambda done, total: progress.update(task, completed=done))
     except RedgraphError as exc:
         fail(exc)

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -44,7 +45,7 @@ from redgraph.data.scenes import (
     scene_from_dict,
     scene_to_dict,
 )
-from redgraph.errors import InputError, check_whole_number
+from redgraph.errors import InputError, RedgraphError, check_whole_number
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[Split, ...] = ("train", "validation", "test")
@@ -53,6 +54,7 @@ CATEGORIES = {
     "bars": ("tallest", "shortest", "bar_value", "bar_compare"),
     "document": ("title", "field"),
 }
+ALL_CATEGORIES = tuple(category for kind in CATEGORIES.values() for category in kind)
 _CLEAR = 16  # pixels: relations are only asked about (or claimed at random) when this clear
 
 
@@ -129,14 +131,26 @@ def generate_items(split: Split, count: int, *, seed: int = 0, start: int = 0) -
         yield make_item(split, index, seed=seed)
 
 
-def make_item(split: Split, index: int, *, seed: int = 0) -> SyntheticItem:
+def make_item(split: Split, index: int, *, seed: int = 0,
+              category_weights: Mapping[str, float] | None = None) -> SyntheticItem:
+    """Item ``index`` of ``split``.
+
+    Args:
+        category_weights: how often each category (``ALL_CATEGORIES``; not named: 1) is asked about,
+            relative to the others of its kind; a kind whose categories all weigh 0 is left out of the
+            rotation. None (uniform) gives the items of :func:`generate_items`.
+    """
     rng = random.Random(f"redgraph-synthetic:{seed}:{split}:{index}")
-    kind = KINDS[index % len(KINDS)]
+    kinds = KINDS
+    if category_weights is not None:
+        category_weights = check_category_weights(category_weights)
+        kinds = tuple(k for k in KINDS if any(category_weights[c] > 0 for c in CATEGORIES[k]))
+    kind = kinds[index % len(kinds)]
     while True:
         scene = random_scene(kind, rng)
         if split_of(scene) != split:
             continue
-        posed = _pose(scene, rng)
+        posed = _pose(scene, rng, category_weights)
         if posed is not None:
             break
     category, question, answer, gold, misleading, misleading_answer = posed
@@ -175,9 +189,49 @@ def _labelled_claims(scene: Scene, claims: list[Claim], rng: random.Random) -> t
 Posed = tuple[str, str, str, list[Claim], list[Claim], str]  # category, q, a, gold, misleading, misleading a
 
 
-def _pose(scene: Scene, rng: random.Random) -> Posed | None:
+def check_categories(names: Iterable[str], error: type[RedgraphError] = InputError) -> list[str]:
+    """``names`` (at least one), each a question category of ALL_CATEGORIES; else ``error`` naming the others."""
+    names = list(names)
+    unknown = sorted(set(names) - set(ALL_CATEGORIES))
+    if unknown or not names:
+        raise error(f"unknown question categories {', '.join(map(repr, unknown)) or '(none given)'}; "
+                    f"choose from {', '.join(ALL_CATEGORIES)}")
+    return names
+
+
+def check_category_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """``weights`` completed to every category (not named: 1); raises InputError naming a bad entry."""
+    if weights:
+        check_categories(weights)
+    full = {category: weights.get(category, 1.0) for category in ALL_CATEGORIES}
+    for category, weight in full.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+            raise InputError(f"the weight of category {category} must be a number of at least 0, got {weight!r}")
+    if not any(full.values()):
+        raise InputError("category weights are all 0; give at least one category a positive weight")
+    return {category: float(weight) for category, weight in full.items()}
+
+
+def _weighted_order(categories: list[str], weights: Mapping[str, float], rng: random.Random) -> list[str]:
+    """The categories of positive weight, each next one drawn with probability by weight."""
+    pool = [c for c in categories if weights[c] > 0]
+    order = []
+    while pool:
+        pick = rng.random() * sum(weights[c] for c in pool)
+        for j, category in enumerate(pool):
+            pick -= weights[category]
+            if pick < 0 or j == len(pool) - 1:
+                order.append(pool.pop(j))
+                break
+    return order
+
+
+def _pose(scene: Scene, rng: random.Random, weights: Mapping[str, float] | None = None) -> Posed | None:
     categories = list(CATEGORIES[scene.kind])
-    rng.shuffle(categories)
+    if weights is None:
+        rng.shuffle(categories)
+    else:
+        categories = _weighted_order(categories, weights, rng)
     for category in categories:
         posed = _POSERS[category](scene, rng)
         if posed is not None:

@@ -16,6 +16,7 @@ import torch
 
 from redgraph.data.scenes import IMAGE_SIDE
 from redgraph.data.synthetic import generate_items
+from redgraph.errors import ConfigError
 from redgraph.models.prompts import PromptFormat
 from redgraph.models.tiny import ROLE_TOKENS, build_tokenizer, chat_template_for
 
@@ -32,6 +33,17 @@ SYSTEM_TURN = "<|im_start|>system\nYou answer questions about images.<|im_end|>\
 IMAGE_MEAN = (1.0, 1.0, 1.0)
 IMAGE_STD = (0.5, 0.5, 0.5)
 _VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+# How the language model's rotary frequencies are shared among the temporal, height and width
+# position components (Qwen2-VL's mrope_section). "blocks" is the family's own layout: the fastest
+# frequencies to time, then height, then width, which leaves rows and columns only the slowest
+# (the shipped model's grid turns a query-key pair by at most 0.07 rad across its rows and 0.007
+# across its columns). "interleaved" gives frequency i to component i % 3, as Qwen3-VL does, so
+# rows and columns get fast ones too. Text tokens have all three components equal, so the layout
+# changes nothing for them: only how image tokens are told apart by place.
+# transformers before 5.x's rotary rewrite split the doubled section over the whole head (its
+# second half repeats the frequencies), so a section must have a multiple of 3 chunks for both
+# halves to give a frequency the same component; both layouts here have.
+ROPE_LAYOUTS = ("blocks", "interleaved")
 
 
 @dataclass(frozen=True)
@@ -63,8 +75,25 @@ def tokenizer_corpus(count: int = 3000) -> tuple[str, ...]:
     return tuple(texts)
 
 
-def build_untrained(dims: Dimensions = Dimensions(), *, seed: int = 0):
-    """A randomly initialised embedded-architecture model and its processor.
+def mrope_section(head_dim: int, layout: str = "blocks") -> list[int]:
+    """Qwen2-VL's ``mrope_section`` for ``layout`` (one of ROPE_LAYOUTS): how many consecutive rotary
+    frequencies go to time, height, width, time, ... in turn; it sums to ``head_dim / 2`` and has a
+    multiple of 3 chunks (interleaved: one frequency each, the slowest one or two chunks two)."""
+    if layout not in ROPE_LAYOUTS:
+        raise ConfigError(f"rope layout must be one of {', '.join(ROPE_LAYOUTS)}, got {layout!r}")
+    if layout == "interleaved":
+        frequencies = head_dim // 2
+        if frequencies < 3:
+            raise ConfigError(f"the interleaved rope layout needs a head dimension of at least 6, got {head_dim}")
+        doubled = frequencies % 3  # chunks of two, so that the count of chunks is a multiple of 3
+        return [1] * (frequencies - 2 * doubled) + [2] * doubled
+    quarter = head_dim // 8
+    return [head_dim // 2 - 2 * quarter, quarter, quarter]
+
+
+def build_untrained(dims: Dimensions = Dimensions(), *, seed: int = 0, rope_layout: str = "blocks"):
+    """A randomly initialised embedded-architecture model and its processor; ``rope_layout`` (one of
+    ROPE_LAYOUTS) spreads the rotary frequencies over time, height and width.
 
     Returns:
         ``(model, processor)``; the model is in train mode, float32, on the CPU.
@@ -77,14 +106,14 @@ def build_untrained(dims: Dimensions = Dimensions(), *, seed: int = 0):
     tokenizer = build_tokenizer(ROLE_TOKENS + _VISION_TOKENS, vocab_size=dims.vocab, corpus=tokenizer_corpus())
     ids = {name: tokenizer.convert_tokens_to_ids(f"<|{name}|>") for name in ("image_pad", "video_pad", "vision_start", "vision_end")}
     head_dim = dims.hidden // dims.heads
-    quarter = head_dim // 8  # mrope_section (temporal, height, width) sums to head_dim / 2
+    section = mrope_section(head_dim, rope_layout)
     text = dict(
         vocab_size=len(tokenizer), hidden_size=dims.hidden, intermediate_size=dims.intermediate,
         num_hidden_layers=dims.layers, num_attention_heads=dims.heads, num_key_value_heads=dims.kv_heads,
         max_position_embeddings=1024, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                         "mrope_section": [head_dim // 2 - 2 * quarter, quarter, quarter]},
+                         "mrope_section": section},
     )
     # Qwen2-VL's vision hidden_size is the merger's output width, which feeds the text model.
     vision = dict(depth=dims.vision_layers, embed_dim=dims.vision_hidden, hidden_size=dims.hidden,

@@ -31,7 +31,8 @@ def step_examples(step: int, config, processor, rng: random.Random | None = None
         rng: stream 1's run-wide task generator (advanced in place); unused by stream 2.
     """
     start = step * config.batch_size
-    items = [make_item("train", start + i, seed=config.seed) for i in range(config.batch_size)]
+    weights = config.category_weight_map
+    items = [make_item("train", start + i, seed=config.seed, category_weights=weights) for i in range(config.batch_size)]
     if config.data_stream == 1:
         if rng is None:
             raise ValueError("stream 1 draws from the run's task generator; pass rng")

@@ -16,12 +16,13 @@ Answers are compared after GQA-style normalisation of the prediction.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from redgraph.data.claims import grade_rationale
-from redgraph.data.synthetic import SPLITS, SyntheticItem, generate_items
+from redgraph.data.synthetic import SPLITS, SyntheticItem, check_categories, generate_items
 from redgraph.decoding.claim_scoring import claim_support
 from redgraph.errors import ConfigError, check_whole_number
 from redgraph.eval.normalize import answers_match
@@ -37,11 +38,13 @@ def evaluate(
     split: str = "test",
     limit: int = 600,
     seed: int = 0,
+    categories: Sequence[str] | None = None,
     batch_size: int = 16,
     max_rationale_tokens: int = 64,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Evaluate ``lvlm`` on ``limit`` generated items of ``split``.
+    """Evaluate ``lvlm`` on ``limit`` generated items of ``split``; with ``categories``, on the first
+    ``limit`` items of those question categories (the same items the whole split gives them).
 
     Returns:
         ``{"overall": {metric: value}, "per_kind": {kind: {...}}, "per_category": {...}, ...}``.
@@ -50,7 +53,12 @@ def evaluate(
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     check_whole_number("limit", limit)
     started = time.perf_counter()
-    items = list(generate_items(split, limit, seed=seed))
+    if categories is None:
+        items = list(generate_items(split, limit, seed=seed))
+    else:
+        chosen = set(check_categories(categories, ConfigError))
+        wanted = (item for item in generate_items(split, 10**9, seed=seed) if item.category in chosen)
+        items = list(itertools.islice(wanted, limit))
     scores: dict[str, list[tuple[SyntheticItem, bool]]] = defaultdict(list)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
@@ -78,6 +86,7 @@ def evaluate(
     return {
         "model": getattr(lvlm, "name", "model"),
         "split": split,
+        "categories": None if categories is None else list(categories),
         "items": len(items),
         "claims": len(scores["claim_verification_acc"]),
         "overall": {metric: _mean(scores[metric]) for metric in METRICS},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -25,8 +26,9 @@ from pathlib import Path
 
 import torch
 
+from redgraph.data.synthetic import ALL_CATEGORIES
 from redgraph.errors import ConfigError, check_whole_number
-from redgraph.lab.architecture import GRID, Dimensions, build_untrained
+from redgraph.lab.architecture import GRID, ROPE_LAYOUTS, Dimensions, build_untrained
 from redgraph.lab.batches import (
     HOST_ONLY,
     STREAMS,
@@ -44,7 +46,7 @@ AUTO_PRECISION = "auto"  # bfloat16 where the device runs it faster than float32
 ATTENTIONS = ("eager", "sdpa")
 # What a run saved before these settings existed was trained with.
 _LEGACY = {"precision": "float32", "data_stream": 1, "accumulate": 1, "cell_weight": 0.0, "init_from": None,
-           "position_weight": 0.0}
+           "position_weight": 0.0, "rope_layout": "blocks", "category_weights": [1.0] * len(ALL_CATEGORIES)}
 EMBEDDED_BASE = "embedded"  # init_from's name for the model shipped in the package
 
 
@@ -84,6 +86,14 @@ class TrainConfig:
     # Start from this checkpoint's weights (a folder of the same dimensions, or "embedded": the shipped
     # model) instead of random ones; optimiser, schedule and the training-only heads start fresh.
     init_from: str | None = None
+    # How the rotary frequencies are shared among time, height and width (ROPE_LAYOUTS in
+    # architecture.py): "blocks", Qwen2-VL's own and the shipped model's, or "interleaved". It has no
+    # weights, so --init-from may start a run of either layout from a checkpoint of the other.
+    rope_layout: str = "blocks"
+    # How often each question category is asked, relative to the others of its scene kind, in the
+    # order of ALL_CATEGORIES (a kind whose categories all weigh 0 is not drawn); equal weights give
+    # the generator's own items, as the shipped model was trained.
+    category_weights: tuple[float, ...] = (1.0,) * len(ALL_CATEGORIES)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads", "accumulate", "warmup_steps"):
@@ -102,13 +112,17 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 100:
                 raise ConfigError(f"{name} must be a number from 0 to 100, got {value!r}")
-        weights = self.task_weights
-        if (not isinstance(weights, (tuple, list)) or len(weights) != len(TASKS)
-                or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf for w in weights)
-                or not any(weights)):
-            raise ConfigError(f"task_weights must be {len(TASKS)} numbers of at least 0, not all 0 (one per task: "
-                              f"{', '.join(TASKS)}), got {weights!r}")
-        object.__setattr__(self, "task_weights", tuple(float(w) for w in weights))
+        for name, names, each in (("task_weights", TASKS, "task"), ("category_weights", ALL_CATEGORIES, "category")):
+            weights = getattr(self, name)
+            if (not isinstance(weights, (tuple, list)) or len(weights) != len(names)
+                    or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf
+                           for w in weights)
+                    or not any(weights)):
+                raise ConfigError(f"{name} must be {len(names)} numbers of at least 0, not all 0 (one per {each}: "
+                                  f"{', '.join(names)}), got {weights!r}")
+            object.__setattr__(self, name, tuple(float(w) for w in weights))
+        if self.rope_layout not in ROPE_LAYOUTS:
+            raise ConfigError(f"rope_layout must be one of {', '.join(ROPE_LAYOUTS)}, got {self.rope_layout!r}")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise ConfigError(f"init_from must be a checkpoint folder or {EMBEDDED_BASE!r}, got {self.init_from!r}")
 
@@ -116,25 +130,46 @@ class TrainConfig:
     def uniform_tasks(self) -> bool:
         return len(set(self.task_weights)) == 1
 
+    @property
+    def category_weight_map(self) -> dict[str, float] | None:
+        """The category weights by name, or None where they are equal (the generator's own items)."""
+        if len(set(self.category_weights)) == 1:
+            return None
+        return dict(zip(ALL_CATEGORIES, self.category_weights))
+
 
 def parse_task_weights(text: str) -> tuple[float, ...]:
     """``"verify=3,cot=0.5"`` -> weights in TASKS order; tasks not named keep weight 1."""
-    weights = dict.fromkeys(TASKS, 1.0)
+    return _parse_weights(text, TASKS, "--task-weights", "TASK")
+
+
+def parse_category_weights(text: str) -> tuple[float, ...]:
+    """``"relation_lr=3,field=0"`` -> weights in ALL_CATEGORIES order; categories not named keep weight 1."""
+    return _parse_weights(text, ALL_CATEGORIES, "--category-weights", "CATEGORY")
+
+
+def _parse_weights(text: str, names: tuple[str, ...], option: str, what: str) -> tuple[float, ...]:
+    weights = dict.fromkeys(names, 1.0)
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or name not in weights:
-            raise ConfigError(f"--task-weights: cannot read {part!r}; write TASK=WEIGHT pairs separated by commas, "
-                              f"with TASK one of {', '.join(TASKS)}")
+            raise ConfigError(f"{option}: cannot read {part!r}; write {what}=WEIGHT pairs separated by commas, "
+                              f"with {what} one of {', '.join(names)}")
         try:
             weights[name] = float(value)
         except ValueError:
-            raise ConfigError(f"--task-weights: the weight of {name} must be a number, got {value.strip()!r}") from None
+            raise ConfigError(f"{option}: the weight of {name} must be a number, got {value.strip()!r}") from None
     return tuple(weights.values())
 
 
 def format_task_weights(weights: tuple[float, ...]) -> str:
     return ",".join(f"{task}={weight:g}" for task, weight in zip(TASKS, weights))
+
+
+def format_category_weights(weights: tuple[float, ...]) -> str:
+    """The categories whose weight is not 1 (those not named weigh 1)."""
+    return ",".join(f"{name}={weight:g}" for name, weight in zip(ALL_CATEGORIES, weights) if weight != 1.0)
 
 
 ProgressCallback = Callable[[int, float], None]
@@ -327,17 +362,23 @@ def auto_precision(device: str | torch.device, out_dir: str | os.PathLike[str] |
     return "bfloat16" if _bf16_speedup() > 1.0 else "float32"
 
 
-def _bf16_speedup(side: int = 256, repeats: int = 3) -> float:
-    """How many times faster a bf16 ``side`` x ``side`` matrix product runs than a float32 one on this CPU."""
+@functools.cache
+def _bf16_speedup(side: int = 256, repeats: int = 5) -> float:
+    """How many times faster a bf16 ``side`` x ``side`` matrix product runs than a float32 one on this CPU.
+
+    Measured once per process (every run in it then decides alike), each dtype's fastest of
+    ``repeats`` products, so that other work on the machine does not flip the answer."""
     generator = torch.Generator().manual_seed(0)
     timings = []
     for dtype in (torch.float32, torch.bfloat16):
         a = torch.randn(side, side, generator=generator).to(dtype)
         a @ a  # warm-up
-        started = time.perf_counter()
+        fastest = math.inf
         for _ in range(repeats):
+            started = time.perf_counter()
             a @ a
-        timings.append(time.perf_counter() - started)
+            fastest = min(fastest, time.perf_counter() - started)
+        timings.append(fastest)
     return timings[0] / max(timings[1], 1e-9)
 
 
@@ -363,7 +404,7 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
            device: torch.device, workers: int, attention: str, last: int):
     from redgraph.models.loading import LVLM
 
-    model, processor = build_untrained(config.dimensions, seed=config.seed)
+    model, processor = build_untrained(config.dimensions, seed=config.seed, rope_layout=config.rope_layout)
     base = None
     if config.init_from is not None and not resume:  # a resumed run's weights come from its own state
         base = _init_from(config, model, processor)
@@ -532,6 +573,10 @@ def train_command(config: TrainConfig) -> str:
         flags.append(f"--task-weights {format_task_weights(config.task_weights)}")
     if config.init_from is not None:
         flags.append(f"--init-from {shlex.quote(config.init_from)}")
+    if config.category_weight_map is not None:
+        flags.append(f"--category-weights {format_category_weights(config.category_weights)}")
+    if config.rope_layout != default.rope_layout:
+        flags.append(f"--rope-layout {config.rope_layout}")
     return "redgraph embedded train OUT " + " ".join(flags)
 
 
