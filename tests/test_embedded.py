@@ -250,6 +250,26 @@ def test_a_run_stopped_after_a_step_resumes_to_the_uninterrupted_weights(tmp_pat
     assert json.loads((tmp_path / "cli" / "redgraph_manifest.json").read_text())["finished"] is False
 
 
+def test_a_run_keeps_its_models_along_the_way_for_a_learning_curve(tmp_path):
+    config = TrainConfig(steps=4, batch_size=2, warmup_steps=1, dimensions=SMALL)
+    whole, manifest = train(tmp_path / "run", config, keep_every=2)
+    assert sorted(p.name for p in (tmp_path / "run" / "steps").iterdir()) == ["2", "4"]
+    halfway = json.loads((tmp_path / "run" / "steps" / "2" / "redgraph_manifest.json").read_text())
+    assert halfway["steps_done"] == 2 and not halfway["finished"] and halfway["command"] == manifest["command"]
+    assert not (tmp_path / "run" / "steps" / "2" / "training_state.pt").exists()
+    assert _same_weights(load_embedded(tmp_path / "run" / "steps" / "4"), whole)
+    stopped, _ = train(tmp_path / "stopped", config, stop_after=2, save_every=1)
+    assert _same_weights(load_embedded(tmp_path / "run" / "steps" / "2"), stopped)
+    with pytest.raises(ConfigError, match="keep_every needs a folder"):
+        train(None, config, keep_every=2)
+    with pytest.raises(ConfigError, match="keep_every"):
+        train(tmp_path / "bad", config, keep_every=0)
+    result = CliRunner().invoke(app, ["embedded", "train", str(tmp_path / "cli"), "--steps", "2", "--batch-size", "2",
+                                      "--keep-every", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "cli" / "steps" / "1" / "redgraph_manifest.json").read_text())["steps_done"] == 1
+
+
 def test_batches_mask_everything_but_the_answer():
     lvlm, _ = train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL))
     examples = sample_batch(0, TrainConfig(batch_size=6), lvlm.processor, random.Random(0))

@@ -59,6 +59,9 @@ def embedded_train(
                                               "with the weights an uninterrupted run gives.")] = False,
     stop_after: Annotated[Optional[int], typer.Option(help="Save and stop after this step of the --steps schedule "
                                                            "(a run sized to a session); --resume continues it.")] = None,
+    keep_every: Annotated[Optional[int], typer.Option(help="Also keep the model every this many steps in "
+                                                           "OUT_DIR/steps/STEP, for a learning curve (evaluate each "
+                                                           "with `redgraph embedded evaluate --model`).")] = None,
 ) -> None:
     """Train the embedded model from scratch, on CPU or a GPU; the same settings (and threads) give the same weights."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -82,7 +85,7 @@ def embedded_train(
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("train", total=steps, loss="-")
             _, manifest = train(out_dir, config, resume=resume, device=device, workers=workers, attention=attention,
-                                stop_after=stop_after,
+                                stop_after=stop_after, keep_every=keep_every,
                                 on_progress=lambda step, loss: progress.update(task, completed=step, loss=f"{loss:.3f}"))
     except RedgraphError as exc:
         fail(exc)

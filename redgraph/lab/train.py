@@ -271,6 +271,7 @@ def train(
     workers: int = 0,
     attention: str | None = None,
     stop_after: int | None = None,
+    keep_every: int | None = None,
 ):
     """Train from scratch and save the checkpoint (with ``redgraph_manifest.json``) to ``out_dir``.
 
@@ -292,13 +293,16 @@ def train(
             CUDA). The saved and returned model uses the loading default either way.
         stop_after: save and stop once this many steps of the schedule are done (a run sized to a
             session); ``resume=True`` continues it. None trains to ``config.steps``.
+        keep_every: also keep the model (without training state) every this many steps, in
+            ``out_dir/steps/STEP``, for a learning curve; None keeps only the latest.
 
     Returns:
         ``(lvlm, manifest)``: the trained model (in eval mode, on the CPU) and the run's record.
 
     Raises:
         ConfigError: ``device`` is not available here, ``workers`` is negative, ``workers`` is
-            asked of stream 1, or ``stop_after`` is not a step of the schedule.
+            asked of stream 1, ``stop_after`` is not a step of the schedule, or ``keep_every`` is
+            not a whole number of steps or has no ``out_dir`` to keep in.
     """
     device = check_device(device)
     if config.precision == AUTO_PRECISION:
@@ -309,6 +313,10 @@ def train(
         if stop_after > config.steps:
             raise ConfigError(f"stop_after ({stop_after}) is past the end of the schedule ({config.steps} steps); "
                               "give a step from 1 to steps, or leave it out to train to the end")
+    if keep_every is not None:
+        check_whole_number("keep_every", keep_every)
+        if out_dir is None:
+            raise ConfigError("keep_every needs a folder to keep the models in; give out_dir, or leave keep_every out")
     if attention is None:
         attention = "sdpa" if device.type == "cuda" else "eager"
     if attention not in ATTENTIONS:
@@ -318,7 +326,7 @@ def train(
                           "use workers=0 with it, or data_stream=2")
     with training_process(config.threads, device):
         return _train(out_dir, config, on_progress, save_every, resume, device, workers, attention,
-                      config.steps if stop_after is None else stop_after)
+                      config.steps if stop_after is None else stop_after, keep_every)
 
 
 @contextlib.contextmanager
@@ -401,7 +409,7 @@ def check_device(device: str | torch.device) -> torch.device:
 
 
 def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, save_every: int, resume: bool,
-           device: torch.device, workers: int, attention: str, last: int):
+           device: torch.device, workers: int, attention: str, last: int, keep_every: int | None = None):
     from redgraph.models.loading import LVLM
 
     model, processor = build_untrained(config.dimensions, seed=config.seed, rope_layout=config.rope_layout)
@@ -483,6 +491,12 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
             on_progress(step + 1, losses[-1])
         if out_dir is not None and (step + 1) % save_every == 0 and step + 1 < last:
             _save(lvlm, out_dir, _manifest(config, losses, elapsed(), run, partial=True), state(step + 1))
+        if keep_every is not None and (step + 1) % keep_every == 0:
+            kept = Path(out_dir) / KEPT_STEPS / str(step + 1)
+            kept.mkdir(parents=True, exist_ok=True)
+            lvlm.save(kept)
+            (kept / "redgraph_manifest.json").write_text(
+                json.dumps(_manifest(config, losses, elapsed(), run, partial=step + 1 < config.steps), indent=2) + "\n")
     model.eval()
     model.to("cpu")
     model.set_attn_implementation(loading_default)
@@ -493,6 +507,7 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
 
 
 TRAINING_STATE = "training_state.pt"
+KEPT_STEPS = "steps"  # keep_every's models: OUT/steps/STEP
 
 
 def _init_from(config: TrainConfig, model, processor) -> dict:
