@@ -3,6 +3,7 @@ checkpoint loads offline and answers; damaged files are named."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -22,6 +23,7 @@ from redgraph.lab.batches import batch_tensors
 from redgraph.lab.evaluate import METRICS, evaluate
 from redgraph.lab.tasks import TASKS, make_example
 from redgraph.lab.train import (
+    auto_rope_layout,
     TrainConfig,
     VisionHeads,
     example_loss,
@@ -518,18 +520,43 @@ def test_rope_layouts_rotate_alike_in_every_transformers_5(layout, head_dim):
 
 def test_a_run_can_change_the_rope_layout_of_its_base_and_names_it(tmp_path):
     base_dir = tmp_path / "base"
-    train(base_dir, TrainConfig(steps=1, batch_size=2, warmup_steps=1, dimensions=SMALL))
+    _, scratch = train(base_dir, TrainConfig(steps=1, batch_size=2, warmup_steps=1, dimensions=SMALL))
+    assert scratch["config"]["rope_layout"] == "blocks" and " --rope-layout blocks " in scratch["command"]  # auto
     config = TrainConfig(steps=1, batch_size=2, warmup_steps=1, dimensions=SMALL, init_from=str(base_dir),
                          rope_layout="interleaved")
     _, manifest = train(tmp_path / "run", config)
-    assert manifest["command"].endswith("--rope-layout interleaved") and manifest["config"]["rope_layout"] == "interleaved"
+    assert " --rope-layout interleaved " in manifest["command"] and manifest["config"]["rope_layout"] == "interleaved"
     reloaded = load_embedded(tmp_path / "run")
     assert reloaded.model.config.text_config.rope_parameters["mrope_section"] == [1, 1, 1, 1, 2, 2]
     assert reloaded.model.model.language_model.rotary_emb.mrope_section == [1, 1, 1, 1, 2, 2]
-    with pytest.raises(ConfigError, match="rope_layout must be one of blocks, interleaved, got 'Interleaved'"):
+    with pytest.raises(ConfigError, match="rope_layout must be one of blocks, interleaved, auto, got 'Interleaved'"):
         TrainConfig(rope_layout="Interleaved")
     result = CliRunner().invoke(app, ["embedded", "train", str(tmp_path / "cli"), "--rope-layout", "rows"])
-    assert result.exit_code != 0 and "rope_layout must be one of blocks, interleaved, got 'rows'" in result.output
+    assert result.exit_code != 0 and "rope_layout must be one of blocks, interleaved, auto, got 'rows'" in result.output
+
+
+def test_auto_rope_layout_keeps_the_base_s_own_and_a_resumed_run_s(tmp_path):
+    interleaved = TrainConfig(steps=2, batch_size=2, warmup_steps=1, dimensions=SMALL, rope_layout="interleaved")
+    train(tmp_path / "base", interleaved)
+    continued = TrainConfig(steps=2, batch_size=2, warmup_steps=1, dimensions=SMALL, init_from=str(tmp_path / "base"))
+    assert continued.rope_layout == "auto"
+    lvlm, manifest = train(tmp_path / "next", continued, stop_after=1, save_every=1)
+    assert manifest["config"]["rope_layout"] == "interleaved"  # not switched back to blocks unasked
+    assert lvlm.model.config.text_config.rope_parameters["mrope_section"] == [1, 1, 1, 1, 2, 2]
+    _, resumed = train(tmp_path / "next", continued, resume=True)
+    assert resumed["config"]["rope_layout"] == "interleaved" and resumed["finished"]
+    switched = dataclasses.replace(continued, rope_layout="blocks")
+    assert train(None, switched)[1]["config"]["rope_layout"] == "blocks"  # named: switched
+    shipped = dataclasses.replace(continued, init_from="embedded", dimensions=Dimensions())
+    assert auto_rope_layout(shipped) == json.loads((EMBEDDED_DIR / "redgraph_manifest.json").read_text())[
+        "config"].get("rope_layout", "blocks")
+    odd = tmp_path / "odd"
+    shutil.copytree(tmp_path / "base", odd)
+    config_json = json.loads((odd / "config.json").read_text())
+    config_json["text_config"]["rope_parameters"]["mrope_section"] = [2, 2, 4]
+    (odd / "config.json").write_text(json.dumps(config_json))
+    with pytest.raises(ConfigError, match=r"mrope_section \[2, 2, 4\] is none of the layouts blocks, interleaved"):
+        train(None, dataclasses.replace(continued, init_from=str(odd)))
 
 
 def test_category_weights_set_the_questions_trained_on_and_are_named_in_the_manifest():

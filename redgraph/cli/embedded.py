@@ -52,9 +52,10 @@ def embedded_train(
                                                           "dimensions, or 'embedded': the shipped model) instead of "
                                                           "random ones; optimiser and schedule start fresh.")] = None,
     rope_layout: Annotated[str, typer.Option(help="How the language model's rotary frequencies are shared among time, "
-                                                  "rows and columns: blocks (Qwen2-VL's, the shipped model's: rows "
-                                                  "and columns get only slow ones) or interleaved (each gets fast "
-                                                  "ones too); text is unaffected.")] = "blocks",
+                                                  "rows and columns: blocks (Qwen2-VL's: rows and columns get only "
+                                                  "slow ones), interleaved (each gets fast ones too, which left/right "
+                                                  "needs: BENCHMARKS.md) or auto (the --init-from base's, or a resumed "
+                                                  "run's; blocks from scratch). Text is unaffected.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the stopped run saved in OUT_DIR (same settings); it ends "
                                               "with the weights an uninterrupted run gives.")] = False,
     stop_after: Annotated[Optional[int], typer.Option(help="Save and stop after this step of the --steps schedule "

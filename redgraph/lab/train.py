@@ -28,7 +28,7 @@ import torch
 
 from redgraph.data.synthetic import ALL_CATEGORIES
 from redgraph.errors import ConfigError, check_whole_number
-from redgraph.lab.architecture import GRID, ROPE_LAYOUTS, Dimensions, build_untrained
+from redgraph.lab.architecture import GRID, ROPE_LAYOUTS, Dimensions, build_untrained, mrope_section
 from redgraph.lab.batches import (
     HOST_ONLY,
     STREAMS,
@@ -43,6 +43,7 @@ from redgraph.lab.tasks import TASKS, Example
 
 PRECISIONS = ("float32", "bfloat16")
 AUTO_PRECISION = "auto"  # bfloat16 where the device runs it faster than float32, else float32
+AUTO_LAYOUT = "auto"  # the rope layout of the run's base (init_from, or a resumed run's own), else blocks
 ATTENTIONS = ("eager", "sdpa")
 # What a run saved before these settings existed was trained with.
 _LEGACY = {"precision": "float32", "data_stream": 1, "accumulate": 1, "cell_weight": 0.0, "init_from": None,
@@ -87,9 +88,10 @@ class TrainConfig:
     # model) instead of random ones; optimiser, schedule and the training-only heads start fresh.
     init_from: str | None = None
     # How the rotary frequencies are shared among time, height and width (ROPE_LAYOUTS in
-    # architecture.py): "blocks", Qwen2-VL's own and the shipped model's, or "interleaved". It has no
-    # weights, so --init-from may start a run of either layout from a checkpoint of the other.
-    rope_layout: str = "blocks"
+    # architecture.py): "blocks", Qwen2-VL's own, or "interleaved". It has no weights, so --init-from
+    # may start a run of either layout from a checkpoint of the other; auto keeps the base's (blocks
+    # from scratch), decided by train() (auto_rope_layout) and recorded resolved.
+    rope_layout: str = AUTO_LAYOUT
     # How often each question category is asked, relative to the others of its scene kind, in the
     # order of ALL_CATEGORIES (a kind whose categories all weigh 0 is not drawn); equal weights give
     # the generator's own items, as the shipped model was trained.
@@ -121,8 +123,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be {len(names)} numbers of at least 0, not all 0 (one per {each}: "
                                   f"{', '.join(names)}), got {weights!r}")
             object.__setattr__(self, name, tuple(float(w) for w in weights))
-        if self.rope_layout not in ROPE_LAYOUTS:
-            raise ConfigError(f"rope_layout must be one of {', '.join(ROPE_LAYOUTS)}, got {self.rope_layout!r}")
+        if self.rope_layout not in ROPE_LAYOUTS + (AUTO_LAYOUT,):
+            raise ConfigError(f"rope_layout must be one of {', '.join(ROPE_LAYOUTS + (AUTO_LAYOUT,))}, "
+                              f"got {self.rope_layout!r}")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise ConfigError(f"init_from must be a checkpoint folder or {EMBEDDED_BASE!r}, got {self.init_from!r}")
 
@@ -307,6 +310,8 @@ def train(
     device = check_device(device)
     if config.precision == AUTO_PRECISION:
         config = dataclasses.replace(config, precision=auto_precision(device, out_dir if resume else None))
+    if config.rope_layout == AUTO_LAYOUT:
+        config = dataclasses.replace(config, rope_layout=auto_rope_layout(config, out_dir if resume else None))
     check_whole_number("workers", workers, minimum=0)
     if stop_after is not None:
         check_whole_number("stop_after", stop_after)
@@ -368,6 +373,33 @@ def auto_precision(device: str | torch.device, out_dir: str | os.PathLike[str] |
     if check_device(device).type == "cuda":
         return "bfloat16"
     return "bfloat16" if _bf16_speedup() > 1.0 else "float32"
+
+
+@functools.cache
+def auto_rope_layout(config: TrainConfig, out_dir: str | os.PathLike[str] | None = None) -> str:
+    """The rope layout ``--rope-layout auto`` trains with: a resumed run's own (``out_dir`` holds
+    one), else that of ``config.init_from``'s checkpoint, else blocks (Qwen2-VL's own), so that a run
+    never changes its base's layout unless told to."""
+    manifest = None if out_dir is None else Path(out_dir) / "redgraph_manifest.json"
+    if manifest is not None and manifest.is_file():
+        saved = json.loads(manifest.read_text()).get("config", {}).get("rope_layout", _LEGACY["rope_layout"])
+        if saved in ROPE_LAYOUTS:
+            return saved
+    if config.init_from is None:
+        return "blocks"
+    folder = _base_folder(config.init_from)
+    try:
+        text = json.loads((folder / "config.json").read_text())["text_config"]
+        section = text["rope_parameters"]["mrope_section"]
+        head_dim = text["hidden_size"] // text["num_attention_heads"]
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        raise ConfigError(f"init_from {config.init_from!r}: its config.json does not say its rope layout; "
+                          f"name one with --rope-layout ({', '.join(ROPE_LAYOUTS)})") from None
+    for layout in ROPE_LAYOUTS:
+        if mrope_section(head_dim, layout) == section:
+            return layout
+    raise ConfigError(f"init_from {config.init_from!r}: its mrope_section {section} is none of the layouts "
+                      f"{', '.join(ROPE_LAYOUTS)}; name the one to train with --rope-layout")
 
 
 @functools.cache
@@ -514,13 +546,10 @@ def _init_from(config: TrainConfig, model, processor) -> dict:
     """Copy the weights of ``config.init_from`` into ``model``; return what the manifest records of the base."""
     import hashlib
 
-    from redgraph.models.embedded import EMBEDDED_DIR, manifest
+    from redgraph.models.embedded import manifest
     from redgraph.models.loading import load_embedded
 
-    folder = EMBEDDED_DIR if config.init_from == EMBEDDED_BASE else Path(config.init_from)
-    if not folder.is_dir():
-        raise ConfigError(f"init_from {config.init_from!r}: no such folder; name a checkpoint folder (one that "
-                          f"`redgraph embedded train` wrote) or {EMBEDDED_BASE!r} for the shipped model")
+    folder = _base_folder(config.init_from)
     base = load_embedded(folder)
     theirs = getattr(base.model.config, "redgraph_dimensions", None)
     mine = asdict(config.dimensions)
@@ -537,6 +566,17 @@ def _init_from(config: TrainConfig, model, processor) -> dict:
     record = manifest(folder)
     return {"path": config.init_from, "model_sha256": digest, "command": record.get("command"),
             "examples_seen": record.get("examples_seen"), "base": record.get("base")}
+
+
+def _base_folder(init_from: str) -> Path:
+    """The checkpoint folder ``init_from`` names (``EMBEDDED_BASE``: the shipped model's)."""
+    from redgraph.models.embedded import EMBEDDED_DIR
+
+    folder = EMBEDDED_DIR if init_from == EMBEDDED_BASE else Path(init_from)
+    if not folder.is_dir():
+        raise ConfigError(f"init_from {init_from!r}: no such folder; name a checkpoint folder (one that "
+                          f"`redgraph embedded train` wrote) or {EMBEDDED_BASE!r} for the shipped model")
+    return folder
 
 
 def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: random.Random, heads,
@@ -571,8 +611,9 @@ def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: ran
 def train_command(config: TrainConfig) -> str:
     """The ``redgraph embedded train`` command line that runs ``config``."""
     default = TrainConfig()
-    # the precision always: the command line's default (auto) depends on the machine
-    flags = [f"--steps {config.steps}", f"--seed {config.seed}", f"--precision {config.precision}"]
+    # the precision and rope layout always: their command-line default (auto) depends on the machine and the base
+    flags = [f"--steps {config.steps}", f"--seed {config.seed}", f"--precision {config.precision}",
+             f"--rope-layout {config.rope_layout}"]
     for name in ("batch_size", "learning_rate", "warmup_steps", "threads", "data_stream", "accumulate"):
         value = getattr(config, name)
         if value != getattr(default, name):
@@ -590,8 +631,6 @@ def train_command(config: TrainConfig) -> str:
         flags.append(f"--init-from {shlex.quote(config.init_from)}")
     if config.category_weight_map is not None:
         flags.append(f"--category-weights {format_category_weights(config.category_weights)}")
-    if config.rope_layout != default.rope_layout:
-        flags.append(f"--rope-layout {config.rope_layout}")
     return "redgraph embedded train OUT " + " ".join(flags)
 
 
