@@ -59,10 +59,14 @@ def test_demo_runs_the_graph_offline_and_writes_verifiable_traces(tmp_path):
         assert "<html" in Path(run["report"]).read_text()
     lying = payload["runs"][-1]
     assert lying["rationales"][0]["text"] == "The blue bar is 5."
-    # The critic asked the image; its critique says what the image answered (the shipped model's
-    # eyes decide whether that answer is right: see the reference-model test below).
+    # The critic asked the image; its critique says what the image answered. The shipped model reads
+    # bar values and titles (BENCHMARKS.md), so the lie is caught and answered from the image, right;
+    # left/right it does not read yet (one constant answer), so the shapes run is not checked here.
     assert lying["critiques"]
-    assert 'asked "What is the value of the blue bar?", the image answers' in lying["critiques"][-1]
+    assert 'asked "What is the value of the blue bar?", the image answers 9 (p ' in lying["critiques"][-1]
+    answers = {run["run"]: (run["outcome"], run["answer"]) for run in payload["runs"]}
+    assert answers["bars-lying-reasoner"] == ("image_only", "9")
+    assert answers["bars"] == ("accepted", "9") and answers["document"] == ("accepted", "invoice")
 
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "checkpoints" / "embedded-gpu-570k"

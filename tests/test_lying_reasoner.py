@@ -2,12 +2,10 @@
 critic asks the image the questions behind each claim, the loop revises, then answers from the
 image alone; honest rationales are accepted.
 
-The critic is as good as the model's eyes. With the reference checkpoint in
-``../shared/checkpoints/embedded-gpu-570k`` (a development aid, not shipped), which reads bar charts
-(image answers 1.00 held out), lies about bars are caught. The shipped embedded model compares bars
-(0.98 held out) but reads only half their values (bar values 0.49): it catches all 12 lies but
-accepts 4 of 12 honest rationales, so that test is a strict xfail, to turn the suite red the day the
-shipped model sees and this note must change."""
+The critic is as good as the model's eyes. The shipped embedded model reads bar values (1.00 held
+out, BENCHMARKS.md): it catches all 12 lies about bars and accepts all 12 honest rationales. The
+reference checkpoint in ``../shared/checkpoints/embedded-gpu-570k`` (a development aid, not shipped)
+reads them too."""
 
 from __future__ import annotations
 
@@ -62,8 +60,6 @@ def test_lies_about_bar_charts_are_caught_with_a_model_that_reads_them(tmp_path)
     assert f'asked "{item.question}", the image answers {item.answer} (p ' in liar.critiques[1]
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped embedded model reads half the bar values (0.49 held out, "
-                   "BENCHMARKS.md), so its critic rejects most honest rationales about them (8 of 12)")
 def test_the_shipped_model_catches_lies_and_accepts_honest_rationales(tmp_path):
     caught, accepted = _caught_and_accepted(load_embedded(), tmp_path)
-    assert caught >= 10 and accepted >= 10, (caught, accepted)
+    assert caught >= 11 and accepted >= 11, (caught, accepted)  # measured: 12 and 12 of 12
