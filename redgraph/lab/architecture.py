@@ -38,8 +38,9 @@ _VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|vide
 # frequencies to time, then height, then width, which leaves rows and columns only the slowest
 # (an 8 x 8 grid turns a query-key pair by at most 0.07 rad across its rows and 0.007 across its
 # columns). "interleaved" gives frequency i to component i % 3, as Qwen3-VL does, so rows and
-# columns get fast ones too (the shipped model's since 2026-12-04). Text tokens have all three components equal, so the layout
-# changes nothing for them: only how image tokens are told apart by place.
+# columns get fast ones too (the shipped model's layout since 2026-12-04). Text tokens have all
+# three components equal, so the layout changes nothing for them: only how image tokens are told
+# apart by place.
 # transformers before 5.x's rotary rewrite split the doubled section over the whole head (its
 # second half repeats the frequencies), so a section must have a multiple of 3 chunks for both
 # halves to give a frequency the same component; both layouts here have.

@@ -94,7 +94,7 @@ class TrainConfig:
     rope_layout: str = AUTO_LAYOUT
     # How often each question category is asked, relative to the others of its scene kind, in the
     # order of ALL_CATEGORIES (a kind whose categories all weigh 0 is not drawn); equal weights give
-    # the generator's own items, as the shipped model was trained.
+    # the generator's own items (the shipped model's stages 1-4; stages 5 and 6 weighed them).
     category_weights: tuple[float, ...] = (1.0,) * len(ALL_CATEGORIES)
 
     def __post_init__(self) -> None:
@@ -375,7 +375,6 @@ def auto_precision(device: str | torch.device, out_dir: str | os.PathLike[str] |
     return "bfloat16" if _bf16_speedup() > 1.0 else "float32"
 
 
-@functools.cache
 def auto_rope_layout(config: TrainConfig, out_dir: str | os.PathLike[str] | None = None) -> str:
     """The rope layout ``--rope-layout auto`` trains with: a resumed run's own (``out_dir`` holds
     one), else that of ``config.init_from``'s checkpoint, else blocks (Qwen2-VL's own), so that a run
