@@ -365,11 +365,9 @@ def auto_precision(device: str | torch.device, out_dir: str | os.PathLike[str] |
     else bfloat16 on CUDA, and on a CPU only where a bf16 matrix product is measured faster than a
     float32 one (CPUs with native bf16); float32 elsewhere. On an AVX2-only CPU bf16 trains about 30x
     slower than float32 (measured, BENCHMARKS.md)."""
-    manifest = None if out_dir is None else Path(out_dir) / "redgraph_manifest.json"
-    if manifest is not None and manifest.is_file():
-        saved = json.loads(manifest.read_text()).get("config", {}).get("precision", _LEGACY["precision"])
-        if saved in PRECISIONS:
-            return saved
+    saved = _resumed_setting(out_dir, "precision", PRECISIONS)
+    if saved is not None:
+        return saved
     if check_device(device).type == "cuda":
         return "bfloat16"
     return "bfloat16" if _bf16_speedup() > 1.0 else "float32"
@@ -379,11 +377,9 @@ def auto_rope_layout(config: TrainConfig, out_dir: str | os.PathLike[str] | None
     """The rope layout ``--rope-layout auto`` trains with: a resumed run's own (``out_dir`` holds
     one), else that of ``config.init_from``'s checkpoint, else blocks (Qwen2-VL's own), so that a run
     never changes its base's layout unless told to."""
-    manifest = None if out_dir is None else Path(out_dir) / "redgraph_manifest.json"
-    if manifest is not None and manifest.is_file():
-        saved = json.loads(manifest.read_text()).get("config", {}).get("rope_layout", _LEGACY["rope_layout"])
-        if saved in ROPE_LAYOUTS:
-            return saved
+    saved = _resumed_setting(out_dir, "rope_layout", ROPE_LAYOUTS)
+    if saved is not None:
+        return saved
     if config.init_from is None:
         return "blocks"
     folder = _base_folder(config.init_from)
@@ -399,6 +395,20 @@ def auto_rope_layout(config: TrainConfig, out_dir: str | os.PathLike[str] | None
             return layout
     raise ConfigError(f"init_from {config.init_from!r}: its mrope_section {section} is none of the layouts "
                       f"{', '.join(ROPE_LAYOUTS)}; name the one to train with --rope-layout")
+
+
+def _resumed_setting(out_dir: str | os.PathLike[str] | None, name: str, choices: tuple[str, ...]) -> str | None:
+    """The setting ``name`` of the run saved in ``out_dir`` (a run saved before it existed: ``_LEGACY``'s),
+    or None where there is no saved run or its value is none of ``choices``."""
+    from redgraph.models.embedded import manifest
+
+    if out_dir is None:
+        return None
+    record = manifest(out_dir)
+    if not record:
+        return None
+    saved = record.get("config", {}).get(name, _LEGACY[name])
+    return saved if saved in choices else None
 
 
 @functools.cache
