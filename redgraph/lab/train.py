@@ -40,6 +40,7 @@ from redgraph.lab.batches import (
 )
 from redgraph.lab.scene_labels import CELL_VOCABULARY, VOCABULARY
 from redgraph.lab.tasks import TASKS, Example
+from redgraph.models.embedded.files import MANIFEST_FILE
 
 PRECISIONS = ("float32", "bfloat16")
 AUTO_PRECISION = "auto"  # bfloat16 where the device runs it faster than float32, else float32
@@ -276,7 +277,7 @@ def train(
     stop_after: int | None = None,
     keep_every: int | None = None,
 ):
-    """Train from scratch and save the checkpoint (with ``redgraph_manifest.json``) to ``out_dir``.
+    """Train from scratch and save the checkpoint (with its manifest, ``MANIFEST_FILE``) to ``out_dir``.
 
     Every save also writes ``training_state.pt`` (weights in training form, optimiser, schedule,
     task-choice RNG, the auxiliary head, the losses so far), so a stopped run can be resumed: it then ends with exactly
@@ -536,8 +537,7 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
             kept = Path(out_dir) / KEPT_STEPS / str(step + 1)
             kept.mkdir(parents=True, exist_ok=True)
             lvlm.save(kept)
-            (kept / "redgraph_manifest.json").write_text(
-                json.dumps(_manifest(config, losses, elapsed(), run, partial=step + 1 < config.steps), indent=2) + "\n")
+            _write_manifest(kept, _manifest(config, losses, elapsed(), run, partial=step + 1 < config.steps))
     model.eval()
     model.to("cpu")
     model.set_attn_implementation(loading_default)
@@ -686,4 +686,8 @@ def _save(lvlm, out_dir, manifest: dict, training_state: dict) -> None:
     path.mkdir(parents=True, exist_ok=True)
     lvlm.save(path)
     torch.save(training_state, path / TRAINING_STATE)
-    (path / "redgraph_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    _write_manifest(path, manifest)
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")

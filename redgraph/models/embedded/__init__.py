@@ -16,7 +16,13 @@ import json
 import os
 from pathlib import Path
 
-from redgraph.models.embedded.files import EMBEDDED_DIR, EMBEDDED_NAME, REQUIRED_FILES, check_checkpoint_files
+from redgraph.models.embedded.files import (
+    EMBEDDED_DIR,
+    EMBEDDED_NAME,
+    MANIFEST_FILE,
+    REQUIRED_FILES,
+    check_checkpoint_files,
+)
 
 
 def load_embedded(path: str | os.PathLike[str] | None = None, *, device: str = "cpu", dtype: str = "float32"):
@@ -29,10 +35,12 @@ def load_embedded(path: str | os.PathLike[str] | None = None, *, device: str = "
 
 def manifest(path: str | os.PathLike[str] | None = None) -> dict:
     """The training record saved next to the weights (command, seed, steps, time, losses)."""
-    file = (Path(path) if path is not None else EMBEDDED_DIR) / "redgraph_manifest.json"
+    file = (Path(path) if path is not None else EMBEDDED_DIR) / MANIFEST_FILE
     if not file.is_file():
         return {}
     return json.loads(file.read_text(encoding="utf-8"))
 
 
-__all__ = ["EMBEDDED_DIR", "EMBEDDED_NAME", "REQUIRED_FILES", "check_checkpoint_files", "load_embedded", "manifest"]
+__all__ = [
+    "EMBEDDED_DIR", "EMBEDDED_NAME", "MANIFEST_FILE", "REQUIRED_FILES", "check_checkpoint_files", "load_embedded", "manifest",
+]

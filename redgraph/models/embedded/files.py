@@ -12,6 +12,8 @@ EMBEDDED_DIR = Path(__file__).parent / "weights"
 EMBEDDED_NAME = "redgraph-embedded"
 # The files a checkpoint folder needs; each is named in the error when missing or unreadable.
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json")
+# The training record `redgraph embedded train` saves next to the weights (not required to load).
+MANIFEST_FILE = "redgraph_manifest.json"
 
 
 def check_checkpoint_files(folder: Path) -> None:
