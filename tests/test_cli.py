@@ -60,7 +60,7 @@ def test_demo_runs_the_graph_offline_and_writes_verifiable_traces(tmp_path):
     lying = payload["runs"][-1]
     assert lying["rationales"][0]["text"] == "The blue bar is 5."
     # The critic asked the image; its critique says what the image answered. The shipped model reads
-    # bar values, titles and (0.70 held out) left/right (BENCHMARKS.md), so the lie is caught and
+    # bar values, titles and (0.82 held out) left/right (BENCHMARKS.md), so the lie is caught and
     # answered from the image, and the three honest runs are accepted and right.
     assert lying["critiques"]
     assert 'asked "What is the value of the blue bar?", the image answers 9 (p ' in lying["critiques"][-1]
