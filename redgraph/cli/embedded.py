@@ -93,6 +93,74 @@ def embedded_train(
     out.print_json(json.dumps(manifest))
 
 
+@embedded_app.command("recipe")
+def embedded_recipe(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the stages (OUT/01-NAME, ...); the last is the model.")],
+    recipe: Annotated[str, typer.Option(help="A recipe TOML file, or 'embedded': the shipped model's.")] = "embedded",
+    device: Annotated[str, typer.Option(help="cpu or cuda (cuda:N); the checkpoints are saved for the CPU either way.")]
+    = "cpu",
+    workers: Annotated[int, typer.Option(help="Data-loader processes (0: none); the example stream is the same for "
+                                              "any count.")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads; results reproduce for a fixed count.")] = 2,
+    attention: Annotated[Optional[str], typer.Option(help="eager or sdpa (default: eager on CPU, sdpa on CUDA).")]
+    = None,
+    save_every: Annotated[int, typer.Option(min=1, help="Save the running stage every this many steps (what a stop "
+                                                        "can lose).")] = 250,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print each stage's train command; train nothing.")]
+    = False,
+) -> None:
+    """Run a training recipe: its stages one after another, each from the previous one's weights. Run it
+    again after a stop (Ctrl-C, a kill, the end of a session): done stages are skipped and the stopped one
+    resumes from its last save, to the weights an uninterrupted run gives."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from redgraph.lab.recipe import load_recipe, recipe_commands, run_recipe
+
+    try:
+        loaded = load_recipe(recipe)
+        if dry_run:
+            out.print(f"# {loaded.description}" if loaded.description else f"# {loaded.source}", soft_wrap=True)
+            for command in recipe_commands(loaded, out_dir, threads):
+                out.print(command, soft_wrap=True, highlight=False, markup=False)
+            out.print(f"# {len(loaded.stages)} stages, {loaded.examples:,} examples")
+            return
+    except RedgraphError as exc:
+        fail(exc)
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    count = len(loaded.stages)
+    table = Table("stage", "folder", "examples", "this run", "seconds", "loss (last 50)")
+    statuses: dict[int, str] = {}
+    with Progress(*columns, console=console) as progress:
+        current = {}
+
+        def on_stage(index, stage, folder, status):
+            statuses[index] = status
+            if status == "done":
+                console.print(f"stage {index}/{count} {stage.name}: done before, in {folder}", highlight=False)
+                return
+            current["task"] = progress.add_task(f"stage {index}/{count} {stage.name}", total=stage.last_step,
+                                                loss="-")
+
+        def on_progress(step, loss):
+            progress.update(current["task"], completed=step, loss=f"{loss:.3f}")
+
+        try:
+            manifests = run_recipe(out_dir, loaded, threads=threads, device=device, workers=workers,
+                                   attention=attention, save_every=save_every, on_stage=on_stage,
+                                   on_progress=on_progress)
+        except RedgraphError as exc:
+            fail(exc)
+    for index, (stage, folder, manifest) in enumerate(zip(loaded.stages, loaded.folders(out_dir), manifests), 1):
+        table.add_row(f"{index} {stage.name}", str(folder), f"{manifest['examples_seen']:,}",
+                      {"done": "done before", "resumed": "resumed"}.get(statuses[index], "trained"),
+                      f"{manifest['seconds']:.0f}", f"{manifest['final_loss_mean_last_50']:.3f}")
+    out.print(table)
+    out.print(f"model: {loaded.folders(out_dir)[-1]}  (evaluate it: redgraph embedded evaluate --model "
+              f"{loaded.folders(out_dir)[-1]})", soft_wrap=True, highlight=False)
+
+
 @embedded_app.command("evaluate")
 def embedded_evaluate(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Checkpoint folder; default: the embedded model.")] = None,
