@@ -233,6 +233,37 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path):
         train(tmp_path / "empty", config, resume=True)
 
 
+def test_a_run_killed_while_it_saves_resumes_from_the_save_before(tmp_path, monkeypatch):
+    config = TrainConfig(steps=5, batch_size=4, warmup_steps=2, dimensions=SMALL, aux_weight=2.0)
+    whole, _ = train(None, config)
+
+    class Killed(BaseException):
+        pass
+
+    saves = []
+    real_save = torch.save
+
+    def killed_on_the_second_save(obj, file):
+        saves.append(file)
+        if len(saves) == 2:  # the save after step 4: half the file written, then the process dies
+            with open(file, "wb") as handle:
+                handle.write(b"half a file")
+            raise Killed
+        real_save(obj, file)
+
+    monkeypatch.setattr(torch, "save", killed_on_the_second_save)
+    with pytest.raises(Killed):
+        train(tmp_path, config, save_every=2)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert json.loads((tmp_path / "redgraph_manifest.json").read_text())["steps_done"] == 2
+    steps = []
+    resumed, manifest = train(tmp_path, config, save_every=2, resume=True, on_progress=lambda s, _: steps.append(s))
+    assert steps == [3, 4, 5] and manifest["finished"] and _same_weights(whole, resumed)
+    (tmp_path / "training_state.pt").write_bytes(b"half a file")
+    with pytest.raises(ConfigError, match=r"training_state.pt cannot be read .* cannot be resumed; train into a new"):
+        train(tmp_path, config, resume=True)
+
+
 def test_a_run_stopped_after_a_step_resumes_to_the_uninterrupted_weights(tmp_path):
     config = TrainConfig(steps=4, batch_size=4, warmup_steps=1, dimensions=SMALL, cell_weight=1.0)
     whole, _ = train(None, config)

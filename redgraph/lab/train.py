@@ -16,6 +16,7 @@ import functools
 import json
 import math
 import os
+import pickle
 import platform
 import random
 import shlex
@@ -594,7 +595,11 @@ def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: ran
     if out_dir is None or not (Path(out_dir) / TRAINING_STATE).exists():
         raise ConfigError(f"nothing to resume in {out_dir}: no {TRAINING_STATE} (a run saves one every few hundred "
                           "steps); train without --resume to start")
-    saved = torch.load(Path(out_dir) / TRAINING_STATE, weights_only=False, map_location="cpu")
+    try:
+        saved = torch.load(Path(out_dir) / TRAINING_STATE, weights_only=False, map_location="cpu")
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise ConfigError(f"{Path(out_dir) / TRAINING_STATE} cannot be read ({exc}), so the run in {out_dir} cannot "
+                          "be resumed; train into a new folder") from None
     mine = json.loads(json.dumps(asdict(config)))
     theirs = {**_LEGACY, **json.loads(json.dumps(saved["config"]))}
     if mine != theirs:
@@ -682,12 +687,19 @@ def _versions() -> dict[str, str]:
 
 
 def _save(lvlm, out_dir, manifest: dict, training_state: dict) -> None:
+    """Save the weights, then the training state, then the manifest, each of the last two by a rename,
+    so that a run killed mid-save leaves the previous save's state and manifest whole (a resumed run
+    restores from the state; the weights are rewritten at the next save)."""
     path = Path(out_dir)
     path.mkdir(parents=True, exist_ok=True)
     lvlm.save(path)
-    torch.save(training_state, path / TRAINING_STATE)
+    partial = path / (TRAINING_STATE + ".partial")
+    torch.save(training_state, partial)
+    os.replace(partial, path / TRAINING_STATE)
     _write_manifest(path, manifest)
 
 
 def _write_manifest(folder: Path, manifest: dict) -> None:
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    partial = folder / (MANIFEST_FILE + ".partial")
+    partial.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(partial, folder / MANIFEST_FILE)
