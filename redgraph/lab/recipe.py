@@ -38,7 +38,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from redgraph.errors import ConfigError, check_whole_number
@@ -50,6 +50,7 @@ from redgraph.lab.train import (
     auto_precision,
     auto_rope_layout,
     check_device,
+    differing_settings,
     parse_category_weights,
     parse_task_weights,
     train,
@@ -96,7 +97,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if not self.stages:
-            raise ConfigError(f"recipe {self.source or ''}: it has no stages; add at least one [[stages]] table")
+            raise ConfigError(f"recipe {self.source}: it has no stages; add at least one [[stages]] table")
         names = [s.name for s in self.stages]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
@@ -166,7 +167,7 @@ def _stage(table: dict, index: int, source: str) -> Stage:
             check_whole_number("stop_after", stop_after)
             if stop_after > config.steps:
                 raise ConfigError(f"stop_after ({stop_after}) is past the end of the schedule ({config.steps} steps)")
-    except (ConfigError, TypeError) as exc:
+    except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return Stage(name=name, config=config, stop_after=stop_after)
 
@@ -190,11 +191,9 @@ StageCallback = Callable[[int, Stage, Path, str], None]  # index, stage, folder,
 def stage_configs(recipe: Recipe, out_dir: str | Path, threads: int = 2) -> list[TrainConfig]:
     """Each stage's config as it is run into ``out_dir``: the run's threads, and every stage after
     the first starting from the previous stage's folder."""
-    configs = []
-    for i, (stage, folder) in enumerate(zip(recipe.stages, recipe.folders(out_dir))):
-        base = stage.config.init_from if i == 0 else str(recipe.folders(out_dir)[i - 1])
-        configs.append(dataclasses.replace(stage.config, threads=threads, init_from=base))
-    return configs
+    bases = [recipe.stages[0].config.init_from] + [str(folder) for folder in recipe.folders(out_dir)[:-1]]
+    return [dataclasses.replace(stage.config, threads=threads, init_from=base)
+            for stage, base in zip(recipe.stages, bases)]
 
 
 def recipe_commands(recipe: Recipe, out_dir: str | Path, threads: int = 2) -> list[str]:
@@ -221,11 +220,12 @@ def run_recipe(out_dir: str | Path, recipe: Recipe, *, threads: int = 2, device:
             config = dataclasses.replace(config, precision=auto_precision(device, folder))
         if config.rope_layout == AUTO_LAYOUT:
             config = dataclasses.replace(config, rope_layout=auto_rope_layout(config, folder))
-        done = _steps_done(folder, config, index, stage)
+        saved = _saved_run(folder, config, index, stage)
+        done = saved.get("steps_done", 0)
         if done >= stage.last_step:
             if on_stage is not None:
                 on_stage(index, stage, folder, "done")
-            manifests.append(json.loads((folder / MANIFEST_FILE).read_text()))
+            manifests.append(saved)
             continue
         if on_stage is not None:
             on_stage(index, stage, folder, "resumed" if done else "started")
@@ -235,23 +235,22 @@ def run_recipe(out_dir: str | Path, recipe: Recipe, *, threads: int = 2, device:
     return manifests
 
 
-def _steps_done(folder: Path, config: TrainConfig, index: int, stage: Stage) -> int:
-    """The steps of ``config`` already saved in ``folder`` (0: none); a run of other settings there is refused."""
+def _saved_run(folder: Path, config: TrainConfig, index: int, stage: Stage) -> dict:
+    """The manifest of the run of ``config`` saved in ``folder`` ({}: none); a run of other settings there is refused."""
     path = folder / MANIFEST_FILE
     if not path.is_file():
-        return 0
+        return {}
     try:
         saved = json.loads(path.read_text())
-        theirs, done = saved["config"], int(saved["steps_done"])
+        saved["steps_done"] = done = int(saved["steps_done"])
+        differing = differing_settings(config, saved["config"])
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"{path} cannot be read as a training manifest; it is not stage {index} ({stage.name}) of "
                           "this recipe: run the recipe into a new folder, or move that folder away") from None
-    mine = json.loads(json.dumps(asdict(config)))
-    differing = sorted(k for k in mine if mine[k] != theirs.get(k))
     if differing:
         raise ConfigError(f"{folder} holds a run with other settings ({', '.join(differing)}) than stage {index} "
                           f"({stage.name}) of this recipe; run the recipe into a new folder, or move that folder away")
     if done > stage.last_step:
         raise ConfigError(f"{folder} has trained {done} steps, past stage {index} ({stage.name})'s stop_after "
                           f"({stage.last_step}); run the recipe into a new folder, or move that folder away")
-    return done
+    return saved

@@ -102,6 +102,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads", "accumulate", "warmup_steps"):
             check_whole_number(name, getattr(self, name))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be a whole number, got {self.seed!r}")
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) \
+                or not 0 <= self.weight_decay < 1:
+            raise ConfigError(f"weight_decay must be a number from 0 to 1, got {self.weight_decay!r}")
         if self.precision not in PRECISIONS + (AUTO_PRECISION,):
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS + (AUTO_PRECISION,))}, "
                               f"got {self.precision!r}")
@@ -589,6 +594,14 @@ def _base_folder(init_from: str) -> Path:
     return folder
 
 
+def differing_settings(config: TrainConfig, saved: dict) -> list[str]:
+    """The settings in which a saved run's config (as its training state or manifest records it)
+    differs from ``config``; a setting that did not exist when it was saved counts as ``_LEGACY``'s."""
+    mine = json.loads(json.dumps(asdict(config)))
+    theirs = {**_LEGACY, **json.loads(json.dumps(saved))}
+    return sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+
+
 def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: random.Random, heads,
              losses: list[float], run: dict) -> int:
     """Load a saved run's weights and training state into the fresh objects; return the steps done."""
@@ -600,10 +613,8 @@ def _restore(out_dir, config: TrainConfig, model, optimizer, scheduler, rng: ran
     except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         raise ConfigError(f"{Path(out_dir) / TRAINING_STATE} cannot be read ({exc}), so the run in {out_dir} cannot "
                           "be resumed; train into a new folder") from None
-    mine = json.loads(json.dumps(asdict(config)))
-    theirs = {**_LEGACY, **json.loads(json.dumps(saved["config"]))}
-    if mine != theirs:
-        differing = sorted(k for k in mine if mine[k] != theirs.get(k))
+    differing = differing_settings(config, saved["config"])
+    if differing:
         raise ConfigError(f"the run in {out_dir} has other settings ({', '.join(differing)}); resume it with the "
                           "same settings, or train into a new folder")
     model.load_state_dict(saved["model"], strict=True)
