@@ -1,5 +1,6 @@
 """The benchmark models and scripts keep working (a smoke run; timings are not asserted)."""
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -167,9 +168,18 @@ def test_answer_spread_counts_each_category_s_answers_next_to_the_true_ones():
     assert sum(r["items"] for r in rows) == 3
     for row in rows:
         assert sum(row["gold"].values()) == sum(row["answers"].values()) == row["items"]
-        assert row["distinct_answers"] == len(row["answers"]) and 0 <= row["accuracy"] <= 1
-    bad = subprocess.run([sys.executable, script, "--kind", "charts"], capture_output=True, text=True, cwd=ROOT)
-    assert bad.returncode == 2 and "--kind 'charts' is not a scene kind; choose one of shapes, bars, document" in bad.stderr
+        assert row["distinct_answers"] == len(row["answers"]) and row["accuracy"] == round(row["right"] / row["items"], 3)
+        assert row["ci95"][0] <= row["accuracy"] <= row["ci95"][1]
+    right = sum(r["right"] for r in rows)
+    assert report["split"] == "test" and report["overall"]["items"] == 3
+    assert report["overall"]["accuracy"] == round(right / 3, 4) and report["overall"]["ci95"][1] - report["overall"]["ci95"][0] > 0.3
+    validation = json.loads(subprocess.run([sys.executable, script, "--json", "--limit", "3", "--split", "validation"],
+                                           capture_output=True, text=True, check=True, cwd=ROOT).stdout)
+    assert validation["split"] == "validation" and validation["items"] == 3
+    for args, message in ((["--kind", "charts"], "--kind 'charts' is not a scene kind; choose one of shapes, bars, document"),
+                          (["--split", "train"], "--split 'train' is not a held-out split; choose test or validation")):
+        bad = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, cwd=ROOT)
+        assert bad.returncode == 2 and message in bad.stderr
 
 
 def test_claim_check_finetune_smoke_run_reports_and_shares_image_tokens_exactly():

@@ -650,3 +650,22 @@ def test_evaluation_can_keep_to_some_categories_and_names_a_wrong_one(tmp_path):
         evaluate(lvlm, limit=1, categories=[])
     result = CliRunner().invoke(app, ["embedded", "evaluate", "--limit", "1", "--categories", "relation,size"])
     assert result.exit_code != 0 and "unknown question categories 'relation'" in result.output
+
+
+def test_evaluation_gives_each_figure_its_95_percent_interval():
+    summary = evaluate(load_embedded(), limit=6, batch_size=6)
+    intervals = summary["ci95"]
+    assert set(intervals["overall"]) == set(METRICS)
+    assert set(intervals["per_kind"]) == set(summary["per_kind"]) == {"shapes", "bars", "document"}
+    assert set(intervals["per_category"]) == set(summary["per_category"])
+    for group in ("per_kind", "per_category"):
+        for name, row in summary[group].items():
+            for metric, (low, high) in intervals[group][name].items():
+                assert low <= row[metric] <= high and high - low > 0.3  # 1 to 2 items pin nothing down
+    low, high = intervals["overall"]["image_answer_acc"]
+    assert low <= summary["overall"]["image_answer_acc"] <= high
+    result = CliRunner().invoke(app, ["embedded", "evaluate", "--limit", "6"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    low, high = intervals["overall"]["image_answer_acc"]  # the same items, so the same interval
+    assert f"[{low:.2f}-{high:.2f}]" in result.output.split("overall")[1]
+    assert "[low-high]: the 95% interval of image_answer_acc" in result.output

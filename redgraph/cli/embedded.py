@@ -193,9 +193,15 @@ def embedded_evaluate(
     if as_json:
         out.print_json(json.dumps(summary))
         return
-    table = Table("kind", *METRICS)
-    for kind, row in [*summary["per_kind"].items(), ("overall", summary["overall"])]:
-        table.add_row(kind, *[f"{row.get(m, float('nan')):.3f}" for m in METRICS])
+    intervals = summary["ci95"]
+    table = Table("kind", *METRICS, caption=r"\[low-high]: the 95% interval of image_answer_acc; --json gives "
+                                            "every figure's (ci95)")
+    for kind, row, interval in [*((k, r, intervals["per_kind"][k]) for k, r in summary["per_kind"].items()),
+                                ("overall", summary["overall"], intervals["overall"])]:
+        low, high = interval["image_answer_acc"]
+        cells = [f"{row.get(m, float('nan')):.3f}" for m in METRICS]
+        cells[0] += f" [{low:.2f}-{high:.2f}]"
+        table.add_row(kind, *cells)
     out.print(table)
 
 
