@@ -275,3 +275,39 @@ def test_tower_heads_smoke_run_trains_the_tower_and_probes_it():
         assert 0 <= report[key] <= 1
     refused = subprocess.run([sys.executable, script, "--aux-weight", "0"], capture_output=True, text=True, cwd=ROOT)
     assert refused.returncode == 2 and "nothing to train" in refused.stderr
+
+
+def test_relation_gaps_splits_each_relation_by_how_many_token_columns_or_rows_apart():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from relation_gaps import grid_gap
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from redgraph.data.scenes import Shape, ShapeScene
+    from redgraph.data.synthetic import SyntheticItem
+
+    red = Shape("red", "circle", x=15, y=100, size="big")  # column 0, row 6
+    blue = Shape("blue", "square", x=16, y=20, size="small")  # column 1, row 1
+    green = Shape("green", "triangle", x=127, y=60, size="small")  # column 7
+    scene = ShapeScene(objects=(green, red, blue))
+    item = SyntheticItem(question_id="t", split="test", kind="shapes", category="relation_lr",
+                         question="Is the blue square left or right of the red circle?", answer="right",
+                         gold_rationale="", misleading_rationale="", misleading_answer="left", irrelevant_rationale="",
+                         claims=(), scene=scene)
+    assert grid_gap(item, "x", 16) == 1  # 1 pixel apart across a column edge: one column
+    assert grid_gap(item, "y", 16) == 5
+    far = dataclasses.replace(item, question="Is the green triangle left or right of the red circle?")
+    assert grid_gap(far, "x", 16) == 5  # 7 columns apart, counted with the widest
+
+    script = str(ROOT / "benchmarks" / "relation_gaps.py")
+    done = subprocess.run([sys.executable, script, "--json", "--limit", "3"], capture_output=True, text=True,
+                          check=True, cwd=ROOT)
+    report = json.loads(done.stdout)["per_category"]
+    assert set(report) == {"relation_lr", "relation_ab"}
+    for row in report.values():
+        assert row["items"] == 3 and 0 <= row["accuracy"] <= 1
+        for key in ("grid_gap", "objects"):
+            assert sum(v["items"] for v in row[key].values()) == 3
+            assert sum(v["items"] * v["accuracy"] for v in row[key].values()) == pytest.approx(3 * row["accuracy"], abs=0.01)
+    bad = subprocess.run([sys.executable, script, "--split", "train"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "--split 'train' is not a held-out split; choose test or validation" in bad.stderr
