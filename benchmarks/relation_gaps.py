@@ -2,7 +2,7 @@
 objects are, counted in the columns (or rows) of the grid of merged image tokens, and on how many
 objects the picture holds.
 
-    python benchmarks/relation_gaps.py --json [--model FOLDER] [--split test] [--limit 300]
+    python benchmarks/relation_gaps.py --json [--model FOLDER] [--split test] [--limit 300] [--side 128]
 
 The first ``--limit`` held-out items of each relation category (``relation_lr``, ``relation_ab``),
 answered greedily from image + question as ``redgraph embedded evaluate`` does for
@@ -22,6 +22,8 @@ import os
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -47,7 +49,12 @@ def _share(rights: list[bool]) -> dict:
     return {"items": len(rights), "accuracy": round(sum(rights) / len(rights), 3)}
 
 
-def gaps(lvlm, split: str, limit: int, batch_size: int = 16) -> dict:
+def show_at(lvlm, side: int) -> None:
+    """Let ``lvlm``'s processor take pictures of ``side`` x ``side`` pixels as they are."""
+    lvlm.processor.image_processor.size = {"shortest_edge": side * side, "longest_edge": side * side}
+
+
+def gaps(lvlm, split: str, limit: int, batch_size: int = 16, side: int = 128) -> dict:
     from redgraph.data import generate_items
     from redgraph.eval.normalize import answers_match
     from redgraph.lab.architecture import CELL
@@ -63,7 +70,7 @@ def gaps(lvlm, split: str, limit: int, batch_size: int = 16) -> dict:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             answers = generate_text(lvlm, [prompts.image_branch_text(lvlm.processor, i.question) for i in chunk],
-                                    [i.image() for i in chunk], 8)
+                                    [i.image().resize((side, side), Image.Resampling.NEAREST) for i in chunk], 8)
             for item, answer in zip(chunk, answers):
                 right = answers_match(answer, item.answer)
                 rights.append(right)
@@ -81,16 +88,22 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="checkpoint folder (default: the embedded model)")
     parser.add_argument("--split", default="test", help="held-out split: test or validation")
     parser.add_argument("--limit", type=int, default=300, help="items of each relation category")
+    parser.add_argument("--side", type=int, default=128, help="picture side in pixels, a multiple of 16 "
+                                                                  "(the model is trained on 128)")
     args = parser.parse_args()
     if args.split not in ("test", "validation"):
         parser.error(f"--split {args.split!r} is not a held-out split; choose test or validation")
     if args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
+    if args.side < 16 or args.side % 16:
+        parser.error(f"--side must be a multiple of 16 (one merged image token), got {args.side}")
 
     from redgraph.models.loading import load_lvlm
 
-    result = {"model": args.model or "embedded", "split": args.split,
-              "per_category": gaps(load_lvlm(args.model), args.split, args.limit)}
+    lvlm = load_lvlm(args.model)
+    show_at(lvlm, args.side)
+    result = {"model": args.model or "embedded", "split": args.split, "side": args.side,
+              "per_category": gaps(lvlm, args.split, args.limit, side=args.side)}
     if args.json:
         print(json.dumps(result))
         return

@@ -280,7 +280,7 @@ def test_tower_heads_smoke_run_trains_the_tower_and_probes_it():
 def test_relation_gaps_splits_each_relation_by_how_many_token_columns_or_rows_apart():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        from relation_gaps import grid_gap
+        from relation_gaps import grid_gap, show_at
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     from redgraph.data.scenes import Shape, ShapeScene
@@ -309,5 +309,16 @@ def test_relation_gaps_splits_each_relation_by_how_many_token_columns_or_rows_ap
         for key in ("grid_gap", "objects"):
             assert sum(v["items"] for v in row[key].values()) == 3
             assert sum(v["items"] * v["accuracy"] for v in row[key].values()) == pytest.approx(3 * row["accuracy"], abs=0.01)
-    bad = subprocess.run([sys.executable, script, "--split", "train"], capture_output=True, text=True, cwd=ROOT)
-    assert bad.returncode == 2 and "--split 'train' is not a held-out split; choose test or validation" in bad.stderr
+    for args, message in ((["--split", "train"], "--split 'train' is not a held-out split; choose test or validation"),
+                          (["--side", "100"], "--side must be a multiple of 16 (one merged image token), got 100")):
+        bad = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, cwd=ROOT)
+        assert bad.returncode == 2 and message in bad.stderr
+
+    from redgraph.models.embedded import load_embedded
+
+    lvlm = load_embedded()
+    image_token = lvlm.model.config.image_token_id
+    for side, tokens in ((128, 64), (256, 256)):  # the same 256-pixel picture: shrunk to 8 x 8 tokens, then 16 x 16
+        show_at(lvlm, side)
+        inputs = lvlm.encode_image_branch(item.image().resize((256, 256)), item.question)
+        assert int((inputs["input_ids"] == image_token).sum()) == tokens
