@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--model", default=None, help="checkpoint folder (default: the embedded model)")
-    parser.add_argument("--limit", type=int, default=600, help="held-out test items to draw")
+    parser.add_argument("--limit", type=int, default=600, help="held-out items of --split to draw")
     parser.add_argument("--kind", default=None, help="only this scene kind (shapes, bars, document)")
     parser.add_argument("--split", default="test", help="held-out split: test or validation")
     args = parser.parse_args()

@@ -11,6 +11,11 @@ answered greedily from image + question as ``redgraph embedded evaluate`` does f
 two objects' centres; questions are only asked when the centres are at least one token apart; "5"
 means 5 or more) and by ``objects`` (2 to 5 in the picture). A model that reads where the objects
 are loses accuracy only where they are close; one that guesses loses it everywhere.
+
+``--side S`` shows the pictures at S x S pixels (scaled to the nearest pixel) with the processor
+letting that many through, so the model reads (S / 16) x (S / 16) tokens instead of 8 x 8: whether
+a model trained at 128 pixels reads a finer grid without training on it. The gaps are still
+counted in the 8 x 8 grid, so the rows compare the same items at either side.
 """
 
 from __future__ import annotations
