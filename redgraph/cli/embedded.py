@@ -193,12 +193,12 @@ def embedded_evaluate(
     if as_json:
         out.print_json(json.dumps(summary))
         return
-    intervals = summary["ci95"]
+    rows = {**summary["per_kind"], "overall": summary["overall"]}
+    intervals = {**summary["ci95"]["per_kind"], "overall": summary["ci95"]["overall"]}
     table = Table("kind", *METRICS, caption=r"\[low-high]: the 95% interval of image_answer_acc; --json gives "
                                             "every figure's (ci95)")
-    for kind, row, interval in [*((k, r, intervals["per_kind"][k]) for k, r in summary["per_kind"].items()),
-                                ("overall", summary["overall"], intervals["overall"])]:
-        low, high = interval["image_answer_acc"]
+    for kind, row in rows.items():
+        low, high = intervals[kind]["image_answer_acc"]
         cells = [f"{row.get(m, float('nan')):.3f}" for m in METRICS]
         cells[0] += f" [{low:.2f}-{high:.2f}]"
         table.add_row(kind, *cells)

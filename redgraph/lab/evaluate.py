@@ -86,7 +86,9 @@ def evaluate(
                 scores["claim_verification_acc"].append((item, (p_yes > 0.5) == label))
         if on_progress is not None:
             on_progress(min(start + batch_size, len(items)), len(items))
-    per_category_metrics = ("image_answer_acc", "rationale_answer_acc")
+    per_kind, per_kind_ci = _grouped(scores, lambda item: item.kind)
+    per_category, per_category_ci = _grouped(scores, lambda item: item.category,
+                                             metrics=("image_answer_acc", "rationale_answer_acc"))
     return {
         "model": getattr(lvlm, "name", "model"),
         "split": split,
@@ -94,12 +96,10 @@ def evaluate(
         "items": len(items),
         "claims": len(scores["claim_verification_acc"]),
         "overall": {metric: _mean(scores[metric]) for metric in METRICS},
-        "per_kind": _grouped(scores, lambda item: item.kind),
-        "per_category": _grouped(scores, lambda item: item.category, metrics=per_category_metrics),
+        "per_kind": per_kind,
+        "per_category": per_category,
         "ci95": {"overall": {metric: _interval(scores[metric]) for metric in METRICS},
-                 "per_kind": _grouped(scores, lambda item: item.kind, summary=_interval),
-                 "per_category": _grouped(scores, lambda item: item.category, metrics=per_category_metrics,
-                                          summary=_interval)},
+                 "per_kind": per_kind_ci, "per_category": per_category_ci},
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -112,16 +112,16 @@ def _interval(pairs) -> list[float]:
     return wilson_interval(sum(ok for _, ok in pairs), len(pairs))
 
 
-def _grouped(scores, key, metrics=METRICS, summary=None) -> dict:
-    """Each group's ``summary`` of each metric (the mean; with ``summary=_interval``, the 95% interval)
-    and, with the mean, its item count ``n``."""
-    groups: dict[str, dict] = defaultdict(dict)
+def _grouped(scores, key, metrics=METRICS) -> tuple[dict, dict]:
+    """Per group: each metric's mean with the group's item count ``n``, and each metric's 95% interval."""
+    means: dict[str, dict] = defaultdict(dict)
+    intervals: dict[str, dict] = defaultdict(dict)
     for metric in metrics:
         by_group = defaultdict(list)
         for item, ok in scores[metric]:
             by_group[key(item)].append((item, ok))
         for group, pairs in by_group.items():
-            groups[group][metric] = (summary or _mean)(pairs)
-            if summary is None:
-                groups[group].setdefault("n", len(pairs))
-    return dict(sorted(groups.items()))
+            means[group][metric] = _mean(pairs)
+            means[group].setdefault("n", len(pairs))
+            intervals[group][metric] = _interval(pairs)
+    return dict(sorted(means.items())), dict(sorted(intervals.items()))
