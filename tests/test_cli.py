@@ -61,13 +61,16 @@ def test_demo_runs_the_graph_offline_and_writes_verifiable_traces(tmp_path):
     assert lying["rationales"][0]["text"] == "The blue bar is 5."
     # The critic asked the image; its critique says what the image answered. The shipped model reads
     # bar values, titles and (0.82 held out) left/right (BENCHMARKS.md), so the lie is caught and
-    # answered from the image, and the three honest runs are accepted and right.
+    # answered from the image; the bars and document runs are accepted and right.
     assert lying["critiques"]
     assert 'asked "What is the value of the blue bar?", the image answers 9 (p ' in lying["critiques"][-1]
     answers = {run["run"]: (run["outcome"], run["answer"]) for run in payload["runs"]}
     assert answers["bars-lying-reasoner"] == ("image_only", "9")
     assert answers["bars"] == ("accepted", "9") and answers["document"] == ("accepted", "invoice")
-    assert answers["shapes"] == ("accepted", "left")
+    # Left/right is where the eyes are least sure (0.82 held out): the image gives its answer with a
+    # probability under the calibrated unsure_below, so the run says "unsure" rather than accepting.
+    assert answers["shapes"] == ("unsure", "left")
+    assert payload["runs"][0]["unsure"] is True and payload["runs"][0]["flags"] == ["image_unsure"]
 
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "checkpoints" / "embedded-gpu-570k"

@@ -97,7 +97,9 @@ def test_accepted_on_the_first_round(image_path):
     state = graph.get_state(config).values
     assert state["outcome"] == "accepted" and state["flags"] == [] and state["round"] == 1
     assert state["chosen"] == {"rationales": ["The circle is red."], "weights": [0.9]}
-    assert state["answer"]["rationales"] == ["The circle is red."] and state["answer"]["rationale_lambdas"] == [1.0]
+    # Support is an absolute weight: lambda (1.0) times the support, not a share of lambda.
+    assert state["answer"]["rationales"] == ["The circle is red."]
+    assert state["answer"]["rationale_lambdas"] == [pytest.approx(0.9, abs=1e-12)]
     assert [e["node"] for e in state["trace"]] == ["receive", "reason", "critique", "decide", "answer"]
     streamed = [payload["token"] for mode, payload in chunks if mode == "custom"]
     assert streamed == [t["text"] for t in state["answer"]["tokens"]]
@@ -271,7 +273,7 @@ def test_an_over_long_rationale_fails_clearly_and_keeps_the_trace(image_path, tm
 def _verbal(text: str, support: float, supported: bool) -> dict:
     """A claim as a chat critic's verbal yes/no checked it: no probes, no probabilities."""
     return {"text": text, "support": support, "supported": supported, "method": "p_yes", "probes": [],
-            "p_yes": None, "decomposer": None}
+            "p_yes": None, "decomposer": None, "status": "supported" if supported else "unsupported"}
 
 
 def test_graph_with_fake_chat_models_as_reasoner_and_critic(image_path):
@@ -296,12 +298,12 @@ def test_graph_with_fake_chat_models_as_reasoner_and_critic(image_path):
         "trace_id": "fake",
         "question": QUESTION,
         "image": {"sha256": image_sha256(scene()), "path": str(image_path)},
-        "settings": {"rationale_weight": 1.0, "rationales": 1, "rounds": 2, "on_exhausted": "best_supported",
-                     "max_new_tokens": 3},
+        "settings": {"rationale_weight": 1.0, "rationales": 1, "rounds": 2, "on_exhausted": "image_only",
+                     "on_unsure": "image_only", "max_new_tokens": 3},
         "round": 2,
         "rationales": [{"text": "The circle is red. The square is blue.", "style": "step_by_step",
                         "model": "langchain:GenericFakeChatModel", "analysis": None, "sampled": False}],
-        "reviews": [{"support": 1.0, "accepted": True, "injections": [],
+        "reviews": [{"support": 1.0, "accepted": True, "status": "accepted", "injections": [],
                      "claims": [_verbal("The circle is red.", 1.0, True),
                                 _verbal("The square is blue.", 1.0, True)]}],
         "verdict": "accept",
@@ -311,11 +313,13 @@ def test_graph_with_fake_chat_models_as_reasoner_and_critic(image_path):
              "critique": 'Rationale 1: "The circle is blue." is not supported by the image (P(true) = 0.00).',
              "rationales": [{"text": "The circle is blue. The square is blue.", "style": "step_by_step",
                              "model": "langchain:GenericFakeChatModel", "analysis": None, "sampled": False}],
-             "reviews": [{"support": 0.0, "accepted": False, "injections": [],
+             "reviews": [{"support": 0.0, "accepted": False, "status": "rejected", "injections": [],
                           "claims": [_verbal("The circle is blue.", 0.0, False),
-                                     _verbal("The square is blue.", 1.0, True)]}], "unasked": []},
+                                     _verbal("The square is blue.", 1.0, True)]}], "unasked": [],
+                 "picture": {"novelty": None, "novel": False, "calibration": None}},
             {"round": 2, "verdict": "accept", "critique": "",
-             "rationales": final["rationales"], "reviews": final["reviews"], "unasked": []},
+             "rationales": final["rationales"], "reviews": final["reviews"], "unasked": [],
+                 "picture": {"novelty": None, "novel": False, "calibration": None}},
         ],
         "outcome": "accepted",
         "flags": [],

@@ -24,8 +24,7 @@ BAR_ITEMS = [item for item in generate_items("test", 36, seed=0) if item.kind ==
 
 def _run(lvlm, item, rationale, tmp_path):
     reasoner = ScriptedReasoner([rationale])
-    context = RunContext(answerer=lvlm, reasoner=reasoner, critic=LocalCritic(lvlm), rounds=2,
-                         on_exhausted="image_only", max_new_tokens=6)
+    context = RunContext(answerer=lvlm, reasoner=reasoner, critic=LocalCritic(lvlm), rounds=2, max_new_tokens=6)
     path = tmp_path / f"{item.question_id}.png"
     item.image().save(path)
     return ask(path, item.question, context, checkpoint="memory"), reasoner

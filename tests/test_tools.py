@@ -48,7 +48,8 @@ def test_agent_calls_the_tool_and_gets_a_grounded_answer(tmp_path):
     summary = json.loads(reply.content)
     assert summary["answer"] == example["answer"] == "left"
     assert summary["rationales"][0]["text"] == args["rationale"] and 0 <= summary["rationales"][0]["support"] <= 1
-    assert summary["verdict"] in ("accept", "revise") and reply.artifact == summary
+    # The shipped model is unsure of this left/right (BENCHMARKS.md): the tool says so to the agent.
+    assert summary["verdict"] == "unsure" and summary["unsure"] is True and reply.artifact == summary
     trace = Path(summary["trace"])
     assert trace.parent == tmp_path and verify_text(trace.read_text()).ok
     assert final["messages"][-1].content == "It is on the left."

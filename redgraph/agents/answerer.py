@@ -1,5 +1,10 @@
 """The answerer: RED over the image and the accepted rationales, weighted by the critic's support.
 
+Support is an absolute weight: rationale k gets ``lambda_k = rationale_weight * s_k``, with ``s_k``
+its (calibrated) support, the probability that its claims hold. A weakly supported rationale
+weighs little even when it is the only one; the decoder records each ``lambda_k`` it used
+(``rationale_lambdas``), and the graph's trace keeps that record.
+
 Example:
     >>> answer = answer_with_red(lvlm, "chart.png", "Which bar is the tallest?",
     ...                          ["The red bar is 9."], [0.93], rationale_weight=1.0)  # doctest: +SKIP
@@ -18,7 +23,7 @@ from redgraph.models.images import ImageInput
 
 @dataclass(frozen=True)
 class Answer:
-    """The decoded answer and the rationales (with relative weights) it was decoded with."""
+    """The decoded answer and the rationales (with the critic's weights) it was decoded with."""
 
     result: REDResult
     rationales: tuple[str, ...]
@@ -44,15 +49,19 @@ def answer_with_red(
 ) -> Answer:
     """Decode the answer; with no rationale of positive weight it is the image branch's greedy answer.
 
-    ``weights`` are relative (the critic's support); RED gives rationale k the weight
-    ``rationale_weight * w_k / sum(w)``. Rationales of weight 0 are left out.
+    ``weights`` are absolute (the critic's support, from 0 to 1; None: 1 each): RED gives rationale
+    k the weight ``rationale_weight * w_k``, not a share of ``rationale_weight``. Rationales of
+    weight 0 are left out.
     """
     weights = list(weights) if weights is not None else [1.0] * len(rationales)
     kept = [(r, float(w)) for r, w in zip(rationales, weights, strict=True) if w > 0]
-    config = REDConfig(rationale_weight=rationale_weight if kept else 0.0, max_new_tokens=max_new_tokens)
+    lambdas = [rationale_weight * w for _, w in kept]
+    # The decoder splits a total by relative weights: a total of sum(lambda_k), split by lambda_k,
+    # gives each rationale its own lambda_k.
+    config = REDConfig(rationale_weight=sum(lambdas), max_new_tokens=max_new_tokens)
     callback = None if on_token is None else (lambda _index, token: on_token(token))
     result = REDDecoder(lvlm, config).decode(
-        image, question, [r for r, _ in kept], rationale_weights=[w for _, w in kept] if kept else None,
+        image, question, [r for r, _ in kept], rationale_weights=lambdas if kept and sum(lambdas) > 0 else None,
         on_token=callback, should_stop=should_stop,
     )
     return Answer(result, tuple(r for r, _ in kept), tuple(w for _, w in kept))

@@ -11,9 +11,19 @@ image true?" and marked ``p_yes_fallback``, so the verdict says it was not asked
 
 Text that tries to instruct the answerer is an injection finding and is never scored. A
 rationale's *support* is its weakest claim's (0 with any injection, or with no claim at all): one
-false claim is enough to make a rationale untrustworthy. A rationale is accepted when its support
-reaches ``accept_at``; the round's verdict is ``accept`` when every rationale is, else ``revise``,
-with a critique that says, for each unsupported claim, what the image answered.
+false claim is enough to make a rationale untrustworthy.
+
+Each claim ends in one of four states: ``supported`` (its support reaches ``accept_at``),
+``unsupported`` (a probe the image is sure of contradicts it), ``unsure`` (the image cannot tell:
+a probe's own answer is less likely than the model's calibrated ``unsure_below``, or the picture
+is out of the model's range, :class:`~redgraph.models.calibration.Calibration`) or, for a local
+critic, ``unchecked`` when no decomposer could turn it into a question. With the model's
+calibration, supports are calibrated probabilities. A rationale is ``accepted`` when every claim
+is supported, ``rejected`` with an unsupported claim or an injection, ``unchecked`` when it states
+nothing a question could check (it is never accepted), else ``unsure``. The round's verdict is
+``accept`` when every rationale is accepted, ``revise`` when one is rejected or unchecked (with a
+critique that says, for each, what the image answered), else ``unsure``: the graph does not spend
+rounds on what the image cannot tell.
 
 Example:
     >>> critic = LocalCritic(lvlm)  # doctest: +SKIP
@@ -25,17 +35,20 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal, Protocol
 
 from redgraph.agents.decompose import Decomposer, GrammarDecomposer, decompose_all
 from redgraph.agents.rationale_text import InjectionFinding, find_injections, split_claims
-from redgraph.decoding.probes import ProbeResult
+from redgraph.decoding.probes import ProbeResult, answer_key
 from redgraph.errors import ConfigError, check_question, check_rationale
 from redgraph.models.images import ImageInput, ready_image
 
-Verdict = Literal["accept", "revise"]
+Verdict = Literal["accept", "revise", "unsure"]
+ClaimStatus = Literal["supported", "unsupported", "unsure", "unchecked"]
+RationaleStatus = Literal["accepted", "rejected", "unsure", "unchecked"]
 
 
 Scoring = Literal["probes", "p_yes", "both"]
@@ -52,11 +65,12 @@ class ClaimCheck:
     Attributes:
         text: the claim.
         support: how far the image bears it out, from 0 to 1.
-        supported: ``support`` reaches the critic's ``accept_at``.
+        supported: ``support`` reaches the critic's ``accept_at`` and the image was sure.
         method: how it was checked (see ``Method``).
         probes: the questions asked and what the image answered (with ``probes`` or ``both``).
         p_yes: P(yes) / (P(yes) + P(no)) to "is this statement true?", where it was computed.
         decomposer: which decomposer made the probes.
+        status: supported, unsupported, unsure or unchecked (see the module docstring).
     """
 
     text: str
@@ -66,6 +80,11 @@ class ClaimCheck:
     probes: tuple[ProbeResult, ...] = ()
     p_yes: float | None = None
     decomposer: str | None = None
+    status: ClaimStatus | None = None  # None: from ``supported`` (supported or unsupported)
+
+    def __post_init__(self) -> None:
+        if self.status is None:
+            object.__setattr__(self, "status", "supported" if self.supported else "unsupported")
 
     def to_dict(self) -> dict:
         """JSON-ready (lists, not tuples), as the graph's state and the trace hold it."""
@@ -85,6 +104,7 @@ class _Score:
     probes: tuple[ProbeResult, ...] = ()
     p_yes: float | None = None
     decomposer: str | None = None
+    unsure: bool = False  # the image cannot tell (an unsure probe, or a picture out of range)
 
 
 @dataclass(frozen=True)
@@ -96,10 +116,16 @@ class RationaleReview:
     injections: tuple[InjectionFinding, ...]
     support: float  # weakest claim's support; 0 with an injection or no claim
     accepted: bool
+    status: RationaleStatus | None = None  # None: from ``accepted`` (accepted or rejected)
+
+    def __post_init__(self) -> None:
+        if self.status is None:
+            object.__setattr__(self, "status", "accepted" if self.accepted else "rejected")
 
     @property
     def unsupported(self) -> tuple[ClaimCheck, ...]:
-        return tuple(c for c in self.claims if not c.supported)
+        """The claims that are not supported: contradicted, unsure or unchecked."""
+        return tuple(c for c in self.claims if c.status != "supported")
 
 
 @dataclass(frozen=True)
@@ -109,6 +135,8 @@ class CriticReport:
     reviews: tuple[RationaleReview, ...]
     verdict: Verdict
     critique: str  # empty when accepted
+    novelty: float | None = None  # how far the picture lies from the model's own (None: not measured)
+    novel: bool = False  # beyond the model's calibrated range: its eyes' answers are not evidence
 
     @property
     def weights(self) -> tuple[float, ...]:
@@ -130,10 +158,14 @@ class Critic(Protocol):
 class ClaimCritic:
     """The review logic shared by every critic; subclasses score claims (``_score``)."""
 
+    # A rationale none of whose claims a decomposer could turn into a question is unchecked.
+    requires_probes = False
+
     def __init__(self, *, accept_at: float = 0.5) -> None:
         if not isinstance(accept_at, (int, float)) or not 0.0 < accept_at < 1.0:
             raise ConfigError(f"accept_at must be between 0 and 1 (exclusive), got {accept_at!r}")
         self.accept_at = float(accept_at)
+        self._novelty: tuple[float | None, bool] = (None, False)
 
     def review(self, image: ImageInput, question: str, rationales: Sequence[str]) -> CriticReport:
         check_question(question)
@@ -145,23 +177,55 @@ class ClaimCritic:
         injections = [tuple(find_injections(r)) for r in rationales]
         claims = [[] if found else split_claims(r) for r, found in zip(rationales, injections)]
         flat = [claim for group in claims for claim in group]
-        checked = iter(self._checks(picture, flat))
+        novelty, novel = self._picture_range(picture)
+        checked = iter(self._checks(picture, flat, novel=novel))
         reviews = []
         for rationale, group, found in zip(rationales, claims, injections):
             checks = tuple(next(checked) for _ in group)
             support = 0.0 if found or not checks else min(c.support for c in checks)
-            reviews.append(RationaleReview(rationale, checks, found, support, support >= self.accept_at))
-        verdict: Verdict = "accept" if reviews and all(r.accepted for r in reviews) else "revise"
-        return CriticReport(tuple(reviews), verdict, "" if verdict == "accept" else critique_text(reviews))
+            status = self._rationale_status(checks, found)
+            reviews.append(RationaleReview(rationale, checks, found, support, status == "accepted", status))
+        statuses = {r.status for r in reviews}
+        verdict: Verdict = ("revise" if not reviews or statuses & {"rejected", "unchecked"}
+                            else "unsure" if "unsure" in statuses else "accept")
+        return CriticReport(tuple(reviews), verdict, "" if verdict == "accept" else critique_text(reviews),
+                            novelty, novel)
+
+    def _rationale_status(self, checks: tuple[ClaimCheck, ...], injections) -> RationaleStatus:
+        if injections:
+            return "rejected"
+        if not checks or (self.requires_probes and all(c.status == "unchecked" for c in checks)):
+            return "unchecked"
+        # A claim no question could check, beside ones that could, still answers for its P(yes).
+        if any(c.status == "unsupported" or (c.status == "unchecked" and not c.supported) for c in checks):
+            return "rejected"
+        return "unsure" if any(c.status == "unsure" for c in checks) else "accepted"
+
+    def _picture_range(self, picture) -> tuple[float | None, bool]:
+        """The picture's novelty score, and whether it is beyond the critic's eyes (not measured here)."""
+        return None, False
 
     def score_claims(self, image: ImageInput, claims: Sequence[str]) -> list[ClaimCheck]:
         """Each claim's check against ``image``, without the rationale-level verdict (for evaluation)."""
-        return self._checks(self._load(image), list(claims))
+        picture = self._load(image)
+        return self._checks(picture, list(claims), novel=self._picture_range(picture)[1])
 
-    def _checks(self, picture, claims: list[str]) -> list[ClaimCheck]:
+    def _checks(self, picture, claims: list[str], *, novel: bool = False) -> list[ClaimCheck]:
         scores = self._score(picture, claims) if claims else []
-        return [ClaimCheck(c, s.support, s.support >= self.accept_at, s.method, s.probes, s.p_yes, s.decomposer)
-                for c, s in zip(claims, scores)]
+        checks = []
+        for claim, score in zip(claims, scores):
+            status = self._claim_status(score, novel)
+            supported = score.support >= self.accept_at and status in ("supported", "unchecked")
+            checks.append(ClaimCheck(claim, score.support, supported, score.method, score.probes, score.p_yes,
+                                     score.decomposer, status))
+        return checks
+
+    def _claim_status(self, score: _Score, novel: bool) -> ClaimStatus:
+        if score.method == "p_yes_fallback" and self.requires_probes:
+            return "unchecked"
+        if novel or score.unsure:
+            return "unsure"
+        return "supported" if score.support >= self.accept_at else "unsupported"
 
     def _check_lengths(self, question: str, rationales: list[str]) -> None:
         """Refuse text too long for the critic's model (a local model says how long; others do not)."""
@@ -184,10 +248,17 @@ class LocalCritic(ClaimCritic):
             mean of the two where a claim has probes).
         decomposers: turn claims into probes, tried in order; default: the synthetic claim grammar
             alone. Add a :class:`~redgraph.agents.decompose.ChatDecomposer` for free text.
+        calibrated: use the model's fitted calibration (``lvlm.calibration``: temperatures per probe
+            family, the ``unsure`` threshold, the picture-range check) where it has one. False reads
+            raw supports and never says unsure.
+
+    A claim none of the decomposers handles is scored by P(yes) and flagged; a rationale none of
+    whose claims they handle is ``unchecked``, never accepted (with ``scoring="p_yes"``, which asks
+    P(yes) of every claim by choice, it is checked by P(yes)).
     """
 
     def __init__(self, lvlm, *, accept_at: float = 0.5, scoring: Scoring = "probes",
-                 decomposers: Sequence[Decomposer] | None = None) -> None:
+                 decomposers: Sequence[Decomposer] | None = None, calibrated: bool = True) -> None:
         super().__init__(accept_at=accept_at)
         if scoring not in SCORINGS:
             raise ConfigError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
@@ -196,9 +267,32 @@ class LocalCritic(ClaimCritic):
             if not isinstance(decomposer, Decomposer):
                 raise ConfigError(f"each decomposer needs a name and a decompose(claims) method, got "
                                   f"{type(decomposer).__name__}")
+        if not isinstance(calibrated, bool):
+            raise ConfigError(f"calibrated must be True or False, got {calibrated!r}")
         self.lvlm = lvlm
         self.scoring = scoring
         self.decomposers = decomposers
+        self.requires_probes = scoring != "p_yes"
+        self.calibration = getattr(lvlm, "calibration", None) if calibrated else None
+
+    def _picture_range(self, picture) -> tuple[float | None, bool]:
+        if self.calibration is None:
+            return None, False
+        score = self.calibration.novelty(self.lvlm, picture)
+        return score, self.calibration.is_novel(score)
+
+    def _calibrated(self, result: ProbeResult) -> tuple[ProbeResult, bool]:
+        """The probe's result with the family's temperature, and whether the image is unsure of it."""
+        calibration = self.calibration
+        if calibration is None:
+            return result, False
+        family = result.family or ("closed" if result.alternatives is not None else "open")
+        shares = calibration.temper(result.candidates, family)
+        best = max(shares, key=shares.__getitem__)
+        claimed = next(name for name in shares if answer_key(name) == answer_key(result.claimed))
+        tempered = dataclasses.replace(result, candidates=shares, image_answer=best,
+                                       image_probability=shares[best], support=shares[claimed])
+        return tempered, result.answer_probability < calibration.unsure_below
 
     def _check_lengths(self, question: str, rationales: list[str]) -> None:
         self.lvlm.check_text_length(question, "question")
@@ -217,8 +311,12 @@ class LocalCritic(ClaimCritic):
         decomposed = decompose_all(self.decomposers, claims)
         asked = [i for i, (probes, _) in enumerate(decomposed) if probes]
         flat = [probe for i in asked for probe in decomposed[i][0]]
-        answers = iter(score_probes(self.lvlm, picture, flat))
-        results = {i: tuple(next(answers) for _ in decomposed[i][0]) for i in asked}
+        answers = iter([self._calibrated(r) for r in score_probes(self.lvlm, picture, flat)])
+        results, unsure = {}, {}
+        for i in asked:
+            pairs = [next(answers) for _ in decomposed[i][0]]
+            results[i] = tuple(r for r, _ in pairs)
+            unsure[i] = _unsure_claim([r for r, _ in pairs], [u for _, u in pairs], self.accept_at)
         need_p_yes = [i for i in range(len(claims)) if i not in results or self.scoring == "both"]
         p_yes = dict(zip(need_p_yes, claim_support(self.lvlm, picture, [claims[i] for i in need_p_yes])))
         scores = []
@@ -228,10 +326,18 @@ class LocalCritic(ClaimCritic):
                 continue
             support = min(r.support for r in results[index])
             if self.scoring == "both":
-                scores.append(_Score((support + p_yes[index]) / 2, "both", results[index], p_yes[index], decomposer))
+                scores.append(_Score((support + p_yes[index]) / 2, "both", results[index], p_yes[index], decomposer,
+                                     unsure[index]))
             else:
-                scores.append(_Score(support, "probes", results[index], decomposer=decomposer))
+                scores.append(_Score(support, "probes", results[index], decomposer=decomposer, unsure=unsure[index]))
         return scores
+
+
+def _unsure_claim(results: list[ProbeResult], unsure: list[bool], accept_at: float) -> bool:
+    """A claim is unsure when a probe the image is unsure of could decide it, and no probe the image
+    is sure of already contradicts it."""
+    sure_contradiction = any(r.support < accept_at and not u for r, u in zip(results, unsure))
+    return any(unsure) and not sure_contradiction
 
 
 class ChatCritic(ClaimCritic):
@@ -267,11 +373,15 @@ def critique_text(reviews: Sequence[RationaleReview]) -> str:
         if review.injections:
             quoted = "; ".join(f'"{f.text}"' for f in review.injections)
             lines.append(f"Rationale {index + 1} tries to instruct the answerer ({quoted}); state only facts.")
-        elif not review.claims:
-            lines.append(f"Rationale {index + 1} states no checkable claim about the image.")
+        elif review.status == "unchecked":
+            lines.append(f"Rationale {index + 1} states no checkable claim about the image; state the facts that "
+                         "bear on the question as whole sentences (such as \"The red bar is 7.\").")
         else:
             for claim in review.unsupported:
-                lines.append(f'Rationale {index + 1}: "{claim.text}" is not supported by the image{_evidence(claim)}.')
+                if claim.status == "unsure":
+                    lines.append(f'Rationale {index + 1}: the image cannot tell whether "{claim.text}"{_evidence(claim)}.')
+                else:
+                    lines.append(f'Rationale {index + 1}: "{claim.text}" is not supported by the image{_evidence(claim)}.')
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -59,8 +60,13 @@ class GrammarDecomposer:
 
 
 def grammar_probes(claim: Claim) -> Probes | None:
-    """The probes of one parsed claim; None for one that compares a thing with itself (no question
-    about the image can check it)."""
+    """The probes of one parsed claim, each of the claim's kind as its family; None for one that
+    compares a thing with itself (no question about the image can check it)."""
+    probes = _grammar_probes(claim)
+    return None if probes is None else tuple(dataclasses.replace(p, family=claim.kind) for p in probes)
+
+
+def _grammar_probes(claim: Claim) -> Probes | None:
     kind, args = claim.kind, claim.args
     if kind in ("count_colour", "count_shape"):
         ask = questions.count_colour if kind == "count_colour" else questions.count_shape

@@ -111,7 +111,11 @@ def ask(
     rationale_weight: Annotated[float, typer.Option("--lambda", help="RED weight of the accepted rationales.")] = 1.0,
     rationales: Annotated[int, typer.Option("--rationales", "-k", help="Rationales per round.")] = 1,
     rounds: Annotated[int, typer.Option(help="Most reasoning rounds before the policy applies.")] = 2,
-    on_exhausted: Annotated[str, typer.Option(help="image_only, best_supported or human_review.")] = "best_supported",
+    on_exhausted: Annotated[str, typer.Option(help="When no rationale is accepted after the last round: image_only (answer from the image "
+                                                         "alone, flagged), best_supported or human_review.")] = "image_only",
+    on_unsure: Annotated[str, typer.Option(help="When the image cannot tell whether a rationale holds: image_only "
+                                                "(answer from the image, flagged unsure), rationale (use it at its "
+                                                "support) or human_review.")] = "image_only",
     max_new_tokens: Annotated[int, typer.Option(help="Most answer tokens.")] = 16,
     checkpoint: Annotated[Optional[str], typer.Option(help="SQLite checkpoint file, 'memory', or a postgresql:// URL "
                                                                     "(pip install 'redgraph[postgres]').")] = None,
@@ -139,7 +143,7 @@ def ask(
             context = make_context(model, reasoner=reasoner, styles=tuple(style) if style else None, base_url=base_url,
                                    critic_scoring=critic_scoring, decomposer=decomposer,
                                    rationale_weight=rationale_weight, rationales=rationales, rounds=rounds,
-                                   on_exhausted=on_exhausted, max_new_tokens=max_new_tokens)
+                                   on_exhausted=on_exhausted, on_unsure=on_unsure, max_new_tokens=max_new_tokens)
         with console.status("reasoning, checking, answering ..."):
             result = run_ask(image, question, context, checkpoint=checkpoint, thread_id=thread, trace_path=trace,
                              resume=reply, sign_key=sign_key)
@@ -152,7 +156,8 @@ def ask(
         return
     out.print(f"[bold]Q:[/] {escape(question)}")
     for index, entry in enumerate(result.rationales):
-        mark = "[green]accepted[/]" if entry["accepted"] else "[red]rejected[/]"
+        status = entry.get("status") or ("accepted" if entry["accepted"] else "rejected")
+        mark = {"accepted": "[green]accepted[/]", "unsure": "[yellow]unsure[/]"}.get(status, f"[red]{status}[/]")
         out.print(f"[bold]rationale {index}[/] ({entry['style']}, support {entry['support']:.2f}, {mark}): "
                   f"{escape(entry['text'])}")
     if result.pending_review is not None:
@@ -163,6 +168,9 @@ def ask(
     shown = result.answer if result.answer and result.answer.strip() else "(nothing: the model gave an empty answer)"
     out.print(f"[bold]A:[/] {escape(shown)}   [dim]({result.outcome}; {', '.join(result.flags) or 'no flags'}; "
               f"thread {result.thread_id})[/]")
+    if result.unsure:
+        out.print("[yellow]unsure:[/] the image could not tell whether the rationale holds, and this answer is the "
+                  "image's own; check it, or rerun with --on-unsure human_review")
 
 
 def show_red_result(result, question: str, rationales: list[str], as_json: bool) -> None:

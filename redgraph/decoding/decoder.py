@@ -76,6 +76,8 @@ class TokenAttribution:
             combined scores, before any sampling temperature or truncation.
         top_logprobs: RED's most likely tokens at this step as ``(token_id, logprob)``, most likely
             first (``REDConfig.top_logprobs`` of them; none by default).
+        special: the token is one of the tokenizer's special tokens (the end-of-turn token that ends
+            an answer): not part of the answer's text, so shown nowhere as text.
     """
 
     token_id: int
@@ -88,6 +90,7 @@ class TokenAttribution:
     changed_by_rationale: bool
     rationale_shift: float
     top_logprobs: tuple[tuple[int, float], ...] = ()
+    special: bool = False
 
 
 @dataclass
@@ -129,6 +132,8 @@ def _token_record(token: TokenAttribution) -> dict:
     record = asdict(token)
     if not token.top_logprobs:
         del record["top_logprobs"]  # asked for only by some callers; traces stay as they were
+    if not token.special:
+        del record["special"]  # said only of the tokens that are special
     return record
 
 
@@ -164,6 +169,8 @@ class REDDecoder:
             raise TypeError(f"config must be a REDConfig, got {type(config).__name__}")
         self.lvlm = lvlm
         self.config = config or REDConfig()
+        # The tokenizer's special tokens (end of turn, image placeholders): never part of an answer's text.
+        self._special_ids = frozenset(getattr(getattr(lvlm, "tokenizer", None), "all_special_ids", None) or ())
 
     def decode(
         self,
@@ -320,6 +327,7 @@ class REDDecoder:
                         changed_by_rationale=int(image_choice[n]) != token,
                         rationale_shift=max(0.0, shift[n]),
                         top_logprobs=top[n] if top is not None else (),
+                        special=token in self._special_ids,
                     )
                 )
         return chosen

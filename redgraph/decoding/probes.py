@@ -53,11 +53,13 @@ class Probe:
         question: asked of the image with the image-branch prompt.
         claimed: the answer the claim asserts.
         alternatives: the closed answer set (``claimed`` among them), or None for an open answer.
+        family: what kind of claim asked it (a grammar claim kind, else None): whose calibration applies.
     """
 
     question: str
     claimed: str
     alternatives: tuple[str, ...] | None = None
+    family: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("question", "claimed"):
@@ -85,6 +87,9 @@ class ProbeResult:
         image_probability: that answer's probability among the candidates.
         support: the claimed answer's probability among the candidates.
         candidates: every candidate scored, with its probability among them (sums to 1).
+        answer_probability: the image's answer's own probability as the model writes it (its tokens
+            and the end), not shared among the candidates: how sure the image branch is of it.
+        family: the probe's family (see :class:`Probe`).
     """
 
     question: str
@@ -94,6 +99,8 @@ class ProbeResult:
     image_probability: float
     support: float
     candidates: dict[str, float]
+    answer_probability: float = 1.0
+    family: str | None = None
 
 
 def answer_key(answer: str) -> str:
@@ -154,6 +161,7 @@ def score_probes(lvlm, image: ImageInput, probes: Sequence[Probe], *, max_answer
             question=probe.question, claimed=probe.claimed, alternatives=probe.alternatives,
             image_answer=names[best], image_probability=float(shares[best]), support=float(shares[claimed]),
             candidates={name: float(share) for name, share in zip(names, shares)},
+            answer_probability=float(scores[best].exp()), family=probe.family,
         ))
     return results
 

@@ -5,8 +5,9 @@ Metrics:
     flip rate: per mode (CoT; RED and the graph at each lambda): of the items answered with the
         misleading rationale, the share whose answer is the misleading rationale's answer, i.e.
         followed the swapped-in rationale rather than the image.
-    critic precision / recall: of the labelled claims the critic flags as unsupported, the share
-        that are false; of the false claims, the share flagged.
+    critic precision / recall: of the labelled claims the critic flags as not supported (contradicted
+        or unsure), the share that are false; of the false claims, the share flagged (``unsure``
+        says how many of the flagged the image could not tell of).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def summarise(records: list[dict[str, Any]], config: dict[str, Any]) -> dict[str
         caught = [c for c in flagged if not c["label"]]
         summary["critic"] = {
             "claims": len(critic), "false_claims": len(false), "flagged": len(flagged),
+            # Flagged counts every claim not accepted; of those, the ones the image could not tell of.
+            "unsure": sum(c.get("status") == "unsure" for c in critic),
             "precision": len(caught) / len(flagged) if flagged else None,
             "recall": len(caught) / len(false) if false else None,
             "accuracy": _mean([c["flagged"] != c["label"] for c in critic]),

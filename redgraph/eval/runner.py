@@ -173,7 +173,7 @@ def answer_unit(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, ou
         critic = LocalCritic(lvlm, accept_at=config.critic_accept_at, scoring=config.critic_scoring)
         checks = critic.score_claims(image, [text for text, _ in item.claims])
         record["claims"] = [{"text": text, "label": label, "support": c.support, "flagged": not c.supported,
-                             "method": c.method, "probes": c.to_dict()["probes"]}
+                             "status": c.status, "method": c.method, "probes": c.to_dict()["probes"]}
                             for (text, label), c in zip(item.claims, checks)]
         record["seconds"] = round(time.perf_counter() - started, 4)
         return record
@@ -219,11 +219,10 @@ def _graph_answer(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, 
         reasoner = LocalReasoner(lvlm)
     else:
         reasoner = ScriptedReasoner([rationales.get(item, unit.source)], name=f"eval-{unit.source}")
-    # When the rationale is still rejected after the last round, answer from the image alone: a
-    # rejected rationale must not steer the answer.
+    # The graph's own policies (make_context's defaults): the figures are what a user gets.
     context = make_context(lvlm, reasoner=reasoner, accept_at=config.critic_accept_at,
                            critic_scoring=config.critic_scoring, rationale_weight=unit.weight, rounds=config.rounds,
-                           on_exhausted="image_only", max_new_tokens=config.max_new_tokens)
+                           max_new_tokens=config.max_new_tokens)
     safe = hashlib.sha256(unit.key.encode()).hexdigest()[:16]
     result = ask(image_of(item), item.prompt, context, checkpoint="memory", trace_path=out / "traces" / f"{safe}.json")
     record.update(verdict=result.verdict, outcome=result.outcome, flags=result.flags,

@@ -23,6 +23,8 @@ from redgraph.errors import ConfigError, check_rationale_weight, check_whole_num
 
 OnExhausted = Literal["image_only", "best_supported", "human_review"]
 POLICIES: tuple[str, ...] = ("image_only", "best_supported", "human_review")
+OnUnsure = Literal["image_only", "rationale", "human_review"]
+UNSURE_POLICIES: tuple[str, ...] = ("image_only", "rationale", "human_review")
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,13 @@ class RunContext:
         rationale_weight: RED's lambda, shared among accepted rationales by support.
         rationales: K, rationales per round.
         rounds: most reasoning rounds (the first included) before ``on_exhausted`` applies.
-        on_exhausted: when the last round is still rejected: answer from the image alone (flagged),
-            with the best-supported rationale (flagged), or pause for a person (``interrupt``).
+        on_exhausted: when the last round is still rejected: answer from the image alone (the
+            default; flagged), with the best-supported rationale (flagged), or pause for a person
+            (``interrupt``). A rejected rationale decides an answer only where a user chose so.
+        on_unsure: when no rationale is rejected but the image cannot tell of some claims (flag
+            ``image_unsure``): answer from the image and the accepted rationales alone (the
+            default), with the unsure rationales at their support too (``rationale``), or pause
+            for a person.
         max_new_tokens: longest answer.
         should_stop: asked before each node and at every answer token; when it answers True the run
             stops with :class:`redgraph.errors.Cancelled` (a server's client went away, or its
@@ -52,7 +59,8 @@ class RunContext:
     rationale_weight: float = 1.0
     rationales: int = 1
     rounds: int = 2
-    on_exhausted: OnExhausted = "best_supported"
+    on_exhausted: OnExhausted = "image_only"
+    on_unsure: OnUnsure = "image_only"
     max_new_tokens: int = 16
     should_stop: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
     images: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
@@ -63,12 +71,14 @@ class RunContext:
         check_rationale_weight(self.rationale_weight)
         if self.on_exhausted not in POLICIES:
             raise ConfigError(f"on_exhausted must be one of {', '.join(POLICIES)}, got {self.on_exhausted!r}")
+        if self.on_unsure not in UNSURE_POLICIES:
+            raise ConfigError(f"on_unsure must be one of {', '.join(UNSURE_POLICIES)}, got {self.on_unsure!r}")
 
     def settings(self) -> dict[str, Any]:
         """The JSON-ready settings recorded in the trace."""
         return {
             "rationale_weight": self.rationale_weight, "rationales": self.rationales, "rounds": self.rounds,
-            "on_exhausted": self.on_exhausted, "max_new_tokens": self.max_new_tokens,
+            "on_exhausted": self.on_exhausted, "on_unsure": self.on_unsure, "max_new_tokens": self.max_new_tokens,
             "answerer": getattr(self.answerer, "name", type(self.answerer).__name__),
             "reasoner": type(self.reasoner).__name__, "critic": type(self.critic).__name__,
             # How a local critic checks claims, and what turns them into questions.
@@ -78,7 +88,7 @@ class RunContext:
 
 
 # The settings a run records at its start and keeps when resumed with another (or no) context.
-RUN_SETTINGS = ("rationale_weight", "rationales", "rounds", "on_exhausted", "max_new_tokens")
+RUN_SETTINGS = ("rationale_weight", "rationales", "rounds", "on_exhausted", "on_unsure", "max_new_tokens")
 
 
 def run_setting(state: Mapping[str, Any], context: RunContext, name: str) -> Any:
@@ -89,7 +99,7 @@ def run_setting(state: Mapping[str, Any], context: RunContext, name: str) -> Any
 
 # What a JSON context (LangGraph server, Studio) may set: the model and reasoner, and RunContext's settings.
 CONTEXT_SETTINGS = ("model", "reasoner", "base_url", "styles", "critic_scoring", "decomposer", "rationale_weight",
-                    "rationales", "rounds", "on_exhausted", "max_new_tokens")
+                    "rationales", "rounds", "on_exhausted", "on_unsure", "max_new_tokens")
 
 
 class ServedContext(TypedDict, total=False):
@@ -106,6 +116,7 @@ class ServedContext(TypedDict, total=False):
     rationales: int
     rounds: int
     on_exhausted: OnExhausted
+    on_unsure: OnUnsure
     max_new_tokens: int
 
 

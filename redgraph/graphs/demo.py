@@ -53,8 +53,7 @@ def run_demo(
     status(f"loading {model or 'the embedded model'} ...")
     context = make_context(model, rationale_weight=rationale_weight, rounds=2, max_new_tokens=8)
     liar = ScriptedReasoner([examples[1]["misleading_rationale"]], name="planted-liar")
-    lying = make_context(context.answerer, reasoner=liar, rationale_weight=rationale_weight, rounds=2,
-                         on_exhausted="image_only", max_new_tokens=8)
+    lying = make_context(context.answerer, reasoner=liar, rationale_weight=rationale_weight, rounds=2, max_new_tokens=8)
     plan = [(example, context, example["image"].removesuffix(".png")) for example in examples]
     plan.append((examples[1], lying, LYING_RUN))
     runs = []

@@ -111,29 +111,42 @@ def critique(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     texts = [r["text"] for r in state["rationales"]]
     report = ctx.critic.review(_image(state, ctx), state["question"], texts)
     reviews = [
-        {"support": r.support, "accepted": r.accepted,
+        {"support": r.support, "accepted": r.accepted, "status": r.status,
          "claims": [c.to_dict() for c in r.claims], "injections": [asdict(f) for f in r.injections]}
         for r in report.reviews
     ]
     entry = {"round": state["round"], "rationales": state["rationales"], "reviews": reviews,
-             "verdict": report.verdict, "critique": report.critique, "unasked": list(report.unasked)}
+             "verdict": report.verdict, "critique": report.critique, "unasked": list(report.unasked),
+             "picture": {"novelty": report.novelty, "novel": report.novel,
+                         "calibration": _calibration_of(ctx.critic)}}
     event = _event(state, "critique", "verdict", inputs={"rationales": texts}, outputs=entry,
                    model=_model_ref(ctx.critic), started=started)
     return {"reviews": reviews, "verdict": report.verdict, "critique": report.critique, "history": [entry],
             "trace": [event]}
 
 
+def _calibration_of(critic) -> dict | None:
+    """The calibration a critic used, as the trace records it (None: raw supports)."""
+    calibration = getattr(critic, "calibration", None)
+    return None if calibration is None else calibration.summary()
+
+
 def decide(state: GraphState, runtime: Runtime[RunContext]) -> dict:
-    """Choose what the answerer decodes with: the accepted rationales, or the exhausted-rounds policy."""
+    """Choose what the answerer decodes with: the accepted rationales; where the image cannot tell,
+    the unsure policy; after the last round still rejected, the exhausted-rounds policy."""
     ctx = _live_context(runtime)
     texts = [r["text"] for r in state["rationales"]]
     supports = [r["support"] for r in state["reviews"]]
     flags = list(state.get("flags", []))
     if any(c.get("method") == "p_yes_fallback" for r in state["reviews"] for c in r["claims"]):
         flags.append("claims_checked_by_p_yes_only")  # no question could be asked of them
+    if any(r.get("status") == "unchecked" for r in state["reviews"]):
+        flags.append("rationale_unchecked")  # it said nothing a question could check
     if state["verdict"] == "accept":
         outcome = "accepted"
         chosen = {"rationales": texts, "weights": supports}
+    elif state["verdict"] == "unsure":
+        outcome, chosen = "unsure", _unsure_choice(state, ctx, texts, supports, flags)
     elif (policy := run_setting(state, ctx, "on_exhausted")) == "image_only":
         outcome, chosen = "image_only", {"rationales": [], "weights": []}
         flags.append("rationales_rejected_answered_from_image")
@@ -157,6 +170,28 @@ def decide(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     event = _event(state, "decide", "decision", inputs={"verdict": state["verdict"], "supports": supports},
                    outputs={"outcome": outcome, "chosen": chosen, "flags": flags})
     return {"outcome": outcome, "chosen": chosen, "flags": flags, "trace": [event]}
+
+
+def _unsure_choice(state: GraphState, ctx: RunContext, texts: list[str], supports: list[float],
+                   flags: list[str]) -> dict:
+    """What to decode with when no rationale was rejected but the image could not tell of some: the
+    accepted ones, and the unsure ones as ``on_unsure`` says (the image alone, the rationales at
+    their support, or a person)."""
+    flags.append("image_unsure")
+    statuses = [r.get("status") for r in state["reviews"]]
+    accepted = [i for i, status in enumerate(statuses) if status == "accepted"]
+    policy = run_setting(state, ctx, "on_unsure")
+    if policy == "rationale":
+        flags.append("answered_with_unsure_rationale")
+        return {"rationales": texts, "weights": supports}
+    if policy == "human_review":
+        decision = interrupt({"question": state["question"], "rationales": texts, "supports": supports,
+                              "critique": state.get("critique", ""), "unsure": True,
+                              "resume_with": '{"use": [indices]} or {"rationales": [texts], "weights": [..]} '
+                                             'or {"image_only": true}'})
+        flags.append("human_reviewed")
+        return human_choice(decision, texts)
+    return {"rationales": [texts[i] for i in accepted], "weights": [supports[i] for i in accepted]}
 
 
 def human_choice(decision: Any, texts: list[str]) -> dict:
@@ -188,11 +223,9 @@ def answer(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     ctx = _live_context(runtime)
     started = time.perf_counter()
     write = get_stream_writer()
-    # Special tokens (the end-of-turn token that ends the answer) are not part of its text.
-    special = set(getattr(getattr(ctx.answerer, "tokenizer", None), "all_special_ids", None) or ())
 
     def stream(token) -> None:
-        if token.token_id not in special:
+        if not token.special:  # the end-of-turn token that ends the answer is not part of its text
             write({"token": token.text, "changed_by_rationale": token.changed_by_rationale,
                    "rationale_shift": token.rationale_shift})
 

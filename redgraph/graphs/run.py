@@ -129,11 +129,19 @@ class AskResult:
     state: dict[str, Any] = field(repr=False)
     pending_review: dict[str, Any] | None = None  # the human-review question, while paused
 
+    @property
+    def unsure(self) -> bool:
+        """The image could not tell whether the rationale's claims hold (flag ``image_unsure``):
+        the answer is the image's, and the image is not sure of it."""
+        return "image_unsure" in self.flags
+
     def summary(self) -> dict[str, Any]:
-        """The short form a calling agent or a person reads first: answer, rationales with the
-        critic's support, verdict, outcome, flags and how much the answer leaned on the rationales."""
+        """The short form a calling agent or a person reads first: answer, whether the image was
+        unsure, rationales with the critic's support, verdict, outcome, flags and how much the
+        answer leaned on the rationales."""
         return {
-            "answer": self.answer, "verdict": self.verdict, "outcome": self.outcome, "flags": self.flags,
+            "answer": self.answer, "unsure": self.unsure, "verdict": self.verdict, "outcome": self.outcome,
+            "flags": self.flags,
             "rationales": self.rationales,
             "rationale_dependence": (self.state.get("answer") or {}).get("rationale_dependence"),
         }
@@ -142,7 +150,8 @@ class AskResult:
         """Everything: the summary's fields, the thread, a pending review, the answer's token record,
         every round's history and the trace."""
         return {
-            "answer": self.answer, "rationales": self.rationales, "verdict": self.verdict, "outcome": self.outcome,
+            "answer": self.answer, "unsure": self.unsure, "rationales": self.rationales, "verdict": self.verdict,
+            "outcome": self.outcome,
             "flags": self.flags, "thread_id": self.thread_id, "pending_review": self.pending_review,
             "answer_detail": self.state.get("answer"), "history": self.state.get("history", []),
             "trace": self.trace.to_file().model_dump(mode="json"),
@@ -279,7 +288,8 @@ def _run(graph, image, question, context, *, thread_id, resume, trace_path, sign
     reviews = state.get("reviews", [])
     rationales = [{"text": r["text"], "style": r.get("style"), "model": r.get("model"),
                    "support": reviews[i]["support"] if i < len(reviews) else None,
-                   "accepted": reviews[i]["accepted"] if i < len(reviews) else None}
+                   "accepted": reviews[i]["accepted"] if i < len(reviews) else None,
+                   "status": reviews[i].get("status") if i < len(reviews) else None}
                   for i, r in enumerate(state.get("rationales", []))]
     return AskResult(
         answer=(state.get("answer") or {}).get("text"), rationales=rationales, verdict=state.get("verdict"),

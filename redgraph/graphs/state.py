@@ -29,11 +29,11 @@ class GraphState(TypedDict, total=False):
     settings: dict[str, Any]  # the run's settings as its first step saw them; a resume keeps them
     round: int  # reasoning rounds done
     rationales: list[dict[str, Any]]  # this round's: text, style, model, analysis, sampled
-    reviews: list[dict[str, Any]]  # the critic's, one per rationale: support, accepted, claims, injections
-    verdict: Literal["accept", "revise"]
+    reviews: list[dict[str, Any]]  # the critic's, one per rationale: support, accepted, status, claims, injections
+    verdict: Literal["accept", "revise", "unsure"]
     critique: str
     history: Annotated[list[dict[str, Any]], operator.add]  # one entry per round
-    outcome: Literal["accepted", "image_only", "best_supported", "human_review"]
+    outcome: Literal["accepted", "unsure", "image_only", "best_supported", "human_review"]
     flags: list[str]
     chosen: Chosen  # what the answerer decodes with
     answer: dict[str, Any]

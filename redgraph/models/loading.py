@@ -54,8 +54,11 @@ class LVLM:
     @functools.cached_property
     def weights_digest(self) -> str:
         """sha256 of the weights: of the checkpoint's safetensors files when loaded from a folder
-        (name order), else of the parameters in memory. Computed once per LVLM."""
-        files = sorted(Path(self.path).glob("*.safetensors")) if self.path else []
+        (name order; the calibration's token bank is not weights), else of the parameters in memory.
+        Computed once per LVLM."""
+        from redgraph.models.calibration import NOVELTY_FILE
+
+        files = sorted(f for f in Path(self.path).glob("*.safetensors") if f.name != NOVELTY_FILE) if self.path else []
         hasher = hashlib.sha256()
         if files:
             for file in files:
@@ -67,6 +70,14 @@ class LVLM:
                 hasher.update(name.encode())
                 hasher.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
         return hasher.hexdigest()
+
+    @functools.cached_property
+    def calibration(self):
+        """The model's fitted :class:`~redgraph.models.calibration.Calibration` (saved beside its
+        weights), or None where it has none. Read once per LVLM."""
+        from redgraph.models.calibration import load_calibration
+
+        return load_calibration(self.path)
 
     @property
     def tokenizer(self):

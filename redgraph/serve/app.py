@@ -124,7 +124,7 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
             run = asyncio.ensure_future(run_in_threadpool(lambda: run_graph(
                 lvlm, image, body.question, rationale=body.rationale,
                 rationale_weight=body.rationale_weight, rationales=body.rationales, rounds=body.rounds,
-                on_exhausted=body.on_exhausted, max_new_tokens=body.max_new_tokens,
+                on_exhausted=body.on_exhausted, on_unsure=body.on_unsure, max_new_tokens=body.max_new_tokens,
                 should_stop=lambda: stop.is_set() or time.monotonic() > deadline,
             ).to_dict()))
             return await _until_done(run, request, stop.set)

@@ -76,7 +76,8 @@ class AskRequest(BaseModel):
     rationale_weight: float = Field(default=1.0, ge=0)
     rationales: int = Field(default=1, ge=1, le=8, description="K: rationales per round")
     rounds: int = Field(default=2, ge=1, le=5)
-    on_exhausted: Literal["image_only", "best_supported"] = "best_supported"
+    on_exhausted: Literal["image_only", "best_supported"] = "image_only"
+    on_unsure: Literal["image_only", "rationale"] = "image_only"
     max_new_tokens: int = Field(default=16, ge=1, le=512)
 
 

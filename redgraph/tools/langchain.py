@@ -73,8 +73,9 @@ def make_ask_image_tool(
         description=(
             "Answer a question about an image with a checked, explainable answer. A reasoner writes a rationale "
             "(or yours is used), a critic verifies its claims against the image, and the answer is decoded from "
-            "the image and the accepted rationale. Returns the answer, the critic's verdict, each rationale's "
-            "support, and the path of an audit trace."
+            "the image and the accepted rationale. Returns the answer, whether it is unsure (the image could not "
+            "tell: then check it or ask a person), the critic's verdict, each rationale's support, and the path of "
+            "an audit trace."
         ),
         args_schema=AskImageArgs,
         response_format="content_and_artifact",

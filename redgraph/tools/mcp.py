@@ -46,8 +46,8 @@ def build_server(
                         rounds: int = 2) -> dict[str, Any]:
         """Answer a question about an image (a file path or a data:image/...;base64 URL). A reasoner writes a
         rationale (or the given one is used), a critic checks its claims against the image, and the answer is
-        decoded from the image and the accepted rationale. Returns answer, verdict, rationales with support, and
-        the trace file's path."""
+        decoded from the image and the accepted rationale. Returns answer, unsure (true when the image could not
+        tell: check the answer or ask a person), verdict, rationales with support, and the trace file's path."""
         try:
             return await anyio.to_thread.run_sync(lambda: ask_for_agent(
                 loader.get(), image, question, rationale=rationale, trace_dir=trace_dir,
