@@ -322,3 +322,43 @@ def test_relation_gaps_splits_each_relation_by_how_many_token_columns_or_rows_ap
         show_at(lvlm, side)
         inputs = lvlm.encode_image_branch(item.image().resize((256, 256)), item.question)
         assert int((inputs["input_ids"] == image_token).sum()) == tokens
+
+
+def _benchmark(name: str):
+    """A benchmark script as a module, so a smoke run needs no new process (and no second torch import)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_honest_defaults_smoke_run_reports_every_kind_and_tool(capsys):
+    report = _benchmark("honest_defaults").main(["--items", "1", "--tool-items", "1", "--json"])
+    assert json.loads(capsys.readouterr().out) == report
+    assert set(report["lying_reasoner"]) == {"bars", "document", "shapes"}
+    for row in report["lying_reasoner"].values():
+        assert row["items"] == 1 and 0 <= row["lying"] <= 1 and sum(row["outcomes_lying"].values()) == 1
+    assert set(report["other_tools"]) == {"matplotlib", "fonts"}
+    for row in report["other_tools"].values():
+        assert row["items"] == 1 and row["wrong_accepted_unflagged"] + row["right_flagged"] <= 1
+
+
+def test_calibration_smoke_run_measures_the_shipped_calibration_before_and_after(capsys):
+    report = _benchmark("calibration").main(["--test-items", "3", "--tool-items", "1", "--json"])
+    assert report["calibration"]["bank_tokens"] == 8192
+    for side in ("before", "after"):
+        kinds = report["test"][side]
+        assert set(kinds) == {"shapes", "bars", "document", "all"} and 0 <= kinds["all"]["ece"] <= 1
+        assert kinds["all"]["claims"] == sum(kinds[k]["claims"] for k in ("shapes", "bars", "document"))
+    assert set(report["novel_share"]) == {"test", "matplotlib", "fonts"}
+
+
+def test_checkable_claims_smoke_run_measures_every_style(capsys):
+    from redgraph.agents.prompt_library import STYLES
+
+    report = _benchmark("checkable_claims").main(["--items", "2", "--json"])
+    assert set(report["styles"]) == set(STYLES)
+    for row in report["styles"].values():
+        assert 0 <= row["checkable_rationales"] <= 1 and len(row["examples"]) == 2
