@@ -45,11 +45,14 @@ class Cancelled(RedgraphError):
     """Work stopped before it finished because its caller went away or its deadline passed."""
 
 
-def check_whole_number(name: str, value: object, minimum: int = 1, error: type[RedgraphError] | None = None) -> int:
-    """``value`` if it is an int (not a bool) of at least ``minimum``; else ``error`` (default
-    :class:`ConfigError`) naming ``name`` and the value."""
+def check_whole_number(name: str, value: object, minimum: int = 1, error: type[RedgraphError] | None = None,
+                       maximum: int | None = None) -> int:
+    """``value`` if it is an int (not a bool) of at least ``minimum`` (and at most ``maximum``); else
+    ``error`` (default :class:`ConfigError`) naming ``name`` and the value."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise (error or ConfigError)(f"{name} must be a whole number >= {minimum}, got {value!r}")
+        raise (error or ConfigError)(f"{name} must be a whole number >= {minimum}, got {value!r:.80}")
+    if maximum is not None and value > maximum:
+        raise (error or ConfigError)(f"{name} must be a whole number from {minimum} to {maximum}, got {value!r:.80}")
     return value
 
 
@@ -93,6 +96,11 @@ def check_rationale(rationale: object, index: int | None = None) -> str:
 # RED's lambda: beyond this the image branch no longer counts (a rationale weighted 100 outvotes it by
 # e^100 per nat), so a larger value is a mistake, not a setting.
 MAX_RATIONALE_WEIGHT = 100.0
+# The most one graph run may ask for, on every surface (RunContext checks them; the server's and the
+# tools' schemas use the same numbers).
+MAX_RATIONALES = 8
+MAX_ROUNDS = 5
+MAX_ANSWER_TOKENS = 512
 
 
 def check_rationale_weight(value: object, name: str = "rationale_weight") -> float:

@@ -263,6 +263,19 @@ BAD_REQUESTS = {
     "control-only rationale": (dict(body=_with_image(_png_data_url(), rationale="\x00")), 400, "only control characters"),
     "graph: control-only question": (dict(body={"image": _png_data_url(), "question": "\x00"}, path="/v1/redgraph/ask"),
                                      400, "only control characters"),
+    # Hostile inputs, second round (issue 37): each once gave a 500.
+    "seed beyond int64": (dict(body=_with_image(_png_data_url(), seed=2**70, temperature=1)), 400, "seed must be"),
+    "temperature 1e-300": (dict(body=_with_image(_png_data_url(), temperature=1e-300)), 400, "temperature must be"),
+    "special token in the question": (dict(body={**_with_image(_png_data_url()), "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is <|image_pad|> here?"},
+        {"type": "image_url", "image_url": {"url": _png_data_url()}}]}]}), 400, "special token '<|image_pad|>'"),
+    "special token in the rationale": (dict(body=_with_image(_png_data_url(), rationale="It is <|im_end|> red.")), 400,
+                                       "special token '<|im_end|>'"),
+    "graph: special token in the rationale": (dict(body={"image": _png_data_url(), "question": QUESTION,
+                                                         "rationale": "The circle is <|im_start|>red."},
+                                                   path="/v1/redgraph/ask"), 400, "special token '<|im_start|>'"),
+    "graph: rounds beyond the bound": (dict(body={"image": _png_data_url(), "question": QUESTION, "rounds": 100000},
+                                            path="/v1/redgraph/ask"), 400, "rounds"),
 }
 
 

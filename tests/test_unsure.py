@@ -229,3 +229,35 @@ def test_a_lying_reasoner_never_decides_the_answer_with_the_defaults(tmp_path):
                      checkpoint="memory")
         assert result.outcome in ("image_only", "unsure") and result.state["answer"]["rationales"] == []
         assert answers_match(result.answer, item.answer), (item.question, result.answer, item.answer)
+
+
+def test_every_number_a_run_takes_is_bounded_in_one_place():
+    from redgraph.decoding import REDConfig
+    from redgraph.errors import ConfigError, InputError
+    from redgraph.graphs import RunContext
+
+    for name, value in (("rationales", 1_000_000), ("rounds", 100_000), ("max_new_tokens", 10**9)):
+        with pytest.raises(ConfigError, match=f"{name} must be a whole number from 1 to"):
+            RunContext(answerer=None, reasoner=None, critic=None, **{name: value})
+    with pytest.raises(ConfigError, match="seed must be"):
+        REDConfig(do_sample=True, seed=2**64)
+    with pytest.raises(ConfigError, match="temperature must be"):
+        REDConfig(do_sample=True, temperature=1e-300)
+    lvlm = tiny("qwen2_vl")
+    with pytest.raises(InputError, match="question contains the model's special token '<|image_pad|>'"):
+        lvlm.check_text_length("What is <|image_pad|>?", "question")
+
+
+@pytest.mark.parametrize("device,words", [("meta", "holds no weights"), ("cuda:7", "not available"),
+                                          ("quantum", "not understood")])
+def test_a_device_this_machine_cannot_run_on_is_refused_by_name(device, words):
+    import torch
+
+    from redgraph.errors import ConfigError
+    from redgraph.models.loading import check_device
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has that GPU")
+    with pytest.raises(ConfigError, match=words):
+        check_device(device)
+    assert check_device("cpu").type == "cpu"

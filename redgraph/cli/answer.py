@@ -131,14 +131,19 @@ def ask(
     machine_output(as_json)
     from redgraph.graphs import ask as run_ask
     from redgraph.graphs import make_context
+    from redgraph.data.files import check_writable
     from redgraph.trace.report import write_report
 
     try:
         try:
             reply = json.loads(resume) if resume is not None else None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--resume must be JSON such as '{{\"use\": [0]}}', got {resume!r}: {exc}") from exc
+        except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested past Python's limit
+            raise ConfigError(f"--resume must be JSON such as '{{\"use\": [0]}}', got {resume!r:.120}: "
+                              f"{exc if isinstance(exc, json.JSONDecodeError) else 'nested too deep'}") from None
         check_inputs(image, question, ())
+        for path, what in ((trace, "trace"), (report, "report")):
+            if path is not None:
+                check_writable(path, what=what)  # before any model work: nothing is lost to a bad path
         with console.status(f"loading {model or 'the embedded model'} ..."):
             context = make_context(model, reasoner=reasoner, styles=tuple(style) if style else None, base_url=base_url,
                                    critic_scoring=critic_scoring, decomposer=decomposer,
@@ -147,10 +152,10 @@ def ask(
         with console.status("reasoning, checking, answering ..."):
             result = run_ask(image, question, context, checkpoint=checkpoint, thread_id=thread, trace_path=trace,
                              resume=reply, sign_key=sign_key)
+        if report is not None:
+            write_report(result.state, result.trace, report)
     except RedgraphError as exc:
         fail(exc)
-    if report is not None:
-        write_report(result.state, result.trace, report)
     if as_json:
         out.print_json(json.dumps(result.to_dict()))
         return

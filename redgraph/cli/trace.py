@@ -71,8 +71,7 @@ def trace_keygen(
     prefix: Annotated[Path, typer.Argument(help="Writes PREFIX.key (private, only you may read it) and PREFIX.pub.")],
 ) -> None:
     """Make an Ed25519 key pair for signing attestations; give PREFIX.pub to whoever verifies."""
-    import os
-
+    from redgraph.data.files import write_file
     from redgraph.trace.attest import generate_ed25519_key
 
     private_path, public_path = prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
@@ -81,10 +80,8 @@ def trace_keygen(
             if path.exists():
                 raise ConfigError(f"{path} exists; choose another prefix (a key is never overwritten)")
         private_pem, public_pem = generate_ed25519_key()
-        descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(private_pem)
-        public_path.write_bytes(public_pem)
+        write_file(private_path, private_pem, what="private key", mode=0o600, exclusive=True)
+        write_file(public_path, public_pem, what="public key", exclusive=True)
     except RedgraphError as exc:
         fail(exc)
     out.print(f"private key: {escape(str(private_path))}\npublic key:  {escape(str(public_path))}")
@@ -99,7 +96,7 @@ def trace_attest(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Default: FILE.intoto.json.")] = None,
 ) -> None:
     """Write the trace's in-toto statement (chain head, image and answer digests) in a signed DSSE envelope."""
-    from redgraph.data.files import read_regular_file
+    from redgraph.data.files import read_regular_file, write_file
     from redgraph.trace import verify_text
     from redgraph.trace.attest import Ed25519Signer, HmacSigner, attest
 
@@ -116,10 +113,10 @@ def trace_attest(
         if not signers:
             raise ConfigError("give --ed25519-key (anyone can verify with the public key) and/or --hmac-key")
         envelope = attest(trace, signers)
+        target = output or file.with_name(file.name + ".intoto.json")
+        write_file(target, json.dumps(envelope, indent=2) + "\n", what="attestation")
     except RedgraphError as exc:
         fail(exc)
-    target = output or file.with_name(file.name + ".intoto.json")
-    target.write_text(json.dumps(envelope, indent=2) + "\n")
     out.print(f"[green]attested[/]: {escape(str(target))} (signed by {', '.join(s['keyid'] for s in envelope['signatures'])})")
 
 

@@ -31,6 +31,7 @@ from PIL import Image
 
 from redgraph.data import questions
 from redgraph.data.claims import Claim
+from redgraph.data.files import write_file
 from redgraph.data.scenes import (
     COLOURS,
     KINDS,
@@ -471,7 +472,7 @@ def export_dataset(folder: str | os.PathLike[str], counts: dict[str, int], *, se
                 handle.write(json.dumps(item.to_record(image_path)) + "\n")
         written[split] = path
     meta = {"generator": "redgraph.data.synthetic", "seed": seed, "counts": counts, "image_side": 128}
-    (root / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_file(root / "dataset.json", json.dumps(meta, indent=2) + "\n", what="dataset description")
     return written
 
 

@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from redgraph.errors import ConfigError, check_non_negative, check_rationale_weight, check_rationale_weights
 
 
+MAX_SEED = 2**63 - 1
+# Sampling temperatures: below this the scores divided by it leave a float's range (inf, then NaN).
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 100.0
+
+
 @dataclass(frozen=True)
 class REDConfig:
     """Settings of one RED run; validated on construction.
@@ -71,12 +76,18 @@ class REDConfig:
         check_non_negative("temperature", self.temperature)
         if self.do_sample and self.temperature == 0:
             raise ConfigError("temperature 0 with do_sample=True is ambiguous; use do_sample=False for greedy decoding")
+        if self.do_sample and not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE:
+            raise ConfigError(f"temperature must be from {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g} when sampling (lower "
+                              f"divides the scores past a float's range), got {self.temperature!r}; use do_sample=False "
+                              "for greedy decoding")
         if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1):
             raise ConfigError(f"top_k must be a positive integer or None, got {self.top_k!r}")
         if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
             raise ConfigError(f"top_p must be in (0, 1] or None, got {self.top_p!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ConfigError(f"seed must be an integer or None, got {self.seed!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or not 0 <= self.seed <= MAX_SEED):
+            raise ConfigError(f"seed must be a whole number from 0 to 2**63 - 1 (a 64-bit seed), or None; got "
+                              f"{self.seed!r:.80}")
         if isinstance(self.stop_strings, str):
             raise ConfigError(f"stop_strings must be a tuple of strings, got the single string {self.stop_strings!r}; wrap it: ({self.stop_strings!r},)")
         object.__setattr__(self, "stop_strings", tuple(self.stop_strings))

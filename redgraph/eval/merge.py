@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from redgraph.data.files import write_file
 from redgraph.data.jsonl import read_jsonl
 from redgraph.errors import ConfigError, InputError
 from redgraph.eval.datasets import load_dataset
@@ -45,8 +46,9 @@ def merge(out: str | Path, shards: list[str | Path]) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / PREDICTIONS).exists():
         raise InputError(f"{folder} already holds predictions; merge into a new folder")
-    (folder / CONFIG).write_text(json.dumps({"identity": identity, "shard": [0, 1], "limit": configs[0]["limit"],
-                                             "merged_from": [str(s) for s in shards]}, indent=2) + "\n")
+    write_file(folder / CONFIG, json.dumps({"identity": identity, "shard": [0, 1], "limit": configs[0]["limit"],
+                                            "merged_from": [str(s) for s in shards]}, indent=2) + "\n",
+               what="evaluation settings")
     with open(folder / PREDICTIONS, "w", encoding="utf-8") as handle:
         for record in records.values():
             handle.write(json.dumps(record) + "\n")

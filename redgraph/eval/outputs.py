@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from redgraph.data.files import write_file
 from redgraph.data.jsonl import read_jsonl
 from redgraph.errors import ConfigError, InputError
 from redgraph.eval.report import markdown, plot, summarise
@@ -29,7 +30,8 @@ def claim_folder(out: Path, config, *, identity: dict | None = None, name: str =
                               "use a new output folder, or the same settings to resume")
         return
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"identity": mine, "shard": list(config.shard), "limit": config.limit}, indent=2) + "\n")
+    write_file(path, json.dumps({"identity": mine, "shard": list(config.shard), "limit": config.limit}, indent=2) + "\n",
+               what="evaluation settings")
 
 
 def load_config(out: Path) -> dict[str, Any]:
@@ -68,7 +70,7 @@ def write_outputs(out: Path) -> dict[str, Any]:
     saved = load_config(out)
     summary = summarise(read_records(out / PREDICTIONS), saved)
     summary["run"] = run_record(saved)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    (out / "summary.md").write_text(markdown(summary), encoding="utf-8")
+    write_file(out / "summary.json", json.dumps(summary, indent=2) + "\n", what="summary")
+    write_file(out / "summary.md", markdown(summary), what="summary")
     plot(summary, out / "plots")
     return summary

@@ -19,7 +19,14 @@ from typing_extensions import TypedDict
 
 from redgraph.agents.critic import Critic
 from redgraph.agents.reasoner import Reasoner
-from redgraph.errors import ConfigError, check_rationale_weight, check_whole_number
+from redgraph.errors import (
+    MAX_ANSWER_TOKENS,
+    MAX_RATIONALES,
+    MAX_ROUNDS,
+    ConfigError,
+    check_rationale_weight,
+    check_whole_number,
+)
 
 OnExhausted = Literal["image_only", "best_supported", "human_review"]
 POLICIES: tuple[str, ...] = ("image_only", "best_supported", "human_review")
@@ -66,8 +73,8 @@ class RunContext:
     images: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("rationales", "rounds", "max_new_tokens"):
-            check_whole_number(name, getattr(self, name))
+        for name, most in (("rationales", MAX_RATIONALES), ("rounds", MAX_ROUNDS), ("max_new_tokens", MAX_ANSWER_TOKENS)):
+            check_whole_number(name, getattr(self, name), maximum=most)
         check_rationale_weight(self.rationale_weight)
         if self.on_exhausted not in POLICIES:
             raise ConfigError(f"on_exhausted must be one of {', '.join(POLICIES)}, got {self.on_exhausted!r}")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from redgraph.data.files import write_file
 from redgraph.data.synthetic import ALL_CATEGORIES
 from redgraph.errors import ConfigError, check_whole_number
 from redgraph.lab.architecture import GRID, ROPE_LAYOUTS, Dimensions, build_untrained, mrope_section
@@ -711,6 +712,4 @@ def _save(lvlm, out_dir, manifest: dict, training_state: dict) -> None:
 
 
 def _write_manifest(folder: Path, manifest: dict) -> None:
-    partial = folder / (MANIFEST_FILE + ".partial")
-    partial.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(partial, folder / MANIFEST_FILE)
+    write_file(folder / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n", what="training manifest")

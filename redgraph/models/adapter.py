@@ -364,7 +364,9 @@ def _save_folder(path, state: dict[str, torch.Tensor], config: AdapterConfig, ba
     save_file({name: tensor.detach().to("cpu").contiguous() for name, tensor in state.items()},
               str(target / ADAPTER_WEIGHTS))
     record = {"format": FORMAT, "config": asdict(config), "base_weights_fingerprint": base_digest, **(extra or {})}
-    (target / ADAPTER_CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+    from redgraph.data.files import write_file
+
+    write_file(target / ADAPTER_CONFIG, json.dumps(record, indent=2) + "\n", what="adapter config")
     return target
 
 

@@ -92,12 +92,15 @@ class Calibration:
 
     def save(self, folder: str | os.PathLike[str]) -> None:
         """Write ``calibration.json`` (and ``novelty.safetensors`` with a bank) into ``folder``."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
+
+        from redgraph.data.files import write_file
 
         target = Path(folder)
         if self.bank is not None:
-            save_file({"bank": self.bank.to(torch.float16).contiguous()}, str(target / NOVELTY_FILE))
-        (target / CALIBRATION_FILE).write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")
+            write_file(target / NOVELTY_FILE, save({"bank": self.bank.to(torch.float16).contiguous()}),
+                       what="calibration token bank")
+        write_file(target / CALIBRATION_FILE, json.dumps(self.summary(), indent=2) + "\n", what="calibration")
 
 
 def load_calibration(folder: str | os.PathLike[str] | None) -> Calibration | None:

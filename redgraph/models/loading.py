@@ -142,12 +142,28 @@ class LVLM:
         is for the image, the prompt's own words and the answer), or 32,768 when it does not say."""
         return self.context_length // 2 if self.context_length else 32_768
 
+    @functools.cached_property
+    def special_tokens(self) -> tuple[str, ...]:
+        """The tokenizer's special tokens as text (``<|im_end|>``, ``<|image_pad|>``, ...): markup the
+        model reads as structure, so never accepted inside a user's text."""
+        tokenizer = self.tokenizer
+        found = {token.content for token in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values()
+                 if getattr(token, "special", False)}
+        found.update(getattr(tokenizer, "all_special_tokens", None) or ())
+        return tuple(sorted(t for t in found if t))
+
     def check_text_length(self, text: str, what: str) -> None:
-        """Refuse a question or rationale longer than :attr:`max_text_tokens`, before any model work.
+        """Refuse, before any model work, a question or rationale longer than :attr:`max_text_tokens`
+        or holding one of the model's :attr:`special_tokens` (refused by name, never escaped: the
+        prompt's structure is not the user's to write).
 
         Raises:
-            InputError: naming ``what``, its length and the limit.
+            InputError: naming ``what`` and its length and the limit, or the special token.
         """
+        for token in self.special_tokens:
+            if token in text:
+                raise InputError(f"the {what} contains the model's special token {token!r}, which the model reads "
+                                 "as prompt structure, not text; remove it")
         limit = self.max_text_tokens
         # A token is rarely longer than 16 characters: far longer text is refused without tokenising it.
         if len(text) > 16 * limit:
@@ -172,6 +188,30 @@ class LVLM:
         kwargs = {"images": [image]} if image is not None else {}
         encoded = self.processor(text=[text], return_tensors="pt", **kwargs)
         return encoded.to(self.device)
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device this machine can run a model on; else ConfigError saying what to use."""
+    try:
+        torch_device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {device!r} is not understood; use e.g. 'cpu', 'cuda' or 'cuda:0'") from exc
+    if torch_device.type == "meta":
+        raise ConfigError(f"device {device!r} holds no weights and cannot answer; use 'cpu' or a GPU such as 'cuda'")
+    if torch_device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} is not available: this torch sees no CUDA GPU; use 'cpu'")
+        if torch_device.index is not None and torch_device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r} is not available: this machine has {torch.cuda.device_count()} "
+                              "CUDA GPU(s); use a lower index")
+    elif torch_device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device {device!r} is not available on this machine; use 'cpu'")
+    elif torch_device.type != "cpu":
+        backend = getattr(torch, torch_device.type, None)  # xpu, npu, ...: where torch can tell, ask it
+        if backend is not None and hasattr(backend, "is_available") and not backend.is_available():
+            raise ConfigError(f"device {device!r} is not available on this machine; use 'cpu'")
+    return torch_device
 
 
 def load_lvlm(
@@ -215,10 +255,7 @@ def load_lvlm(
     if not is_local and (path.startswith((".", "/", "~")) or os.sep in path.strip("/").replace("/", "", 1)):
         raise ModelNotFoundError(f"model folder {path!r} does not exist; pass an existing checkpoint folder or a hub id")
     torch_dtype = _parse_dtype(dtype)
-    try:
-        torch_device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"device {device!r} is not understood; use e.g. 'cpu', 'cuda' or 'cuda:0'") from exc
+    torch_device = check_device(device)
     hub_kwargs = {"local_files_only": is_local if local_files_only is None else local_files_only}
     try:
         loaded = AutoModelForImageTextToText.from_pretrained(

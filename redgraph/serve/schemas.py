@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from redgraph.errors import InputError
+from redgraph.errors import MAX_ANSWER_TOKENS, MAX_RATIONALES, MAX_ROUNDS, InputError
 
 
 class TextPart(BaseModel):
@@ -74,11 +74,11 @@ class AskRequest(BaseModel):
     question: str
     rationale: str | None = Field(default=None, description="a rationale to check and use instead of the reasoner's")
     rationale_weight: float = Field(default=1.0, ge=0)
-    rationales: int = Field(default=1, ge=1, le=8, description="K: rationales per round")
-    rounds: int = Field(default=2, ge=1, le=5)
+    rationales: int = Field(default=1, ge=1, le=MAX_RATIONALES, description="K: rationales per round")
+    rounds: int = Field(default=2, ge=1, le=MAX_ROUNDS)
     on_exhausted: Literal["image_only", "best_supported"] = "image_only"
     on_unsure: Literal["image_only", "rationale"] = "image_only"
-    max_new_tokens: int = Field(default=16, ge=1, le=512)
+    max_new_tokens: int = Field(default=16, ge=1, le=MAX_ANSWER_TOKENS)
 
 
 def chat_question(messages: list[Message]) -> tuple[str, str]:

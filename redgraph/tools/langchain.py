@@ -19,7 +19,7 @@ from typing import Any
 from langchain_core.tools import StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
-from redgraph.errors import RedgraphError
+from redgraph.errors import MAX_ROUNDS, RedgraphError
 
 
 class AskImageArgs(BaseModel):
@@ -32,7 +32,7 @@ class AskImageArgs(BaseModel):
         description="Optional reasoning about the image to check and answer with; the critic verifies its claims first.",
     )
     rationale_weight: float = Field(default=1.0, ge=0, le=10, description="How strongly accepted rationales steer the answer.")
-    rounds: int = Field(default=2, ge=1, le=5, description="Most reasoning rounds before giving up on a rationale.")
+    rounds: int = Field(default=2, ge=1, le=MAX_ROUNDS, description="Most reasoning rounds before giving up on a rationale.")
 
 
 def make_ask_image_tool(

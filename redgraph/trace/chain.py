@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -235,13 +234,11 @@ class Trace:
         return json.dumps(self.to_file().model_dump(mode="json"), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the canonical text atomically (a crash leaves the old file or the new one)."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=target.parent, delete=False, suffix=".tmp") as f:
-            f.write(self.to_json())
-        os.replace(f.name, target)
-        return target
+        """Write the canonical text atomically (a crash leaves the old file or the new one), as a
+        regular file only (:func:`redgraph.data.files.write_file`)."""
+        from redgraph.data.files import write_file
+
+        return Path(write_file(path, self.to_json(), what="trace"))
 
 
 @dataclass(frozen=True)

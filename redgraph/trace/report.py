@@ -41,7 +41,7 @@ def render_report(state: dict, trace: Trace) -> str:
 
 
 def write_report(state: dict, trace: Trace, path: str | os.PathLike[str]) -> Path:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_report(state, trace), encoding="utf-8")
-    return target
+    """Write the run's HTML report to ``path`` (atomically, a regular file only)."""
+    from redgraph.data.files import write_file
+
+    return Path(write_file(path, render_report(state, trace), what="report"))
