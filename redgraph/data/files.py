@@ -17,18 +17,30 @@ import tempfile
 from redgraph.errors import InputError, RedgraphError
 
 
+def _shown(location: str) -> str:
+    return location if len(location) <= 200 else location[:200] + "..."
+
+
+def _stat(location: str, shown: str, doing: str, advice: str, error: type[RedgraphError]) -> os.stat_result | None:
+    """``os.stat`` of ``location``; None where nothing is there; ``error`` naming it for any other failure
+    (a file in the way of its folder, a name too long, a NUL byte in it, no permission)."""
+    try:
+        return os.stat(location)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise error(f"cannot {doing} {shown!r}: {reason}; {advice}") from None
+
+
 def check_regular_file(path: str | os.PathLike[str], *, max_bytes: int, what: str = "file",
                        error: type[RedgraphError] = InputError) -> int:
     """The size of ``path`` when it is a regular file of at most ``max_bytes``; else ``error`` naming it."""
     location = os.fspath(path)
-    shown = location if len(location) <= 200 else location[:200] + "..."
-    try:
-        info = os.stat(location)
-    except FileNotFoundError:
-        raise error(f"{what} {shown!r} does not exist; check the path") from None
-    except (OSError, ValueError) as exc:  # a name too long, a NUL byte in it, no permission
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise error(f"cannot read {what} {shown!r}: {reason}; check the path") from None
+    shown = _shown(location)
+    info = _stat(location, shown, f"read {what}", "check the path", error)
+    if info is None:
+        raise error(f"{what} {shown!r} does not exist; check the path")
     if stat.S_ISDIR(info.st_mode):
         raise error(f"{what} path {shown!r} is a folder; pass a file")
     if not stat.S_ISREG(info.st_mode):
@@ -59,15 +71,10 @@ def check_writable(path: str | os.PathLike[str], *, what: str = "file", exclusiv
                    error: type[RedgraphError] = InputError) -> str:
     """Refuse, before any work, a path :func:`write_file` would refuse by its kind: a folder, a
     device, pipe or socket, or (``exclusive``) one that exists. Returns the path as messages show it."""
-    location = os.fspath(path)
-    shown = location if len(location) <= 200 else location[:200] + "..."
-    try:
-        info = os.stat(location)
-    except FileNotFoundError:
+    shown = _shown(os.fspath(path))
+    info = _stat(os.fspath(path), shown, f"write {what}", "choose another path", error)
+    if info is None:
         return shown
-    except (OSError, ValueError) as exc:  # a file in the way of the folder, a name too long, a NUL byte
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise error(f"cannot write {what} {shown!r}: {reason}; choose another path") from None
     if stat.S_ISDIR(info.st_mode):
         raise error(f"{what} path {shown!r} is a folder; give a file path inside it")
     if not stat.S_ISREG(info.st_mode):
