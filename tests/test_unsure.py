@@ -261,3 +261,19 @@ def test_a_device_this_machine_cannot_run_on_is_refused_by_name(device, words):
     with pytest.raises(ConfigError, match=words):
         check_device(device)
     assert check_device("cpu").type == "cpu"
+
+
+def test_an_unsure_run_can_pause_for_a_person(tmp_path):
+    from redgraph.graphs import RunContext, ask
+
+    path = tmp_path / "scene.png"
+    scene().save(path)
+    context = RunContext(answerer=tiny("qwen2_vl"), reasoner=ScriptedReasoner(["The circle is blue."]),
+                         critic=_UnsureCritic(), on_unsure="human_review", max_new_tokens=2)
+    store = tmp_path / "runs.sqlite"
+    paused = ask(path, "What colour is the circle?", context, checkpoint=store, thread_id="u")
+    assert paused.answer is None and paused.pending_review["unsure"] is True
+    assert paused.pending_review["rationales"] == ["The circle is blue."]
+    done = ask(path, "What colour is the circle?", context, checkpoint=store, thread_id="u", resume={"use": [0]})
+    assert done.outcome == "unsure" and done.flags == ["image_unsure", "human_reviewed"]
+    assert done.state["answer"]["rationale_lambdas"] == [pytest.approx(1.0)]  # a person's choice weighs 1

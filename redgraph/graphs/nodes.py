@@ -161,11 +161,7 @@ def decide(state: GraphState, runtime: Runtime[RunContext]) -> dict:
             flags.append("no_rationale_had_support_answered_from_image")
     else:
         outcome = "human_review"
-        decision = interrupt({"question": state["question"], "rationales": texts, "supports": supports,
-                              "critique": state.get("critique", ""),
-                              "resume_with": '{"use": [indices]} or {"rationales": [texts], "weights": [..]} '
-                                             'or {"image_only": true}'})
-        chosen = human_choice(decision, texts)
+        chosen = _ask_a_person(state, texts, supports)
         flags.append("human_reviewed")
     event = _event(state, "decide", "decision", inputs={"verdict": state["verdict"], "supports": supports},
                    outputs={"outcome": outcome, "chosen": chosen, "flags": flags})
@@ -185,13 +181,18 @@ def _unsure_choice(state: GraphState, ctx: RunContext, texts: list[str], support
         flags.append("answered_with_unsure_rationale")
         return {"rationales": texts, "weights": supports}
     if policy == "human_review":
-        decision = interrupt({"question": state["question"], "rationales": texts, "supports": supports,
-                              "critique": state.get("critique", ""), "unsure": True,
-                              "resume_with": '{"use": [indices]} or {"rationales": [texts], "weights": [..]} '
-                                             'or {"image_only": true}'})
         flags.append("human_reviewed")
-        return human_choice(decision, texts)
+        return _ask_a_person(state, texts, supports, unsure=True)
     return {"rationales": [texts[i] for i in accepted], "weights": [supports[i] for i in accepted]}
+
+
+def _ask_a_person(state: GraphState, texts: list[str], supports: list[float], **extra: Any) -> dict:
+    """Pause the run for a person (LangGraph ``interrupt``) and return their validated choice."""
+    decision = interrupt({"question": state["question"], "rationales": texts, "supports": supports,
+                          "critique": state.get("critique", ""), **extra,
+                          "resume_with": '{"use": [indices]} or {"rationales": [texts], "weights": [..]} '
+                                         'or {"image_only": true}'})
+    return human_choice(decision, texts)
 
 
 def human_choice(decision: Any, texts: list[str]) -> dict:
