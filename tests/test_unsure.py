@@ -277,3 +277,12 @@ def test_an_unsure_run_can_pause_for_a_person(tmp_path):
     done = ask(path, "What colour is the circle?", context, checkpoint=store, thread_id="u", resume={"use": [0]})
     assert done.outcome == "unsure" and done.flags == ["image_unsure", "human_reviewed"]
     assert done.state["answer"]["rationale_lambdas"] == [pytest.approx(1.0)]  # a person's choice weighs 1
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "llava_clip", "gemma3", "idefics3"])
+def test_the_picture_range_reads_the_visual_tokens_of_every_family(family):
+    from redgraph.models.calibration import visual_tokens
+
+    tokens = visual_tokens(tiny(family), scene())
+    assert tokens.ndim == 2 and tokens.shape[0] >= 16
+    assert torch.allclose(tokens.norm(dim=-1), torch.ones(tokens.shape[0]), atol=1e-5)

@@ -145,8 +145,9 @@ def visual_tokens(lvlm, picture) -> torch.Tensor:
     if "pixel_values" in inputs:
         inputs["pixel_values"] = inputs["pixel_values"].to(lvlm.model.dtype)
     features = lvlm.model.get_image_features(**inputs)
-    features = getattr(features, "pooler_output", None) if not isinstance(features, (torch.Tensor, tuple, list)) \
-        else features
+    if not isinstance(features, (torch.Tensor, tuple, list)):  # a model output: the merged tokens, else the last layer
+        pooled = getattr(features, "pooler_output", None)
+        features = pooled if pooled is not None else features.last_hidden_state
     if isinstance(features, (tuple, list)):
         features = torch.cat([f.reshape(-1, f.shape[-1]) for f in features])
     return torch.nn.functional.normalize(features.reshape(-1, features.shape[-1]).float(), dim=-1)
