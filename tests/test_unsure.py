@@ -286,3 +286,14 @@ def test_the_picture_range_reads_the_visual_tokens_of_every_family(family):
     tokens = visual_tokens(tiny(family), scene())
     assert tokens.ndim == 2 and tokens.shape[0] >= 16
     assert torch.allclose(tokens.norm(dim=-1), torch.ones(tokens.shape[0]), atol=1e-5)
+
+
+def test_expected_calibration_error_and_reliability_on_hand_made_pairs():
+    from redgraph.lab.calibrate import expected_calibration_error, reliability
+
+    pairs = [(0.95, True)] * 9 + [(0.95, False)] + [(0.15, False)] * 8 + [(0.15, True)] * 2
+    # Bin 0.9-1.0: confidence 0.95, 0.9 true; bin 0.1-0.2: confidence 0.15, 0.2 true -> ECE 0.5*0.05 + 0.5*0.05.
+    assert expected_calibration_error(pairs) == pytest.approx(0.05)
+    assert reliability(pairs) == [{"bin": [0.1, 0.2], "count": 10, "confidence": 0.15, "true": 0.2},
+                                  {"bin": [0.9, 1.0], "count": 10, "confidence": 0.95, "true": 0.9}]
+    assert expected_calibration_error([(1.0, True)]) == 0.0

@@ -84,9 +84,8 @@ def tool_items(tool: str, count: int, *, split: Split = "test", seed: int = 0) -
 
 
 def _draw_bars(scene: BarScene, rng: random.Random) -> Image.Image:
+    _matplotlib()  # a clear error where it is missing
     from matplotlib.figure import Figure
-
-    _matplotlib()
     dpi = rng.choice((50, 64, 72))
     width, height = rng.randint(128, 200), rng.randint(128, 200)
     figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)

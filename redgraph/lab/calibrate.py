@@ -57,31 +57,29 @@ def claim_support(row: dict, temperatures: dict[str, float]) -> float:
     return min(supports)
 
 
-def expected_calibration_error(pairs: list[tuple[float, bool]], bins: int = 10) -> float:
-    """ECE: the mean gap between confidence and truth over equal-width bins, weighted by their size."""
-    if not pairs:
-        return float("nan")
-    total, error = len(pairs), 0.0
-    for b in range(bins):
-        low, high = b / bins, (b + 1) / bins
-        members = [(p, y) for p, y in pairs if low <= p < high or (b == bins - 1 and p == 1.0)]
-        if members:
-            error += len(members) / total * abs(sum(p for p, _ in members) / len(members)
-                                                - sum(y for _, y in members) / len(members))
-    return error
-
-
-def reliability(pairs: list[tuple[float, bool]], bins: int = 10) -> list[dict]:
-    """The reliability diagram's points: per bin, how many, mean confidence, share true."""
+def _bins(pairs: list[tuple[float, bool]], bins: int) -> list[tuple[float, float, int, float, float]]:
+    """Equal-width confidence bins that hold pairs: (low, high, count, mean confidence, share true)."""
     out = []
     for b in range(bins):
         low, high = b / bins, (b + 1) / bins
         members = [(p, y) for p, y in pairs if low <= p < high or (b == bins - 1 and p == 1.0)]
         if members:
-            out.append({"bin": [low, high], "count": len(members),
-                        "confidence": round(sum(p for p, _ in members) / len(members), 4),
-                        "true": round(sum(y for _, y in members) / len(members), 4)})
+            out.append((low, high, len(members), sum(p for p, _ in members) / len(members),
+                        sum(y for _, y in members) / len(members)))
     return out
+
+
+def expected_calibration_error(pairs: list[tuple[float, bool]], bins: int = 10) -> float:
+    """ECE: the mean gap between confidence and truth over equal-width bins, weighted by their size."""
+    if not pairs:
+        return float("nan")
+    return sum(count / len(pairs) * abs(confidence - true) for _, _, count, confidence, true in _bins(pairs, bins))
+
+
+def reliability(pairs: list[tuple[float, bool]], bins: int = 10) -> list[dict]:
+    """The reliability diagram's points: per bin, how many, mean confidence, share true."""
+    return [{"bin": [low, high], "count": count, "confidence": round(confidence, 4), "true": round(true, 4)}
+            for low, high, count, confidence, true in _bins(pairs, bins)]
 
 
 def fit_temperatures(rows: list[dict]) -> dict[str, float]:
