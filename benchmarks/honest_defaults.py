@@ -32,16 +32,6 @@ sys.path.insert(0, str(ROOT))
 KINDS = ("bars", "document", "shapes")
 
 
-def _items_of(kind: str, count: int):
-    from redgraph.data import generate_items
-
-    found = []
-    for item in generate_items("test", count * 3 + 3):
-        if item.kind == kind:
-            found.append(item)
-    return found[:count]
-
-
 def _run(lvlm, picture, item, reasoner=None) -> dict:
     import redgraph
     from redgraph.eval.normalize import answers_match
@@ -55,11 +45,12 @@ def _run(lvlm, picture, item, reasoner=None) -> dict:
 
 def lying_reasoner(lvlm, items: int) -> dict:
     from redgraph.agents import ScriptedReasoner
+    from redgraph.data.synthetic import items_of_kind
 
     report = {}
     for kind in KINDS:
         runs = {"honest": [], "lying": []}
-        for item in _items_of(kind, items):
+        for item in items_of_kind("test", kind, items):
             runs["honest"].append(_run(lvlm, item.image(), item, ScriptedReasoner([item.gold_rationale])))
             runs["lying"].append(_run(lvlm, item.image(), item, ScriptedReasoner([item.misleading_rationale])))
         honest = sum(r["correct"] for r in runs["honest"]) / len(runs["honest"])

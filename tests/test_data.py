@@ -201,3 +201,14 @@ def test_category_weights_set_the_mix_within_each_kind_and_can_leave_kinds_out()
                          (dict.fromkeys(ALL_CATEGORIES, 0), "category weights are all 0")):
         with pytest.raises(InputError, match=message):
             make_item("train", 0, category_weights=bad)
+
+
+def test_items_of_one_kind_are_generate_items_of_that_kind_in_order():
+    from redgraph.data import generate_items
+    from redgraph.data.synthetic import items_of_kind
+    from redgraph.errors import InputError
+
+    expected = [i.question_id for i in generate_items("test", 30) if i.kind == "bars"][:7]
+    assert [i.question_id for i in items_of_kind("test", "bars", 7)] == expected
+    with pytest.raises(InputError, match="'charts'"):
+        next(items_of_kind("test", "charts", 1))

@@ -132,6 +132,22 @@ def generate_items(split: Split, count: int, *, seed: int = 0, start: int = 0) -
         yield make_item(split, index, seed=seed)
 
 
+def items_of_kind(split: Split, kind: str, count: int, *, seed: int = 0) -> Iterator[SyntheticItem]:
+    """The first ``count`` items of ``split`` whose scene is of ``kind``, in :func:`generate_items`' order."""
+    if kind not in KINDS:
+        raise InputError(f"unknown scene kind {kind!r}; choose one of {', '.join(KINDS)}")
+    check_whole_number("count", count, minimum=0, error=InputError)
+    index = 0
+    made = 0
+    while made < count:
+        # Kinds rotate shapes, bars, document: every third item is of this kind.
+        item = make_item(split, index, seed=seed)
+        index += 1
+        if item.kind == kind:
+            made += 1
+            yield item
+
+
 def make_item(split: Split, index: int, *, seed: int = 0,
               category_weights: Mapping[str, float] | None = None) -> SyntheticItem:
     """Item ``index`` of ``split``.

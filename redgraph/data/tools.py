@@ -31,8 +31,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from redgraph.data.scenes import BarScene, DocumentScene, Scene
-from redgraph.data.synthetic import Split, SyntheticItem, generate_items
-from redgraph.errors import InputError, check_whole_number
+from redgraph.data.synthetic import Split, SyntheticItem, items_of_kind
+from redgraph.errors import InputError
 
 TOOLS = ("matplotlib", "fonts")
 # Which scene kind each tool draws.
@@ -65,27 +65,19 @@ def draw_with(tool: str, scene: Scene, rng: random.Random) -> Image.Image:
 def tool_items(tool: str, count: int, *, split: Split = "test", seed: int = 0) -> Iterator[tuple[SyntheticItem, Image.Image]]:
     """``count`` items of ``split`` whose scene ``tool`` draws, each with its picture by that tool.
 
-    The items are :func:`generate_items`'s of the tool's scene kind, in order; the look of each
+    The items are :func:`~redgraph.data.synthetic.items_of_kind`'s of the tool's scene kind; the look of each
     picture is seeded by its question id, so the same arguments give the same pictures.
     """
     if tool not in TOOLS:
         raise InputError(f"unknown drawing tool {tool!r}; choose one of {', '.join(TOOLS)}")
-    check_whole_number("count", count, minimum=0, error=InputError)
-    made, start = 0, 0
-    while made < count:
-        for item in generate_items(split, 300, seed=seed, start=start):
-            if item.kind != TOOL_KINDS[tool]:
-                continue
-            yield item, draw_with(tool, item.scene, random.Random(f"redgraph-tools:{tool}:{item.question_id}"))
-            made += 1
-            if made == count:
-                return
-        start += 300
+    for item in items_of_kind(split, TOOL_KINDS[tool], count, seed=seed):
+        yield item, draw_with(tool, item.scene, random.Random(f"redgraph-tools:{tool}:{item.question_id}"))
 
 
 def _draw_bars(scene: BarScene, rng: random.Random) -> Image.Image:
     _matplotlib()  # a clear error where it is missing
     from matplotlib.figure import Figure
+
     dpi = rng.choice((50, 64, 72))
     width, height = rng.randint(128, 200), rng.randint(128, 200)
     figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
