@@ -36,10 +36,11 @@ def _trace(answer: str = "red", trace_id: str = "run-1") -> Trace:
 
 def test_the_statement_names_the_chain_head_the_image_and_the_answer():
     trace = _trace()
-    made = statement(trace.to_file())
+    made = statement(trace.to_json())
     assert made["_type"] == "https://in-toto.io/Statement/v1"
     subjects = {s["name"]: s["digest"]["sha256"] for s in made["subject"]}
-    assert subjects == {"redgraph-trace:run-1": trace.last_hash, "image": "ab" * 32,
+    assert subjects == {"redgraph-trace-file": hashlib.sha256(trace.to_json().encode()).hexdigest(),
+                        "redgraph-trace:run-1": trace.last_hash, "image": "ab" * 32,
                         "answer": hashlib.sha256(b"red").hexdigest()}
     assert made["predicate"]["events"] == 2 and made["predicate"]["answer"] == "red"
 
@@ -53,9 +54,9 @@ def test_dsse_pae_is_the_specs_encoding():
 def test_a_third_party_verifies_with_the_public_key_alone():
     private_pem, public_pem = generate_ed25519_key()
     trace = _trace()
-    envelope = attest(trace.to_file(), [Ed25519Signer(private_pem)])
+    envelope = attest(trace.to_json(), [Ed25519Signer(private_pem)])
     assert envelope["payloadType"] == PAYLOAD_TYPE
-    assert json.loads(base64.b64decode(envelope["payload"])) == statement(trace.to_file())
+    assert json.loads(base64.b64decode(envelope["payload"])) == statement(trace.to_json())
     check = verify_attestation(envelope, trace.to_json(), public_keys=[public_pem])
     assert check.ok and check.verified_keyids == (envelope["signatures"][0]["keyid"],)
 
@@ -64,7 +65,7 @@ def test_what_does_not_verify():
     private_pem, public_pem = generate_ed25519_key()
     _, stranger_pem = generate_ed25519_key()
     trace = _trace()
-    envelope = attest(trace.to_file(), [Ed25519Signer(private_pem)])
+    envelope = attest(trace.to_json(), [Ed25519Signer(private_pem)])
     assert not verify_attestation(envelope, trace.to_json(), public_keys=[stranger_pem]).ok  # someone else's key
     # the envelope moved to another run's trace
     other = _trace(answer="blue", trace_id="run-2")
@@ -76,7 +77,7 @@ def test_what_does_not_verify():
     edited = verify_attestation(envelope, json.dumps(changed, sort_keys=True, indent=2) + "\n", public_keys=[public_pem])
     assert not edited.ok and "does not verify" in edited.reason
     # the payload changed under its signature
-    forged = dict(envelope, payload=base64.b64encode(json.dumps(statement(other.to_file())).encode()).decode())
+    forged = dict(envelope, payload=base64.b64encode(json.dumps(statement(other.to_json())).encode()).decode())
     assert "does not match" in verify_attestation(forged, other.to_json(), public_keys=[public_pem]).reason
     assert "no key" in verify_attestation(envelope, trace.to_json()).reason
 
@@ -84,7 +85,7 @@ def test_what_does_not_verify():
 def test_hmac_is_one_signer_beside_ed25519():
     private_pem, public_pem = generate_ed25519_key()
     trace = _trace()
-    envelope = attest(trace.to_file(), [Ed25519Signer(private_pem), HmacSigner("secret")])
+    envelope = attest(trace.to_json(), [Ed25519Signer(private_pem), HmacSigner("secret")])
     assert len(envelope["signatures"]) == 2
     assert verify_attestation(envelope, trace.to_json(), hmac_keys={"hmac": "secret"}).ok
     assert not verify_attestation(envelope, trace.to_json(), hmac_keys={"hmac": "wrong"}).ok
@@ -119,3 +120,60 @@ def test_the_commands_keygen_attest_and_verify(tmp_path):
     assert bad.exit_code == 1 and "does not verify" in bad.output
     refused = runner.invoke(app, ["trace", "attest", str(trace_path), "--hmac-key", "k"])
     assert refused.exit_code == 2 and "would vouch for a changed trace" in refused.output
+
+
+# --- the attestation covers the whole file; malformed envelopes (issue 37) ---------------------
+
+def _signed_and_attested():
+    private_pem, public_pem = generate_ed25519_key()
+    trace = _trace()
+    trace.sign(b"trace-key", key_id="k1")
+    text = trace.to_json()
+    return text, attest(text, [Ed25519Signer(private_pem)]), public_pem
+
+
+@pytest.mark.parametrize("edit", [lambda d: d["signature"].update(value="0" * 64), lambda d: d.update(signature=None),
+                                  lambda d: d["signature"].update(key_id="k2")],
+                         ids=["zeroed", "removed", "key id"])
+def test_the_traces_own_signature_block_is_covered(edit):
+    text, envelope, public_pem = _signed_and_attested()
+    assert verify_attestation(envelope, text, public_keys=[public_pem]).ok
+    data = json.loads(text)
+    edit(data)
+    edited = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    check = verify_attestation(envelope, edited, public_keys=[public_pem])
+    assert not check.ok and "not this trace's" in check.reason
+
+
+def test_the_trace_file_subject_is_what_sha256sum_prints(tmp_path):
+    text, envelope, _ = _signed_and_attested()
+    path = tmp_path / "run.json"
+    path.write_text(text, encoding="utf-8")
+    subjects = {s["name"]: s["digest"]["sha256"] for s in json.loads(base64.b64decode(envelope["payload"]))["subject"]}
+    assert subjects["redgraph-trace-file"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("signatures", [[{"keyid": ["a"], "sig": "AA=="}], [{"keyid": {"a": 1}, "sig": "AA=="}],
+                                        [{"keyid": "a", "sig": 7}], "not a list", [], [None]],
+                         ids=["keyid list", "keyid object", "sig number", "string", "empty", "null entry"])
+def test_a_malformed_envelope_is_refused_by_name(signatures):
+    text, envelope, public_pem = _signed_and_attested()
+    check = verify_attestation(dict(envelope, signatures=signatures), text, public_keys=[public_pem])
+    assert not check.ok and "malformed" in check.reason
+
+
+def test_an_attestation_from_before_the_file_subject_is_refused_with_what_to_do():
+    from redgraph.trace.attest import pae
+
+    private_pem, public_pem = generate_ed25519_key()
+    text = _trace().to_json()
+    old = statement(text)
+    old["predicateType"] = "https://github.com/redgraph/redgraph/trace-attestation/v1"
+    old["subject"] = old["subject"][1:]
+    payload = json.dumps(old, sort_keys=True, separators=(",", ":")).encode()
+    signer = Ed25519Signer(private_pem)
+    envelope = {"payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(),
+                "signatures": [{"keyid": signer.keyid,
+                                "sig": base64.b64encode(signer.sign(pae(PAYLOAD_TYPE, payload))).decode()}]}
+    check = verify_attestation(envelope, text, public_keys=[public_pem])
+    assert not check.ok and "attest the trace again" in check.reason

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from redgraph.errors import InputError
-from redgraph.trace import ModelRef, Trace, json_schema, verify_text
+from redgraph.trace import ModelRef, Trace, json_schema, verify_data, verify_text
 
 SCHEMA = Path(__file__).resolve().parent.parent / "redgraph" / "trace" / "trace.schema.json"
 
@@ -139,7 +139,7 @@ def test_a_version_1_trace_still_verifies_and_says_its_end_is_unprotected():
     def as_version_1(data):
         data["version"] = 1
         data.pop("head")
-        data["signature"]["value"] = _signature_value(b"secret", data["trace_id"], data["events"][-1]["hash"])
+        data["signature"]["value"] = _signature_value(b"secret", data["trace_id"], data["events"][-1]["hash"], version=1)
 
     result = verify_text(_edited(_trace(signed=True), as_version_1), b"secret")
     assert result.ok
@@ -184,7 +184,7 @@ def test_events_are_hashed_over_rfc8785_canonical_json(tmp_path):
                  outputs={"supports": [0.5, 1e-05, 2.5e-07, 3.0], "text": "naïve ✓"}, timings={"seconds": 0.00125})
     path = trace.save(tmp_path / "t.json")
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert data["version"] == 3
+    assert data["version"] == 4
     [event] = data["events"]
     # Any JCS implementation re-hashes an event from the file: here the rfc8785 package, on the
     # parsed file (Python's own JSON text of the same floats, 1e-05 and 3.0, differs).
@@ -202,3 +202,121 @@ def test_a_version_2_trace_written_before_rfc8785_still_verifies_with_its_key():
     result = verify_text(text, b"fixture-key")
     assert result.ok and result.signature_checked, result.reason
     assert not verify_text(text.replace('"naïve ✓"', '"naive ✓"'), b"fixture-key").ok
+
+
+# --- a strict schema, and a signature over the whole file (issue 37) ---------------------------
+
+def _paths(value, path=()):
+    """Every location in parsed JSON: each dict key and list position, depth first."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield (*path, key)
+            yield from _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield (*path, index)
+            yield from _paths(item, (*path, index))
+
+
+def _retypings(value):
+    """Values of other JSON types (and the same number as the other of int and float) for ``value``."""
+    candidates = [True, False, None, 0, 1, 2.0, "3", " 1e-05 ", [], {}, [value], {"v": value}]
+    if isinstance(value, float):
+        candidates += [int(value), str(value)]
+    if isinstance(value, int) and not isinstance(value, bool):
+        candidates += [float(value), str(value), value + 1]
+    if isinstance(value, str):
+        candidates += [value + " ", value.upper(), ""]
+    return [c for c in candidates if not (type(c) is type(value) and c == value)]
+
+
+def _edit_at(data, path, edit):
+    edited = json.loads(json.dumps(data))
+    *parents, last = path
+    holder = edited
+    for step in parents:
+        holder = holder[step]
+    if edit is _DELETE:
+        del holder[last]
+    else:
+        holder[last] = edit
+    return json.dumps(edited, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+_DELETE = object()
+
+
+def test_every_retyping_and_deletion_of_a_keyed_trace_is_caught():
+    data = json.loads(_trace(signed=True).to_json())
+    tried = 0
+    for path in _paths(data):
+        holder = data
+        for step in path[:-1]:
+            holder = holder[step]
+        edits = _retypings(holder[path[-1]]) + ([_DELETE] if isinstance(holder, dict) else [])
+        for edit in edits:
+            result = verify_text(_edit_at(data, path, edit), b"secret")
+            assert not result.ok, (path, edit)
+            tried += 1
+    assert tried > 1000
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["events"][1].update(index=True), lambda d: d["events"][1].update(index=1.0),
+    lambda d: d["events"][1].update(index="1"), lambda d: d["head"].update(events="4"),
+    lambda d: d["head"].update(events=4.0), lambda d: d["events"][1]["timings"].update(seconds=" 0.25 "),
+    lambda d: d.update(version=4.0), lambda d: d.update(version=True),
+    lambda d: d["events"][0].pop("model"), lambda d: d["events"][0].pop("config"),
+    lambda d: d["signature"].pop("key_id"), lambda d: d["signature"].pop("algorithm"),
+    lambda d: d["events"][1].update(time="yesterday"),
+], ids=["index true", "index 1.0", "index '1'", "head events '4'", "head events 4.0", "timing string",
+        "version 4.0", "version true", "no model", "no config", "no key_id", "no algorithm", "time"])
+def test_the_audits_edits_are_tampering_with_or_without_the_key(edit):
+    text = _edited(_trace(signed=True), edit)
+    for key in (None, b"secret"):
+        result = verify_text(text, key)
+        assert not result.ok and result.readable and "not a redgraph trace" in result.reason, result.reason
+
+
+def test_the_signature_covers_every_byte_even_a_json_equal_number():
+    trace = Trace("numbers")
+    trace.append("answer", "answer", inputs={}, outputs={"support": 1.0})
+    trace.sign(b"secret")
+    text = trace.to_json()
+    assert '"support": 1\n' in text and verify_text(text, b"secret").ok  # outputs are stored as RFC 8785 data
+    # 1 and 1.0 are one number to RFC 8785, so the chain holds; the signature covers the file as written.
+    edited = text.replace('"support": 1\n', '"support": 1.0\n')
+    assert verify_text(edited).ok
+    assert not verify_text(edited, b"secret").ok
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 9007199254740993}', '{"a": -9007199254740993}', '{"a": Infinity}', '{"a": -Infinity}', '{"a": NaN}',
+    '{"a": 1e400}', '{"trace_id": "\\ud800"}', '{"a": ["ok", "\\udfff"]}', '{"\\ud800": 1}',
+], ids=["2^53+2", "-(2^53+2)", "Infinity", "-Infinity", "NaN", "1e400", "surrogate id", "surrogate in list",
+        "surrogate key"])
+def test_json_beyond_what_every_reader_agrees_on_is_unreadable(text):
+    result = verify_text(text, b"secret")
+    assert not result.ok and not result.readable, result.reason
+    assert not verify_data(json.loads(text)).readable
+
+
+def test_a_non_hex_signature_value_is_tampering_not_a_crash():
+    text = _edited(_trace(signed=True), lambda d: d["signature"].update(value="é" * 64))
+    result = verify_text(text, b"secret")
+    assert not result.ok and "signature.value" in result.reason
+
+
+@pytest.mark.parametrize("command", ["verify", "show", "spans"])
+@pytest.mark.parametrize("content", ['{"a": Infinity}', '{"events": 9007199254740993}', '{"trace_id": "\\udc00"}'],
+                         ids=["Infinity", "big int", "surrogate"])
+def test_the_trace_commands_refuse_unreadable_json_without_a_traceback(tmp_path, command, content):
+    from typer.testing import CliRunner
+
+    from redgraph.cli import app
+
+    path = tmp_path / "t.json"
+    path.write_text(content)
+    result = CliRunner().invoke(app, ["trace", command, str(path)])
+    assert result.exit_code in (2, 3) and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output

@@ -42,15 +42,13 @@ def trace_verify(
 
 def _trace_file(file: Path):
     """``(text, TraceFile)`` of a trace file; InputError when it cannot be read as a trace."""
-    from pydantic import ValidationError
-
-    from redgraph.trace import TraceFile, read_json, read_trace_file
+    from redgraph.trace import TraceShapeError, parse_trace, read_json, read_trace_file
 
     text = read_trace_file(file)
     try:
-        return text, TraceFile.model_validate(read_json(text))
-    except ValidationError as exc:
-        raise InputError(f"{file} is not a redgraph trace: {exc.errors()[0]['msg']}") from exc
+        return text, parse_trace(read_json(text))
+    except TraceShapeError as exc:
+        raise InputError(f"{file}: {exc}") from exc
 
 
 @trace_app.command("show")
@@ -101,7 +99,7 @@ def trace_attest(
     from redgraph.trace.attest import Ed25519Signer, HmacSigner, attest
 
     try:
-        text, trace = _trace_file(file)
+        text, _ = _trace_file(file)
         chain = verify_text(text)
         if not chain.ok:
             raise InputError(f"{file} does not verify ({chain.reason}); an attestation would vouch for a changed trace")
@@ -112,7 +110,7 @@ def trace_attest(
             signers.append(HmacSigner(hmac_key))
         if not signers:
             raise ConfigError("give --ed25519-key (anyone can verify with the public key) and/or --hmac-key")
-        envelope = attest(trace, signers)
+        envelope = attest(text, signers)
         target = output or file.with_name(file.name + ".intoto.json")
         write_file(target, json.dumps(envelope, indent=2) + "\n", what="attestation")
     except RedgraphError as exc:

@@ -1,15 +1,17 @@
 """A finished trace as an in-toto attestation that anyone can check: an in-toto Statement v1 in a
 DSSE envelope, signed with Ed25519 (a public key verifies it, no shared secret) and/or HMAC-SHA256.
 
-The statement's subjects are what the run vouches for, each by sha256: the trace's chain head (the
-last event's hash, which covers every event before it), the image, and the answer text. Its
-predicate repeats the trace id, event count, question and answer. A verifier checks the envelope's
-signatures over DSSE's pre-authentication encoding, then that the statement is the one this trace
-gives (so an envelope cannot be moved to another trace), and the trace's own chain.
+The statement's subjects are what the run vouches for, each by sha256: the trace file's bytes (all
+of it, its own signature block included, so ``sha256sum`` of the file matches), the trace's chain
+head (the last event's hash, which covers every event before it), the image, and the answer text.
+Its predicate repeats the trace id, event count, question and answer. A verifier checks the
+envelope's signatures over DSSE's pre-authentication encoding, then that the statement is the one
+this trace file gives (so an envelope cannot be moved to another trace, nor the trace's signature
+block zeroed or removed), and the trace's own chain.
 
 Example:
     >>> private_pem, public_pem = generate_ed25519_key()  # doctest: +SKIP
-    >>> envelope = attest(trace_file, [Ed25519Signer(private_pem)])  # doctest: +SKIP
+    >>> envelope = attest(trace_text, [Ed25519Signer(private_pem)])  # doctest: +SKIP
     >>> verify_attestation(envelope, trace_text, public_keys=[public_pem]).ok  # doctest: +SKIP
     True
 """
@@ -25,11 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from redgraph.errors import ConfigError, InputError
-from redgraph.trace.chain import FORMAT, TraceFile, Verification, read_json, verify_text
+from redgraph.trace.chain import FORMAT, Verification, parse_trace, read_json, verify_text
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://github.com/redgraph/redgraph/trace-attestation/v1"
+# v2: the trace file's own bytes are a subject. A v1 statement left the trace's signature block out.
+PREDICATE_TYPE = "https://github.com/redgraph/redgraph/trace-attestation/v2"
+TRACE_FILE_SUBJECT = "redgraph-trace-file"
 
 
 def _need_cryptography():
@@ -48,12 +52,19 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
 
 
-def statement(trace: TraceFile) -> dict[str, Any]:
-    """The in-toto Statement a trace gives: its chain head, image and answer as subjects."""
+def statement(text: str) -> dict[str, Any]:
+    """The in-toto Statement a trace file's text gives: the file's bytes, its chain head, image and
+    answer as subjects.
+
+    Raises:
+        InputError: the text is not a trace file (read strictly, :func:`~redgraph.trace.parse_trace`).
+    """
+    trace = parse_trace(read_json(text))
     if not trace.events:
         raise InputError(f"trace {trace.trace_id!r} has no event; an empty trace is not a run")
     last_hash = trace.events[-1].hash
-    subjects = [{"name": f"{FORMAT}:{trace.trace_id}", "digest": {"sha256": last_hash}}]
+    subjects = [{"name": TRACE_FILE_SUBJECT, "digest": {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}},
+                {"name": f"{FORMAT}:{trace.trace_id}", "digest": {"sha256": last_hash}}]
     question = answer = None
     for event in trace.events:
         image = event.outputs.get("image") if event.kind == "input" else None
@@ -122,11 +133,11 @@ def generate_ed25519_key() -> tuple[bytes, bytes]:
     )
 
 
-def attest(trace: TraceFile, signers: Sequence[Ed25519Signer | HmacSigner]) -> dict[str, Any]:
-    """The DSSE envelope of ``trace``'s statement, signed by every signer."""
+def attest(text: str, signers: Sequence[Ed25519Signer | HmacSigner]) -> dict[str, Any]:
+    """The DSSE envelope of the statement of a trace file's ``text``, signed by every signer."""
     if not signers:
         raise ConfigError("give at least one signer (an Ed25519 private key or an HMAC key)")
-    payload = json.dumps(statement(trace), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    payload = json.dumps(statement(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     message = pae(PAYLOAD_TYPE, payload)
     return {
         "payloadType": PAYLOAD_TYPE,
@@ -162,11 +173,16 @@ def verify_attestation(envelope: Any, trace_text: str, *, public_keys: Sequence[
         return AttestationCheck(False, "no key was given to check the signatures with")
     if not isinstance(envelope, dict) or envelope.get("payloadType") != PAYLOAD_TYPE:
         return AttestationCheck(False, f"not a DSSE envelope of an in-toto statement (payloadType {PAYLOAD_TYPE})")
+    listed = envelope.get("signatures")
+    if not isinstance(envelope.get("payload"), str) or not isinstance(listed, list) or not listed or not all(
+            isinstance(s, dict) and isinstance(s.get("keyid"), str) and isinstance(s.get("sig"), str) for s in listed):
+        return AttestationCheck(False, "the envelope is malformed: DSSE needs a string payload and a non-empty list of "
+                                       "signatures, each with a string keyid and a string sig")
     try:
         payload = base64.b64decode(envelope["payload"], validate=True)
-        signatures = [(s["keyid"], base64.b64decode(s["sig"], validate=True)) for s in envelope["signatures"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        return AttestationCheck(False, f"the envelope is malformed ({type(exc).__name__}: {exc})")
+        signatures = [(s["keyid"], base64.b64decode(s["sig"], validate=True)) for s in listed]
+    except ValueError as exc:
+        return AttestationCheck(False, f"the envelope is malformed (not base64: {exc})")
     message = pae(PAYLOAD_TYPE, payload)
     verified = []
     accepted = {}
@@ -201,10 +217,15 @@ def verify_attestation(envelope: Any, trace_text: str, *, public_keys: Sequence[
     if not chain.ok:
         return AttestationCheck(False, f"the trace itself does not verify: {chain.reason}", tuple(verified), chain)
     try:
-        claimed = json.loads(payload)
-        actual = statement(TraceFile.model_validate(read_json(trace_text)))
-    except (ValueError, InputError) as exc:
+        claimed = read_json(payload.decode("utf-8"))
+        actual = statement(trace_text)
+    except (UnicodeDecodeError, InputError) as exc:
         return AttestationCheck(False, f"the statement cannot be read ({exc})", tuple(verified), chain)
+    if isinstance(claimed, dict) and claimed.get("predicateType") != PREDICATE_TYPE:
+        return AttestationCheck(False, f"the statement's predicate is {str(claimed.get('predicateType'))[:100]!r}, not "
+                                       f"{PREDICATE_TYPE}: an attestation made before the trace file itself was a "
+                                       "subject does not cover the trace's signature block; attest the trace again",
+                                tuple(verified), chain)
     if claimed != actual:
         return AttestationCheck(False, "the statement is not this trace's (another trace, or the trace changed "
                                        "and was re-chained)", tuple(verified), chain)

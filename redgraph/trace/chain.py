@@ -6,12 +6,15 @@ breaks the chain at that event. The file's ``head`` commits to the chain's end (
 and the last hash), so dropping or re-hashing the last event is caught too, and a trace with no
 event is not a run. A trace file is written in one canonical form (sorted keys, two-space indent),
 and verification also requires the file's bytes to be exactly that form, so a change to any byte of
-the file is caught, whitespace included. A finished trace can be signed with HMAC-SHA256 over
-everything the signature block and the head say: trace id, event count, last hash, algorithm and
-key id.
+the file is caught, whitespace included. A finished trace can be signed with HMAC-SHA256 over the
+whole file as written (its canonical text with the signature's value left empty).
 
-Reading is bounded: JSON nested deeper than :data:`MAX_DEPTH` or with integers longer than
-:data:`MAX_INT_DIGITS` digits is *unreadable* (its own verdict, not "tampered").
+Reading is strict: a file is checked against the schema before anything is hashed, with no
+coercion and no defaults (an ``index`` written as ``true``, ``2.0`` or ``"3"``, a deleted
+``"model": null`` or a timing written as a string is "tampered", naming the field). Reading is
+bounded: JSON nested deeper than :data:`MAX_DEPTH`, with an integer beyond I-JSON's exact range
+(:data:`MAX_SAFE_INTEGER`), ``NaN`` or ``Infinity``, or a lone surrogate in a string is
+*unreadable* (its own verdict, not "tampered").
 
 Example:
     >>> trace = Trace("run-1")
@@ -26,78 +29,164 @@ import datetime
 import hashlib
 import hmac
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from redgraph.errors import ConfigError, InputError
 
 FORMAT = "redgraph-trace"
+# 4: the signature is an HMAC over the whole file as written (its canonical text with the signature's
+#    value left empty), so no byte of it, types included, can change under a valid signature;
 # 3: events, digests and the signature's message are hashed over RFC 8785 (JCS) canonical JSON, so
 #    any JCS implementation re-hashes an event; 2: the head commits to the chain's end, and the
 #    signature covers the head and key id. Versions 1 and 2 hashed json.dumps(sort_keys) text.
-VERSION = 3
+VERSION = 4
 KEY_ENV = "REDGRAPH_TRACE_KEY"
 MAX_DEPTH = 64  # JSON nesting a trace may have (events hold small JSON outputs)
 MAX_INT_DIGITS = 40
+MAX_SAFE_INTEGER = 2**53 - 1  # I-JSON (RFC 7493): integers every JSON reader holds exactly
 _EVENT_START = "    {"  # in the canonical layout, each event opens on a line of exactly this
 
 
-class ModelRef(BaseModel):
+HEX64 = r"^[0-9a-f]{64}$"
+Hex64 = Annotated[str, StringConstraints(pattern=HEX64)]
+
+
+def _a_float(value: Any) -> Any:
+    """Timings are written as JSON floats (``0.25``, ``1.0``); an integer or a string there is an edit."""
+    if type(value) is not float:
+        raise ValueError(f"a timing must be a JSON float such as 1.0, got {type(value).__name__}")
+    return value
+
+
+def _a_moment(value: str) -> str:
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 time: {value[:60]!r}") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"the time {value[:60]!r} has no time zone")
+    return value
+
+
+Timing = Annotated[float, BeforeValidator(_a_float)]
+Moment = Annotated[str, AfterValidator(_a_moment)]
+
+
+class _Strict(BaseModel):
+    """A part of a trace file, read strictly: no coercion (``1`` is not ``true``, ``"3"`` or ``2.0``),
+    no unknown key, and, when read as written (validation context ``{"as_written": True}``), no
+    missing key either: a default is filled in only when code builds the model, never when a file
+    is read, so deleting ``"model": null`` is an edit like any other."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, json_schema_serialization_defaults_required=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _every_key_written(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict) and info.context and info.context.get("as_written"):
+            missing = [name for name in cls.model_fields if name not in data and not cls._may_omit(name, data)]
+            if missing:
+                raise ValueError(f"the key {missing[0]!r} is missing")
+        return data
+
+    @classmethod
+    def _may_omit(cls, name: str, data: dict) -> bool:
+        return False
+
+
+class ModelRef(_Strict):
     """Which model produced an event, by id and by digest of its weights."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     id: str
     weights_digest: str | None = None
 
 
-class TraceEvent(BaseModel):
+class TraceEvent(_Strict):
     """One step of a run. ``hash`` covers every other field, ``prev_hash`` included."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    index: int
+    index: Annotated[int, Field(ge=0)]
     node: str
     kind: str
-    time: str
-    inputs_digest: str
+    time: Moment
+    inputs_digest: Hex64
     outputs: dict[str, Any]
     model: ModelRef | None = None
     config: dict[str, Any] = {}
-    timings: dict[str, float] = {}
-    prev_hash: str
-    hash: str
+    timings: dict[str, Timing] = {}
+    prev_hash: Hex64
+    hash: Hex64
 
 
-class Signature(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Signature(_Strict):
     algorithm: Literal["hmac-sha256"] = "hmac-sha256"
     key_id: str | None = None
-    value: str
+    value: Hex64
 
 
-class ChainHead(BaseModel):
+class ChainHead(_Strict):
     """Where the chain ends: how many events it holds and the last one's hash."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    events: int
-    last_hash: str
+    events: Annotated[int, Field(ge=0)]
+    last_hash: Hex64
 
 
-class TraceFile(BaseModel):
+class TraceFile(_Strict):
     """The trace file: this model's JSON Schema is the published schema (``trace.schema.json``).
 
     Version 1 files (written before the head existed) are still read; their end is not protected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, title="redgraph trace")
+    model_config = ConfigDict(title="redgraph trace")
     format: Literal["redgraph-trace"] = FORMAT
-    version: Literal[1, 2, 3] = VERSION
+    version: Annotated[int, Field(ge=1, le=VERSION)] = VERSION
     trace_id: str
     head: ChainHead | None = None
     events: list[TraceEvent]
     signature: Signature | None = None
+
+    @classmethod
+    def _may_omit(cls, name: str, data: dict) -> bool:
+        return name == "head" and data.get("version") == 1 and type(data.get("version")) is int
+
+
+def parse_trace(data: Any) -> TraceFile:
+    """A trace file's parsed JSON as a :class:`TraceFile`, read strictly (:class:`_Strict`).
+
+    Raises:
+        InputError: naming the first field that is missing, unknown, of another type or out of range.
+    """
+    try:
+        return TraceFile.model_validate(data, strict=True, context={"as_written": True})
+    except ValidationError as exc:
+        raise TraceShapeError(exc) from exc
+
+
+class TraceShapeError(InputError):
+    """Parsed JSON that is not a trace file as redgraph writes it; ``index`` is the first bad
+    event's index when the fault is inside an event."""
+
+    def __init__(self, error: ValidationError) -> None:
+        first = error.errors()[0]
+        location = first["loc"]
+        self.index = location[1] if len(location) > 1 and location[0] == "events" and isinstance(location[1], int) \
+            else None
+        where = ".".join(map(str, location)) or "the top level"
+        super().__init__(f"not a redgraph trace: {first['msg']} at {where}")
 
 
 def canonical(data: Any, version: int = VERSION) -> str:
@@ -138,14 +227,27 @@ def _event_hash(fields: dict, version: int = VERSION) -> str:
 
 
 def _signature_value(key: bytes, trace_id: str, last_hash: str, *, events: int | None = None,
-                     key_id: str | None = None, algorithm: str = "hmac-sha256", version: int = VERSION) -> str:
-    """HMAC over what a signature vouches for; ``events=None`` is version 1's message (id and last hash)."""
+                     key_id: str | None = None, algorithm: str = "hmac-sha256", version: int = VERSION,
+                     data: dict | None = None) -> str:
+    """HMAC over what a signature vouches for. From version 4, ``data`` (the parsed file): its canonical
+    text with the signature's value left empty. Before: version 2 and 3 the id, event count, last hash,
+    algorithm and key id; version 1 (``events=None``) the id and last hash."""
+    if version >= 4:
+        if data is None:
+            raise ValueError("a version 4 signature covers the file: pass its data")
+        blank = {**data, "signature": {**data["signature"], "value": ""}}
+        return hmac.new(key, b"redgraph-trace-signature\n" + file_text(blank).encode(), hashlib.sha256).hexdigest()
     if events is None:
         message = f"{trace_id}:{last_hash}"
     else:
         message = canonical({"format": FORMAT, "version": version, "trace_id": trace_id, "events": events,
                              "last_hash": last_hash, "algorithm": algorithm, "key_id": key_id}, version)
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def file_text(data: dict) -> str:
+    """The canonical layout of a trace file: sorted keys, two-space indent, UTF-8 as is, a final newline."""
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
 
 def chain_event(
@@ -211,17 +313,22 @@ class Trace:
         :func:`verify_text` on :meth:`to_json` checks the chain."""
         trace = cls(trace_id)
         for event in events:
-            trace.events.append(TraceEvent.model_validate(event))
+            try:
+                trace.events.append(TraceEvent.model_validate(event, strict=True, context={"as_written": True}))
+            except ValidationError as exc:
+                raise TraceShapeError(exc) from exc
         return trace
 
     def sign(self, key: bytes | str, *, key_id: str | None = None) -> Signature:
-        """Close the trace with an HMAC-SHA256 signature over its id and last hash."""
+        """Close the trace with an HMAC-SHA256 signature over the whole file it writes."""
         key_bytes = key.encode() if isinstance(key, str) else key
         if not key_bytes:
             raise ConfigError(f"the signing key is empty; set {KEY_ENV} or pass a key")
         if not self.events:
             raise InputError(f"trace {self.trace_id!r} has no event; an empty trace is not a run and cannot be signed")
-        value = _signature_value(key_bytes, self.trace_id, self.last_hash, events=len(self.events), key_id=key_id)
+        data = self.to_file().model_dump(mode="json")
+        data["signature"] = {"algorithm": "hmac-sha256", "key_id": key_id, "value": ""}
+        value = _signature_value(key_bytes, self.trace_id, self.last_hash, data=data)
         self.signature = Signature(key_id=key_id, value=value)
         return self.signature
 
@@ -231,7 +338,7 @@ class Trace:
 
     def to_json(self) -> str:
         """The canonical file text (what :func:`verify_text` accepts byte for byte)."""
-        return json.dumps(self.to_file().model_dump(mode="json"), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+        return file_text(self.to_file().model_dump(mode="json"))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the canonical text atomically (a crash leaves the old file or the new one), as a
@@ -287,16 +394,70 @@ def read_json(text: str) -> Any:
         if len(digits.lstrip("-")) > MAX_INT_DIGITS:
             raise InputError(f"the JSON holds an integer of {len(digits.lstrip('-'))} digits, more than the "
                              f"{MAX_INT_DIGITS} a redgraph trace uses")
-        return int(digits)
+        value = int(digits)
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise InputError(f"the JSON holds the integer {digits[:60]}, beyond +-(2^53 - 1) that every JSON reader "
+                             "holds exactly (I-JSON); a redgraph trace writes none")
+        return value
+
+    def finite_float(digits: str) -> float:
+        value = float(digits)
+        if not math.isfinite(value):
+            raise InputError(f"the JSON number {digits[:60]} is beyond a float's range")
+        return value
+
+    def no_constant(name: str) -> None:
+        raise InputError(f"the JSON holds {name}, which is not JSON (RFC 8259); a redgraph trace writes none")
 
     try:
-        return json.loads(text, parse_int=bounded_int)
+        data = json.loads(text, parse_int=bounded_int, parse_float=finite_float, parse_constant=no_constant)
     except json.JSONDecodeError as exc:
         raise InputError(f"not JSON: {exc}") from exc
     except InputError:
         raise
     except (RecursionError, ValueError) as exc:  # a bound json itself enforces
         raise InputError(f"the JSON cannot be read safely: {exc}") from exc
+    check_json_values(data)
+    return data
+
+
+def check_json_values(data: Any) -> None:
+    """Raise InputError unless ``data`` is JSON every reader agrees on: strings without lone surrogates
+    (they cannot be written as UTF-8), string keys, finite floats, integers within I-JSON's range, and
+    nothing but dicts, lists, strings, numbers, booleans and null."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            _check_text(value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise InputError(f"a JSON object key must be a string, got {type(key).__name__} {key!r:.60}")
+                _check_text(key)
+                stack.append(item)
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if abs(value) > MAX_SAFE_INTEGER:
+                raise InputError(f"the integer {str(value)[:60]} is beyond +-(2^53 - 1) that every JSON reader holds "
+                                 "exactly (I-JSON)")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InputError(f"{value} is not a JSON number")
+        else:
+            raise InputError(f"a {type(value).__name__} is not JSON data; pass dicts, lists, strings, numbers, "
+                             "booleans and null")
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"the JSON string {text[:60]!r} holds a lone surrogate ({exc.reason} at {exc.start}); "
+                         "it cannot be written as UTF-8") from None
 
 
 MAX_TRACE_BYTES = 64 * 1024 * 1024
@@ -332,16 +493,18 @@ def verify_data(data: Any, key: bytes | str | None = None) -> Verification:
     """Check a trace already parsed from JSON (e.g. received in an HTTP response): schema, hash
     chain, and (with a key) signature. Every event's content is covered by its hash; only the file's
     layout is not checked, as there is no file."""
+    try:
+        check_json_values(data)
+    except InputError as exc:
+        return Verification(False, f"unreadable: {exc}", readable=False)
     return _verify(data, key, None)
 
 
 def _verify(data: Any, key: bytes | str | None, text: str | None) -> Verification:
     try:
-        trace = TraceFile.model_validate(data)
-    except ValidationError as exc:
-        location = exc.errors()[0]["loc"]
-        index = location[1] if len(location) > 1 and location[0] == "events" and isinstance(location[1], int) else None
-        return Verification(False, f"not a redgraph trace: {exc.errors()[0]['msg']} at {'.'.join(map(str, location))}", index)
+        trace = parse_trace(data)
+    except TraceShapeError as exc:
+        return Verification(False, str(exc), exc.index)
     count = len(trace.events)
     if not trace.events:
         return Verification(False, "the trace holds no event: an empty trace is not a run")
@@ -349,45 +512,43 @@ def _verify(data: Any, key: bytes | str | None, text: str | None) -> Verificatio
         return Verification(False, "the trace has no head (event count and last hash); it was cut or edited", None,
                             count)
     previous = _genesis(trace.trace_id)
-    for position, event in enumerate(trace.events):
-        fields = event.model_dump(mode="json")
+    for position, (event, written) in enumerate(zip(trace.events, data["events"])):
         if event.index != position:
-            return Verification(False, f"event {position} says it is event {event.index}", position, len(trace.events))
+            return Verification(False, f"event {position} says it is event {event.index}", position, count)
         if event.prev_hash != previous:
             return Verification(False, f"event {position} does not follow the event before it (chain broken)", position,
-                                len(trace.events))
-        if _event_hash(fields, trace.version) != event.hash:
+                                count)
+        if _event_hash(written, trace.version) != event.hash:  # over the event as written, not as read
             return Verification(False, f"event {position} ({event.node}/{event.kind}) was changed: its hash does not match",
-                                position, len(trace.events))
+                                position, count)
         previous = event.hash
     if trace.head is not None and (trace.head.events, trace.head.last_hash) != (count, previous):
         return Verification(False, f"the head says {trace.head.events} events ending in {trace.head.last_hash[:12]}..., "
                                    f"the chain has {count} ending in {previous[:12]}...: events were dropped, added "
                                    "or re-hashed at the end", min(count, trace.head.events) - 1 if count else None, count)
-    rewritten = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    rewritten = file_text(data)
     if text is not None and rewritten != text:
         offset = next((i for i, (a, b) in enumerate(zip(text, rewritten)) if a != b), min(len(text), len(rewritten)))
         index = _event_at(text, offset)
         where = f"event {index}" if index is not None else "outside the events"
         return Verification(False, f"the file's bytes were changed at character {offset} ({where}): it is not in "
-                                   "the canonical form redgraph writes", index, len(trace.events))
+                                   "the canonical form redgraph writes", index, count)
     signed = trace.signature is not None
     if key is None:
         note = "; signed, but no key was given, so the signature was not checked" if signed else ""
         if trace.version < 2:
             note += "; a version 1 trace: its last event is not protected"
-        return Verification(True, f"{len(trace.events)} events, chain intact{note}", None, len(trace.events), signed)
+        return Verification(True, f"{count} events, chain intact{note}", None, count, signed)
     if not signed:
-        return Verification(False, "a key was given but the trace is not signed", None, len(trace.events))
+        return Verification(False, "a key was given but the trace is not signed", None, count)
     key_bytes = key.encode() if isinstance(key, str) else key
     expected = _signature_value(key_bytes, trace.trace_id, previous, key_id=trace.signature.key_id,
                                 algorithm=trace.signature.algorithm, events=count if trace.version >= 2 else None,
-                                version=trace.version)
+                                version=trace.version, data=data)
     if not hmac.compare_digest(expected, trace.signature.value):
         return Verification(False, "the signature does not match (wrong key, or the trace was changed and re-chained)",
-                            None, len(trace.events), True)
-    return Verification(True, f"{len(trace.events)} events, chain intact, signature valid", None, len(trace.events),
-                        True, True)
+                            None, count, True)
+    return Verification(True, f"{count} events, chain intact, signature valid", None, count, True, True)
 
 
 def _event_at(text: str, offset: int) -> int | None:
@@ -407,5 +568,5 @@ def _event_at(text: str, offset: int) -> int | None:
 
 
 def json_schema() -> dict:
-    """The published JSON Schema of trace files."""
-    return TraceFile.model_json_schema()
+    """The published JSON Schema of trace files as redgraph writes them (every key present)."""
+    return TraceFile.model_json_schema(mode="serialization")
