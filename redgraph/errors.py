@@ -61,7 +61,8 @@ def _visible(text: str) -> bool:
     return any(ch.isprintable() and not ch.isspace() for ch in text)
 
 
-def _check_unicode(text: str, what: str) -> None:
+def check_unicode(text: str, what: str) -> None:
+    """Raise InputError unless ``text`` can be written as UTF-8 (no lone surrogate)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from a JSON "\\ud800" escape
@@ -74,7 +75,7 @@ def check_question(question: object) -> str:
         raise InputError(f"the question must be a string, got {type(question).__name__}: {question!r:.80}")
     if not question.strip():
         raise InputError(f"the question is empty ({question!r}); ask something about the image")
-    _check_unicode(question, "question")
+    check_unicode(question, "question")
     if not _visible(question):
         raise InputError(f"the question holds only control characters ({question!r:.80}); ask something about the image")
     return question
@@ -86,7 +87,7 @@ def check_rationale(rationale: object, index: int | None = None) -> str:
         raise InputError(f"{which} must be a string, got {type(rationale).__name__}: {rationale!r:.80}")
     if not rationale.strip():
         raise InputError(f"{which} is empty ({rationale!r}); pass the reasoning text, or decode without a rationale")
-    _check_unicode(rationale, which)
+    check_unicode(rationale, which)
     if not _visible(rationale):
         raise InputError(f"{which} holds only control characters ({rationale!r:.80}); pass the reasoning text, or "
                          "decode without a rationale")

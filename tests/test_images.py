@@ -171,3 +171,68 @@ def test_an_unreadable_image_is_named_as_the_user_sent_it_not_as_a_buffer():
         with pytest.raises(ImageError) as caught:
             load_image(data)
         assert "BytesIO" not in str(caught.value) and f"the given {len(data)} bytes" in str(caught.value)
+
+
+# --- formats by content, and EXIF that cannot be parsed (issue 37) -----------------------------
+
+@pytest.mark.parametrize("fmt, named", [("TIFF", "TIFF"), ("ICO", "ICO"), ("EPS", "EPS"), ("PDF", "PDF"),
+                                        ("PPM", None), ("TGA", None), ("JPEG2000", "JPEG 2000")])
+def test_only_the_listed_formats_are_decoded_whatever_the_data_url_says(fmt, named):
+    import base64
+
+    from redgraph.models.images import IMAGE_FORMATS, decode_data_url
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 20, 30)).save(buffer, fmt)
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    with pytest.raises(ImageError, match="not a format redgraph reads") as refused:
+        load_image(decode_data_url(url))
+    assert "PNG, JPEG, WebP, GIF or BMP" in str(refused.value)
+    assert named is None or named in str(refused.value)
+    assert set(IMAGE_FORMATS) == {"PNG", "JPEG", "WEBP", "GIF", "BMP"}
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "BMP", "MPO"])
+def test_the_listed_formats_are_decoded(fmt):
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 12), (10, 20, 30)).save(buffer, fmt)
+    assert load_image(buffer.getvalue()).size == (16, 12)
+
+
+def _jpeg_with_exif(orientation: int = 6) -> bytes:
+    picture = Image.new("RGB", (32, 48), (200, 10, 10))
+    exif = picture.getexif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "Camera"
+    exif[0x8825] = {1: "N", 2: (1.0, 2.0, 3.0)}
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", exif=exif)
+    return buffer.getvalue()
+
+
+def test_garbage_in_the_exif_block_never_raises_anything_but_an_image_error():
+    import random
+
+    clean = _jpeg_with_exif()
+    start = clean.index(b"Exif")
+    rng = random.Random(7)
+    decoded = 0
+    for _ in range(600):
+        data = bytearray(clean)
+        for _ in range(rng.randrange(1, 6)):
+            data[rng.randrange(start + 6, start + 200)] = rng.randrange(256)
+        try:
+            picture = load_image(bytes(data))  # warnings are errors in this suite: PIL's are handled
+        except ImageError:
+            continue
+        decoded += 1
+        assert picture.mode == "RGB" and picture.size in ((32, 48), (48, 32))
+    assert decoded > 300
+
+
+def test_an_orientation_outside_one_to_eight_leaves_the_image_as_it_is_and_the_result_is_upright_once():
+    from redgraph.models.images import ready_image
+
+    assert load_image(_jpeg_with_exif(99)).size == (32, 48)
+    upright = load_image(_jpeg_with_exif(6))
+    assert upright.size == (48, 32) and ready_image(upright) is upright  # not turned a second time

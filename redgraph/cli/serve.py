@@ -26,6 +26,9 @@ def serve(
     max_body_mb: Annotated[float, typer.Option(min=0.01, help="Largest request body, in MiB.")] = 16.0,
     request_timeout: Annotated[float, typer.Option(help="Seconds a request may run before it is stopped (504); "
                                                         "a client that disconnects stops its request at once.")] = 120.0,
+    body_timeout: Annotated[float, typer.Option(help="Seconds a request body may take to arrive whole; a slower or "
+                                                     "partial upload gets 408 and its connection closed.")] = 30.0,
+    max_connections: Annotated[int, typer.Option(min=1, help="Most open connections; more get 503.")] = 128,
 ) -> None:
     """Serve the model over HTTP: OpenAI-compatible chat completions (RED with a 'rationale' field) and the graph."""
     try:
@@ -38,7 +41,8 @@ def serve(
         check_bind(host, api_key)
         settings = ServerSettings(model_name=model_name, api_key=api_key, allow_remote_images=allow_remote_images,
                                   max_batch=max_batch, max_pending=max_pending, max_body_bytes=int(max_body_mb * 1024 * 1024),
-                                  request_timeout_s=request_timeout)
+                                  request_timeout_s=request_timeout, body_timeout_s=body_timeout,
+                                  max_connections=max_connections)
         with console.status("loading the model"):
             lvlm = load_model(model)
         application = create_app(lvlm, settings)
@@ -46,7 +50,7 @@ def serve(
         fail(exc)
     console.print(f"serving [bold]{escape(application.state.model_name)}[/] on http://{escape(host)}:{port}/v1"
                   + ("" if api_key else " (no API key: loopback only)"))
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    uvicorn.run(application, host=host, port=port, log_level="warning", limit_concurrency=settings.max_connections)
 
 
 @app.command()

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Union
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from redgraph.data.files import check_regular_file, read_regular_file
 from redgraph.errors import ImageError
@@ -79,7 +79,7 @@ def ready_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
     Raises:
         ImageError: as :func:`load_image`.
     """
-    if isinstance(image, Image.Image) and image.mode == "RGB" and image.getexif().get(_ORIENTATION, 1) == 1:
+    if isinstance(image, Image.Image) and image.mode == "RGB" and _orientation(image, "the given PIL image") == 1:
         _check_max_pixels(max_pixels)
         _check_size(image, "the given PIL image", max_pixels)
         return image
@@ -87,10 +87,34 @@ def ready_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
 
 
 _ORIENTATION = 0x0112  # the EXIF tag load_image applies and drops
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
 
 
-# Image types a data URL may carry (PIL reads each of them).
+def _orientation(image: Image.Image, what: str) -> int:
+    """The EXIF orientation (1-8; 1 when there is none or it is not one of the eight). Only the
+    orientation is read: PIL skips EXIF entries it cannot parse (it warns; that is not our user's
+    concern), and the EXIF block is never written back, which is where garbage in it used to raise.
+
+    Raises:
+        ImageError: the EXIF block cannot be read at all.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+            value = image.getexif().get(_ORIENTATION, 1)
+    except Exception as exc:  # noqa: BLE001 - PIL's EXIF parser raises many types on garbage
+        raise ImageError(f"{what} has an EXIF block that cannot be read ({type(exc).__name__}: {str(exc)[:120]}); "
+                         "save the image again without EXIF metadata") from exc
+    return value if isinstance(value, int) and value in _UPRIGHT else 1
+
+
+# Image types a data URL may carry, and the file formats redgraph decodes (by content, whatever a
+# data URL or file name says; JPEG includes the multi-picture JPEG that phone cameras write). Anything else
+# PIL could open (TIFF, ICO, PSD, EPS, which would call Ghostscript, ...) is refused by name.
 DATA_URL_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp")
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,(?P<data>.*)", re.S)
 
 
@@ -193,7 +217,10 @@ def _open(stream: io.BytesIO, what: str, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             # PIL warns (then errors) on huge images; we apply our own limit below instead.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(stream)
+            # PIL skips the EXIF entries it cannot parse and warns; the orientation is read on its own below.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+            Image.init()  # registers every plugin once; open() looks the listed formats up by name
+            opened = Image.open(stream, formats=IMAGE_FORMATS)
             _check_size(opened, what, max_pixels)  # from the header, before decoding pixels
             opened.load()
     except ImageError:
@@ -201,12 +228,28 @@ def _open(stream: io.BytesIO, what: str, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{what} is too large to decode safely ({exc}); resize it first") from exc
     except UnidentifiedImageError as exc:  # its text names an internal buffer, not what the user sent
-        raise ImageError(f"{what} is not a readable image (not a format redgraph reads); pass a PNG, JPEG, WebP, "
-                         "GIF or BMP file") from exc
+        found = _format_of(stream)
+        kind = f"{found} data, not a format redgraph reads" if found else "not a format redgraph reads"
+        raise ImageError(f"{what} is not a readable image ({kind}); pass a PNG, JPEG, WebP, GIF or BMP file") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         reason = str(exc).replace(repr(stream), "the data")
         raise ImageError(f"{what} is not a readable image ({reason}); pass a PNG, JPEG, WebP, GIF or BMP file") from exc
     return _upright_rgb(opened, what, max_pixels)
+
+
+def _format_of(stream: io.BytesIO) -> str | None:
+    """The format of an image redgraph does not decode, named from its first bytes, for the error."""
+    stream.seek(0)
+    head = stream.read(16)
+    for signature, name in ((b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x01\x00", "ICO"),
+                            (b"8BPS", "PSD"), (b"%!PS", "EPS"), (b"\xc5\xd0\xd3\xc6", "EPS"), (b"%PDF", "PDF"),
+                            (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xffO\xffQ", "JPEG 2000"),
+                            (b"icns", "ICNS"), (b"qoif", "QOI")):
+        if head.startswith(signature):
+            return name
+    if head[4:12] in (b"ftypavif", b"ftypheic", b"ftypmif1"):
+        return "AVIF/HEIF"
+    return None
 
 
 def _check_size(image: Image.Image, what: str, max_pixels: int) -> None:
@@ -226,9 +269,13 @@ def _check_size(image: Image.Image, what: str, max_pixels: int) -> None:
 
 def _upright_rgb(image: Image.Image, what: str, max_pixels: int) -> Image.Image:
     _check_size(image, what, max_pixels)
-    image = ImageOps.exif_transpose(image)  # always a copy or a new image
+    orientation = _orientation(image, what)
+    # Always a new image; the EXIF block (with its orientation) is left behind, not rewritten.
+    image = image.transpose(_UPRIGHT[orientation]) if orientation != 1 else image.copy()
+    for key in ("exif", "xmp", "XML:com.adobe.xmp", "Raw profile type exif"):  # where PIL finds an orientation
+        image.info.pop(key, None)
     if image.mode == "RGB":
-        return image.copy()
+        return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         return _eight_bit(image).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from redgraph.errors import ConfigError, InputError, ModelLoadError, ModelNotFoundError
+from redgraph.errors import ConfigError, InputError, ModelLoadError, ModelNotFoundError, check_unicode
 from redgraph.models import prompts
 from redgraph.models.embedded.files import EMBEDDED_DIR, EMBEDDED_NAME, check_checkpoint_files
 from redgraph.models.images import ImageInput, ready_image
@@ -158,8 +158,10 @@ class LVLM:
         prompt's structure is not the user's to write).
 
         Raises:
-            InputError: naming ``what`` and its length and the limit, or the special token.
+            InputError: naming ``what`` and its length and the limit, or the special token, or a
+                lone surrogate (the tokenizer cannot read one).
         """
+        check_unicode(text, what)
         for token in self.special_tokens:
             if token in text:
                 raise InputError(f"the {what} contains the model's special token {token!r}, which the model reads "

@@ -51,7 +51,7 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
             app.state.batcher.close()
 
     app = FastAPI(title="redgraph", lifespan=lifespan)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.state.settings = settings
     app.state.model_name = model_name
     app.state.graph_runs = 0

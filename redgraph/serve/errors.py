@@ -3,6 +3,7 @@ errors and unexpected ones map onto HTTP statuses."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -41,10 +42,13 @@ class APIError(Exception):
 
 
 class BodyLimit:
-    """Answers 413 (in OpenAI's error shape) to bodies above ``limit`` bytes, declared or chunked."""
+    """Answers 413 (in OpenAI's error shape) to bodies above ``limit`` bytes, declared or chunked,
+    and 408 to a body that has not fully arrived ``timeout_s`` seconds after its headers (a slow or
+    partial upload), closing the connection: no client holds a connection and up to ``limit`` bytes
+    of memory longer than that."""
 
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, timeout_s: float = 30.0) -> None:
+        self.app, self.limit, self.timeout_s = app, limit, timeout_s
 
     def _error(self) -> APIError:
         return APIError(413, f"the request body is larger than this server's limit of {self.limit} bytes; "
@@ -59,15 +63,22 @@ class BodyLimit:
         # Read the body here (up to the limit), then hand it on whole: a chunked upload has no
         # declared length, and an error raised mid-read would reach the client as a parse error.
         body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            body += message.get("body", b"")
-            if len(body) > self.limit:
-                return await self._error().response()(scope, receive, send)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # the client went away
+                    body += message.get("body", b"")
+                    if len(body) > self.limit:
+                        return await self._error().response()(scope, receive, send)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            late = APIError(408, f"the request body did not arrive within {self.timeout_s:g} s ({len(body)} bytes "
+                                 "came); send the whole body at once", code="body_timeout",
+                            headers={"connection": "close"})
+            return await late.response()(scope, receive, send)
         handed = False
 
         async def replay():

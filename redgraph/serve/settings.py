@@ -25,6 +25,10 @@ class ServerSettings:
         default_max_tokens, max_tokens_limit: answer length when unset, and the largest allowed.
         request_timeout_s: a chat request's decoding stops this long after it was queued (504); a
             request whose client disconnects stops at its next step.
+        body_timeout_s: a request body must arrive whole this long after its headers, or the
+            server answers 408 and closes the connection (a slow or partial upload holds nothing).
+        max_connections: most open connections (``redgraph serve`` gives it to uvicorn, which answers
+            503 beyond it): with ``max_body_bytes``, what bounds the memory bodies can take.
     """
 
     model_name: str | None = None
@@ -39,14 +43,17 @@ class ServerSettings:
     default_max_tokens: int = 64
     max_tokens_limit: int = 1024
     request_timeout_s: float = 120.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 128
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_image_bytes", "max_image_pixels", "max_batch", "max_pending",
-                     "max_graph_runs", "default_max_tokens", "max_tokens_limit"):
+                     "max_graph_runs", "default_max_tokens", "max_tokens_limit", "max_connections"):
             check_whole_number(name, getattr(self, name))
-        timeout = self.request_timeout_s
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86_400:
-            raise ConfigError(f"request_timeout_s must be a number of seconds from 0 to 86400, got {timeout!r}")
+        for name in ("request_timeout_s", "body_timeout_s"):
+            timeout = getattr(self, name)
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86_400:
+                raise ConfigError(f"{name} must be a number of seconds above 0 and up to 86400, got {timeout!r}")
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("api_key is empty; pass a real key or leave it unset")
 
