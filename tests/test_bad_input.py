@@ -149,3 +149,26 @@ def test_text_that_is_not_valid_unicode_is_refused():
         check_question("What \ud800?")
     with pytest.raises(InputError, match="rationale 2 is not valid Unicode"):
         check_rationale("red \udfff", 2)
+    with pytest.raises(InputError, match="rationale is not valid Unicode"):  # every text the tokenizer would read
+        tiny("qwen2_vl").check_text_length("red \ud800", "rationale")
+
+
+@pytest.mark.parametrize("where, message", [("/dev/null", "not a regular file"), ("folder", "is a folder"),
+                                            ("garbage", "file is not a database"),
+                                            ("/proc/version", "as a SQLite database")])
+def test_a_checkpoint_path_that_cannot_hold_a_database_is_named_before_any_run(tmp_path, where, message):
+    import os
+
+    from redgraph.graphs.run import open_checkpointer
+
+    if where == "folder":
+        where = str(tmp_path)
+    elif where == "garbage":
+        where = str(tmp_path / "notes.txt")
+        (tmp_path / "notes.txt").write_text("not a database, and kept as it is\n" * 10)
+    elif not os.path.exists(where):
+        pytest.skip(f"{where} does not exist here")
+    with pytest.raises(ConfigError, match=message):
+        open_checkpointer(where)
+    if where.endswith("notes.txt"):
+        assert (tmp_path / "notes.txt").read_text().startswith("not a database")

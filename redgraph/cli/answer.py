@@ -132,6 +132,7 @@ def ask(
     from redgraph.graphs import ask as run_ask
     from redgraph.graphs import make_context
     from redgraph.data.files import check_writable
+    from redgraph.graphs.run import POSTGRES_SCHEMES
     from redgraph.trace.report import write_report
 
     try:
@@ -144,6 +145,8 @@ def ask(
         for path, what in ((trace, "trace"), (report, "report")):
             if path is not None:
                 check_writable(path, what=what)  # before any model work: nothing is lost to a bad path
+        if checkpoint not in (None, "memory") and not str(checkpoint).startswith(POSTGRES_SCHEMES):
+            check_writable(checkpoint, what="checkpoint file", error=ConfigError)
         with console.status(f"loading {model or 'the embedded model'} ..."):
             context = make_context(model, reasoner=reasoner, styles=tuple(style) if style else None, base_url=base_url,
                                    critic_scoring=critic_scoring, decomposer=decomposer,

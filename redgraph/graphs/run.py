@@ -46,7 +46,11 @@ def open_checkpointer(checkpoint: str | os.PathLike[str] | None):
         return _postgres_saver(checkpoint)
     from langgraph.checkpoint.sqlite import SqliteSaver
 
+    from redgraph.data.files import check_writable
+
     path = Path(checkpoint) if checkpoint is not None else redgraph_home() / "checkpoints.sqlite"
+    check_writable(path, what="checkpoint file", error=ConfigError)  # not a folder, device (/dev/null), pipe, socket
+    connection = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(str(path), check_same_thread=False)
@@ -54,9 +58,14 @@ def open_checkpointer(checkpoint: str | os.PathLike[str] | None):
         # checkpoint still survives the process being killed (SQLite's guarantee for WAL with
         # synchronous=NORMAL); only a power cut or OS crash can lose the last few.
         connection.execute("PRAGMA synchronous=NORMAL")
+        saver = SqliteSaver(connection)
+        saver.setup()  # now, not at the first step: a file that is not a writable database fails here
     except (OSError, sqlite3.Error) as exc:
-        raise ConfigError(f"cannot open the checkpoint file {path}: {exc}; pass another path or 'memory'") from exc
-    return SqliteSaver(connection)
+        if connection is not None:
+            connection.close()
+        raise ConfigError(f"cannot open the checkpoint file {str(path)[:200]!r} as a SQLite database: {exc}; pass "
+                          "another path or 'memory'") from exc
+    return saver
 
 
 def _postgres_saver(url: str):

@@ -17,22 +17,20 @@ import os
 from typing import Any
 
 from langchain_core.tools import StructuredTool, ToolException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from redgraph.errors import MAX_ROUNDS, RedgraphError
+from redgraph.errors import RedgraphError
+from redgraph.tools.summary import ImageArg, QuestionArg, RationaleArg, RationaleWeightArg, RoundsArg
 
 
 class AskImageArgs(BaseModel):
-    """Arguments of the ``ask_image`` tool."""
+    """Arguments of the ``ask_image`` tool (the MCP tool takes the same, described and bounded alike)."""
 
-    image: str = Field(description="Path of an image file, or the image as a data:image/...;base64 URL.")
-    question: str = Field(description="The question about the image.")
-    rationale: str | None = Field(
-        default=None,
-        description="Optional reasoning about the image to check and answer with; the critic verifies its claims first.",
-    )
-    rationale_weight: float = Field(default=1.0, ge=0, le=10, description="How strongly accepted rationales steer the answer.")
-    rounds: int = Field(default=2, ge=1, le=MAX_ROUNDS, description="Most reasoning rounds before giving up on a rationale.")
+    image: ImageArg
+    question: QuestionArg
+    rationale: RationaleArg = None
+    rationale_weight: RationaleWeightArg = 1.0
+    rounds: RoundsArg = 2
 
 
 def make_ask_image_tool(

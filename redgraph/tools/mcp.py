@@ -15,16 +15,25 @@ Example (a client's configuration)::
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
 
+import redgraph
 from redgraph.errors import RedgraphError
 from redgraph.models.loading import LazyModel
-from redgraph.tools.summary import ask_for_agent
+from redgraph.tools.summary import (
+    ImageArg,
+    QuestionArg,
+    RationaleArg,
+    RationaleWeightArg,
+    RoundsArg,
+    ask_for_agent,
+    verify_for_agent,
+)
 
 
 def build_server(
@@ -37,13 +46,14 @@ def build_server(
     loader = LazyModel(model, lvlm=lvlm)
     server = MCPServer(
         "redgraph",
+        version=redgraph.__version__,
         instructions="Checked, explainable answers about images. Use ask_image for a question about an image, "
                      "and verify_trace to check that an answer's audit trace was not changed.",
     )
 
     @server.tool()
-    async def ask_image(image: str, question: str, rationale: str | None = None, rationale_weight: float = 1.0,
-                        rounds: int = 2) -> dict[str, Any]:
+    async def ask_image(image: ImageArg, question: QuestionArg, rationale: RationaleArg = None,
+                        rationale_weight: RationaleWeightArg = 1.0, rounds: RoundsArg = 2) -> dict[str, Any]:
         """Answer a question about an image (a file path or a data:image/...;base64 URL). A reasoner writes a
         rationale (or the given one is used), a critic checks its claims against the image, and the answer is
         decoded from the image and the accepted rationale. Returns answer, unsure (true when the image could not
@@ -56,28 +66,18 @@ def build_server(
             raise ToolError(f"ask_image failed: {exc}") from exc
 
     @server.tool()
-    def verify_trace(trace: str, key: str | None = None) -> dict[str, Any]:
+    def verify_trace(
+        trace: Annotated[str, Field(min_length=1, description="A trace file's path, or the trace's JSON text.")],
+        key: Annotated[str | None, Field(description="The HMAC key the trace was signed with, to check its "
+                                                     "signature too.")] = None,
+    ) -> dict[str, Any]:
         """Check a redgraph trace: a file path (its exact bytes are checked) or the trace's JSON text (its
         events and hash chain are checked). With a key, the HMAC signature is checked too. Returns ok, the
-        reason, and the first bad event's index."""
-        from redgraph.trace import read_json, read_trace_file, verify_data, verify_text
-
-        text = trace.strip()
-        if text.startswith("{"):
-            try:
-                result = verify_data(read_json(text), key)
-            except RedgraphError as exc:
-                raise ToolError(f"verify_trace: the trace text cannot be read ({exc}); pass the file's path or its "
-                                "JSON") from exc
-        else:
-            try:
-                content = read_trace_file(Path(os.path.expanduser(text)))
-            except RedgraphError as exc:
-                raise ToolError(f"verify_trace: no trace file at {trace[:200]!r} can be read ({exc}); pass the file's "
-                                "path or its JSON text") from exc
-            result = verify_text(content, key)
-        return {"ok": result.ok, "reason": result.reason, "first_bad_event": result.first_bad, "events": result.events,
-                "signed": result.signed, "readable": result.readable}
+        reason, the first bad event's index, and readable (false when the text is not a trace at all)."""
+        try:
+            return verify_for_agent(trace, key)
+        except RedgraphError as exc:
+            raise ToolError(f"verify_trace: {exc}") from exc
 
     return server
 

@@ -1,14 +1,28 @@
-"""One graph run summarised for a calling agent: what the LangChain tool and the MCP tool answer."""
+"""One graph run summarised for a calling agent: what the LangChain tool and the MCP tool answer,
+and the arguments both take, described and bounded once."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
+
+from redgraph.errors import MAX_ROUNDS
 from redgraph.graphs.run import redgraph_home, run_graph
 from redgraph.models.images import resolve_image
+
+ImageArg = Annotated[str, Field(description="Path of an image file, or the image as a data:image/...;base64 URL "
+                                            "(PNG, JPEG, WebP, GIF or BMP).", min_length=1)]
+QuestionArg = Annotated[str, Field(description="The question about the image.", min_length=1)]
+RationaleArg = Annotated[str | None, Field(
+    description="Optional reasoning about the image to check and answer with; the critic verifies its claims first.")]
+RationaleWeightArg = Annotated[float, Field(ge=0, le=10, description="How strongly accepted rationales steer the "
+                                                                     "answer (RED's lambda), 0 to 10.")]
+RoundsArg = Annotated[int, Field(ge=1, le=MAX_ROUNDS, description=f"Most reasoning rounds before giving up on a "
+                                                                  f"rationale, 1 to {MAX_ROUNDS}.")]
 
 
 def ask_for_agent(
@@ -30,3 +44,43 @@ def ask_for_agent(
     path = folder / f"{run_id}.json"
     result = run_graph(lvlm, picture, question, rationale=rationale, trace_path=path, **settings)
     return {**result.summary(), "trace": str(path)}
+
+
+def verify_for_agent(trace: str, key: str | None = None) -> dict[str, Any]:
+    """What the MCP tool ``verify_trace`` answers: a trace given as a file path (its exact bytes are
+    checked) or as its JSON text (its events, chain and signature). Text that is not a trace at all
+    (not JSON, ``Infinity``, a lone surrogate, nested too deep, ...) is a result with ``readable``
+    false and the reason, like ``redgraph trace verify``'s exit 3, not an error.
+
+    Raises:
+        InputError: ``trace`` is neither JSON text nor the path of a readable trace file.
+    """
+    from redgraph.errors import InputError
+    from redgraph.trace import read_json, read_trace_file, verify_data, verify_text
+
+    if not isinstance(trace, str) or not trace.strip():
+        raise InputError("give a trace file's path or the trace's JSON text")
+    text = trace.strip()
+    if text.startswith("{"):
+        try:
+            data = read_json(text)
+        except InputError as exc:
+            result = None
+            reason = f"unreadable: {exc}"
+        else:
+            result = verify_data(data, key)
+    else:
+        location = os.path.expanduser(text)
+        if "\x00" in location:
+            raise InputError(f"{text[:200]!r} is not a path (it holds a NUL character); pass the trace file's path or "
+                             "its JSON text")
+        try:
+            content = read_trace_file(Path(location))
+        except InputError as exc:
+            raise InputError(f"no trace file at {text[:200]!r} can be read ({exc}); pass the file's path or its JSON "
+                             "text") from exc
+        result = verify_text(content, key)
+    if result is None:
+        return {"ok": False, "reason": reason, "first_bad_event": None, "events": 0, "signed": False, "readable": False}
+    return {"ok": result.ok, "reason": result.reason, "first_bad_event": result.first_bad, "events": result.events,
+            "signed": result.signed, "readable": result.readable}
