@@ -221,3 +221,53 @@ def test_the_server_never_answers_500(server, body, image):
     ask = httpx.post(server.url + "/v1/redgraph/ask", content=json.dumps({"image": image, **body}).encode(),
                      headers={"Content-Type": "application/json"}, timeout=60)
     assert ask.status_code in (200, 400, 503), ask.text
+
+
+# --- the second round's classes (issue 37) ------------------------------------------------------
+
+@FEW
+@given(st.sampled_from(["<|image_pad|>", "<|im_end|>", "<|im_start|>", "plain"]),
+       st.one_of(st.none(), st.integers(-2, 2**70)), st.one_of(st.none(), st.floats(0, 1e9)),
+       st.booleans(), st.sampled_from(["TIFF", "ICO", "EPS", "PNG"]))
+def test_the_server_never_answers_500_to_tokens_numbers_surrogates_or_formats(server, token, seed, temperature,
+                                                                             surrogate, fmt):
+    import httpx
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (12, 12), "red").save(buffer, fmt)
+    question = f"What is {token} here?" + ("\udc00" if surrogate else "")
+    body = {"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": question}, {"type": "image_url", "image_url": {"url": _data_url(buffer.getvalue())}}]}]}
+    body.update({k: v for k, v in (("seed", seed), ("temperature", temperature)) if v is not None})
+    raw = json.dumps(body).encode()  # json writes a lone surrogate as its \udc00 escape, as a client's JSON would
+    for path in ("/v1/chat/completions", "/v1/redgraph/ask"):
+        sent = raw if path.endswith("completions") else json.dumps(
+            {"image": _data_url(buffer.getvalue()), "question": question, "rationale": question}).encode()
+        reply = httpx.post(server.url + path, content=sent, headers={"Content-Type": "application/json"}, timeout=60)
+        assert reply.status_code in (200, 400, 503), reply.text
+        if reply.status_code == 400:
+            assert reply.json()["error"]["message"]
+
+
+@FUZZ
+@given(st.sampled_from(["folder", "fifo", "under a file", "device", "missing folders"]), st.binary(max_size=50))
+def test_file_outputs_are_regular_files_or_refused_and_leave_nothing_behind(tmp_path_factory, target, data):
+    import os
+    import stat
+
+    from redgraph.data.files import write_file
+
+    folder = tmp_path_factory.mktemp("outputs")
+    (folder / "a-file").write_text("keep")
+    os.mkfifo(folder / "fifo")
+    path = {"folder": folder, "fifo": folder / "fifo", "under a file": folder / "a-file" / "x.json",
+            "device": os.devnull, "missing folders": folder / "new" / "deeper" / "x.json"}[target]
+    try:
+        write_file(path, data, what="trace")
+        assert target == "missing folders" and (folder / "new" / "deeper" / "x.json").read_bytes() == data
+    except RedgraphError as exc:
+        assert target != "missing folders" and str(exc)
+    assert stat.S_ISFIFO(os.stat(folder / "fifo").st_mode) and stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    assert (folder / "a-file").read_text() == "keep"
+    assert {p.name for p in folder.rglob("*")} <= {"a-file", "fifo", "new", "deeper", "x.json"}  # no temporary file
