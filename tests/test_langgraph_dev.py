@@ -88,7 +88,8 @@ def _in_process(tmp_path, resume=None, **settings):
 def test_the_server_shows_the_graphs_schemas(server):
     client, assistant = server
     schemas = client.assistants.get_schemas(assistant)
-    assert {"image_input", "question"} <= set(schemas["input_schema"]["properties"])
+    assert set(schemas["input_schema"]["properties"]) == {"image_input", "question"}  # what a caller gives
+    assert set(schemas["input_schema"]["required"]) == {"image_input", "question"}
     assert {"model", "rounds", "on_exhausted", "rationale_weight"} <= set(schemas["context_schema"]["properties"])
 
 
@@ -117,3 +118,13 @@ def test_a_review_pause_resumes_through_the_server_with_the_runs_own_settings(se
                         on_exhausted="human_review")
     assert done["outcome"] == local.outcome == "human_review"
     assert done["answer"]["text"] == local.answer and "human_reviewed" in done["flags"]
+
+
+def test_a_misspelt_context_setting_fails_the_run_naming_it(server):
+    client, assistant = server
+    thread = client.threads.create()["thread_id"]
+    result = client.runs.wait(thread, assistant, input={"image_input": str(BARS), "question": QUESTION},
+                              context={"rationale_weigth": 0.5}, raise_error=False)
+    [run] = client.runs.list(thread)
+    assert run["status"] == "error", run
+    assert "unknown context settings ['rationale_weigth']" in json.dumps(result), result

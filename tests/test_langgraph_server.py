@@ -19,7 +19,10 @@ from redgraph.trace import Trace
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def served_graph():
+def served_graph(context=None):
+    """What the server builds: langgraph.json names a graph factory, called with the run's runtime."""
+    from types import SimpleNamespace
+
     config = json.loads((ROOT / "langgraph.json").read_text())
     assert config["dependencies"] == ["."]
     [(name, target)] = config["graphs"].items()
@@ -27,7 +30,13 @@ def served_graph():
     spec = importlib.util.spec_from_file_location(f"served_{name}", ROOT / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return getattr(module, attribute)
+    return getattr(module, attribute)(SimpleNamespace(context=context))
+
+
+def test_the_factory_names_a_misspelt_context_setting_the_server_would_drop():
+    with pytest.raises(ConfigError, match="unknown context settings \\['rationale_weigth'\\]"):
+        served_graph({"rationale_weigth": 0.5})
+    assert hasattr(served_graph({"rationale_weight": 0.5}), "invoke")  # known settings pass
 
 
 def test_the_named_graph_runs_with_json_input_and_context():

@@ -20,7 +20,7 @@ def test_saved_checkpoint_loads_back_and_decodes_the_same(tmp_path, family):
     loaded = load_lvlm(tmp_path, dtype="float32")
     assert loaded.family == original.family
     if not has_torchvision():
-        assert type(loaded.processor).__name__.startswith(("ImageOnly", config["processor_class"]))
+        assert type(loaded.processor).__name__ == config["processor_class"]
     decode = lambda lvlm: REDDecoder(lvlm, REDConfig(max_new_tokens=6)).decode(scene(), "what is it?", ["red"]).token_ids
     assert decode(loaded) == decode(original)
 
@@ -85,3 +85,26 @@ def test_image_only_processor_refuses_video_parts():
 def test_unknown_tiny_family():
     with pytest.raises(ConfigError, match="'nope'"):
         build_tiny_lvlm("nope")
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "smolvlm"])
+def test_any_save_pretrained_of_the_processor_writes_a_checkpoint_that_loads(tmp_path, family):
+    """Issue 38: save_pretrained (not only LVLM.save) once wrote "ImageOnlyQwen2VLProcessor"."""
+    original = tiny(family)
+    original.model.save_pretrained(tmp_path)
+    original.processor.save_pretrained(tmp_path)
+    for name in ("processor_config.json", "tokenizer_config.json"):
+        written = json.loads((tmp_path / name).read_text()).get("processor_class")
+        assert written is None or not written.startswith("ImageOnly"), (name, written)
+    loaded = load_lvlm(tmp_path, dtype="float32")
+    decode = lambda lvlm: REDDecoder(lvlm, REDConfig(max_new_tokens=4)).decode(scene(), "what is it?", []).token_ids
+    assert decode(loaded) == decode(original)
+
+
+def test_a_folder_saved_with_the_old_image_only_name_still_loads(tmp_path):
+    original = tiny("qwen2_vl")
+    original.save(tmp_path)
+    config = json.loads((tmp_path / "processor_config.json").read_text())
+    config["processor_class"] = "ImageOnly" + config["processor_class"]
+    (tmp_path / "processor_config.json").write_text(json.dumps(config))
+    assert load_lvlm(tmp_path, dtype="float32").family == "qwen2_vl"

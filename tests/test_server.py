@@ -248,7 +248,8 @@ BAD_REQUESTS = {
     "unknown field": (dict(body={**_with_image(_png_data_url()), "temprature": 1}), 400, "temprature"),
     "response_format": (dict(body={**_with_image(_png_data_url()), "response_format": {"type": "json_object"}}), 400,
                         "response_format is not supported by this server: answers are short text"),
-    "tools": (dict(body={**_with_image(_png_data_url()), "tools": []}), 400, "give redgraph itself to your agent"),
+    "tools": (dict(body={**_with_image(_png_data_url()), "tools": [{"type": "function", "function": {"name": "f"}}]}),
+              400, "give redgraph itself to your agent"),
     "top_logprobs alone": (dict(body={**_with_image(_png_data_url()), "top_logprobs": 2}), 400,
                            "top_logprobs needs logprobs: true"),
     "top_logprobs over 20": (dict(body={**_with_image(_png_data_url()), "logprobs": True, "top_logprobs": 21}), 400,
@@ -564,3 +565,67 @@ def test_a_partial_body_is_answered_408_and_its_connection_closed_within_the_bod
             assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer
         assert time.monotonic() - began < 8
         assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+
+
+
+# --- neutral values clients send by default, and every documented field (issue 38) ---------------
+
+NEUTRAL_VALUES = {"presence_penalty": 0, "frequency_penalty": 0.0, "logit_bias": {}, "store": False,
+                  "metadata": {"run": "7"}, "service_tier": "auto", "user": "agent-1", "tools": [],
+                  "response_format": {"type": "text"}, "modalities": ["text"], "parallel_tool_calls": False,
+                  "prompt_cache_key": "k", "safety_identifier": "s", "tool_choice": "none", "functions": []}
+
+
+def test_neutral_values_are_taken_and_change_nothing(client):
+    plain = client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=4)
+    neutral = client.chat.completions.create(model="tiny", messages=user_message(), max_tokens=4, **{
+        k: v for k, v in NEUTRAL_VALUES.items() if k not in ("functions",)}, extra_body={"functions": []})
+    assert neutral.choices[0].message.content == plain.choices[0].message.content
+
+
+def test_chat_openai_with_its_non_default_parameters(live):
+    from langchain_core.messages import HumanMessage
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(base_url=live.url + "/v1", api_key=KEY, model="tiny", max_tokens=4, presence_penalty=0,
+                      frequency_penalty=0, logit_bias={}, store=False, max_retries=0)
+    reply = chat.invoke([HumanMessage(content=user_message()[0]["content"])])
+    assert isinstance(reply.content, str)
+
+
+def test_models_retrieve(client):
+    assert client.models.retrieve("tiny").id == "tiny"
+    with pytest.raises(APIStatusError) as missing:
+        client.models.retrieve("gpt-9")
+    assert missing.value.status_code == 404 and "gpt-9" in missing.value.message
+
+
+def _documented_fields() -> list[str]:
+    from openai.types.chat import completion_create_params
+
+    return sorted(completion_create_params.CompletionCreateParamsBase.__annotations__)
+
+
+ASKING_VALUES = {"presence_penalty": 0.5, "frequency_penalty": -1, "logit_bias": {"1": 5}, "store": True,
+                 "metadata": {"a": 1}, "service_tier": "flex", "tools": [{"type": "function", "function": {"name": "f"}}],
+                 "response_format": {"type": "json_object"}, "modalities": ["text", "audio"],
+                 "parallel_tool_calls": "yes", "prompt_cache_key": 5, "safety_identifier": 5,
+                 "tool_choice": "required", "functions": [{"name": "f"}], "function_call": "auto",
+                 "audio": {"voice": "alloy", "format": "mp3"}, "prediction": {"type": "content", "content": "x"},
+                 "reasoning_effort": "high", "verbosity": "high", "web_search_options": {}, "moderation": {},
+                 "prompt_cache_options": {}, "prompt_cache_retention": "24h"}
+HONOURED = {"messages", "model", "max_tokens", "max_completion_tokens", "n", "seed", "stop", "stream_options",
+            "temperature", "top_p", "logprobs", "top_logprobs", "user"}
+
+
+@pytest.mark.parametrize("field", _documented_fields())
+def test_every_documented_request_field_is_honoured_or_refused_by_name(live, field):
+    if field in HONOURED:
+        return  # exercised by the tests above (the real client sends each)
+    assert field in ASKING_VALUES, f"a new OpenAI field {field!r}: decide whether it is honoured or refused"
+    body = {**_with_image(_png_data_url()), field: ASKING_VALUES[field]}
+    reply = _post(live, body)
+    assert reply.status_code == 400, reply.text
+    assert field in reply.json()["error"]["message"] and reply.json()["error"]["param"] == field
+    if field in NEUTRAL_VALUES:
+        assert _post(live, {**_with_image(_png_data_url()), field: NEUTRAL_VALUES[field]}).status_code == 200

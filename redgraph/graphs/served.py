@@ -5,23 +5,41 @@ Input: ``{"image_input": "<file path or data URL>", "question": "..."}``. Contex
 any of :data:`redgraph.graphs.context.CONTEXT_SETTINGS`, e.g. ``{"rationale_weight": 0.5,
 "rounds": 3}``; the embedded model when no ``model`` is named. The server supplies the
 checkpointer, so human review (``on_exhausted: "human_review"``) pauses and resumes through its API.
+
+``langgraph.json`` names :func:`make_served_graph`, a graph factory: the server hands a factory
+the run's context as the caller sent it, before it drops the keys its schema does not list, so a
+misspelt setting (``rationale_weigth``) fails the run with a message naming it, as in-process.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import START, StateGraph
+from typing_extensions import TypedDict
 
-from redgraph.graphs.context import ServedContext
+from redgraph.graphs.context import CONTEXT_SETTINGS, ServedContext
 from redgraph.graphs.graph import add_rationale_nodes
 from redgraph.graphs.state import GraphState
+
+try:  # the LangGraph server's runtime type, which is how it recognises the factory's argument
+    from langgraph_sdk.runtime import ServerRuntime
+except ImportError:  # pragma: no cover - langgraph brings langgraph_sdk
+    ServerRuntime = Any
 
 
 class ServedState(GraphState, total=False):
     image_input: str  # a file path or data URL; turned into ``image`` (sha256 + stored path) first
+
+
+class ServedInput(TypedDict):
+    """What a caller gives a run (the graph's input schema, as LangGraph Studio shows it)."""
+
+    image_input: str  # a file path or a data:image/...;base64 URL
+    question: str
 
 
 def prepare(state: ServedState, config: RunnableConfig) -> dict[str, Any]:
@@ -46,7 +64,7 @@ def prepare(state: ServedState, config: RunnableConfig) -> dict[str, Any]:
 def build_served_graph(checkpointer=None):
     """``prepare``, then the rationale graph's nodes in the same graph (not a subgraph), so answer
     tokens reach a server client on the plain ``custom`` stream mode."""
-    graph = StateGraph(ServedState, context_schema=ServedContext)
+    graph = StateGraph(ServedState, input_schema=ServedInput, context_schema=ServedContext)
     graph.add_node("prepare", prepare)
     graph.add_edge(START, "prepare")
     add_rationale_nodes(graph, after="prepare")
@@ -54,3 +72,20 @@ def build_served_graph(checkpointer=None):
 
 
 graph = build_served_graph()
+
+
+def make_served_graph(runtime: ServerRuntime) -> Any:
+    """The served graph, for the LangGraph server: a run's context is checked first, every key the
+    caller sent, against :data:`~redgraph.graphs.context.CONTEXT_SETTINGS`.
+
+    Raises:
+        ConfigError: naming the unknown keys and the known ones.
+    """
+    from redgraph.errors import ConfigError
+
+    context = getattr(runtime, "context", None)
+    if isinstance(context, Mapping):
+        unknown = sorted(set(context) - set(CONTEXT_SETTINGS))
+        if unknown:
+            raise ConfigError(f"unknown context settings {unknown}; use any of {', '.join(CONTEXT_SETTINGS)}")
+    return graph

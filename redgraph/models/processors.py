@@ -13,7 +13,6 @@ import functools
 import importlib.util
 import inspect
 import json
-import os
 
 from redgraph.errors import ModelLoadError, UnsupportedError
 
@@ -69,29 +68,22 @@ def image_only_processor_class(processor_cls: type) -> type:
                 )
         return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
 
+    # The subclass carries the stock class's name: transformers writes ``type(self).__name__`` as
+    # ``processor_class`` into every config it saves (the processor's and the tokenizer's), so any
+    # save_pretrained, not only LVLM.save, writes an ordinary checkpoint that loads anywhere.
     return type(
-        f"ImageOnly{processor_cls.__name__}",
+        processor_cls.__name__,
         (processor_cls,),
         {"__init__": __init__, "apply_chat_template": apply_chat_template, "__module__": __name__,
+         "__qualname__": f"image_only_processor_class.<{processor_cls.__name__}>",
          "stock_class_name": processor_cls.__name__},
     )
 
 
 def save_processor(processor, path: str) -> None:
-    """``processor.save_pretrained(path)``, recording the stock class name."""
+    """``processor.save_pretrained(path)``: an ordinary checkpoint (the image-only subclass saves
+    under its stock class's name)."""
     processor.save_pretrained(path)
-    stock = getattr(type(processor), "stock_class_name", None)
-    if stock is None:
-        return
-    for name in ("processor_config.json", "preprocessor_config.json"):
-        file = os.path.join(path, name)
-        if os.path.exists(file):
-            with open(file, encoding="utf-8") as f:
-                data = json.load(f)
-            if "processor_class" in data:
-                data["processor_class"] = stock
-                with open(file, "w", encoding="utf-8") as f:
-                    json.dump(data, f, indent=2, sort_keys=True)
 
 
 def _saved_processor_class(path: str, **hub_kwargs) -> str | None:
@@ -105,7 +97,8 @@ def _saved_processor_class(path: str, **hub_kwargs) -> str | None:
         with open(file, encoding="utf-8") as f:
             data = json.load(f)
         if data.get("processor_class"):
-            return data["processor_class"]
+            # Folders saved by redgraph before the subclass kept the stock name say "ImageOnly<stock>".
+            return data["processor_class"].removeprefix("ImageOnly")
     return None
 
 

@@ -5,7 +5,7 @@ Settings live in :mod:`~redgraph.serve.settings`, the OpenAI translation and str
 
 Routes:
     ``POST /v1/chat/completions``: OpenAI's format; ``rationale``/``rationales`` in the body turn RED on.
-    ``GET /v1/models``, ``GET /health``.
+    ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health``.
     ``POST /v1/redgraph/ask``: one graph run (reasoner, critic, RED answerer) with its trace.
 
 Example:
@@ -76,10 +76,18 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
                 "batches": batcher.batches if batcher else 0,
                 "batched_requests": batcher.batched_requests if batcher else 0}
 
+    card = {"id": model_name, "object": "model", "created": 0, "owned_by": "redgraph"}
+
     @app.get("/v1/models", dependencies=[Depends(authorise)])
     async def models() -> dict[str, Any]:
-        card = {"id": model_name, "object": "model", "created": 0, "owned_by": "redgraph"}
         return {"object": "list", "data": [card]}
+
+    @app.get("/v1/models/{model_id:path}", dependencies=[Depends(authorise)])
+    async def model(model_id: str) -> dict[str, Any]:
+        if model_id != model_name:
+            raise APIError(404, f"model {model_id!r} is not served here; this server serves {model_name!r}",
+                           param="model", code="model_not_found")
+        return card
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorise)])
     async def chat_completions(body: ChatRequest, request: Request):

@@ -25,6 +25,20 @@ UNSUPPORTED = {
     "response_format": "answers are short text decoded with RED; ask for the answer in words and parse it, or send "
                        "the rationale in the 'rationale' field to steer it",
     "tools": _TOOLS, "tool_choice": _TOOLS, "functions": _TOOLS, "function_call": _TOOLS, "parallel_tool_calls": _TOOLS,
+    "presence_penalty": "RED's scores are the model's own log-probabilities, which penalties would change; send 0 or "
+                        "leave it out",
+    "frequency_penalty": "RED's scores are the model's own log-probabilities, which penalties would change; send 0 or "
+                         "leave it out",
+    "logit_bias": "RED's scores are the model's own log-probabilities; send {} or leave it out",
+    "store": "this server stores no completion; send false or leave it out",
+    "modalities": "answers are text only; send [\"text\"] or leave it out",
+    "service_tier": "this server has one tier; send \"auto\" or \"default\", or leave it out",
+    "metadata": "metadata must be an object of strings (it is not stored)",
+    "audio": "answers are text only", "prediction": "predicted outputs are not used by RED decoding",
+    "reasoning_effort": "the model is not a reasoning model; give a rationale in the 'rationale' field instead",
+    "verbosity": "answers are as long as max_tokens allows", "web_search_options": "this server does not search the web",
+    "moderation": "this server does not moderate", "prompt_cache_options": "prompts are not cached across requests",
+    "prompt_cache_retention": "prompts are not cached across requests",
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from redgraph.errors import MAX_ANSWER_TOKENS, MAX_RATIONALES, MAX_ROUNDS, InputError
 
@@ -39,10 +39,43 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+def _is_zero(value: Any) -> bool:
+    return type(value) in (int, float) and value == 0
+
+
+# OpenAI request fields this server does not act on, with the values that ask for nothing (clients
+# send them by default: ChatOpenAI's presence_penalty=0, an empty tools list, ...). A neutral value
+# is taken and changes nothing; any other value is refused, naming the field (errors.UNSUPPORTED).
+NEUTRAL = {
+    "presence_penalty": _is_zero,
+    "frequency_penalty": _is_zero,
+    "logit_bias": lambda v: v == {},
+    "store": lambda v: v is False,
+    "tools": lambda v: v == [],
+    "functions": lambda v: v == [],
+    "tool_choice": lambda v: v == "none",
+    "parallel_tool_calls": lambda v: isinstance(v, bool),  # only means something with tools
+    "response_format": lambda v: v == {"type": "text"},
+    "modalities": lambda v: v == ["text"],
+    "service_tier": lambda v: v in ("auto", "default"),
+    "metadata": lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()),
+    "prompt_cache_key": lambda v: isinstance(v, str),
+    "safety_identifier": lambda v: isinstance(v, str),
+}
+
+
 class ChatRequest(BaseModel):
-    """An OpenAI Chat Completions request, with redgraph's rationale fields."""
+    """An OpenAI Chat Completions request, with redgraph's rationale fields. Fields in
+    :data:`NEUTRAL` are taken when their value asks for nothing, and refused by name otherwise."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _take_neutral_values(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if not (k in NEUTRAL and (v is None or NEUTRAL[k](v)))}
+        return data
 
     model: str
     messages: list[Message] = Field(min_length=1)
