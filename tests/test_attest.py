@@ -40,7 +40,7 @@ def test_the_statement_names_the_chain_head_the_image_and_the_answer():
     assert made["_type"] == "https://in-toto.io/Statement/v1"
     subjects = {s["name"]: s["digest"]["sha256"] for s in made["subject"]}
     assert subjects == {"redgraph-trace-file": hashlib.sha256(trace.to_json().encode()).hexdigest(),
-                        "redgraph-trace:run-1": trace.last_hash, "image": "ab" * 32,
+                        "redgraph-trace:run-1": trace.last_hash, "image-pixels": "ab" * 32,
                         "answer": hashlib.sha256(b"red").hexdigest()}
     assert made["predicate"]["events"] == 2 and made["predicate"]["answer"] == "red"
 
@@ -177,3 +177,21 @@ def test_an_attestation_from_before_the_file_subject_is_refused_with_what_to_do(
                                 "sig": base64.b64encode(signer.sign(pae(PAYLOAD_TYPE, payload))).decode()}]}
     check = verify_attestation(envelope, text, public_keys=[public_pem])
     assert not check.ok and "attest the trace again" in check.reason
+
+
+def test_the_image_subject_is_the_files_sha256_with_the_pixels_as_an_annotation(tmp_path):
+    """Issue 38: tools that match subjects to files (sha256sum, in-toto verifiers) find the image."""
+    from redgraph.examples import example_path, load_examples
+    from redgraph.graphs import ask, make_context
+
+    example = load_examples()[0]
+    result = ask(example_path(example), example["question"], make_context(None, rounds=1),
+                 checkpoint="memory")
+    made = statement(result.trace.to_json())
+    [image] = [s for s in made["subject"] if s["name"] == "image"]
+    assert image["digest"]["sha256"] == hashlib.sha256(example_path(example).read_bytes()).hexdigest()
+    assert image["annotations"]["pixels_sha256"] == result.state["image"]["sha256"]
+    from redgraph.trace.otel import span_records  # the same run's chat span says what the answerer read
+
+    [chat] = [s for s in span_records(result.trace) if s["name"].startswith("chat ")]
+    assert chat["attributes"]["gen_ai.usage.input_tokens"] >= result.state["answer"]["prompt_tokens"] > 0

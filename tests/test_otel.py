@@ -14,12 +14,13 @@ def _run() -> Trace:
     trace = Trace("run-7")
     trace.append("receive", "input", inputs={}, outputs={"question": "q", "image": {"sha256": "ab", "path": "p"}},
                  timings={"seconds": 0.01})
-    trace.append("reason", "rationale", inputs={}, outputs={"rationales": ["r"]}, model=ModelRef(id="gpt-4o"),
+    trace.append("reason", "rationale", inputs={}, outputs={"rationales": ["r"]}, model=ModelRef(id="openai:gpt-4o"),
                  timings={"seconds": 0.5})
     trace.append("critique", "verdict", inputs={}, outputs={"verdict": "accept"}, model=ModelRef(id="local"),
                  timings={"seconds": 0.2})
     trace.append("decide", "decision", inputs={}, outputs={"outcome": "accepted"})
-    trace.append("answer", "answer", inputs={}, outputs={"text": "red", "tokens": [{"t": 1}, {"t": 2}]},
+    trace.append("answer", "answer", inputs={}, outputs={"text": "red", "tokens": [{"t": 1}, {"t": 2}],
+                                                         "prompt_tokens": 40, "rationale_prompt_tokens": [12, 9]},
                  model=ModelRef(id="redgraph-embedded", weights_digest="d" * 8), config={"rationale_weight": 1.0},
                  timings={"seconds": 0.3})
     return trace
@@ -33,8 +34,11 @@ def test_each_event_is_a_span_named_after_the_genai_conventions():
                                          "execute_tool decide", "chat redgraph-embedded"]
     reason, answer = spans[1]["attributes"], spans[4]["attributes"]
     assert reason["gen_ai.operation.name"] == "invoke_agent" and reason["gen_ai.agent.name"] == "reasoner"
-    assert reason["gen_ai.request.model"] == "gpt-4o"
+    assert reason["gen_ai.request.model"] == "openai:gpt-4o" and reason["gen_ai.provider.name"] == "openai"
     assert answer["gen_ai.usage.output_tokens"] == 2 and answer["redgraph.model.weights_digest"] == "d" * 8
+    # required or recommended by the conventions (issue 38): who served each model, what was read, the workflow
+    assert answer["gen_ai.provider.name"] == "redgraph" and answer["gen_ai.usage.input_tokens"] == 40 + 12 + 9
+    assert root["attributes"]["gen_ai.workflow.name"] == "redgraph"
     assert json.loads(answer["redgraph.config"]) == {"rationale_weight": 1.0}
     # each span points back into the signed chain
     assert [s["attributes"]["redgraph.event.hash"] for s in spans] == [e.hash for e in trace.events]

@@ -124,6 +124,8 @@ class REDResult:
             "rationale_lambdas": list(self.rationale_lambdas),
             "changed_tokens": self.changed_tokens,
             "rationale_dependence": self.rationale_dependence,
+            "prompt_tokens": self.prompt_tokens,  # the image branch's prompt
+            "rationale_prompt_tokens": list(self.rationale_prompt_tokens),  # each rationale branch's
             "tokens": [_token_record(token) for token in self.tokens],
         }
 

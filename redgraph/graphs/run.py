@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 import sqlite3
 import uuid
@@ -20,7 +21,7 @@ from typing import Any
 
 from redgraph.errors import ConfigError, InputError, RedgraphError
 from redgraph.graphs.context import RunContext, make_context
-from redgraph.models.images import ImageInput, image_sha256, load_image, load_image_file
+from redgraph.models.images import ImageInput, image_sha256, load_image, load_image_file_digests
 from redgraph.trace.chain import KEY_ENV, Trace, chain_event
 
 
@@ -105,15 +106,18 @@ def _without_password(url: str) -> str:
 
 
 def image_reference(image: ImageInput, store: Path | None = None) -> dict[str, str]:
-    """sha256 + path of an image; bytes and PIL images are first saved by content under ``store``."""
+    """sha256 + path of an image, and the sha256 of the file the caller gave (``file_sha256``; the
+    bytes of a data URL are a file too; a PIL image has none); bytes and PIL images are first saved
+    by content under ``store``."""
     return _load_and_refer(image, store)[0]
 
 
 def _load_and_refer(image: ImageInput, store: Path | None = None) -> tuple[dict[str, str], Any]:
-    """The image's reference (sha256 + path) and its pixels, loaded and limited once."""
+    """The image's reference (sha256 of the pixels, path, sha256 of the file) and its pixels, loaded
+    and limited once."""
     if isinstance(image, (str, os.PathLike)):
-        picture, digest = load_image_file(image)
-        return {"sha256": digest, "path": str(Path(image).resolve())}, picture
+        picture, digest, file_digest = load_image_file_digests(image)
+        return {"sha256": digest, "path": str(Path(image).resolve()), "file_sha256": file_digest}, picture
     picture = load_image(image)
     digest = image_sha256(picture)
     folder = store or redgraph_home() / "images"
@@ -121,7 +125,10 @@ def _load_and_refer(image: ImageInput, store: Path | None = None) -> tuple[dict[
     path = folder / f"{digest}.png"
     if not path.exists():
         picture.save(path)
-    return {"sha256": digest, "path": str(path)}, picture
+    reference = {"sha256": digest, "path": str(path)}
+    if isinstance(image, (bytes, bytearray)):
+        reference["file_sha256"] = hashlib.sha256(bytes(image)).hexdigest()
+    return reference, picture
 
 
 @dataclass

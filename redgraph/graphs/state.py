@@ -9,12 +9,13 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, Literal
 
-from typing_extensions import TypedDict  # pydantic (LangGraph server schemas) needs it before Python 3.12
+from typing_extensions import NotRequired, TypedDict  # pydantic (LangGraph server schemas) needs it before Python 3.12
 
 
 class ImageRef(TypedDict):
-    sha256: str
+    sha256: str  # of the decoded pixels (mode, size, bytes): the same picture in any file format
     path: str
+    file_sha256: NotRequired[str]  # of the file the caller gave, as sha256sum prints it (none for a PIL image)
 
 
 class Chosen(TypedDict):

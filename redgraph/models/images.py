@@ -195,16 +195,25 @@ def load_image_file(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_M
     nodes that each check the run's image against its digest pay for reading and hashing the file,
     not for decoding it. Returns a new image each call.
     """
+    picture, digest, _ = load_image_file_digests(path, max_pixels=max_pixels)
+    return picture, digest
+
+
+def load_image_file_digests(path: str | os.PathLike[str], *,
+                            max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str, str]:
+    """:func:`load_image_file`, and the sha256 of the file's bytes as read (what ``sha256sum`` prints),
+    from the same read."""
     _check_max_pixels(max_pixels)
     location = os.fspath(path)
     data = read_regular_file(location, max_bytes=DEFAULT_MAX_FILE_BYTES, what="image file", error=ImageError)
-    key = f"{max_pixels}:{hashlib.sha256(data).hexdigest()}"
+    file_digest = hashlib.sha256(data).hexdigest()
+    key = f"{max_pixels}:{file_digest}"
     found = _DECODED.get(key)
     if found is None:
         picture = _open(io.BytesIO(data), f"image file {location!r}", max_pixels)
         found = (picture, image_sha256(picture))
         _DECODED.put(key, *found)
-    return found[0].copy(), found[1]
+    return found[0].copy(), found[1], file_digest
 
 
 def _check_max_pixels(max_pixels) -> None:

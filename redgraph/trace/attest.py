@@ -3,7 +3,9 @@ DSSE envelope, signed with Ed25519 (a public key verifies it, no shared secret) 
 
 The statement's subjects are what the run vouches for, each by sha256: the trace file's bytes (all
 of it, its own signature block included, so ``sha256sum`` of the file matches), the trace's chain
-head (the last event's hash, which covers every event before it), the image, and the answer text.
+head (the last event's hash, which covers every event before it), the image file's bytes (with the
+digest of its decoded pixels as an annotation; ``image-pixels`` when the run was given pixels, not
+a file), and the answer text.
 Its predicate repeats the trace id, event count, question and answer. A verifier checks the
 envelope's signatures over DSSE's pre-authentication encoding, then that the statement is the one
 this trace file gives (so an envelope cannot be moved to another trace, nor the trace's signature
@@ -69,7 +71,11 @@ def statement(text: str) -> dict[str, Any]:
     for event in trace.events:
         image = event.outputs.get("image") if event.kind == "input" else None
         if isinstance(image, dict) and isinstance(image.get("sha256"), str):
-            subjects.append({"name": "image", "digest": {"sha256": image["sha256"]}})
+            if isinstance(image.get("file_sha256"), str):  # the file's bytes: sha256sum and verifiers match it
+                subjects.append({"name": "image", "digest": {"sha256": image["file_sha256"]},
+                                 "annotations": {"pixels_sha256": image["sha256"]}})
+            else:  # given as decoded pixels (a PIL image): there is no file to match
+                subjects.append({"name": "image-pixels", "digest": {"sha256": image["sha256"]}})
             question = event.outputs.get("question")
         if event.kind == "answer" and isinstance(event.outputs.get("text"), str):
             answer = event.outputs["text"]

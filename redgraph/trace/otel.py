@@ -35,6 +35,13 @@ def _nanoseconds(iso: str) -> int:
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
+def provider_name(model_id: str) -> str:
+    """``gen_ai.provider.name`` of a model: ``openai`` for the official client's models, ``langchain``
+    for a LangChain chat model, and ``redgraph`` for a local model that redgraph runs itself."""
+    prefix, _, rest = model_id.partition(":")
+    return prefix if rest and prefix in ("openai", "langchain") else "redgraph"
+
+
 def _event_record(event: TraceEvent, trace_id: str) -> dict[str, Any]:
     operation, name = _OPERATIONS.get(event.node, ("execute_tool", event.node))
     end = _nanoseconds(event.time)
@@ -46,10 +53,14 @@ def _event_record(event: TraceEvent, trace_id: str) -> dict[str, Any]:
         attributes["gen_ai.tool.name"] = name
     if event.model is not None:
         attributes["gen_ai.request.model"] = event.model.id
+        attributes["gen_ai.provider.name"] = provider_name(event.model.id)
         if event.model.weights_digest:
             attributes["redgraph.model.weights_digest"] = event.model.weights_digest
     if operation == "chat" and isinstance(event.outputs.get("tokens"), list):
         attributes["gen_ai.usage.output_tokens"] = len(event.outputs["tokens"])
+        prompt, rationales = event.outputs.get("prompt_tokens"), event.outputs.get("rationale_prompt_tokens")
+        if isinstance(prompt, int) and isinstance(rationales, list):  # every branch's prompt was read
+            attributes["gen_ai.usage.input_tokens"] = prompt + sum(n for n in rationales if isinstance(n, int))
     attributes.update({
         "redgraph.trace_id": trace_id,
         "redgraph.node": event.node,
@@ -78,7 +89,8 @@ def span_records(trace: Trace | TraceFile) -> list[dict[str, Any]]:
         "name": "invoke_workflow redgraph",
         "start_time_ns": min(child["start_time_ns"] for child in children),
         "end_time_ns": max(child["end_time_ns"] for child in children),
-        "attributes": {"gen_ai.operation.name": "invoke_workflow", "redgraph.trace_id": file.trace_id,
+        "attributes": {"gen_ai.operation.name": "invoke_workflow", "gen_ai.workflow.name": "redgraph",
+                       "redgraph.trace_id": file.trace_id,
                        "redgraph.events": len(file.events), "redgraph.last_hash": last.hash},
         "parent": None,
     }
