@@ -18,6 +18,20 @@ from redgraph.models import FAMILIES, build_tiny_lvlm  # noqa: E402
 
 
 @functools.cache
+def reference_checkpoint():
+    """The 570k reference model (trained outside CI; see BENCHMARKS.md) when this machine has it:
+    ``REDGRAPH_REFERENCE_MODEL``, else a sibling ``shared/checkpoints`` folder of the checkout. None
+    when absent (CI), and the tests that need it are skipped."""
+    from pathlib import Path
+
+    named = os.environ.get("REDGRAPH_REFERENCE_MODEL")
+    found = Path(named) if named else Path(__file__).resolve().parents[2] / "shared" / "checkpoints" / "embedded-gpu-570k"
+    return found if found.is_dir() else None
+
+
+NO_REFERENCE = "needs the 570k reference checkpoint: set REDGRAPH_REFERENCE_MODEL to its folder"
+
+
 def tiny(family: str):
     """One tiny model per family for the whole session (they are never mutated)."""
     return build_tiny_lvlm(family)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from redgraph.cli import app
-from tests.conftest import scene, tiny
+from tests.conftest import NO_REFERENCE, reference_checkpoint, scene, tiny
 
 runner = CliRunner()
 
@@ -73,10 +73,10 @@ def test_demo_runs_the_graph_offline_and_writes_verifiable_traces(tmp_path):
     assert payload["runs"][0]["unsure"] is True and payload["runs"][0]["flags"] == ["image_unsure"]
 
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "checkpoints" / "embedded-gpu-570k"
+REFERENCE = reference_checkpoint()
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"the reference checkpoint is not at {REFERENCE}")
+@pytest.mark.skipif(REFERENCE is None, reason=NO_REFERENCE)
 def test_demo_with_a_model_that_reads_bars_catches_the_lie_and_names_the_true_value(tmp_path):
     result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--json", "--model", str(REFERENCE)])
     assert result.exit_code == 0, result.output
@@ -203,3 +203,25 @@ def test_with_json_stdout_is_only_json_and_stderr_has_no_progress_bars():
                            "--json"], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout)["answer"] is not None
     assert "Loading weights" not in done.stderr and "%|" not in done.stderr
+
+
+def test_help_keeps_extras_in_brackets_and_shows_flags_as_flags():
+    """Issue 38: rich markup ate '[postgres]' and printed '<bool>' beside every flag."""
+    asked = runner.invoke(app, ["ask", "--help"], env={"COLUMNS": "200"})
+    assert asked.exit_code == 0 and "redgraph[postgres]" in asked.output
+    assert "<bool>" not in asked.output
+    decoded = runner.invoke(app, ["decode", "--help"], env={"COLUMNS": "200"})
+    assert "--sample / --greedy" in decoded.output and "<bool>" not in decoded.output
+    assert "redgraph[distill]" in runner.invoke(app, ["distill", "train", "--help"], env={"COLUMNS": "200"}).output
+
+
+def test_the_demo_hint_names_a_command_that_runs_in_the_users_shell(monkeypatch):
+    import sys
+
+    from redgraph.cli.app import command_name
+
+    monkeypatch.setattr(sys, "argv", [".venv/bin/redgraph", "demo"])
+    monkeypatch.setenv("PATH", "/nowhere")
+    assert command_name() == ".venv/bin/redgraph"  # not on the PATH: the path it was started by
+    monkeypatch.setattr(sys, "argv", ["/x/redgraph/cli/__main__.py"])
+    assert command_name().endswith("-m redgraph.cli")

@@ -9,16 +9,15 @@ reads them too."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from redgraph.agents import LocalCritic, ScriptedReasoner
 from redgraph.data import generate_items
 from redgraph.graphs import RunContext, ask
 from redgraph.models.embedded import load_embedded
+from tests.conftest import NO_REFERENCE, reference_checkpoint
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "checkpoints" / "embedded-gpu-570k"
+REFERENCE = reference_checkpoint()
 BAR_ITEMS = [item for item in generate_items("test", 36, seed=0) if item.kind == "bars"]
 
 
@@ -45,7 +44,7 @@ def _caught_and_accepted(lvlm, tmp_path) -> tuple[int, int]:
     return caught, accepted
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"the reference checkpoint is not at {REFERENCE}")
+@pytest.mark.skipif(REFERENCE is None, reason=NO_REFERENCE)
 def test_lies_about_bar_charts_are_caught_with_a_model_that_reads_them(tmp_path):
     from redgraph.models.loading import load_lvlm
 

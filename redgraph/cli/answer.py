@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from redgraph.cli.app import app, console, fail, load_model, machine_output, out
+from redgraph.cli.app import app, command_name, console, fail, load_model, machine_output, out
 from redgraph.errors import ConfigError, RedgraphError
 
 
@@ -93,7 +93,8 @@ def demo(
     for run in runs:
         if run["critiques"]:
             out.print(f"[bold]{escape(run['run'])}[/bold], the critic's last critique:\n{escape(run['critiques'][-1])}")
-    out.print(f"traces and reports in {escape(str(out_dir))}/ (check one with: redgraph trace verify FILE)")
+    out.print(f"traces and reports in {escape(str(out_dir))}/ (check one with: {escape(command_name())} trace verify "
+              "FILE)")
 
 
 @app.command()

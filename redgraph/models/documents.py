@@ -1,0 +1,151 @@
+"""Documents as users have them: PDF files, read a page at a time as images.
+
+A PDF is opened with pypdfium2 (PDFium, self-contained; ``pip install 'redgraph[pdf]'``) and each
+page is rendered at the scale the model reads pictures at (:func:`target_pixels`): a model trained
+on small pictures gets small pages, a model that takes 12M-pixel images gets up to 300 dpi. What a
+page run records is the document's file digest, the page number and the page count
+(:func:`page_reference`), beside the rendered page's pixel digest.
+
+Bounds, each a refusal naming the value: at most :data:`MAX_PAGES` pages in a document, page sides
+up to :data:`MAX_PAGE_POINTS` points (the PDF limit, 200 inches), no encrypted document (decrypt
+it first), nothing that PDFium cannot parse.
+
+Example:
+    >>> document = open_pdf(Path("report.pdf").read_bytes())  # doctest: +SKIP
+    >>> picture = render_page(document, 2, target=1_000_000)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from redgraph.errors import ConfigError, ImageError
+
+MAX_PAGES = 1000  # a longer document is refused: split it, or give the pages that matter
+MAX_PAGE_POINTS = 14_400  # the PDF specification's largest page side (200 in at 72 points an inch)
+MIN_DPI, MAX_DPI = 36, 300
+DEFAULT_TARGET_PIXELS = 1024 * 1024
+PDF_MAGIC = b"%PDF-"
+
+_PDFIUM = threading.Lock()  # PDFium is not thread-safe: every call into it holds this lock
+
+
+def is_pdf(data: bytes) -> bool:
+    """Whether ``data`` is a PDF file (by its header; PDF allows up to 1 KiB of junk before it)."""
+    return PDF_MAGIC in bytes(data[:1024])
+
+
+def _pdfium():
+    try:
+        import pypdfium2
+    except ImportError as exc:
+        raise ConfigError(f"PDF input needs pypdfium2 ({exc}); install it: pip install 'redgraph[pdf]'") from exc
+    return pypdfium2
+
+
+@dataclass(frozen=True)
+class PdfFile:
+    """An opened PDF: its bytes' sha256, its page count and sizes (points), and PDFium's handle."""
+
+    sha256: str
+    pages: int
+    sizes: tuple[tuple[float, float], ...]
+    handle: Any
+
+    def check_page(self, page: object) -> int:
+        """``page`` (1-based) if the document has it.
+
+        Raises:
+            ImageError: naming the page and how many there are.
+        """
+        if isinstance(page, bool) or not isinstance(page, int) or not 1 <= page <= self.pages:
+            raise ImageError(f"page must be a whole number from 1 to {self.pages} (this document's pages), "
+                             f"got {page!r:.40}")
+        return page
+
+
+def open_pdf(data: bytes, what: str = "the PDF") -> PdfFile:
+    """Open a PDF's bytes.
+
+    Raises:
+        ImageError: the document is encrypted, damaged, empty, longer than :data:`MAX_PAGES` pages,
+            or has a page side beyond :data:`MAX_PAGE_POINTS` points or of no size.
+        ConfigError: pypdfium2 is not installed.
+    """
+    pdfium = _pdfium()
+    with _PDFIUM:
+        try:
+            document = pdfium.PdfDocument(bytes(data))
+        except pdfium.PdfiumError as exc:
+            reason = str(exc)
+            if "password" in reason.lower() or "security" in reason.lower():
+                raise ImageError(f"{what} is encrypted ({reason}); decrypt it first (e.g. qpdf --decrypt)") from None
+            raise ImageError(f"{what} cannot be read as a PDF ({reason}); pass an undamaged PDF file") from None
+        count = len(document)
+        if count == 0:
+            raise ImageError(f"{what} has no page")
+        if count > MAX_PAGES:
+            raise ImageError(f"{what} has {count} pages, more than the {MAX_PAGES} redgraph reads; split it, or "
+                             "pass the pages that matter as their own file")
+        sizes = tuple(document.get_page_size(index) for index in range(count))
+    for number, (width, height) in enumerate(sizes, start=1):
+        if not (0 < width <= MAX_PAGE_POINTS and 0 < height <= MAX_PAGE_POINTS):
+            raise ImageError(f"page {number} of {what} is {width:.0f} x {height:.0f} points; pages must be of some "
+                             f"size and at most {MAX_PAGE_POINTS} points (200 in) a side")
+    return PdfFile(hashlib.sha256(bytes(data)).hexdigest(), count, sizes, document)
+
+
+def target_pixels(lvlm: Any) -> int:
+    """How many pixels a page is rendered to for ``lvlm``: what its image processor takes at most
+    (a Qwen processor's pixel budget, an edge squared, height x width), within 128^2 to 4096^2;
+    :data:`DEFAULT_TARGET_PIXELS` when it does not say."""
+    processor = getattr(getattr(lvlm, "processor", None), "image_processor", None)
+    size = getattr(processor, "size", None) or {}
+    size = dict(size) if not isinstance(size, dict) else size
+    if getattr(processor, "max_pixels", None):
+        pixels = int(processor.max_pixels)
+    elif "longest_edge" in size and "shortest_edge" in size and size["longest_edge"] > 4096:
+        pixels = int(size["longest_edge"])  # Qwen-VL processors keep their pixel budget here
+    elif "longest_edge" in size:
+        pixels = int(size["longest_edge"]) ** 2
+    elif "height" in size and "width" in size:
+        pixels = int(size["height"]) * int(size["width"])
+    elif "shortest_edge" in size:
+        pixels = int(size["shortest_edge"]) ** 2
+    else:
+        pixels = DEFAULT_TARGET_PIXELS
+    return max(128 * 128, min(pixels, 4096 * 4096))
+
+
+def render_page(document: PdfFile, page: int, *, target: int = DEFAULT_TARGET_PIXELS) -> Image.Image:
+    """Page ``page`` (1-based) as an RGB image of about ``target`` pixels (between 36 and 300 dpi).
+
+    Raises:
+        ImageError: no such page, or PDFium cannot render it.
+    """
+    document.check_page(page)
+    width, height = document.sizes[page - 1]
+    scale = math.sqrt(target / (width * height))
+    scale = min(max(scale, MIN_DPI / 72), MAX_DPI / 72)
+    with _PDFIUM:
+        try:
+            handle = document.handle[page - 1]
+            bitmap = handle.render(scale=scale)
+            picture = bitmap.to_pil().convert("RGB")
+        except Exception as exc:  # noqa: BLE001 - PDFium raises its own and ctypes errors on damaged pages
+            raise ImageError(f"page {page} of the PDF cannot be rendered ({type(exc).__name__}: {exc})") from exc
+    return picture
+
+
+def page_reference(document: PdfFile, page: int) -> dict[str, Any]:
+    """What a run on one page records about its document: the file's sha256, the page and the count."""
+    return {"sha256": document.sha256, "page": document.check_page(page), "pages": document.pages}
+
+
+__all__ = ["MAX_PAGES", "PdfFile", "is_pdf", "open_pdf", "page_reference", "render_page", "target_pixels"]
