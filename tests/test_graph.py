@@ -357,7 +357,7 @@ def test_the_image_is_loaded_once_at_the_entry_point_and_the_nodes_take_those_pi
             return real(*args, **kwargs)
         return read
 
-    monkeypatch.setattr(run, "load_image_file", counted("entry", run.load_image_file))
+    monkeypatch.setattr(run, "load_image_file_digests", counted("entry", run.load_image_file_digests))
     monkeypatch.setattr(nodes, "load_image_file", counted("nodes", nodes.load_image_file))
     context = RunContext(answerer=tiny("llava_clip"), reasoner=ScriptedReasoner([["The circle is red."]]),
                          critic=ScriptedCritic({"The circle is red.": 0.9}), max_new_tokens=2)
