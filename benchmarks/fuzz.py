@@ -6,7 +6,7 @@ sending a mix of good and oversized requests to the server.
 Surfaces: the trace reader (random texts, single-byte edits, structural edits, re-typings and
 deletions of any field of a keyed trace, and JSON beyond I-JSON: big integers, ``Infinity``, lone
 surrogates), the image loader (random bytes, odd sizes and modes, formats it does not read, garbage
-EXIF), the input checks, the Python API (RED decoding with hostile questions, rationales and
+EXIF), PDFs (damaged, cut short, junk after a header), the input checks, the Python API (RED decoding with hostile questions, rationales and
 lambdas), file outputs (folders, devices, FIFOs, paths under files), the LangChain tool, the MCP
 tools, the CLI (``trace verify`` on random files; ``decode`` and ``ask`` with special tokens, seeds
 beyond 64 bits, devices and checkpoint paths) and the HTTP server (random chat-completion and graph
@@ -273,7 +273,30 @@ def main() -> None:
                 raise AssertionError(f"temporary files left behind: {left}")
         return outcome
 
+    from redgraph.models.documents import open_pdf, render_page
+
+    pdf_buffer = io.BytesIO()
+    scene().save(pdf_buffer, "PDF", save_all=True, append_images=[scene("blue")], resolution=72)
+    valid_pdf = pdf_buffer.getvalue()
+
+    def hostile_pdf() -> str:
+        data = bytearray(valid_pdf)
+        edit = rng.randrange(3)
+        if edit == 0:  # bytes changed anywhere
+            for _ in range(rng.randrange(1, 20)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        elif edit == 1:  # cut short
+            data = data[: rng.randrange(len(data))]
+        else:  # a PDF header before junk
+            data = bytearray(b"%PDF-1." + rng.randbytes(rng.randrange(0, 400)))
+        with open_pdf(bytes(data)) as document:
+            for page in range(1, document.pages + 1):
+                if render_page(document, page, target=4096).mode != "RGB":
+                    raise AssertionError("a page that is not RGB")
+        return "ok"
+
     for _ in range(args.cases):
+        tally.run("documents: damaged, cut-short and junk PDFs", hostile_pdf)
         tally.run("trace reader: re-typings and deletions of any field (keyed)", retype_edit)
         tally.run("trace reader: integers beyond 2^53, Infinity, NaN, lone surrogates", beyond_ijson)
         tally.run("image loader: formats it does not read, garbage EXIF", foreign_or_exif)

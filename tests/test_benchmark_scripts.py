@@ -120,7 +120,7 @@ def test_fuzz_smoke_run_counts_every_surface_and_finds_no_failure():
     report = json.loads(done.stdout)
     counts = {surface: sum(c.values()) for surface, c in report["surfaces"].items()}
     scaled = {s for s in counts if s.startswith(("CLI: decode and ask", "HTTP server: slow"))}  # cases // 10, // 50
-    assert len(counts) == 17 and len(scaled) == 2 and all(counts[s] == 1 for s in scaled)
+    assert len(counts) == 18 and len(scaled) == 2 and all(counts[s] == 1 for s in scaled)
     assert all(n == 5 for s, n in counts.items() if s not in scaled)
     assert report["failures"] == 0, report["first_failures"]
     assert report["load"]["outcomes"]

@@ -88,7 +88,7 @@ def _in_process(tmp_path, resume=None, **settings):
 def test_the_server_shows_the_graphs_schemas(server):
     client, assistant = server
     schemas = client.assistants.get_schemas(assistant)
-    assert set(schemas["input_schema"]["properties"]) == {"image_input", "question"}  # what a caller gives
+    assert set(schemas["input_schema"]["properties"]) == {"image_input", "question", "page"}  # what a caller gives
     assert set(schemas["input_schema"]["required"]) == {"image_input", "question"}
     assert {"model", "rounds", "on_exhausted", "rationale_weight"} <= set(schemas["context_schema"]["properties"])
 

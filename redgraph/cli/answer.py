@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from redgraph.cli.app import app, command_name, console, fail, load_model, machine_output, out
-from redgraph.errors import ConfigError, RedgraphError
+from redgraph.errors import ConfigError, InputError, RedgraphError
 
 
 @app.command()
@@ -24,9 +24,10 @@ def version() -> None:
 
 @app.command()
 def decode(
-    image: Annotated[Path, typer.Argument(help="Image file (PNG, JPEG, ...).")],
+    image: Annotated[Path, typer.Argument(help="Image file (PNG, JPEG, WebP, GIF, BMP) or a PDF.")],
     question: Annotated[str, typer.Argument(help="The question about the image.")],
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Local checkpoint folder or hub id; default: the embedded model.")] = None,
+    page: Annotated[Optional[int], typer.Option(min=1, help="Of a PDF: the page to read (needed when it has several).")] = None,
     rationale: Annotated[Optional[list[str]], typer.Option("--rationale", "-r", help="A rationale; repeat for several.")] = None,
     rationale_weight: Annotated[float, typer.Option("--lambda", help="RED weight of the rationales (0 = ignore them).")] = 0.5,
     max_new_tokens: Annotated[int, typer.Option(help="Most answer tokens.")] = 32,
@@ -47,13 +48,17 @@ def decode(
     from redgraph.decoding import REDConfig, REDDecoder
 
     try:
-        check_inputs(image, question, rationale or ())
+        document = check_inputs(image, question, rationale or (), page)
         config = REDConfig(
             rationale_weight=rationale_weight, max_new_tokens=max_new_tokens, do_sample=sample,
             temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop_strings=tuple(stop or ()),
         )
         with console.status(f"loading {model or 'the embedded model'} ..."):
             lvlm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, adapter=adapter)
+        if document is not None:
+            from redgraph.models.documents import page_image
+
+            image = page_image(document, page, lvlm, f"PDF file {str(image)[:200]!r}")
         with console.status("decoding ..."):
             result = REDDecoder(lvlm, config).decode(image, question, rationale or ())
     except RedgraphError as exc:
@@ -99,9 +104,11 @@ def demo(
 
 @app.command()
 def ask(
-    image: Annotated[Path, typer.Argument(help="Image file (PNG, JPEG, ...).")],
+    image: Annotated[Path, typer.Argument(help="Image file (PNG, JPEG, WebP, GIF, BMP) or a PDF.")],
     question: Annotated[str, typer.Argument(help="The question about the image.")],
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Checkpoint folder or hub id; default: the embedded model.")] = None,
+    page: Annotated[Optional[int], typer.Option(min=1, help="Of a PDF: the page to ask; left out, every page is asked "
+                                                            "(up to 20) and the answer names its page.")] = None,
     reasoner: Annotated[str, typer.Option(help="Who writes rationales: 'local' (the model above) or 'openai:MODEL'.")] = "local",
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server for --reasoner openai:MODEL.")] = None,
     style: Annotated[Optional[list[str]], typer.Option("--style", help="Prompt-library style; repeat to rotate.")] = None,
@@ -142,7 +149,7 @@ def ask(
         except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested past Python's limit
             raise ConfigError(f"--resume must be JSON such as '{{\"use\": [0]}}', got {resume!r:.120}: "
                               f"{exc if isinstance(exc, json.JSONDecodeError) else 'nested too deep'}") from None
-        check_inputs(image, question, ())
+        check_inputs(image, question, (), page)
         for path, what in ((trace, "trace"), (report, "report")):
             if path is not None:
                 check_writable(path, what=what)  # before any model work: nothing is lost to a bad path
@@ -153,9 +160,16 @@ def ask(
                                    critic_scoring=critic_scoring, decomposer=decomposer,
                                    rationale_weight=rationale_weight, rationales=rationales, rounds=rounds,
                                    on_exhausted=on_exhausted, on_unsure=on_unsure, max_new_tokens=max_new_tokens)
-        with console.status("reasoning, checking, answering ..."):
+        from rich.progress import Progress
+
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("reasoning, checking, answering ...", total=None)
+
+            def page_done(number: int, pages: int, _) -> None:
+                progress.update(task, description=f"asked page {number} of {pages}", completed=number, total=pages)
+
             result = run_ask(image, question, context, checkpoint=checkpoint, thread_id=thread, trace_path=trace,
-                             resume=reply, sign_key=sign_key)
+                             resume=reply, sign_key=sign_key, page=page, on_page=page_done)
         if report is not None:
             write_report(result.state, result.trace, report)
     except RedgraphError as exc:
@@ -177,6 +191,10 @@ def ask(
     shown = result.answer if result.answer and result.answer.strip() else "(nothing: the model gave an empty answer)"
     out.print(f"[bold]A:[/] {escape(shown)}   [dim]({result.outcome}; {', '.join(result.flags) or 'no flags'}; "
               f"thread {result.thread_id})[/]")
+    if result.page is not None:
+        why = f", chosen by {result.document['basis']}" if result.document else ""
+        pages = (result.state.get("image") or {}).get("document", {}).get("pages")
+        out.print(f"[bold]page:[/] {result.page} of {pages}{escape(why)}")
     if result.unsure:
         out.print("[yellow]unsure:[/] the image could not tell whether the rationale holds, and this answer is the "
                   "image's own; check it, or rerun with --on-unsure human_review")
@@ -205,12 +223,24 @@ def show_red_result(result, question: str, rationales: list[str], as_json: bool)
     out.print(table)
 
 
-def check_inputs(image: Path, question: str, rationales) -> None:
-    """The image, question and rationales checked before any model loads (a typo costs no wait)."""
-    from redgraph.errors import check_question, check_rationale
-    from redgraph.models.images import load_image
+def check_inputs(image: Path, question: str, rationales, page: int | None = None) -> bytes | None:
+    """The image (or PDF and its page), question and rationales checked before any model loads (a
+    typo costs no wait). Returns a PDF's bytes, None for an image."""
+    from redgraph.data.files import read_regular_file
+    from redgraph.errors import ImageError, check_question, check_rationale
+    from redgraph.models.documents import is_pdf, open_pdf
+    from redgraph.models.images import DEFAULT_MAX_FILE_BYTES, load_image
 
     check_question(question)
     for index, rationale in enumerate(rationales):
         check_rationale(rationale, index)
-    load_image(image)
+    data = read_regular_file(image, max_bytes=DEFAULT_MAX_FILE_BYTES, what="image file", error=ImageError)
+    if is_pdf(data):
+        with open_pdf(data, f"PDF file {str(image)[:200]!r}") as document:
+            if page is not None:
+                document.check_page(page)
+        return data
+    if page is not None:
+        raise InputError(f"--page is for PDF documents; {str(image)[:200]!r} is an image")
+    load_image(data)
+    return None

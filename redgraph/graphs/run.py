@@ -144,6 +144,12 @@ class AskResult:
     trace: Trace
     state: dict[str, Any] = field(repr=False)
     pending_review: dict[str, Any] | None = None  # the human-review question, while paused
+    document: dict[str, Any] | None = None  # a PDF's run: its digest, pages, the page answered and why
+
+    @property
+    def page(self) -> int | None:
+        """The page of a PDF that the answer comes from (1-based); None for an image."""
+        return (self.state.get("image") or {}).get("document", {}).get("page")
 
     @property
     def unsure(self) -> bool:
@@ -155,12 +161,17 @@ class AskResult:
         """The short form a calling agent or a person reads first: answer, whether the image was
         unsure, rationales with the critic's support, verdict, outcome, flags and how much the
         answer leaned on the rationales."""
-        return {
+        summary = {
             "answer": self.answer, "unsure": self.unsure, "verdict": self.verdict, "outcome": self.outcome,
             "flags": self.flags,
             "rationales": self.rationales,
             "rationale_dependence": (self.state.get("answer") or {}).get("rationale_dependence"),
         }
+        if self.page is not None:
+            summary["page"] = self.page
+        if self.document is not None:
+            summary["document"] = self.document
+        return summary
 
     def to_dict(self) -> dict[str, Any]:
         """Everything: the summary's fields, the thread, a pending review, the answer's token record,
@@ -170,6 +181,7 @@ class AskResult:
             "outcome": self.outcome,
             "flags": self.flags, "thread_id": self.thread_id, "pending_review": self.pending_review,
             "answer_detail": self.state.get("answer"), "history": self.state.get("history", []),
+            "page": self.page, "document": self.document,
             "trace": self.trace.to_file().model_dump(mode="json"),
         }
 
@@ -185,11 +197,13 @@ def ask(
     trace_path: str | os.PathLike[str] | None = None,
     sign_key: str | bytes | None = None,
     on_token: Callable[[dict], None] | None = None,
+    page: int | None = None,
+    on_page: Callable[[int, int, AskResult], None] | None = None,
 ) -> AskResult:
     """Answer ``question`` about ``image`` through the graph (reason -> critique -> RED answer).
 
     Args:
-        image: path, bytes or PIL image.
+        image: path, bytes or PIL image; or a PDF document (path or bytes), read a page at a time.
         question: the question.
         context: models and settings (:class:`RunContext`); None builds one with
             :func:`make_context` (the embedded model as answerer, reasoner and critic).
@@ -200,6 +214,11 @@ def ask(
         trace_path: where to write the trace (JSON); written also when the run fails.
         sign_key: HMAC key to sign the finished trace (default: ``$REDGRAPH_TRACE_KEY`` if set).
         on_token: receives each streamed answer token (a dict with ``token`` and attribution).
+        page: of a PDF, the page to ask (1-based). None asks every page (up to
+            :data:`MAX_ASKED_PAGES`) and answers from the page the critic supports best
+            (:func:`choose_page`); the result's ``page`` and ``document`` say which and why, and the
+            trace's last event records every page's answer.
+        on_page: called after each page of a document is asked, with (page, pages, its result).
     """
     from redgraph.errors import check_question
 
@@ -210,9 +229,16 @@ def ask(
         raise ConfigError(f"context must be a RunContext (see make_context), got {type(context).__name__}")
     if hasattr(context.answerer, "check_text_length"):
         context.answerer.check_text_length(question, "question")  # before any model work
+    document = _document_of(image, page)
+    if document is None and page is not None:
+        raise InputError(f"page={page!r} is for PDF documents; this input is an image")
     saver = open_checkpointer(checkpoint)
     try:
         graph = _compiled_graph().copy(update={"checkpointer": saver})
+        if document is not None:
+            with document:
+                return _ask_document(graph, document, page, question, context, thread_id=thread_id, resume=resume,
+                                     trace_path=trace_path, sign_key=sign_key, on_token=on_token, on_page=on_page)
         return _run(graph, image, question, context, thread_id=thread_id, resume=resume, trace_path=trace_path,
                     sign_key=sign_key, on_token=on_token)
     finally:
@@ -228,10 +254,11 @@ def run_graph(
     *,
     rationale: str | None = None,
     trace_path: str | os.PathLike[str] | None = None,
+    page: int | None = None,
     **settings: Any,
 ):
     """One graph run with the local model as answerer, critic and (unless ``rationale`` is given)
-    reasoner, checkpointed in memory; returns the :class:`AskResult`.
+    reasoner, checkpointed in memory; returns the :class:`AskResult`. ``page``: of a PDF (see :func:`ask`).
 
     A given ``rationale`` is still checked by the critic: it stands in for the reasoner's output.
     """
@@ -242,7 +269,7 @@ def run_graph(
         raise InputError(f"rationale must be a non-empty text or left out, got {rationale!r:.80}")
     reasoner = ScriptedReasoner([rationale], name="caller") if rationale is not None else LocalReasoner(lvlm)
     context = make_context(lvlm, reasoner=reasoner, **settings)
-    return ask(image, question, context, checkpoint="memory", trace_path=trace_path)
+    return ask(image, question, context, checkpoint="memory", trace_path=trace_path, page=page)
 
 
 @functools.cache
@@ -253,14 +280,17 @@ def _compiled_graph():
     return build_graph()
 
 
-def _run(graph, image, question, context, *, thread_id, resume, trace_path, sign_key, on_token) -> AskResult:
+def _run(graph, image, question, context, *, thread_id, resume, trace_path, sign_key, on_token,
+         loaded: tuple[dict, Any] | None = None, close: bool = True) -> AskResult:
+    """One run of the graph. ``loaded``: the image's reference and pixels, when the caller made them
+    (a PDF's page); ``close=False`` leaves the trace unsigned and unwritten, for the caller to add to."""
     from langgraph.types import Command
 
     thread_id = thread_id or uuid.uuid4().hex
     config = {"configurable": {"thread_id": thread_id}}
     # The image is loaded and limited here, once; the nodes take these pixels (a run resumed in
     # another process, or through a server, has none and reads the file, checking its sha256).
-    reference, picture = _load_and_refer(image)
+    reference, picture = loaded if loaded is not None else _load_and_refer(image)
     context = dataclasses.replace(context, images={reference["sha256"]: picture})
     existing = graph.get_state(config)
     finished = bool(existing.values.get("answer"))
@@ -297,10 +327,8 @@ def _run(graph, image, question, context, *, thread_id, resume, trace_path, sign
     snapshot = graph.get_state(config)
     state = dict(snapshot.values)
     trace = Trace.from_events(thread_id, state.get("trace", []))
-    key = sign_key if sign_key is not None else os.environ.get(KEY_ENV)
-    if key and not snapshot.next:
-        trace.sign(key)
-    _write_trace(trace, trace_path)
+    if close:
+        _close_trace(trace, trace_path, sign_key, finished=not snapshot.next)
     reviews = state.get("reviews", [])
     rationales = [{"text": r["text"], "style": r.get("style"), "model": r.get("model"),
                    "support": reviews[i]["support"] if i < len(reviews) else None,
@@ -312,6 +340,104 @@ def _run(graph, image, question, context, *, thread_id, resume, trace_path, sign
         outcome=state.get("outcome"), flags=list(state.get("flags", [])), thread_id=thread_id, trace=trace,
         state=state, pending_review=snapshot.interrupts[0].value if snapshot.interrupts else None,
     )
+
+
+def _close_trace(trace: Trace, trace_path, sign_key, *, finished: bool) -> None:
+    """Sign a finished run's trace (with ``sign_key``, else ``$REDGRAPH_TRACE_KEY`` if set) and write it."""
+    key = sign_key if sign_key is not None else os.environ.get(KEY_ENV)
+    if key and finished:
+        trace.sign(key)
+    _write_trace(trace, trace_path)
+
+
+MAX_ASKED_PAGES = 20  # with no page named, a document of more pages is refused (name the page)
+
+
+def _document_of(image: ImageInput, page: int | None):
+    """The PDF behind ``image`` (a path or bytes), opened; None for an image."""
+    from redgraph.models.documents import is_pdf, open_pdf
+    from redgraph.models.images import DEFAULT_MAX_FILE_BYTES
+
+    if isinstance(image, (bytes, bytearray)):
+        return open_pdf(bytes(image), "the given PDF") if is_pdf(image) else None
+    if isinstance(image, (str, os.PathLike)):
+        from redgraph.data.files import read_regular_file
+        from redgraph.errors import ImageError
+
+        location = os.fspath(image)
+        data = read_regular_file(location, max_bytes=DEFAULT_MAX_FILE_BYTES, what="image file", error=ImageError)
+        return open_pdf(data, f"PDF file {location[:200]!r}") if is_pdf(data) else None
+    return None
+
+
+def load_pdf_page(document, page: int, context: RunContext) -> tuple[dict, Any]:
+    """A PDF page rendered for the answerer, saved by content (a resumed run reads it back), and its
+    reference: pixel digest, path, the document's file digest, and the page."""
+    from redgraph.models.documents import page_reference, render_page, target_pixels
+
+    picture = render_page(document, page, target=target_pixels(context.answerer))
+    reference, picture = _load_and_refer(picture)
+    reference["file_sha256"] = document.sha256
+    reference["document"] = page_reference(document, page)
+    return reference, picture
+
+
+def _ask_document(graph, document, page, question, context, *, thread_id, resume, trace_path, sign_key, on_token,
+                  on_page) -> AskResult:
+    if page is not None or document.pages == 1:
+        page = document.check_page(page if page is not None else 1)
+        return _run(graph, None, question, context, thread_id=thread_id, resume=resume, trace_path=trace_path,
+                    sign_key=sign_key, on_token=on_token, loaded=load_pdf_page(document, page, context))
+    if document.pages > MAX_ASKED_PAGES:
+        raise InputError(f"the PDF has {document.pages} pages; with no page named redgraph asks at most "
+                         f"{MAX_ASKED_PAGES}: name the page (page=N, --page N)")
+    if resume is not None or context.on_exhausted == "human_review" or context.on_unsure == "human_review":
+        raise InputError("human review pauses one run on one page: name the page of the PDF (page=N, --page N)")
+    thread_id = thread_id or uuid.uuid4().hex
+    results = []
+    for number in range(1, document.pages + 1):
+        result = _run(graph, None, question, context, thread_id=f"{thread_id}-page-{number}", resume=None,
+                      trace_path=None, sign_key=None, on_token=None, loaded=load_pdf_page(document, number, context),
+                      close=False)
+        results.append(result)
+        if on_page is not None:
+            on_page(number, document.pages, result)
+    chosen, basis, table = choose_page(results)
+    result = results[chosen - 1]
+    result.document = {"sha256": document.sha256, "pages": document.pages, "chosen_page": chosen, "basis": basis,
+                       "asked": table}
+    result.trace.append("document", "page_choice", inputs={"question": question, "document": document.sha256},
+                        outputs=result.document)
+    _close_trace(result.trace, trace_path, sign_key, finished=True)
+    if on_token is not None:  # the chosen page's answer, as a single run would have streamed it
+        for token in (result.state.get("answer") or {}).get("tokens", []):
+            if not token.get("special"):
+                on_token({"token": token["text"], "changed_by_rationale": token.get("changed_by_rationale"),
+                          "rationale_shift": token.get("rationale_shift")})
+    return result
+
+
+def choose_page(results: list[AskResult]) -> tuple[int, str, list[dict[str, Any]]]:
+    """The page whose run answers, from each page's run (page 1 first): the page with an accepted
+    rationale of the highest critic support; when no page has one, the page whose answer the image
+    branch gave with the highest probability (its tokens' mean). Returns (page, basis, each page's
+    answer, outcome, support and confidence)."""
+    import math
+
+    table = []
+    for number, result in enumerate(results, start=1):
+        supports = [r["support"] for r in result.rationales if r.get("accepted") and r.get("support") is not None]
+        tokens = [t for t in (result.state.get("answer") or {}).get("tokens", []) if not t.get("special")]
+        confidence = math.exp(sum(t["image_logprob"] for t in tokens) / len(tokens)) if tokens else 0.0
+        table.append({"page": number, "answer": result.answer, "outcome": result.outcome,
+                      "support": max(supports) if supports else None, "confidence": round(confidence, 6),
+                      "thread_id": result.thread_id, "last_hash": result.trace.last_hash})
+    supported = [row for row in table if row["support"] is not None]
+    if supported:
+        best = max(supported, key=lambda row: (row["support"], row["confidence"], -row["page"]))
+        return best["page"], "the critic's support of an accepted rationale", table
+    best = max(table, key=lambda row: (row["confidence"], -row["page"]))
+    return best["page"], "the image's confidence in its answer (no page had an accepted rationale)", table
 
 
 def _failed_trace(thread_id: str, state: dict, exc: Exception) -> Trace:

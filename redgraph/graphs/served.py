@@ -33,13 +33,19 @@ except ImportError:  # pragma: no cover - langgraph brings langgraph_sdk
 
 class ServedState(GraphState, total=False):
     image_input: str  # a file path or data URL; turned into ``image`` (sha256 + stored path) first
+    page: int  # of a PDF given as image_input
 
 
-class ServedInput(TypedDict):
-    """What a caller gives a run (the graph's input schema, as LangGraph Studio shows it)."""
-
-    image_input: str  # a file path or a data:image/...;base64 URL
+class _ServedInputRequired(TypedDict):
+    image_input: str  # a file path or a data URL: an image, or a PDF (data:application/pdf;base64,...)
     question: str
+
+
+class ServedInput(_ServedInputRequired, total=False):
+    """What a caller gives a run (the graph's input schema, as LangGraph Studio shows it). Annotations
+    are plain types: the server resolves them from a module it may not register by name."""
+
+    page: int  # of a PDF: the page to ask (needed when it has several)
 
 
 def prepare(state: ServedState, config: RunnableConfig) -> dict[str, Any]:
@@ -55,10 +61,41 @@ def prepare(state: ServedState, config: RunnableConfig) -> dict[str, Any]:
             from redgraph.errors import InputError
 
             raise InputError("the input needs 'image_input' (a file path or data URL) and 'question'")
-        update["image"] = image_reference(resolve_image(state["image_input"]))
+        update["image"] = _input_reference(state["image_input"], state.get("page"))
     if "trace_id" not in state:
         update["trace_id"] = str(config.get("configurable", {}).get("thread_id") or uuid.uuid4().hex)
     return update
+
+
+def _input_reference(image_input: str, page: int | None) -> dict[str, Any]:
+    """The run's image reference: an image's, or a PDF page's (rendered for the run's answerer, with
+    the document's digest and the page). One run reads one page: a PDF of several needs ``page``."""
+    from langgraph.runtime import get_runtime
+
+    from redgraph.errors import InputError
+    from redgraph.graphs.context import resolve_context
+    from redgraph.graphs.run import load_pdf_page, image_reference
+    from redgraph.models.documents import is_pdf, open_pdf
+    from redgraph.models.images import resolve_image
+
+    resolved = resolve_image(image_input, allow_documents=True)
+    if isinstance(resolved, str):
+        from redgraph.data.files import read_regular_file
+        from redgraph.models.images import DEFAULT_MAX_FILE_BYTES
+
+        data = read_regular_file(resolved, max_bytes=DEFAULT_MAX_FILE_BYTES, what="image file")
+    else:
+        data = resolved
+    if not is_pdf(data):
+        if page is not None:
+            raise InputError(f"page={page!r} is for PDF documents; image_input is an image")
+        return image_reference(resolved)
+    with open_pdf(data) as document:
+        if page is None and document.pages > 1:
+            raise InputError(f"the PDF has {document.pages} pages; give 'page' in the input (one run reads one page)")
+        context = resolve_context(get_runtime().context)
+        reference, _ = load_pdf_page(document, page if page is not None else 1, context)
+    return reference
 
 
 def build_served_graph(checkpointer=None):

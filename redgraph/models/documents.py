@@ -58,6 +58,16 @@ class PdfFile:
     sizes: tuple[tuple[float, float], ...]
     handle: Any
 
+    def close(self) -> None:
+        with _PDFIUM:
+            self.handle.close()
+
+    def __enter__(self) -> PdfFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def check_page(self, page: object) -> int:
         """``page`` (1-based) if the document has it.
 
@@ -88,17 +98,29 @@ def open_pdf(data: bytes, what: str = "the PDF") -> PdfFile:
                 raise ImageError(f"{what} is encrypted ({reason}); decrypt it first (e.g. qpdf --decrypt)") from None
             raise ImageError(f"{what} cannot be read as a PDF ({reason}); pass an undamaged PDF file") from None
         count = len(document)
+        sizes = []
+        for index in range(min(count, MAX_PAGES)):
+            try:
+                sizes.append(document.get_page_size(index))
+            except pdfium.PdfiumError as exc:  # found by benchmarks/fuzz.py: a damaged page tree
+                document.close()
+                raise ImageError(f"page {index + 1} of {what} cannot be read ({exc}); pass an undamaged PDF "
+                                 "file") from None
+    opened = PdfFile(hashlib.sha256(bytes(data)).hexdigest(), count, tuple(sizes), document)
+    try:
         if count == 0:
             raise ImageError(f"{what} has no page")
         if count > MAX_PAGES:
             raise ImageError(f"{what} has {count} pages, more than the {MAX_PAGES} redgraph reads; split it, or "
                              "pass the pages that matter as their own file")
-        sizes = tuple(document.get_page_size(index) for index in range(count))
-    for number, (width, height) in enumerate(sizes, start=1):
-        if not (0 < width <= MAX_PAGE_POINTS and 0 < height <= MAX_PAGE_POINTS):
-            raise ImageError(f"page {number} of {what} is {width:.0f} x {height:.0f} points; pages must be of some "
-                             f"size and at most {MAX_PAGE_POINTS} points (200 in) a side")
-    return PdfFile(hashlib.sha256(bytes(data)).hexdigest(), count, sizes, document)
+        for number, (width, height) in enumerate(sizes, start=1):
+            if not (0 < width <= MAX_PAGE_POINTS and 0 < height <= MAX_PAGE_POINTS):
+                raise ImageError(f"page {number} of {what} is {width:.0f} x {height:.0f} points; pages must be of "
+                                 f"some size and at most {MAX_PAGE_POINTS} points (200 in) a side")
+    except ImageError:
+        opened.close()
+        raise
+    return opened
 
 
 def target_pixels(lvlm: Any) -> int:
@@ -143,9 +165,28 @@ def render_page(document: PdfFile, page: int, *, target: int = DEFAULT_TARGET_PI
     return picture
 
 
+def page_image(data: bytes, page: int | None, lvlm: Any = None, what: str = "the PDF") -> Image.Image:
+    """One page of a PDF's bytes, rendered for ``lvlm`` (:func:`target_pixels`): where one picture is
+    answered (a chat completion, ``redgraph decode``), the page must be named unless there is one.
+
+    Raises:
+        InputError: no page named in a document of several.
+        ImageError: as :func:`open_pdf` and :func:`render_page`.
+    """
+    from redgraph.errors import InputError
+
+    with open_pdf(data, what) as document:
+        if page is None:
+            if document.pages > 1:
+                raise InputError(f"{what} has {document.pages} pages; name the one to read (page=N, --page N)")
+            page = 1
+        return render_page(document, page, target=target_pixels(lvlm) if lvlm is not None else DEFAULT_TARGET_PIXELS)
+
+
 def page_reference(document: PdfFile, page: int) -> dict[str, Any]:
     """What a run on one page records about its document: the file's sha256, the page and the count."""
     return {"sha256": document.sha256, "page": document.check_page(page), "pages": document.pages}
 
 
-__all__ = ["MAX_PAGES", "PdfFile", "is_pdf", "open_pdf", "page_reference", "render_page", "target_pixels"]
+__all__ = ["MAX_PAGES", "PdfFile", "is_pdf", "open_pdf", "page_image", "page_reference", "render_page",
+           "target_pixels"]

@@ -114,6 +114,7 @@ def _orientation(image: Image.Image, what: str) -> int:
 # data URL or file name says; JPEG includes the multi-picture JPEG that phone cameras write). Anything else
 # PIL could open (TIFF, ICO, PSD, EPS, which would call Ghostscript, ...) is refused by name.
 DATA_URL_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp")
+DOCUMENT_URL_TYPES = ("application/pdf",)  # where documents are taken (graph runs, or with a page named)
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,(?P<data>.*)", re.S)
 
@@ -125,8 +126,9 @@ def image_data_url(picture: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def decode_data_url(url: str, *, max_bytes: int | None = None) -> bytes:
-    """The image bytes inside a ``data:image/...;base64,...`` URL.
+def decode_data_url(url: str, *, max_bytes: int | None = None, allow_documents: bool = False) -> bytes:
+    """The image bytes inside a ``data:image/...;base64,...`` URL (with ``allow_documents``, also a
+    ``data:application/pdf;base64,...`` document).
 
     Raises:
         ImageError: ``url`` is not a base64 data URL of a supported image type, the base64 is
@@ -137,8 +139,9 @@ def decode_data_url(url: str, *, max_bytes: int | None = None) -> bytes:
         shown = url[:60] + "..." if isinstance(url, str) and len(url) > 60 else url
         raise ImageError(f"{shown!r} is not a data URL; send the image as data:image/png;base64,<base64 of the file>")
     kind = (match["type"] or "").lower()
-    if kind not in DATA_URL_TYPES:
-        raise ImageError(f"data URL type {kind or '(none)'!r} is not supported; send one of {', '.join(DATA_URL_TYPES)}")
+    accepted = DATA_URL_TYPES + (DOCUMENT_URL_TYPES if allow_documents else ())
+    if kind not in accepted:
+        raise ImageError(f"data URL type {kind or '(none)'!r} is not supported here; send one of {', '.join(accepted)}")
     if not match["b64"]:
         raise ImageError("the image data URL is not base64-encoded; send data:<type>;base64,<base64 of the file>")
     payload = match["data"]
@@ -238,6 +241,10 @@ def _open(stream: io.BytesIO, what: str, max_pixels: int) -> Image.Image:
         raise ImageError(f"{what} is too large to decode safely ({exc}); resize it first") from exc
     except UnidentifiedImageError as exc:  # its text names an internal buffer, not what the user sent
         found = _format_of(stream)
+        if found == "PDF":
+            raise ImageError(f"{what} is a PDF document, not an image: ask about it through the graph (redgraph.ask, "
+                             "`redgraph ask`, the server's /v1/redgraph/ask), which reads every page or the page you "
+                             "name (page=N, --page N)") from exc
         kind = f"{found} data, not a format redgraph reads" if found else "not a format redgraph reads"
         raise ImageError(f"{what} is not a readable image ({kind}); pass a PNG, JPEG, WebP, GIF or BMP file") from exc
     except (OSError, SyntaxError, ValueError) as exc:
@@ -324,8 +331,10 @@ def resolve_image(
     allow_remote: bool = False,
     max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     timeout: float = 10.0,
+    allow_documents: bool = False,
 ) -> str | bytes:
-    """A file path (returned as is) or the bytes behind a data URL or, when allowed, an http(s) URL.
+    """A file path (returned as is) or the bytes behind a data URL or, when allowed, an http(s) URL
+    (``allow_documents``: a PDF's data URL too).
 
     Raises:
         ImageError: the reference is of a kind not allowed here, the file is missing, the data URL
@@ -335,7 +344,7 @@ def resolve_image(
         raise ImageError(f"the image reference must be a non-empty string (a data URL or a file path), got {reference!r:.80}")
     reference = reference.strip()
     if reference.startswith("data:"):
-        return decode_data_url(reference, max_bytes=max_bytes)
+        return decode_data_url(reference, max_bytes=max_bytes, allow_documents=allow_documents)
     if reference.startswith(("http://", "https://")):
         if not allow_remote:
             raise ImageError(

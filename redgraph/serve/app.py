@@ -94,7 +94,7 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
         if body.model != model_name:
             raise APIError(404, f"model {body.model!r} is not served here; this server serves {model_name!r}",
                            param="model", code="model_not_found")
-        decoding, config = await red_request(body, settings)
+        decoding, config = await red_request(body, settings, lvlm)
         # Over-long text is refused here, before it takes a place in the decoding queue.
         lvlm.check_text_length(decoding.question, "question")
         for index, rationale in enumerate(decoding.rationales):
@@ -122,7 +122,7 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
         lvlm.check_text_length(body.question, "question")
         if body.rationale is not None:
             lvlm.check_text_length(body.rationale, "rationale")
-        image, _ = await read_image(body.image, settings)
+        image, _ = await read_image(body.image, settings, page=body.page, whole_document=True)
         if not graph_slots.acquire(blocking=False):
             raise ServerBusy(f"{settings.max_graph_runs} graph runs are already in progress; retry shortly")
         stop = threading.Event()
@@ -133,7 +133,7 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
                 lvlm, image, body.question, rationale=body.rationale,
                 rationale_weight=body.rationale_weight, rationales=body.rationales, rounds=body.rounds,
                 on_exhausted=body.on_exhausted, on_unsure=body.on_unsure, max_new_tokens=body.max_new_tokens,
-                should_stop=lambda: stop.is_set() or time.monotonic() > deadline,
+                should_stop=lambda: stop.is_set() or time.monotonic() > deadline, page=body.page,
             ).to_dict()))
             return await _until_done(run, request, stop.set)
         finally:

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.decoder import REDRequest, REDResult, TokenAttribution
-from redgraph.errors import check_question
+from redgraph.errors import InputError, check_question
 from redgraph.models.images import load_image, resolve_image
 from redgraph.serve.batcher import RequestCancelled
 from redgraph.serve.errors import APIError, error_for
@@ -23,15 +23,31 @@ from redgraph.serve.settings import ServerSettings
 log = logging.getLogger("redgraph.serve")
 
 
-async def read_image(reference: str, settings: ServerSettings):
+async def read_image(reference: str, settings: ServerSettings, *, page: int | None = None, lvlm=None,
+                     whole_document: bool = False):
     """``(bytes, picture)`` of a data URL (or, when allowed, an http(s) URL), within the size limits;
-    off the event loop, since decoding a large image takes a while."""
-    data = await run_in_threadpool(resolve_image, reference, allow_paths=False,
+    off the event loop, since decoding a large image takes a while. A PDF (``application/pdf``) gives
+    its page ``page`` rendered for ``lvlm``; with ``whole_document`` (a graph run, which can ask every
+    page) the document is only checked, and the picture is None."""
+    from redgraph.models.documents import is_pdf, open_pdf, page_image
+
+    data = await run_in_threadpool(resolve_image, reference, allow_paths=False, allow_documents=True,
                                    allow_remote=settings.allow_remote_images, max_bytes=settings.max_image_bytes)
+    if is_pdf(data):
+        if whole_document:
+            def check() -> None:
+                with open_pdf(data) as document:
+                    if page is not None:
+                        document.check_page(page)
+            await run_in_threadpool(check)
+            return data, None
+        return data, await run_in_threadpool(page_image, data, page, lvlm)
+    if page is not None:
+        raise InputError(f"page={page} is for PDF documents; this image is not one")
     return data, await run_in_threadpool(load_image, data, max_pixels=settings.max_image_pixels)
 
 
-async def red_request(body: ChatRequest, settings: ServerSettings) -> tuple[REDRequest, REDConfig]:
+async def red_request(body: ChatRequest, settings: ServerSettings, lvlm=None) -> tuple[REDRequest, REDConfig]:
     if body.n != 1:
         raise APIError(400, f"n={body.n} is not supported; ask for one choice (n=1)", param="n")
     if body.rationale is not None and body.rationales is not None:
@@ -46,7 +62,7 @@ async def red_request(body: ChatRequest, settings: ServerSettings) -> tuple[REDR
                        param="max_tokens")
     question, url = chat_question(body.messages)
     check_question(question)
-    _, picture = await read_image(url, settings)
+    _, picture = await read_image(url, settings, page=body.page, lvlm=lvlm)
     sample = bool(body.temperature)  # absent or 0: greedy, so answers are reproducible by default
     config = REDConfig(
         rationale_weight=body.rationale_weight if body.rationale_weight is not None else 0.5,

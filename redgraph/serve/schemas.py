@@ -96,6 +96,7 @@ class ChatRequest(BaseModel):
     rationales: list[str] | None = None
     rationale_weight: float | None = Field(default=None, ge=0)
     rationale_weights: list[float] | None = None
+    page: int | None = Field(default=None, ge=1, description="of a PDF image_url (application/pdf): the page to read")
 
 
 class AskRequest(BaseModel):
@@ -103,8 +104,11 @@ class AskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(description="the image as a data URL (or an http(s) URL when the server allows them)")
+    image: str = Field(description="the image as a data URL (or an http(s) URL when the server allows them); a PDF "
+                                    "as data:application/pdf;base64,...")
     question: str
+    page: int | None = Field(default=None, ge=1, description="of a PDF: the page to ask; none asks every page (up to "
+                                                             "20) and answers from the one the critic supports")
     rationale: str | None = Field(default=None, description="a rationale to check and use instead of the reasoner's")
     rationale_weight: float = Field(default=1.0, ge=0)
     rationales: int = Field(default=1, ge=1, le=MAX_RATIONALES, description="K: rationales per round")

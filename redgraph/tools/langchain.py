@@ -20,7 +20,7 @@ from langchain_core.tools import StructuredTool, ToolException
 from pydantic import BaseModel
 
 from redgraph.errors import RedgraphError
-from redgraph.tools.summary import ImageArg, QuestionArg, RationaleArg, RationaleWeightArg, RoundsArg
+from redgraph.tools.summary import ImageArg, PageArg, QuestionArg, RationaleArg, RationaleWeightArg, RoundsArg
 
 
 class AskImageArgs(BaseModel):
@@ -31,6 +31,7 @@ class AskImageArgs(BaseModel):
     rationale: RationaleArg = None
     rationale_weight: RationaleWeightArg = 1.0
     rounds: RoundsArg = 2
+    page: PageArg = None
 
 
 def make_ask_image_tool(
@@ -56,11 +57,11 @@ def make_ask_image_tool(
     loader = LazyModel(model, lvlm=lvlm)
 
     def ask_image(image: str, question: str, rationale: str | None = None, rationale_weight: float = 1.0,
-                  rounds: int = 2) -> tuple[str, dict[str, Any]]:
+                  rounds: int = 2, page: int | None = None) -> tuple[str, dict[str, Any]]:
         try:
             summary = ask_for_agent(loader.get(), image, question, rationale=rationale, trace_dir=trace_dir,
                                     allow_remote_images=allow_remote_images, rationale_weight=rationale_weight,
-                                    rounds=rounds)
+                                    rounds=rounds, page=page)
         except RedgraphError as exc:
             raise ToolException(f"ask_image failed: {exc}") from exc
         return json.dumps(summary), summary
@@ -69,11 +70,11 @@ def make_ask_image_tool(
         ask_image,
         name=name,
         description=(
-            "Answer a question about an image with a checked, explainable answer. A reasoner writes a rationale "
+            "Answer a question about an image or a PDF with a checked, explainable answer. A reasoner writes a rationale "
             "(or yours is used), a critic verifies its claims against the image, and the answer is decoded from "
             "the image and the accepted rationale. Returns the answer, whether it is unsure (the image could not "
-            "tell: then check it or ask a person), the critic's verdict, each rationale's support, and the path of "
-            "an audit trace."
+            "tell: then check it or ask a person), the critic's verdict, each rationale's support, the page of a PDF "
+            "the answer comes from, and the path of an audit trace."
         ),
         args_schema=AskImageArgs,
         response_format="content_and_artifact",

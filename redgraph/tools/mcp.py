@@ -27,6 +27,7 @@ from redgraph.errors import RedgraphError
 from redgraph.models.loading import LazyModel
 from redgraph.tools.summary import (
     ImageArg,
+    PageArg,
     QuestionArg,
     RationaleArg,
     RationaleWeightArg,
@@ -53,15 +54,17 @@ def build_server(
 
     @server.tool()
     async def ask_image(image: ImageArg, question: QuestionArg, rationale: RationaleArg = None,
-                        rationale_weight: RationaleWeightArg = 1.0, rounds: RoundsArg = 2) -> dict[str, Any]:
-        """Answer a question about an image (a file path or a data:image/...;base64 URL). A reasoner writes a
+                        rationale_weight: RationaleWeightArg = 1.0, rounds: RoundsArg = 2,
+                        page: PageArg = None) -> dict[str, Any]:
+        """Answer a question about an image or a PDF (a file path or a data URL). A reasoner writes a
         rationale (or the given one is used), a critic checks its claims against the image, and the answer is
         decoded from the image and the accepted rationale. Returns answer, unsure (true when the image could not
-        tell: check the answer or ask a person), verdict, rationales with support, and the trace file's path."""
+        tell: check the answer or ask a person), verdict, rationales with support, the page of a PDF the answer comes
+        from, and the trace file's path."""
         try:
             return await anyio.to_thread.run_sync(lambda: ask_for_agent(
                 loader.get(), image, question, rationale=rationale, trace_dir=trace_dir,
-                rationale_weight=rationale_weight, rounds=rounds))
+                rationale_weight=rationale_weight, rounds=rounds, page=page))
         except RedgraphError as exc:
             raise ToolError(f"ask_image failed: {exc}") from exc
 

@@ -14,8 +14,9 @@ from redgraph.errors import MAX_ROUNDS
 from redgraph.graphs.run import redgraph_home, run_graph
 from redgraph.models.images import resolve_image
 
-ImageArg = Annotated[str, Field(description="Path of an image file, or the image as a data:image/...;base64 URL "
-                                            "(PNG, JPEG, WebP, GIF or BMP).", min_length=1)]
+ImageArg = Annotated[str, Field(description="Path of an image file or a PDF, or either as a data URL "
+                                            "(data:image/png;base64,... or data:application/pdf;base64,...); "
+                                            "images in PNG, JPEG, WebP, GIF or BMP.", min_length=1)]
 QuestionArg = Annotated[str, Field(description="The question about the image.", min_length=1)]
 RationaleArg = Annotated[str | None, Field(
     description="Optional reasoning about the image to check and answer with; the critic verifies its claims first.")]
@@ -23,6 +24,9 @@ RationaleWeightArg = Annotated[float, Field(ge=0, le=10, description="How strong
                                                                      "answer (RED's lambda), 0 to 10.")]
 RoundsArg = Annotated[int, Field(ge=1, le=MAX_ROUNDS, description=f"Most reasoning rounds before giving up on a "
                                                                   f"rationale, 1 to {MAX_ROUNDS}.")]
+PageArg = Annotated[int | None, Field(ge=1, description="Of a PDF: the page to ask (1 is the first). Left out, every "
+                                                        "page is asked (up to 20) and the answer says which page "
+                                                        "it comes from.")]
 
 
 def ask_for_agent(
@@ -33,16 +37,17 @@ def ask_for_agent(
     rationale: str | None = None,
     trace_dir: str | os.PathLike[str] | None = None,
     allow_remote_images: bool = False,
+    page: int | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
     """What the LangChain tool and the MCP tool answer: one graph run on an image given as a path or
     data URL, summarised for a calling model, with the trace saved to ``trace_dir`` (default
     ``redgraph_home()/traces``) and named in the summary."""
-    picture = resolve_image(image, allow_paths=True, allow_remote=allow_remote_images)
+    picture = resolve_image(image, allow_paths=True, allow_remote=allow_remote_images, allow_documents=True)
     folder = Path(trace_dir) if trace_dir is not None else redgraph_home() / "traces"
     run_id = uuid.uuid4().hex
     path = folder / f"{run_id}.json"
-    result = run_graph(lvlm, picture, question, rationale=rationale, trace_path=path, **settings)
+    result = run_graph(lvlm, picture, question, rationale=rationale, trace_path=path, page=page, **settings)
     return {**result.summary(), "trace": str(path)}
 
 

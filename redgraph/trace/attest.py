@@ -72,8 +72,11 @@ def statement(text: str) -> dict[str, Any]:
         image = event.outputs.get("image") if event.kind == "input" else None
         if isinstance(image, dict) and isinstance(image.get("sha256"), str):
             if isinstance(image.get("file_sha256"), str):  # the file's bytes: sha256sum and verifiers match it
-                subjects.append({"name": "image", "digest": {"sha256": image["file_sha256"]},
-                                 "annotations": {"pixels_sha256": image["sha256"]}})
+                annotations = {"pixels_sha256": image["sha256"]}
+                document = image.get("document")
+                if isinstance(document, dict):  # a PDF: the file, and the page that was read
+                    annotations.update(page=document.get("page"), pages=document.get("pages"))
+                subjects.append({"name": "image", "digest": {"sha256": image["file_sha256"]}, "annotations": annotations})
             else:  # given as decoded pixels (a PIL image): there is no file to match
                 subjects.append({"name": "image-pixels", "digest": {"sha256": image["sha256"]}})
             question = event.outputs.get("question")
