@@ -225,3 +225,12 @@ def test_the_demo_hint_names_a_command_that_runs_in_the_users_shell(monkeypatch)
     assert command_name() == ".venv/bin/redgraph"  # not on the PATH: the path it was started by
     monkeypatch.setattr(sys, "argv", ["/x/redgraph/cli/__main__.py"])
     assert command_name().endswith("-m redgraph.cli")
+
+
+def test_commands_that_load_a_model_print_no_loading_bar(tmp_path):
+    """Issue 38: every command printed transformers' "Loading weights" bar."""
+    image = tmp_path / "scene.png"
+    scene().save(image)
+    result = runner.invoke(app, ["decode", str(image), "What colour is the circle?", "--max-new-tokens", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Loading weights" not in result.output and "it/s" not in result.output
