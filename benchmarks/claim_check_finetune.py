@@ -91,7 +91,7 @@ def main() -> None:
     from redgraph.data.synthetic import generate_items, make_item, random_claims
     from redgraph.lab.batches import batch_tensors
     from redgraph.lab.tasks import Example
-    from redgraph.lab.train import example_loss
+    from redgraph.lab.losses import example_loss
     from redgraph.models import prompts
     from redgraph.models.loading import load_lvlm
 

@@ -5,7 +5,7 @@ from scratch on the training heads of ``redgraph embedded train`` (no language m
     python benchmarks/tower_heads.py --json --steps 1000 --aux-weight 0 --cell-weight 1
 
 Each step draws ``--batch-size`` fresh train-split scenes (the three kinds in turn, as training
-does) and runs the tower and :class:`redgraph.lab.train.VisionHeads` on them under bf16 autocast,
+does) and runs the tower and :class:`redgraph.lab.losses.VisionHeads` on them under bf16 autocast,
 AdamW at ``--learning-rate`` after a 100-step warm-up. At the end it prints the losses along the
 way and :mod:`vision_probe`'s figures for the trained tower: ``colour_probe_acc`` (shapes) and the
 document probes ``title_probe_acc``, ``tens_probe_acc``, ``units_probe_acc`` (chance about 0.10).
@@ -50,7 +50,8 @@ def main() -> None:
     from redgraph.lab.architecture import CELL, build_untrained
     from redgraph.lab.batches import vision_targets
     from redgraph.lab.scene_labels import cell_labels, scene_labels
-    from redgraph.lab.train import VisionHeads, warmup_cosine
+    from redgraph.lab.losses import VisionHeads
+    from redgraph.lab.train import warmup_cosine
     from vision_probe import colour_scenes, document_scenes, figures, image_tokens, reading_figures
 
     torch.set_num_threads(args.threads)

@@ -44,7 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from redgraph.lab.architecture import Dimensions  # noqa: E402
-from redgraph.lab.train import TrainConfig, _bf16_speedup, train  # noqa: E402
+from redgraph.lab.precision import bf16_speedup  # noqa: E402
+from redgraph.lab.train import train  # noqa: E402
+from redgraph.lab.train_config import TrainConfig  # noqa: E402
 
 TINY = Dimensions(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, vision_hidden=32, vision_layers=1,
                   vision_heads=2)
@@ -104,7 +106,7 @@ def main() -> None:
     report = {
         "examples_per_second": {name: round(value, 1) for name, value in rates.items()},
         "speedup_vs_legacy": {name: round(value / rates["legacy"], 3) for name, value in rates.items()},
-        "bf16_matmul_speedup": round(_bf16_speedup(), 3) if args.device == "cpu" else None,
+        "bf16_matmul_speedup": round(bf16_speedup(), 3) if args.device == "cpu" else None,
         "setting": {"steps": args.steps, "skip": args.skip, "batch_size": args.batch_size, "threads": args.threads,
                     "workers": args.workers, "rounds": args.rounds, "device": args.device, "torch": torch.__version__,
                     "cpu_count": os.cpu_count(), "model": "tiny" if args.tiny else "embedded (5.2M)"},

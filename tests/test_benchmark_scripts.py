@@ -204,7 +204,7 @@ def test_claim_check_finetune_smoke_run_reports_and_shares_image_tokens_exactly(
     from redgraph.data import generate_items
     from redgraph.lab.batches import batch_tensors
     from redgraph.lab.tasks import Example
-    from redgraph.lab.train import example_loss
+    from redgraph.lab.losses import example_loss
     from redgraph.models import prompts
     from redgraph.models.embedded import load_embedded
 

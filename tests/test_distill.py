@@ -159,7 +159,7 @@ def _loss(lvlm, examples):
     from redgraph.distill.traces import item_image
     from redgraph.lab.batches import batch_tensors
     from redgraph.lab.tasks import Example
-    from redgraph.lab.train import example_loss
+    from redgraph.lab.losses import example_loss
     from redgraph.models.prompts import render
 
     batch = batch_tensors([Example(e.task, render(lvlm.processor, e.instruction, with_image=True), item_image(e.ref),

@@ -21,18 +21,12 @@ from redgraph.data import generate_items
 from redgraph.errors import ConfigError, ModelLoadError
 from redgraph.lab.architecture import GRID, Dimensions, build_untrained, mrope_section
 from redgraph.lab.batches import batch_tensors
+from redgraph.lab.checkpoints import auto_rope_layout
 from redgraph.lab.evaluate import METRICS, evaluate
+from redgraph.lab.losses import VisionHeads, example_loss
 from redgraph.lab.tasks import TASKS, make_example
-from redgraph.lab.train import (
-    auto_rope_layout,
-    TrainConfig,
-    VisionHeads,
-    example_loss,
-    format_task_weights,
-    parse_task_weights,
-    sample_batch,
-    train,
-)
+from redgraph.lab.train import sample_batch, train
+from redgraph.lab.train_config import TrainConfig, format_task_weights, parse_task_weights
 from redgraph.models.embedded import EMBEDDED_DIR, load_embedded
 from redgraph.models.generation import generate_text
 from redgraph.models.prompts import image_branch_text, rationale_branch_text
@@ -452,7 +446,7 @@ def test_a_resumed_run_with_workers_and_micro_batches_equals_an_uninterrupted_on
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_an_unavailable_device_is_refused_with_what_to_use(tmp_path):
-    from redgraph.lab.train import check_device
+    from redgraph.lab.precision import check_device
 
     with pytest.raises(ConfigError, match=r"sees no CUDA device; use --device cpu"):
         check_device("cuda")
@@ -467,17 +461,17 @@ def test_auto_precision_takes_bf16_only_where_it_is_measured_faster_and_a_resume
                                                                                                     monkeypatch):
     import importlib
 
-    training = importlib.import_module("redgraph.lab.train")  # the module (the package exports the function)
+    training = importlib.import_module("redgraph.lab.precision")
 
-    assert 0 < training._bf16_speedup(side=32, repeats=1) < float("inf")  # this machine's own measurement
-    monkeypatch.setattr(training, "_bf16_speedup", lambda: 0.01)  # an AVX2-only CPU (BENCHMARKS.md)
+    assert 0 < training.bf16_speedup(side=32, repeats=1) < float("inf")  # this machine's own measurement
+    monkeypatch.setattr(training, "bf16_speedup", lambda: 0.01)  # an AVX2-only CPU (BENCHMARKS.md)
     assert training.auto_precision("cpu") == "float32"
-    monkeypatch.setattr(training, "_bf16_speedup", lambda: 1.8)  # a CPU with native bf16
+    monkeypatch.setattr(training, "bf16_speedup", lambda: 1.8)  # a CPU with native bf16
     assert training.auto_precision("cpu") == "bfloat16"
     with pytest.raises(ConfigError, match="sees no CUDA device"):
         training.auto_precision("cuda")
     # the CLI's and TrainConfig's default is auto, and the manifest names what it chose, so it reproduces
-    monkeypatch.setattr(training, "_bf16_speedup", lambda: 0.01)
+    monkeypatch.setattr(training, "bf16_speedup", lambda: 0.01)
     _, api = train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL))
     assert api["config"]["precision"] == "float32" and api["dtype"] == "float32"
     out = tmp_path / "run"
@@ -486,7 +480,7 @@ def test_auto_precision_takes_bf16_only_where_it_is_measured_faster_and_a_resume
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "redgraph_manifest.json").read_text())
     assert manifest["config"]["precision"] == "float32" and "--precision float32" in manifest["command"]
-    monkeypatch.setattr(training, "_bf16_speedup", lambda: 1.8)  # resumed on a machine that would pick bf16
+    monkeypatch.setattr(training, "bf16_speedup", lambda: 1.8)  # resumed on a machine that would pick bf16
     assert training.auto_precision("cpu", out) == "float32"
     resumed = CliRunner().invoke(app, ["embedded", "train", str(out), "--steps", "2", "--batch-size", "2", "--resume"])
     assert resumed.exit_code == 0, resumed.output
@@ -616,7 +610,7 @@ def test_auto_rope_layout_keeps_the_base_s_own_and_a_resumed_run_s(tmp_path):
 
 def test_category_weights_set_the_questions_trained_on_and_are_named_in_the_manifest():
     from redgraph.data.synthetic import ALL_CATEGORIES
-    from redgraph.lab.train import format_category_weights, parse_category_weights
+    from redgraph.lab.train_config import format_category_weights, parse_category_weights
 
     weights = parse_category_weights("relation_lr=3, field=0")
     assert weights[ALL_CATEGORIES.index("relation_lr")] == 3.0 and weights[ALL_CATEGORIES.index("field")] == 0.0

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "redgraph"
 # Bottom to top. Modules at the package root sit with the layer they belong to.
 LAYERS = ["errors", "data", "examples", "trace", "models", "decoding", "agents", "graphs", "tools", "eval", "lab",
           "distill", "serve", "cli"]
-ROOT_MODULES = {"errors": "errors", "interop": "tools", "mcp_server": "tools"}  # the last two: old import paths
+ROOT_MODULES = {"errors": "errors"}
 
 
 def _modules() -> dict[str, Path]:
@@ -102,3 +102,9 @@ def test_red_is_one_step_from_the_root_and_the_wiring_one_more():
     red = PACKAGE / "decoding" / "red.py"
     assert "def red_scores(" in red.read_text(encoding="utf-8")
     assert "add_conditional_edges" in (PACKAGE / "graphs" / "graph.py").read_text(encoding="utf-8")
+
+
+def test_no_shim_module_is_left():
+    """Issue 42: old import paths kept as shims (interop, mcp_server) are gone; a module is where it belongs."""
+    assert not (PACKAGE / "interop.py").exists() and not (PACKAGE / "mcp_server.py").exists()
+    assert set(ROOT_MODULES) == {"errors"}

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from redgraph.cli import app
 from redgraph.errors import ConfigError
 from redgraph.lab.recipe import BUILT_IN, Recipe, Stage, load_recipe, recipe_commands, run_recipe
-from redgraph.lab.train import TrainConfig, parse_category_weights, parse_task_weights
+from redgraph.lab.train_config import TrainConfig, parse_category_weights, parse_task_weights
 from redgraph.models.embedded import load_embedded, manifest
 from tests.test_embedded import SMALL, Stop
 

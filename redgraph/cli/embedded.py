@@ -67,7 +67,8 @@ def embedded_train(
     """Train the embedded model from scratch, on CPU or a GPU; the same settings (and threads) give the same weights."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from redgraph.lab.train import TrainConfig, parse_category_weights, parse_task_weights, train
+    from redgraph.lab.train import train
+    from redgraph.lab.train_config import TrainConfig, parse_category_weights, parse_task_weights
 
     try:  # precision "auto" is decided by train(), for the device (and a resumed run's own)
         weights = {} if task_weights is None else {"task_weights": parse_task_weights(task_weights)}

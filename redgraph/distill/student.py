@@ -49,7 +49,7 @@ class DistillConfig:
         weighting: how traces are weighted and filtered.
         targets: ``"traces"`` (SDRT) or ``"gold"`` (the control).
         precision: ``"bfloat16"`` autocast, ``"float32"``, or ``"auto"`` (bfloat16 where the device runs it
-            faster, see :func:`redgraph.lab.train.auto_precision`; the manifest records which).
+            faster, see :func:`redgraph.lab.precision.auto_precision`; the manifest records which).
     """
 
     steps: int = 300
@@ -142,7 +142,7 @@ def distill(
         ConfigError: ``lvlm`` already has an adapter, or ``device`` is not available here.
         InputError: no trace survives the weighting.
     """
-    from redgraph.lab.train import auto_precision, check_device, training_process
+    from redgraph.lab.precision import auto_precision, check_device, training_process
 
     if getattr(lvlm, "adapter_path", None):
         raise ConfigError(f"{lvlm.name} already has an adapter ({lvlm.adapter_path}); distil from the base model")
@@ -158,7 +158,8 @@ def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfi
              on_progress: ProgressCallback | None, extra: dict):
     from redgraph.lab.batches import batch_tensors
     from redgraph.lab.tasks import Example
-    from redgraph.lab.train import example_loss, warmup_cosine
+    from redgraph.lab.losses import example_loss
+    from redgraph.lab.train import warmup_cosine
     from redgraph.models.prompts import render
 
     model = lvlm.model

@@ -8,6 +8,7 @@ items with the decoders and the answer normaliser. Loading a trained checkpoint 
 
 from redgraph.lab.architecture import Dimensions, build_untrained
 from redgraph.lab.evaluate import METRICS, evaluate
-from redgraph.lab.train import TrainConfig, parse_task_weights, train
+from redgraph.lab.train import train
+from redgraph.lab.train_config import TrainConfig, parse_task_weights
 
 __all__ = ["METRICS", "Dimensions", "TrainConfig", "build_untrained", "evaluate", "parse_task_weights", "train"]

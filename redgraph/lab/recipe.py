@@ -42,19 +42,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from redgraph.errors import ConfigError, check_whole_number
-from redgraph.lab.train import (
+from redgraph.lab.checkpoints import auto_rope_layout, differing_settings, train_command
+from redgraph.lab.precision import auto_precision, check_device
+from redgraph.lab.train import train
+from redgraph.lab.train_config import (
     AUTO_LAYOUT,
     AUTO_PRECISION,
     ProgressCallback,
     TrainConfig,
-    auto_precision,
-    auto_rope_layout,
-    check_device,
-    differing_settings,
     parse_category_weights,
     parse_task_weights,
-    train,
-    train_command,
 )
 from redgraph.models.embedded.files import MANIFEST_FILE
 

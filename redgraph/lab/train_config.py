@@ -1,0 +1,157 @@
+"""A training run's settings (:class:`TrainConfig`) and the constants they take: precisions, rope
+layouts, attentions, what a run saved before a setting existed was trained with, and the
+command-line forms of the task and category weights."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redgraph.data.synthetic import ALL_CATEGORIES
+from redgraph.errors import ConfigError, check_whole_number
+from redgraph.lab.architecture import ROPE_LAYOUTS, Dimensions
+from redgraph.lab.batches import STREAMS
+from redgraph.lab.tasks import TASKS
+
+PRECISIONS = ("float32", "bfloat16")
+AUTO_PRECISION = "auto"  # bfloat16 where the device runs it faster than float32, else float32
+AUTO_LAYOUT = "auto"  # the rope layout of the run's base (init_from, or a resumed run's own), else blocks
+ATTENTIONS = ("eager", "sdpa")
+# What a run saved before these settings existed was trained with.
+LEGACY_SETTINGS = {"precision": "float32", "data_stream": 1, "accumulate": 1, "cell_weight": 0.0, "init_from": None,
+           "position_weight": 0.0, "rope_layout": "blocks", "category_weights": [1.0] * len(ALL_CATEGORIES)}
+EMBEDDED_BASE = "embedded"  # init_from's name for the model shipped in the package
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. The shipped model used the defaults except ``steps`` (see its manifest)."""
+
+    steps: int = 2000
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    seed: int = 0
+    threads: int = 2  # results are reproducible for a fixed thread count
+    dimensions: Dimensions = Dimensions()
+    # Weight of the auxiliary loss: a linear head reads the scene's facts from the mean image token
+    # (see scene_labels.py); 0 trains on the language-model loss alone.
+    aux_weight: float = 0.0
+    # Weight of the cell loss: a linear head reads each image token's own square's facts from it.
+    cell_weight: float = 0.0
+    # Weight of the position loss: a linear head reads each image token's own row and column of the
+    # grid from it (the language model's M-RoPE barely tells image tokens apart by place; see
+    # benchmarks/vision_probe.py), so left of / above can be read from the tokens.
+    position_weight: float = 0.0
+    # How often each task is drawn, in the order of TASKS (answer, rationale, cot, rationale_answer,
+    # verify); equal weights draw uniformly, as the shipped model was trained.
+    task_weights: tuple[float, ...] = (1.0,) * len(TASKS)
+    # bfloat16: forward and backward under bf16 autocast (weights and optimiser stay float32);
+    # auto: bfloat16 where the training device runs it faster than float32, decided by train()
+    # (auto_precision) and recorded resolved.
+    precision: str = "auto"
+    # 2: each example from its own seed (the same stream for any worker count); 1: the shipped
+    # model's in-order draw, made in-process only.
+    data_stream: int = 2
+    # Micro-batches per step, examples grouped by length (less padding); the same loss up to rounding.
+    accumulate: int = 1
+    # Start from this checkpoint's weights (a folder of the same dimensions, or "embedded": the shipped
+    # model) instead of random ones; optimiser, schedule and the training-only heads start fresh.
+    init_from: str | None = None
+    # How the rotary frequencies are shared among time, height and width (ROPE_LAYOUTS in
+    # architecture.py): "blocks", Qwen2-VL's own, or "interleaved". It has no weights, so --init-from
+    # may start a run of either layout from a checkpoint of the other; auto keeps the base's (blocks
+    # from scratch), decided by train() (auto_rope_layout) and recorded resolved.
+    rope_layout: str = AUTO_LAYOUT
+    # How often each question category is asked, relative to the others of its scene kind, in the
+    # order of ALL_CATEGORIES (a kind whose categories all weigh 0 is not drawn); equal weights give
+    # the generator's own items (the shipped model's stages 1-4; stages 5 and 6 weighed them).
+    category_weights: tuple[float, ...] = (1.0,) * len(ALL_CATEGORIES)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "threads", "accumulate", "warmup_steps"):
+            check_whole_number(name, getattr(self, name))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be a whole number, got {self.seed!r}")
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) \
+                or not 0 <= self.weight_decay < 1:
+            raise ConfigError(f"weight_decay must be a number from 0 to 1, got {self.weight_decay!r}")
+        if self.precision not in PRECISIONS + (AUTO_PRECISION,):
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS + (AUTO_PRECISION,))}, "
+                              f"got {self.precision!r}")
+        if isinstance(self.data_stream, bool) or self.data_stream not in STREAMS:
+            raise ConfigError(f"data_stream must be 1 (the shipped model's) or 2, got {self.data_stream!r}")
+        if self.accumulate > self.batch_size:
+            raise ConfigError(f"accumulate ({self.accumulate}) cannot exceed batch_size ({self.batch_size}): "
+                              "each micro-batch needs at least one example")
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
+            raise ConfigError(f"learning_rate must be between 0 and 1, got {self.learning_rate!r}")
+        for name in ("aux_weight", "cell_weight", "position_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 100:
+                raise ConfigError(f"{name} must be a number from 0 to 100, got {value!r}")
+        for name, names, each in (("task_weights", TASKS, "task"), ("category_weights", ALL_CATEGORIES, "category")):
+            weights = getattr(self, name)
+            if (not isinstance(weights, (tuple, list)) or len(weights) != len(names)
+                    or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf
+                           for w in weights)
+                    or not any(weights)):
+                raise ConfigError(f"{name} must be {len(names)} numbers of at least 0, not all 0 (one per {each}: "
+                                  f"{', '.join(names)}), got {weights!r}")
+            object.__setattr__(self, name, tuple(float(w) for w in weights))
+        if self.rope_layout not in ROPE_LAYOUTS + (AUTO_LAYOUT,):
+            raise ConfigError(f"rope_layout must be one of {', '.join(ROPE_LAYOUTS + (AUTO_LAYOUT,))}, "
+                              f"got {self.rope_layout!r}")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
+            raise ConfigError(f"init_from must be a checkpoint folder or {EMBEDDED_BASE!r}, got {self.init_from!r}")
+
+    @property
+    def uniform_tasks(self) -> bool:
+        return len(set(self.task_weights)) == 1
+
+    @property
+    def category_weight_map(self) -> dict[str, float] | None:
+        """The category weights by name, or None where they are equal (the generator's own items)."""
+        if len(set(self.category_weights)) == 1:
+            return None
+        return dict(zip(ALL_CATEGORIES, self.category_weights))
+
+
+def parse_task_weights(text: str) -> tuple[float, ...]:
+    """``"verify=3,cot=0.5"`` -> weights in TASKS order; tasks not named keep weight 1."""
+    return _parse_weights(text, TASKS, "--task-weights", "TASK")
+
+
+def parse_category_weights(text: str) -> tuple[float, ...]:
+    """``"relation_lr=3,field=0"`` -> weights in ALL_CATEGORIES order; categories not named keep weight 1."""
+    return _parse_weights(text, ALL_CATEGORIES, "--category-weights", "CATEGORY")
+
+
+def _parse_weights(text: str, names: tuple[str, ...], option: str, what: str) -> tuple[float, ...]:
+    weights = dict.fromkeys(names, 1.0)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in weights:
+            raise ConfigError(f"{option}: cannot read {part!r}; write {what}=WEIGHT pairs separated by commas, "
+                              f"with {what} one of {', '.join(names)}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"{option}: the weight of {name} must be a number, got {value.strip()!r}") from None
+    return tuple(weights.values())
+
+
+def format_task_weights(weights: tuple[float, ...]) -> str:
+    return ",".join(f"{task}={weight:g}" for task, weight in zip(TASKS, weights))
+
+
+def format_category_weights(weights: tuple[float, ...]) -> str:
+    """The categories whose weight is not 1 (those not named weigh 1)."""
+    return ",".join(f"{name}={weight:g}" for name, weight in zip(ALL_CATEGORIES, weights) if weight != 1.0)
+
+
+ProgressCallback = Callable[[int, float], None]
+
