@@ -19,7 +19,8 @@ from redgraph.errors import Cancelled, InputError
 from redgraph.graphs.context import RUN_SETTINGS, RunContext, resolve_context, run_setting
 from redgraph.graphs.state import GraphState
 from redgraph.models.images import load_image_file
-from redgraph.trace.chain import ModelRef, chain_event
+from redgraph.trace.chain import chain_event
+from redgraph.trace.schema import ModelRef
 
 
 def _event(state: GraphState, node: str, kind: str, *, inputs: Any, outputs: dict, model: ModelRef | None = None,

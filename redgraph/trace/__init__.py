@@ -1,20 +1,15 @@
 """Auditable traces: hash-chained events, HMAC signatures, canonical JSON files with a schema."""
 
-from redgraph.trace.chain import (
-    KEY_ENV,
+from redgraph.trace.chain import KEY_ENV, Trace, Verification, digest, verify_data, verify_text
+from redgraph.trace.schema import (
     ModelRef,
-    Trace,
     TraceEvent,
     TraceFile,
     TraceShapeError,
-    Verification,
-    digest,
     json_schema,
     parse_trace,
     read_json,
     read_trace_file,
-    verify_data,
-    verify_text,
 )
 
 __all__ = [

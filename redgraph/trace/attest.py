@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from redgraph.errors import ConfigError, InputError
-from redgraph.trace.chain import FORMAT, Verification, parse_trace, read_json, verify_text
+from redgraph.trace.chain import Verification, verify_text
+from redgraph.trace.schema import FORMAT, parse_trace, read_json
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"

@@ -18,7 +18,8 @@ import json
 from typing import Any
 
 from redgraph.errors import ConfigError
-from redgraph.trace.chain import Trace, TraceEvent, TraceFile
+from redgraph.trace.chain import Trace
+from redgraph.trace.schema import TraceEvent, TraceFile
 
 # node -> (gen_ai.operation.name, agent or tool name)
 _OPERATIONS = {
