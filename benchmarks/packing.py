@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from red_speed import QUESTION, RATIONALE, median_times, scene  # noqa: E402
 
 from redgraph.decoding import REDConfig, REDDecoder, REDRequest  # noqa: E402
-from redgraph.decoding.branches import auto_pack_tokens  # noqa: E402
+from redgraph.decoding.packing import auto_pack_tokens  # noqa: E402
 
 
 def workloads(name: str, device: str, dtype):

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from redgraph.decoding import REDConfig, REDDecoder, REDRequest
-from redgraph.decoding.branches import BranchSet, auto_pack_tokens, pack_blocker, prefill_packed, prefill_row
+from redgraph.decoding.branches import BranchSet
+from redgraph.decoding.packing import auto_pack_tokens, pack_blocker, prefill_packed
+from redgraph.decoding.rows import prefill_row
 from redgraph.errors import ConfigError
 from tests.conftest import scene, tiny
 

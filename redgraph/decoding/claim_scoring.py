@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from redgraph.decoding.branches import prefill_row
+from redgraph.decoding.rows import prefill_row
 from redgraph.errors import InputError
 from redgraph.models import prompts
 from redgraph.models.images import ImageInput, ready_image

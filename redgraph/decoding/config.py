@@ -49,7 +49,7 @@ class REDConfig:
     # With batch_branches, prefill the rows (each question's image branch and rationale branches)
     # of up to this many tokens in one forward, packed end to end into sequences of at most this
     # length; longer rows run in a forward of their own; 0 prefills every row alone. None: by
-    # device (redgraph.decoding.branches.auto_pack_tokens). Same results either way.
+    # device (redgraph.decoding.packing.auto_pack_tokens). Same results either way.
     pack_tokens: int | None = None
 
     def __post_init__(self) -> None:

@@ -21,7 +21,8 @@ from typing import Literal
 
 import torch
 
-from redgraph.decoding.branches import BranchSet, auto_pack_tokens, padded_rationale_rows
+from redgraph.decoding.branches import BranchSet, padded_rationale_rows
+from redgraph.decoding.packing import auto_pack_tokens
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.red import rationale_lambdas, red_scores, sampling_logits
 from redgraph.errors import InputError, check_question, check_rationale

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-from redgraph.decoding.branches import RowGroup, prefill_row
+from redgraph.decoding.rows import RowGroup, prefill_row
 from redgraph.errors import InputError, check_question
 from redgraph.models import prompts
 from redgraph.models.images import ImageInput, ready_image

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from transformers import LogitsProcessor
 
-from redgraph.decoding.branches import BranchSet, auto_pack_tokens, padded_rationale_rows
+from redgraph.decoding.branches import BranchSet, padded_rationale_rows
+from redgraph.decoding.packing import auto_pack_tokens
 from redgraph.decoding.red import rationale_lambdas, red_scores
 from redgraph.errors import ConfigError, UnsupportedError, check_rationale_weight
 
