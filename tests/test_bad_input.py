@@ -159,7 +159,7 @@ def test_text_that_is_not_valid_unicode_is_refused():
 def test_a_checkpoint_path_that_cannot_hold_a_database_is_named_before_any_run(tmp_path, where, message):
     import os
 
-    from redgraph.graphs.run import open_checkpointer
+    from redgraph.graphs.storage import open_checkpointer
 
     if where == "folder":
         where = str(tmp_path)

@@ -197,7 +197,7 @@ def test_what_ask_refuses_about_pages(pdf_path, embedded, tmp_path):
     context = make_context(embedded)
     with pytest.raises(ImageError, match="page must be a whole number from 1 to 2"):
         ask(pdf_path, BARS.question, context, checkpoint="memory", page=3)
-    with pytest.raises(InputError, match="page=2 is for PDF documents"):
+    with pytest.raises(InputError, match="page=2 is for documents"):
         ask(BARS.image(), BARS.question, context, checkpoint="memory", page=2)
     long = tmp_path / "long.pdf"
     long.write_bytes(_pdfium_pdf(*[(100, 100)] * 21))
@@ -300,3 +300,51 @@ def test_damaged_pdfs_end_in_pages_or_an_image_error():
         except ImageError as exc:
             messages.add(str(exc).split(" (")[0])
     assert messages  # some were refused, each by name
+
+
+# --- multi-page TIFF scans, read the same way ---------------------------------------------------
+
+def _tiff(*pages) -> bytes:
+    buffer = io.BytesIO()
+    pages[0].save(buffer, "TIFF", save_all=True, append_images=list(pages[1:]))
+    return buffer.getvalue()
+
+
+def test_a_multi_page_tiff_scan_is_asked_like_a_pdf(embedded, tmp_path):
+    from redgraph.graphs import ask, make_context
+    from redgraph.models.documents import is_document, open_document
+    from redgraph.models.images import load_image
+
+    data = _tiff(DOCUMENT.image(), BARS.image())
+    with open_document(data) as document:
+        assert is_document(data) and document.pages == 2
+        assert render_page(document, 2, target=target_pixels(embedded)).size == BARS.image().size
+    path = tmp_path / "scan.tiff"
+    path.write_bytes(data)
+    result = ask(path, BARS.question, make_context(embedded), checkpoint="memory")
+    assert result.page == 2 and result.answer == BARS.answer
+    assert result.trace.events[0].outputs["image"]["document"]["sha256"] == hashlib.sha256(data).hexdigest()
+    with pytest.raises(ImageError, match="is a TIFF document, not an image"):
+        load_image(data)
+
+
+def test_a_document_data_url_must_declare_what_it_holds():
+    from redgraph.models.images import decode_data_url
+
+    tiff = base64.b64encode(_tiff(BARS.image())).decode()
+    assert decode_data_url("data:image/tiff;base64," + tiff, allow_documents=True)
+    with pytest.raises(ImageError, match="declares image/png but holds TIFF document data; declare image/tiff"):
+        decode_data_url("data:image/png;base64," + tiff, allow_documents=True)
+    with pytest.raises(ImageError, match="declares application/pdf but holds image data"):
+        decode_data_url("data:application/pdf;base64," + base64.b64encode(b"GIF89a...").decode(), allow_documents=True)
+    with pytest.raises(ImageError, match="image/tiff' is not supported here"):
+        decode_data_url("data:image/tiff;base64," + tiff)  # where only images are taken
+
+
+def test_a_tiff_frame_beyond_the_pixel_limit_is_refused_before_it_is_read(monkeypatch):
+    from redgraph.models import images
+    from redgraph.models.documents import open_tiff
+
+    monkeypatch.setattr(images, "DEFAULT_MAX_PIXELS", 100)
+    with open_tiff(_tiff(BARS.image())) as document, pytest.raises(ImageError, match="above the limit of 100"):
+        render_page(document, 1, target=50)

@@ -335,7 +335,7 @@ def test_graph_with_fake_chat_models_as_reasoner_and_critic(image_path):
 def test_the_checkpoint_file_is_in_wal_mode_without_an_fsync_per_commit(tmp_path):
     # What makes the kill-and-resume test above hold with fewer fsyncs: committed WAL transactions
     # survive a killed process whatever the synchronous level.
-    from redgraph.graphs.run import open_checkpointer
+    from redgraph.graphs.storage import open_checkpointer
 
     saver = open_checkpointer(tmp_path / "c.sqlite")
     try:

@@ -304,7 +304,7 @@ BAD_REQUESTS = {
     "lone surrogate question": (dict(raw=json.dumps(_with_image(_png_data_url())).replace(
         QUESTION, QUESTION + "\\udc00").encode()), 400, "surrogate"),
     "TIFF declared as PNG": (dict(body=_with_image(_png_data_url(payload=_encoded("TIFF")))), 400,
-                             "TIFF data, not a format redgraph reads"),
+                             "declares image/png but holds TIFF document data"),
     "EPS declared as PNG": (dict(body=_with_image(_png_data_url(payload=_encoded("EPS")))), 400,
                             "EPS data, not a format redgraph reads"),
     "JPEG with a garbage EXIF block": (dict(body=_with_image(_png_data_url("image/jpeg", _garbage_exif_jpeg()),

@@ -58,7 +58,7 @@ def decode(
         if document is not None:
             from redgraph.models.documents import page_image
 
-            image = page_image(document, page, lvlm, f"PDF file {str(image)[:200]!r}")
+            image = page_image(document, page, lvlm, f"document {str(image)[:200]!r}")
         with console.status("decoding ..."):
             result = REDDecoder(lvlm, config).decode(image, question, rationale or ())
     except RedgraphError as exc:
@@ -140,7 +140,7 @@ def ask(
     from redgraph.graphs import ask as run_ask
     from redgraph.graphs import make_context
     from redgraph.data.files import check_writable
-    from redgraph.graphs.run import POSTGRES_SCHEMES
+    from redgraph.graphs.storage import POSTGRES_SCHEMES
     from redgraph.trace.report import write_report
 
     try:
@@ -228,19 +228,19 @@ def check_inputs(image: Path, question: str, rationales, page: int | None = None
     typo costs no wait). Returns a PDF's bytes, None for an image."""
     from redgraph.data.files import read_regular_file
     from redgraph.errors import ImageError, check_question, check_rationale
-    from redgraph.models.documents import is_pdf, open_pdf
+    from redgraph.models.documents import is_document, open_document
     from redgraph.models.images import DEFAULT_MAX_FILE_BYTES, load_image
 
     check_question(question)
     for index, rationale in enumerate(rationales):
         check_rationale(rationale, index)
     data = read_regular_file(image, max_bytes=DEFAULT_MAX_FILE_BYTES, what="image file", error=ImageError)
-    if is_pdf(data):
-        with open_pdf(data, f"PDF file {str(image)[:200]!r}") as document:
+    if is_document(data):
+        with open_document(data, f"document {str(image)[:200]!r}") as document:
             if page is not None:
                 document.check_page(page)
         return data
     if page is not None:
-        raise InputError(f"--page is for PDF documents; {str(image)[:200]!r} is an image")
+        raise InputError(f"--page is for documents (PDF, TIFF); {str(image)[:200]!r} is an image")
     load_image(data)
     return None

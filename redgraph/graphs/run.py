@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import hashlib
 import os
-import sqlite3
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,88 +20,10 @@ from typing import Any
 
 from redgraph.errors import ConfigError, InputError, RedgraphError
 from redgraph.graphs.context import RunContext, make_context
+from redgraph.graphs.storage import open_checkpointer, redgraph_home
 from redgraph.models.images import ImageInput, image_sha256, load_image, load_image_file_digests
 from redgraph.trace.chain import KEY_ENV, Trace, chain_event
 
-
-def redgraph_home() -> Path:
-    """Where checkpoints and stored images go: ``$REDGRAPH_HOME``, else the user's cache folder."""
-    if os.environ.get("REDGRAPH_HOME"):
-        return Path(os.environ["REDGRAPH_HOME"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "redgraph"
-
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-def open_checkpointer(checkpoint: str | os.PathLike[str] | None):
-    """``"memory"`` for an in-memory saver; a ``postgresql://`` URL for LangGraph's PostgreSQL saver
-    (runs shared between processes and machines; ``pip install 'redgraph[postgres]'``); a file path
-    (default: ``redgraph_home()/checkpoints.sqlite``) for LangGraph's SQLite saver."""
-    if checkpoint == "memory":
-        from langgraph.checkpoint.memory import InMemorySaver
-
-        return InMemorySaver()
-    if isinstance(checkpoint, str) and checkpoint.startswith(POSTGRES_SCHEMES):
-        return _postgres_saver(checkpoint)
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    from redgraph.data.files import check_writable
-
-    path = Path(checkpoint) if checkpoint is not None else redgraph_home() / "checkpoints.sqlite"
-    check_writable(path, what="checkpoint file", error=ConfigError)  # not a folder, device (/dev/null), pipe, socket
-    connection = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(str(path), check_same_thread=False)
-        # The saver keeps the file in WAL mode. Without an fsync per commit, every committed
-        # checkpoint still survives the process being killed (SQLite's guarantee for WAL with
-        # synchronous=NORMAL); only a power cut or OS crash can lose the last few.
-        connection.execute("PRAGMA synchronous=NORMAL")
-        saver = SqliteSaver(connection)
-        saver.setup()  # now, not at the first step: a file that is not a writable database fails here
-    except (OSError, sqlite3.Error) as exc:
-        if connection is not None:
-            connection.close()
-        raise ConfigError(f"cannot open the checkpoint file {str(path)[:200]!r} as a SQLite database: {exc}; pass "
-                          "another path or 'memory'") from exc
-    return saver
-
-
-def _postgres_saver(url: str):
-    try:
-        import psycopg
-        from langgraph.checkpoint.postgres import PostgresSaver
-        from psycopg.rows import dict_row
-    except ImportError:
-        raise ConfigError("a postgresql:// checkpoint needs LangGraph's PostgreSQL saver: "
-                          "pip install 'redgraph[postgres]'") from None
-    shown = _without_password(url)
-    try:
-        # The saver's own requirements: autocommit, no server-side prepared statements, rows as dicts.
-        connection = psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise ConfigError(f"cannot connect to the checkpoint database {shown}: {str(exc).strip()}; check the URL and "
-                          "that the server is running, or pass a file path or 'memory'") from exc
-    saver = PostgresSaver(connection)
-    try:
-        saver.setup()  # creates or migrates LangGraph's tables; nothing when they are current
-    except psycopg.Error as exc:
-        connection.close()
-        raise ConfigError(f"cannot set up LangGraph's checkpoint tables in {shown}: {str(exc).strip()}") from exc
-    return saver
-
-
-def _without_password(url: str) -> str:
-    """``url`` as it can be shown in a message: any password replaced by ``***``."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def image_reference(image: ImageInput, store: Path | None = None) -> dict[str, str]:
@@ -203,7 +124,7 @@ def ask(
     """Answer ``question`` about ``image`` through the graph (reason -> critique -> RED answer).
 
     Args:
-        image: path, bytes or PIL image; or a PDF document (path or bytes), read a page at a time.
+        image: path, bytes or PIL image; or a document (a PDF or multi-page TIFF: path or bytes), read a page at a time.
         question: the question.
         context: models and settings (:class:`RunContext`); None builds one with
             :func:`make_context` (the embedded model as answerer, reasoner and critic).
@@ -231,7 +152,7 @@ def ask(
         context.answerer.check_text_length(question, "question")  # before any model work
     document = _document_of(image, page)
     if document is None and page is not None:
-        raise InputError(f"page={page!r} is for PDF documents; this input is an image")
+        raise InputError(f"page={page!r} is for documents (PDF, TIFF); this input is an image")
     saver = open_checkpointer(checkpoint)
     try:
         graph = _compiled_graph().copy(update={"checkpointer": saver})
@@ -355,18 +276,18 @@ MAX_ASKED_PAGES = 20  # with no page named, a document of more pages is refused 
 
 def _document_of(image: ImageInput, page: int | None):
     """The PDF behind ``image`` (a path or bytes), opened; None for an image."""
-    from redgraph.models.documents import is_pdf, open_pdf
+    from redgraph.models.documents import is_document, open_document
     from redgraph.models.images import DEFAULT_MAX_FILE_BYTES
 
     if isinstance(image, (bytes, bytearray)):
-        return open_pdf(bytes(image), "the given PDF") if is_pdf(image) else None
+        return open_document(bytes(image), "the given document") if is_document(image) else None
     if isinstance(image, (str, os.PathLike)):
         from redgraph.data.files import read_regular_file
         from redgraph.errors import ImageError
 
         location = os.fspath(image)
         data = read_regular_file(location, max_bytes=DEFAULT_MAX_FILE_BYTES, what="image file", error=ImageError)
-        return open_pdf(data, f"PDF file {location[:200]!r}") if is_pdf(data) else None
+        return open_document(data, f"document {location[:200]!r}") if is_document(data) else None
     return None
 
 
@@ -389,7 +310,7 @@ def _ask_document(graph, document, page, question, context, *, thread_id, resume
         return _run(graph, None, question, context, thread_id=thread_id, resume=resume, trace_path=trace_path,
                     sign_key=sign_key, on_token=on_token, loaded=load_pdf_page(document, page, context))
     if document.pages > MAX_ASKED_PAGES:
-        raise InputError(f"the PDF has {document.pages} pages; with no page named redgraph asks at most "
+        raise InputError(f"the document has {document.pages} pages; with no page named redgraph asks at most "
                          f"{MAX_ASKED_PAGES}: name the page (page=N, --page N)")
     if resume is not None or context.on_exhausted == "human_review" or context.on_unsure == "human_review":
         raise InputError("human review pauses one run on one page: name the page of the PDF (page=N, --page N)")

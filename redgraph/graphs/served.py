@@ -51,8 +51,6 @@ class ServedInput(_ServedInputRequired, total=False):
 def prepare(state: ServedState, config: RunnableConfig) -> dict[str, Any]:
     """Resolve ``image_input`` into an image reference and name the trace after the thread."""
     from redgraph.errors import check_question
-    from redgraph.graphs.run import image_reference
-    from redgraph.models.images import resolve_image
 
     check_question(state.get("question"))
     update: dict[str, Any] = {}
@@ -74,8 +72,8 @@ def _input_reference(image_input: str, page: int | None) -> dict[str, Any]:
 
     from redgraph.errors import InputError
     from redgraph.graphs.context import resolve_context
-    from redgraph.graphs.run import load_pdf_page, image_reference
-    from redgraph.models.documents import is_pdf, open_pdf
+    from redgraph.graphs.run import image_reference, load_pdf_page
+    from redgraph.models.documents import is_document, open_document
     from redgraph.models.images import resolve_image
 
     resolved = resolve_image(image_input, allow_documents=True)
@@ -86,13 +84,13 @@ def _input_reference(image_input: str, page: int | None) -> dict[str, Any]:
         data = read_regular_file(resolved, max_bytes=DEFAULT_MAX_FILE_BYTES, what="image file")
     else:
         data = resolved
-    if not is_pdf(data):
+    if not is_document(data):
         if page is not None:
-            raise InputError(f"page={page!r} is for PDF documents; image_input is an image")
+            raise InputError(f"page={page!r} is for documents (PDF, TIFF); image_input is an image")
         return image_reference(resolved)
-    with open_pdf(data) as document:
+    with open_document(data) as document:
         if page is None and document.pages > 1:
-            raise InputError(f"the PDF has {document.pages} pages; give 'page' in the input (one run reads one page)")
+            raise InputError(f"the document has {document.pages} pages; give 'page' in the input (one run reads one page)")
         context = resolve_context(get_runtime().context)
         reference, _ = load_pdf_page(document, page if page is not None else 1, context)
     return reference

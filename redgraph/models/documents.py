@@ -1,4 +1,4 @@
-"""Documents as users have them: PDF files, read a page at a time as images.
+"""Documents as users have them: PDF files and multi-page TIFF scans, read a page at a time as images.
 
 A PDF is opened with pypdfium2 (PDFium, self-contained; ``pip install 'redgraph[pdf]'``) and each
 page is rendered at the scale the model reads pictures at (:func:`target_pixels`): a model trained
@@ -6,9 +6,14 @@ on small pictures gets small pages, a model that takes 12M-pixel images gets up 
 page run records is the document's file digest, the page number and the page count
 (:func:`page_reference`), beside the rendered page's pixel digest.
 
+A TIFF (the format scanners write, one frame a page) is read with PIL, frame by frame
+(:func:`open_tiff`), each frame checked as an image is (pixel limit, aspect ratio) and scaled down
+to the same pixel budget; a one-frame TIFF is a one-page document. :func:`open_document` opens
+either by content.
+
 Bounds, each a refusal naming the value: at most :data:`MAX_PAGES` pages in a document, page sides
 up to :data:`MAX_PAGE_POINTS` points (the PDF limit, 200 inches), no encrypted document (decrypt
-it first), nothing that PDFium cannot parse.
+it first), nothing that PDFium or PIL cannot parse.
 
 Example:
     >>> document = open_pdf(Path("report.pdf").read_bytes())  # doctest: +SKIP
@@ -36,9 +41,27 @@ PDF_MAGIC = b"%PDF-"
 _PDFIUM = threading.Lock()  # PDFium is not thread-safe: every call into it holds this lock
 
 
+TIFF_MAGICS = (b"II*\x00", b"MM\x00*")
+
+
 def is_pdf(data: bytes) -> bool:
     """Whether ``data`` is a PDF file (by its header; PDF allows up to 1 KiB of junk before it)."""
     return PDF_MAGIC in bytes(data[:1024])
+
+
+def is_tiff(data: bytes) -> bool:
+    """Whether ``data`` is a TIFF file (by its first four bytes)."""
+    return bytes(data[:4]) in TIFF_MAGICS
+
+
+def is_document(data: bytes) -> bool:
+    """Whether ``data`` is a document redgraph reads a page at a time (a PDF or a TIFF)."""
+    return is_pdf(data) or is_tiff(data)
+
+
+def open_document(data: bytes, what: str = "the document") -> PdfFile | TiffFile:
+    """A PDF or TIFF file's bytes, opened (see :func:`open_pdf`, :func:`open_tiff`)."""
+    return open_tiff(data, what) if is_tiff(data) else open_pdf(data, what)
 
 
 def _pdfium():
@@ -78,6 +101,50 @@ class PdfFile:
             raise ImageError(f"page must be a whole number from 1 to {self.pages} (this document's pages), "
                              f"got {page!r:.40}")
         return page
+
+
+@dataclass(frozen=True)
+class TiffFile:
+    """An opened TIFF: its bytes' sha256, its page (frame) count, and PIL's image."""
+
+    sha256: str
+    pages: int
+    handle: Image.Image
+    check_page = PdfFile.check_page
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def __enter__(self) -> TiffFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_tiff(data: bytes, what: str = "the TIFF") -> TiffFile:
+    """Open a TIFF's bytes (a scan: one frame a page).
+
+    Raises:
+        ImageError: PIL cannot read it, or it has more than :data:`MAX_PAGES` frames.
+    """
+    import io
+    import warnings
+
+    Image.init()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # each frame is checked as it is read
+            opened = Image.open(io.BytesIO(bytes(data)), formats=["TIFF"])
+            count = getattr(opened, "n_frames", 1)
+    except Exception as exc:  # noqa: BLE001 - PIL's TIFF reader raises many types on damaged files
+        raise ImageError(f"{what} cannot be read as a TIFF ({type(exc).__name__}: {str(exc)[:120]}); pass an "
+                         "undamaged file") from None
+    if count > MAX_PAGES:
+        opened.close()
+        raise ImageError(f"{what} has {count} pages, more than the {MAX_PAGES} redgraph reads; split it")
+    return TiffFile(hashlib.sha256(bytes(data)).hexdigest(), count, opened)
 
 
 def open_pdf(data: bytes, what: str = "the PDF") -> PdfFile:
@@ -145,13 +212,16 @@ def target_pixels(lvlm: Any) -> int:
     return max(128 * 128, min(pixels, 4096 * 4096))
 
 
-def render_page(document: PdfFile, page: int, *, target: int = DEFAULT_TARGET_PIXELS) -> Image.Image:
-    """Page ``page`` (1-based) as an RGB image of about ``target`` pixels (between 36 and 300 dpi).
+def render_page(document: PdfFile | TiffFile, page: int, *, target: int = DEFAULT_TARGET_PIXELS) -> Image.Image:
+    """Page ``page`` (1-based) as an RGB image of about ``target`` pixels (a PDF page between 36 and
+    300 dpi; a TIFF frame as scanned, scaled down when it has more).
 
     Raises:
-        ImageError: no such page, or PDFium cannot render it.
+        ImageError: no such page, or it cannot be rendered or read.
     """
     document.check_page(page)
+    if isinstance(document, TiffFile):
+        return _tiff_page(document, page, target)
     width, height = document.sizes[page - 1]
     scale = math.sqrt(target / (width * height))
     scale = min(max(scale, MIN_DPI / 72), MAX_DPI / 72)
@@ -165,8 +235,36 @@ def render_page(document: PdfFile, page: int, *, target: int = DEFAULT_TARGET_PI
     return picture
 
 
-def page_image(data: bytes, page: int | None, lvlm: Any = None, what: str = "the PDF") -> Image.Image:
-    """One page of a PDF's bytes, rendered for ``lvlm`` (:func:`target_pixels`): where one picture is
+def _tiff_page(document: TiffFile, page: int, target: int) -> Image.Image:
+    import warnings
+
+    from redgraph.models.images import DEFAULT_MAX_PIXELS, load_image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            document.handle.seek(page - 1)
+            width, height = document.handle.size  # from the frame's header, before its pixels are read
+            if width * height > DEFAULT_MAX_PIXELS or not width or not height:
+                raise ImageError(f"page {page} of the TIFF is {width}x{height} pixels, above the limit of "
+                                 f"{DEFAULT_MAX_PIXELS}; scan it at a lower resolution")
+            frame = document.handle.copy()
+    except ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL's TIFF decoders raise many types on damaged frames
+        raise ImageError(f"page {page} of the TIFF cannot be read ({type(exc).__name__}: {str(exc)[:120]})") from None
+    picture = load_image(frame)  # the image checks: pixel limit, aspect ratio, modes, orientation
+    pixels = picture.width * picture.height
+    if pixels > target:
+        scale = math.sqrt(target / pixels)
+        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                                 Image.Resampling.LANCZOS)
+    return picture
+
+
+def page_image(data: bytes, page: int | None, lvlm: Any = None, what: str = "the document") -> Image.Image:
+    """One page of a PDF's or TIFF's bytes, rendered for ``lvlm`` (:func:`target_pixels`): where one picture is
     answered (a chat completion, ``redgraph decode``), the page must be named unless there is one.
 
     Raises:
@@ -175,7 +273,7 @@ def page_image(data: bytes, page: int | None, lvlm: Any = None, what: str = "the
     """
     from redgraph.errors import InputError
 
-    with open_pdf(data, what) as document:
+    with open_document(data, what) as document:
         if page is None:
             if document.pages > 1:
                 raise InputError(f"{what} has {document.pages} pages; name the one to read (page=N, --page N)")
@@ -183,10 +281,10 @@ def page_image(data: bytes, page: int | None, lvlm: Any = None, what: str = "the
         return render_page(document, page, target=target_pixels(lvlm) if lvlm is not None else DEFAULT_TARGET_PIXELS)
 
 
-def page_reference(document: PdfFile, page: int) -> dict[str, Any]:
+def page_reference(document: PdfFile | TiffFile, page: int) -> dict[str, Any]:
     """What a run on one page records about its document: the file's sha256, the page and the count."""
     return {"sha256": document.sha256, "page": document.check_page(page), "pages": document.pages}
 
 
-__all__ = ["MAX_PAGES", "PdfFile", "is_pdf", "open_pdf", "page_image", "page_reference", "render_page",
-           "target_pixels"]
+__all__ = ["MAX_PAGES", "PdfFile", "TiffFile", "is_document", "is_pdf", "is_tiff", "open_document", "open_pdf",
+           "open_tiff", "page_image", "page_reference", "render_page", "target_pixels"]

@@ -114,7 +114,7 @@ def _orientation(image: Image.Image, what: str) -> int:
 # data URL or file name says; JPEG includes the multi-picture JPEG that phone cameras write). Anything else
 # PIL could open (TIFF, ICO, PSD, EPS, which would call Ghostscript, ...) is refused by name.
 DATA_URL_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp")
-DOCUMENT_URL_TYPES = ("application/pdf",)  # where documents are taken (graph runs, or with a page named)
+DOCUMENT_URL_TYPES = ("application/pdf", "image/tiff")  # where documents are taken (graph runs, or a page named)
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,(?P<data>.*)", re.S)
 
@@ -155,6 +155,14 @@ def decode_data_url(url: str, *, max_bytes: int | None = None, allow_documents: 
         raise ImageError("the image data URL is empty; put the base64 of an image file after the comma")
     if max_bytes is not None and len(data) > max_bytes:
         raise ImageError(f"the image is {len(data)} bytes, above the limit of {max_bytes}; send a smaller image")
+    if allow_documents:  # a document is read as the type its URL declares, never by content alone
+        found = _format_of(io.BytesIO(data))
+        declared = {"application/pdf": "PDF", "image/tiff": "TIFF"}.get(kind)
+        holds = found if found in ("PDF", "TIFF") else None
+        if holds != declared:
+            raise ImageError(f"the data URL declares {kind} but holds {holds + ' document' if holds else 'image'} "
+                             f"data; declare {'application/pdf' if holds == 'PDF' else 'image/tiff' if holds else 'the image type'}"
+                             " for what it holds")
     return data
 
 
@@ -241,8 +249,8 @@ def _open(stream: io.BytesIO, what: str, max_pixels: int) -> Image.Image:
         raise ImageError(f"{what} is too large to decode safely ({exc}); resize it first") from exc
     except UnidentifiedImageError as exc:  # its text names an internal buffer, not what the user sent
         found = _format_of(stream)
-        if found == "PDF":
-            raise ImageError(f"{what} is a PDF document, not an image: ask about it through the graph (redgraph.ask, "
+        if found in ("PDF", "TIFF"):
+            raise ImageError(f"{what} is a {found} document, not an image: ask about it through the graph (redgraph.ask, "
                              "`redgraph ask`, the server's /v1/redgraph/ask), which reads every page or the page you "
                              "name (page=N, --page N)") from exc
         kind = f"{found} data, not a format redgraph reads" if found else "not a format redgraph reads"

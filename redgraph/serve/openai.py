@@ -29,21 +29,21 @@ async def read_image(reference: str, settings: ServerSettings, *, page: int | No
     off the event loop, since decoding a large image takes a while. A PDF (``application/pdf``) gives
     its page ``page`` rendered for ``lvlm``; with ``whole_document`` (a graph run, which can ask every
     page) the document is only checked, and the picture is None."""
-    from redgraph.models.documents import is_pdf, open_pdf, page_image
+    from redgraph.models.documents import is_document, open_document, page_image
 
     data = await run_in_threadpool(resolve_image, reference, allow_paths=False, allow_documents=True,
                                    allow_remote=settings.allow_remote_images, max_bytes=settings.max_image_bytes)
-    if is_pdf(data):
+    if is_document(data):
         if whole_document:
             def check() -> None:
-                with open_pdf(data) as document:
+                with open_document(data) as document:
                     if page is not None:
                         document.check_page(page)
             await run_in_threadpool(check)
             return data, None
         return data, await run_in_threadpool(page_image, data, page, lvlm)
     if page is not None:
-        raise InputError(f"page={page} is for PDF documents; this image is not one")
+        raise InputError(f"page={page} is for documents (PDF, TIFF); this image is not one")
     return data, await run_in_threadpool(load_image, data, max_pixels=settings.max_image_pixels)
 
 

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from redgraph.errors import MAX_ROUNDS
-from redgraph.graphs.run import redgraph_home, run_graph
+from redgraph.graphs.run import run_graph
+from redgraph.graphs.storage import redgraph_home
 from redgraph.models.images import resolve_image
 
 ImageArg = Annotated[str, Field(description="Path of an image file or a PDF, or either as a data URL "
