@@ -145,7 +145,7 @@ def main() -> None:
     from redgraph.tools import make_ask_image_tool
     from redgraph.trace import Trace, verify_text
     from redgraph.trace.chain import _event_hash
-    from tests.conftest import scene
+    from tests.conftest import json_paths, scene
     from tests.test_server import LiveServer
 
     rng = random.Random(args.seed)
@@ -197,18 +197,8 @@ def main() -> None:
                 event["index"] = number
         return verdict(json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n", True)
 
-    def paths(value, path=()):
-        if isinstance(value, dict):
-            for key, item in value.items():
-                yield (*path, key)
-                yield from paths(item, (*path, key))
-        elif isinstance(value, list):
-            for position, item in enumerate(value):
-                yield (*path, position)
-                yield from paths(item, (*path, position))
-
     valid_data = json.loads(valid)
-    every_path = list(paths(valid_data))
+    every_path = list(json_paths(valid_data))
     retypes = [True, False, None, 0, 1, 2.0, "3", " 1e-05 ", [], {}, -1, 4.5]
 
     def retype_edit() -> str:

@@ -17,7 +17,19 @@ from PIL import Image, ImageDraw  # noqa: E402
 from redgraph.models import FAMILIES, build_tiny_lvlm  # noqa: E402
 
 
-@functools.cache
+def json_paths(value, path=()):
+    """Every location in parsed JSON, depth first: each dict key and list position as a path tuple
+    (the trace tampering tests and benchmarks/fuzz.py edit a trace at each)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield (*path, key)
+            yield from json_paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield (*path, index)
+            yield from json_paths(item, (*path, index))
+
+
 def reference_checkpoint():
     """The 570k reference model (trained outside CI; see BENCHMARKS.md) when this machine has it:
     ``REDGRAPH_REFERENCE_MODEL``, else a sibling ``shared/checkpoints`` folder of the checkout. None
@@ -32,6 +44,7 @@ def reference_checkpoint():
 NO_REFERENCE = "needs the 570k reference checkpoint: set REDGRAPH_REFERENCE_MODEL to its folder"
 
 
+@functools.cache
 def tiny(family: str):
     """One tiny model per family for the whole session (they are never mutated)."""
     return build_tiny_lvlm(family)

@@ -10,6 +10,7 @@ import pytest
 
 from redgraph.errors import InputError
 from redgraph.trace import ModelRef, Trace, json_schema, verify_data, verify_text
+from tests.conftest import json_paths
 
 SCHEMA = Path(__file__).resolve().parent.parent / "redgraph" / "trace" / "trace.schema.json"
 
@@ -206,18 +207,6 @@ def test_a_version_2_trace_written_before_rfc8785_still_verifies_with_its_key():
 
 # --- a strict schema, and a signature over the whole file (issue 37) ---------------------------
 
-def _paths(value, path=()):
-    """Every location in parsed JSON: each dict key and list position, depth first."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield (*path, key)
-            yield from _paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield (*path, index)
-            yield from _paths(item, (*path, index))
-
-
 def _retypings(value):
     """Values of other JSON types (and the same number as the other of int and float) for ``value``."""
     candidates = [True, False, None, 0, 1, 2.0, "3", " 1e-05 ", [], {}, [value], {"v": value}]
@@ -249,7 +238,7 @@ _DELETE = object()
 def test_every_retyping_and_deletion_of_a_keyed_trace_is_caught():
     data = json.loads(_trace(signed=True).to_json())
     tried = 0
-    for path in _paths(data):
+    for path in json_paths(data):
         holder = data
         for step in path[:-1]:
             holder = holder[step]
