@@ -275,24 +275,33 @@ MAX_ASKED_PAGES = 20  # with no page named, a document of more pages is refused 
 
 
 def _document_of(image: ImageInput, page: int | None):
-    """The PDF behind ``image`` (a path or bytes), opened; None for an image."""
+    """The document (PDF or TIFF) behind ``image`` (a path or bytes), opened; None for an image. A
+    file's first KiB decides, so an image file is not read twice."""
     from redgraph.models.documents import is_document, open_document
     from redgraph.models.images import DEFAULT_MAX_FILE_BYTES
 
     if isinstance(image, (bytes, bytearray)):
         return open_document(bytes(image), "the given document") if is_document(image) else None
     if isinstance(image, (str, os.PathLike)):
-        from redgraph.data.files import read_regular_file
+        from redgraph.data.files import check_regular_file, read_regular_file
         from redgraph.errors import ImageError
 
         location = os.fspath(image)
-        data = read_regular_file(location, max_bytes=DEFAULT_MAX_FILE_BYTES, what="image file", error=ImageError)
-        return open_document(data, f"document {location[:200]!r}") if is_document(data) else None
+        check_regular_file(location, max_bytes=DEFAULT_MAX_FILE_BYTES, what="image file", error=ImageError)
+        try:
+            with open(location, "rb") as file:
+                head = file.read(1024)
+        except OSError as exc:
+            raise ImageError(f"image file {location[:200]!r} cannot be read ({exc.strerror}); check the path") from exc
+        if not is_document(head):
+            return None
+        data = read_regular_file(location, max_bytes=DEFAULT_MAX_FILE_BYTES, what="document", error=ImageError)
+        return open_document(data, f"document {location[:200]!r}")
     return None
 
 
 def load_pdf_page(document, page: int, context: RunContext) -> tuple[dict, Any]:
-    """A PDF page rendered for the answerer, saved by content (a resumed run reads it back), and its
+    """A document's page rendered for the answerer, saved by content (a resumed run reads it back), and its
     reference: pixel digest, path, the document's file digest, and the page."""
     from redgraph.models.documents import page_reference, render_page, target_pixels
 
@@ -313,7 +322,7 @@ def _ask_document(graph, document, page, question, context, *, thread_id, resume
         raise InputError(f"the document has {document.pages} pages; with no page named redgraph asks at most "
                          f"{MAX_ASKED_PAGES}: name the page (page=N, --page N)")
     if resume is not None or context.on_exhausted == "human_review" or context.on_unsure == "human_review":
-        raise InputError("human review pauses one run on one page: name the page of the PDF (page=N, --page N)")
+        raise InputError("human review pauses one run on one page: name the page of the document (page=N, --page N)")
     thread_id = thread_id or uuid.uuid4().hex
     results = []
     for number in range(1, document.pages + 1):
