@@ -300,7 +300,7 @@ def _document_of(image: ImageInput, page: int | None):
     return None
 
 
-def load_pdf_page(document, page: int, context: RunContext) -> tuple[dict, Any]:
+def load_document_page(document, page: int, context: RunContext) -> tuple[dict, Any]:
     """A document's page rendered for the answerer, saved by content (a resumed run reads it back), and its
     reference: pixel digest, path, the document's file digest, and the page."""
     from redgraph.models.documents import page_reference, render_page, target_pixels
@@ -317,7 +317,7 @@ def _ask_document(graph, document, page, question, context, *, thread_id, resume
     if page is not None or document.pages == 1:
         page = document.check_page(page if page is not None else 1)
         return _run(graph, None, question, context, thread_id=thread_id, resume=resume, trace_path=trace_path,
-                    sign_key=sign_key, on_token=on_token, loaded=load_pdf_page(document, page, context))
+                    sign_key=sign_key, on_token=on_token, loaded=load_document_page(document, page, context))
     if document.pages > MAX_ASKED_PAGES:
         raise InputError(f"the document has {document.pages} pages; with no page named redgraph asks at most "
                          f"{MAX_ASKED_PAGES}: name the page (page=N, --page N)")
@@ -327,7 +327,7 @@ def _ask_document(graph, document, page, question, context, *, thread_id, resume
     results = []
     for number in range(1, document.pages + 1):
         result = _run(graph, None, question, context, thread_id=f"{thread_id}-page-{number}", resume=None,
-                      trace_path=None, sign_key=None, on_token=None, loaded=load_pdf_page(document, number, context),
+                      trace_path=None, sign_key=None, on_token=None, loaded=load_document_page(document, number, context),
                       close=False)
         results.append(result)
         if on_page is not None:

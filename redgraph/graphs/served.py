@@ -72,7 +72,7 @@ def _input_reference(image_input: str, page: int | None) -> dict[str, Any]:
 
     from redgraph.errors import InputError
     from redgraph.graphs.context import resolve_context
-    from redgraph.graphs.run import image_reference, load_pdf_page
+    from redgraph.graphs.run import image_reference, load_document_page
     from redgraph.models.documents import is_document, open_document
     from redgraph.models.images import resolve_image
 
@@ -92,7 +92,7 @@ def _input_reference(image_input: str, page: int | None) -> dict[str, Any]:
         if page is None and document.pages > 1:
             raise InputError(f"the document has {document.pages} pages; give 'page' in the input (one run reads one page)")
         context = resolve_context(get_runtime().context)
-        reference, _ = load_pdf_page(document, page if page is not None else 1, context)
+        reference, _ = load_document_page(document, page if page is not None else 1, context)
     return reference
 
 
