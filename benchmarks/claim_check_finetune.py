@@ -88,7 +88,8 @@ def main() -> None:
     for name in ("steps", "images", "claims_per_image", "eval_every", "eval_items", "threads"):
         check_whole_number(f"--{name.replace('_', '-')}", getattr(args, name))
 
-    from redgraph.data.synthetic import generate_items, make_item, random_claims
+    from redgraph.data.posing import random_claims
+    from redgraph.data.synthetic import generate_items, make_item
     from redgraph.lab.batches import batch_tensors
     from redgraph.lab.tasks import Example
     from redgraph.lab.losses import example_loss

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from redgraph.data import CATEGORIES, Claim, export_dataset, generate_items, grade_rationale, parse_claim, read_items
-from redgraph.data.synthetic import ALL_CATEGORIES, falsify, make_item, scene_facts, split_of
+from redgraph.data.posing import ALL_CATEGORIES, falsify, scene_facts
+from redgraph.data.synthetic import make_item, split_of
 from redgraph.errors import InputError
 
 ITEMS = {split: list(generate_items(split, 150, seed=0)) for split in ("train", "test")}

@@ -609,7 +609,7 @@ def test_auto_rope_layout_keeps_the_base_s_own_and_a_resumed_run_s(tmp_path):
 
 
 def test_category_weights_set_the_questions_trained_on_and_are_named_in_the_manifest():
-    from redgraph.data.synthetic import ALL_CATEGORIES
+    from redgraph.data.posing import ALL_CATEGORIES
     from redgraph.lab.train_config import format_category_weights, parse_category_weights
 
     weights = parse_category_weights("relation_lr=3, field=0")

@@ -1,9 +1,9 @@
 """Synthetic visual-reasoning data: scenes, labelled claims, items with rationales, GQA-style export."""
 
 from redgraph.data.claims import Claim, grade_rationale, parse_claim, split_sentences
+from redgraph.data.posing import CATEGORIES
 from redgraph.data.scenes import KINDS, draw_scene
 from redgraph.data.synthetic import (
-    CATEGORIES,
     SPLITS,
     SyntheticItem,
     export_dataset,

@@ -24,7 +24,8 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from redgraph.data.claims import grade_rationale
-from redgraph.data.synthetic import SPLITS, SyntheticItem, check_categories, generate_items
+from redgraph.data.posing import check_categories
+from redgraph.data.synthetic import SPLITS, SyntheticItem, generate_items
 from redgraph.decoding.claim_scoring import claim_support
 from redgraph.errors import ConfigError, check_whole_number
 from redgraph.eval.normalize import answers_match

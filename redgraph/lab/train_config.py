@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redgraph.data.synthetic import ALL_CATEGORIES
+from redgraph.data.posing import ALL_CATEGORIES
 from redgraph.errors import ConfigError, check_whole_number
 from redgraph.lab.architecture import ROPE_LAYOUTS, Dimensions
 from redgraph.lab.batches import STREAMS
