@@ -150,7 +150,7 @@ def ask(
         raise ConfigError(f"context must be a RunContext (see make_context), got {type(context).__name__}")
     if hasattr(context.answerer, "check_text_length"):
         context.answerer.check_text_length(question, "question")  # before any model work
-    document = _document_of(image, page)
+    document = open_document_of(image)
     if document is None and page is not None:
         raise InputError(f"page={page!r} is for documents (PDF, TIFF); this input is an image")
     saver = open_checkpointer(checkpoint)
@@ -274,7 +274,7 @@ def _close_trace(trace: Trace, trace_path, sign_key, *, finished: bool) -> None:
 MAX_ASKED_PAGES = 20  # with no page named, a document of more pages is refused (name the page)
 
 
-def _document_of(image: ImageInput, page: int | None):
+def open_document_of(image: ImageInput):
     """The document (PDF or TIFF) behind ``image`` (a path or bytes), opened; None for an image. A
     file's first KiB decides, so an image file is not read twice."""
     from redgraph.models.documents import is_document, open_document

@@ -72,23 +72,16 @@ def _input_reference(image_input: str, page: int | None) -> dict[str, Any]:
 
     from redgraph.errors import InputError
     from redgraph.graphs.context import resolve_context
-    from redgraph.graphs.run import image_reference, load_document_page
-    from redgraph.models.documents import is_document, open_document
+    from redgraph.graphs.run import image_reference, load_document_page, open_document_of
     from redgraph.models.images import resolve_image
 
     resolved = resolve_image(image_input, allow_documents=True)
-    if isinstance(resolved, str):
-        from redgraph.data.files import read_regular_file
-        from redgraph.models.images import DEFAULT_MAX_FILE_BYTES
-
-        data = read_regular_file(resolved, max_bytes=DEFAULT_MAX_FILE_BYTES, what="image file")
-    else:
-        data = resolved
-    if not is_document(data):
+    document = open_document_of(resolved)  # a file's first KiB decides: an image file is read once, later
+    if document is None:
         if page is not None:
             raise InputError(f"page={page!r} is for documents (PDF, TIFF); image_input is an image")
         return image_reference(resolved)
-    with open_document(data) as document:
+    with document:
         if page is None and document.pages > 1:
             raise InputError(f"the document has {document.pages} pages; give 'page' in the input (one run reads one page)")
         context = resolve_context(get_runtime().context)

@@ -73,19 +73,18 @@ def _pdfium():
 
 
 @dataclass(frozen=True)
-class PdfFile:
-    """An opened PDF: its bytes' sha256, its page count and sizes (points), and PDFium's handle."""
+class _Document:
+    """An opened document: its bytes' sha256, its page count, and the library's handle (closed on
+    leaving a ``with`` block)."""
 
     sha256: str
     pages: int
-    sizes: tuple[tuple[float, float], ...]
     handle: Any
 
     def close(self) -> None:
-        with _PDFIUM:
-            self.handle.close()
+        self.handle.close()
 
-    def __enter__(self) -> PdfFile:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -104,22 +103,19 @@ class PdfFile:
 
 
 @dataclass(frozen=True)
-class TiffFile:
-    """An opened TIFF: its bytes' sha256, its page (frame) count, and PIL's image."""
+class PdfFile(_Document):
+    """An opened PDF, with each page's size in points; ``handle`` is PDFium's document."""
 
-    sha256: str
-    pages: int
-    handle: Image.Image
-    check_page = PdfFile.check_page
+    sizes: tuple[tuple[float, float], ...] = ()
 
     def close(self) -> None:
-        self.handle.close()
+        with _PDFIUM:
+            self.handle.close()
 
-    def __enter__(self) -> TiffFile:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+@dataclass(frozen=True)
+class TiffFile(_Document):
+    """An opened TIFF (a scan: one frame a page); ``handle`` is PIL's image."""
 
 
 def open_tiff(data: bytes, what: str = "the TIFF") -> TiffFile:
@@ -173,7 +169,7 @@ def open_pdf(data: bytes, what: str = "the PDF") -> PdfFile:
                 document.close()
                 raise ImageError(f"page {index + 1} of {what} cannot be read ({exc}); pass an undamaged PDF "
                                  "file") from None
-    opened = PdfFile(hashlib.sha256(bytes(data)).hexdigest(), count, tuple(sizes), document)
+    opened = PdfFile(hashlib.sha256(bytes(data)).hexdigest(), count, document, tuple(sizes))
     try:
         if count == 0:
             raise ImageError(f"{what} has no page")
