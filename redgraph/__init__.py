@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from redgraph.errors import (
     ConfigError,
+    ExpertError,
     ImageError,
     InputError,
     ModelLoadError,
@@ -68,6 +69,7 @@ def __getattr__(name: str):
 __all__ = [
     "LVLM",
     "ConfigError",
+    "ExpertError",
     "ImageError",
     "InputError",
     "ModelLoadError",

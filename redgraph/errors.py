@@ -37,6 +37,10 @@ class RemoteModelError(RedgraphError):
     """A remote model (an OpenAI-compatible server, a LangChain chat model) failed or timed out."""
 
 
+class ExpertError(RedgraphError):
+    """An expert beside the model (the critic's OCR engine) failed or ran out of time."""
+
+
 class UnsupportedError(RedgraphError, NotImplementedError):
     """A requested mode or model family is not supported."""
 

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal, Protocol
 
 from redgraph.agents.decompose import Decomposer, GrammarDecomposer, decompose_all
+from redgraph.agents.experts import Combine, Expert, ExpertReading, check_combine, combine
 from redgraph.agents.rationale_text import InjectionFinding, find_injections, split_claims
 from redgraph.decoding.probes import ProbeResult, answer_key
 from redgraph.errors import ConfigError, check_question, check_rationale
@@ -71,6 +72,9 @@ class ClaimCheck:
         p_yes: P(yes) / (P(yes) + P(no)) to "is this statement true?", where it was computed.
         decomposer: which decomposer made the probes.
         status: supported, unsupported, unsure or unchecked (see the module docstring).
+        experts: with experts beside the LVLM, every expert's reading of each probe (the LVLM's
+            first), with whether it counted and the evidence.
+        disagreed: the experts whose sure readings disagreed (the claim is then unsure).
     """
 
     text: str
@@ -81,6 +85,8 @@ class ClaimCheck:
     p_yes: float | None = None
     decomposer: str | None = None
     status: ClaimStatus | None = None  # None: from ``supported`` (supported or unsupported)
+    experts: tuple[ExpertReading, ...] = ()
+    disagreed: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status is None:
@@ -90,7 +96,8 @@ class ClaimCheck:
         """JSON-ready (lists, not tuples), as the graph's state and the trace hold it."""
         probes = [dict(asdict(p), alternatives=None if p.alternatives is None else list(p.alternatives))
                   for p in self.probes]
-        return dict(asdict(self), probes=probes)
+        return dict(asdict(self), probes=probes, experts=[r.to_dict() for r in self.experts],
+                    disagreed=list(self.disagreed))
 
     @property
     def weakest_probe(self) -> ProbeResult | None:
@@ -105,6 +112,9 @@ class _Score:
     p_yes: float | None = None
     decomposer: str | None = None
     unsure: bool = False  # the image cannot tell (an unsure probe, or a picture out of range)
+    status: ClaimStatus | None = None  # decided with experts beside the LVLM (None: from the above)
+    experts: tuple[ExpertReading, ...] = ()
+    disagreed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -211,18 +221,20 @@ class ClaimCritic:
         return self._checks(picture, list(claims), novel=self._picture_range(picture)[1])
 
     def _checks(self, picture, claims: list[str], *, novel: bool = False) -> list[ClaimCheck]:
-        scores = self._score(picture, claims) if claims else []
+        scores = self._score(picture, claims, novel=novel) if claims else []
         checks = []
         for claim, score in zip(claims, scores):
             status = self._claim_status(score, novel)
             supported = score.support >= self.accept_at and status in ("supported", "unchecked")
             checks.append(ClaimCheck(claim, score.support, supported, score.method, score.probes, score.p_yes,
-                                     score.decomposer, status))
+                                     score.decomposer, status, score.experts, score.disagreed))
         return checks
 
     def _claim_status(self, score: _Score, novel: bool) -> ClaimStatus:
         if score.method == "p_yes_fallback" and self.requires_probes:
             return "unchecked"
+        if score.status is not None:  # the experts decided, the LVLM's range among their readings
+            return score.status
         if novel or score.unsure:
             return "unsure"
         return "supported" if score.support >= self.accept_at else "unsupported"
@@ -233,7 +245,7 @@ class ClaimCritic:
     def _load(self, image: ImageInput):
         return ready_image(image)
 
-    def _score(self, picture, claims: list[str]) -> list[_Score]:
+    def _score(self, picture, claims: list[str], *, novel: bool = False) -> list[_Score]:
         raise NotImplementedError
 
 
@@ -251,6 +263,9 @@ class LocalCritic(ClaimCritic):
         calibrated: use the model's fitted calibration (``lvlm.calibration``: temperatures per probe
             family, the ``unsure`` threshold, the picture-range check) where it has one. False reads
             raw supports and never says unsure.
+        experts: experts beside the LVLM (:mod:`redgraph.agents.experts`, e.g. an
+            :class:`~redgraph.agents.experts.OcrExpert`); each probe one of them answers is decided
+            by all the readings, by ``combine`` (``"agree"`` or ``"veto"``). Needs ``scoring="probes"``.
 
     A claim none of the decomposers handles is scored by P(yes) and flagged; a rationale none of
     whose claims they handle is ``unchecked``, never accepted (with ``scoring="p_yes"``, which asks
@@ -258,7 +273,8 @@ class LocalCritic(ClaimCritic):
     """
 
     def __init__(self, lvlm, *, accept_at: float = 0.5, scoring: Scoring = "probes",
-                 decomposers: Sequence[Decomposer] | None = None, calibrated: bool = True) -> None:
+                 decomposers: Sequence[Decomposer] | None = None, calibrated: bool = True,
+                 experts: Sequence[Expert] = (), combine: Combine = "agree") -> None:
         super().__init__(accept_at=accept_at)
         if scoring not in SCORINGS:
             raise ConfigError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
@@ -269,6 +285,14 @@ class LocalCritic(ClaimCritic):
                                   f"{type(decomposer).__name__}")
         if not isinstance(calibrated, bool):
             raise ConfigError(f"calibrated must be True or False, got {calibrated!r}")
+        experts = tuple(experts)
+        for expert in experts:
+            if not isinstance(expert, Expert):
+                raise ConfigError(f"each expert needs a name and a read(picture, probes) method, got {type(expert).__name__}")
+        if experts and scoring != "probes":
+            raise ConfigError(f"experts answer the claims' probes; scoring={scoring!r} asks none (use scoring='probes')")
+        self.experts = experts
+        self.combine = check_combine(combine)
         self.lvlm = lvlm
         self.scoring = scoring
         self.decomposers = decomposers
@@ -302,7 +326,12 @@ class LocalCritic(ClaimCritic):
     def _load(self, image: ImageInput):
         return ready_image(image, max_pixels=self.lvlm.max_image_pixels)
 
-    def _score(self, picture, claims: list[str]) -> list[_Score]:
+    @property
+    def expert_names(self) -> tuple[str, ...]:
+        """Who checks the claims: the LVLM, then the experts beside it."""
+        return ("lvlm", *(e.name for e in self.experts))
+
+    def _score(self, picture, claims: list[str], *, novel: bool = False) -> list[_Score]:
         from redgraph.decoding.claim_scoring import claim_support
         from redgraph.decoding.probes import score_probes
 
@@ -312,11 +341,15 @@ class LocalCritic(ClaimCritic):
         asked = [i for i, (probes, _) in enumerate(decomposed) if probes]
         flat = [probe for i in asked for probe in decomposed[i][0]]
         answers = iter([self._calibrated(r) for r in score_probes(self.lvlm, picture, flat)])
-        results, unsure = {}, {}
+        others = [expert.read(picture, flat) for expert in self.experts]
+        results, unsure, decided, offset = {}, {}, {}, 0
         for i in asked:
             pairs = [next(answers) for _ in decomposed[i][0]]
             results[i] = tuple(r for r, _ in pairs)
             unsure[i] = _unsure_claim([r for r, _ in pairs], [u for _, u in pairs], self.accept_at)
+            if self.experts:
+                decided[i] = self._with_experts(pairs, [read[offset:offset + len(pairs)] for read in others], novel)
+            offset += len(pairs)
         need_p_yes = [i for i in range(len(claims)) if i not in results or self.scoring == "both"]
         p_yes = dict(zip(need_p_yes, claim_support(self.lvlm, picture, [claims[i] for i in need_p_yes])))
         scores = []
@@ -328,9 +361,29 @@ class LocalCritic(ClaimCritic):
             if self.scoring == "both":
                 scores.append(_Score((support + p_yes[index]) / 2, "both", results[index], p_yes[index], decomposer,
                                      unsure[index]))
+            elif index in decided:
+                status, support, readings, disagreed = decided[index]
+                scores.append(_Score(support, "probes", results[index], decomposer=decomposer, status=status,
+                                     experts=readings, disagreed=disagreed))
             else:
                 scores.append(_Score(support, "probes", results[index], decomposer=decomposer, unsure=unsure[index]))
         return scores
+
+    def _with_experts(self, pairs, readings_per_expert, novel: bool):
+        """A claim's status, support, every expert's readings and who disagreed, probe by probe
+        (:func:`redgraph.agents.experts.combine`); a claim is as good as its worst probe."""
+        statuses, supports, kept, disagreed = [], [], [], []
+        for j, (result, image_unsure) in enumerate(pairs):
+            note = "the picture is out of the model's range" if novel else "the image is unsure" if image_unsure else ""
+            own = ExpertReading("lvlm", j, result.image_answer, result.support, not (novel or image_unsure), note=note)
+            theirs = [dataclasses.replace(read[j], probe=j) for read in readings_per_expert if read[j] is not None]
+            status, support, who = combine([own, *theirs], self.accept_at, self.combine)
+            statuses.append(status)
+            supports.append(support)
+            kept += [own, *theirs]
+            disagreed += [name for name in who if name not in disagreed]
+        status = "unsupported" if "unsupported" in statuses else "unsure" if "unsure" in statuses else "supported"
+        return status, min(supports), tuple(kept), tuple(disagreed)
 
 
 def _unsure_claim(results: list[ProbeResult], unsure: list[bool], accept_at: float) -> bool:
@@ -356,7 +409,7 @@ class ChatCritic(ClaimCritic):
             raise ConfigError(f"backend must be an OpenAIReasoner or LangChainReasoner, got {type(backend).__name__}")
         self.backend = backend
 
-    def _score(self, picture, claims: list[str]) -> list[_Score]:
+    def _score(self, picture, claims: list[str], *, novel: bool = False) -> list[_Score]:
         from redgraph.models.prompts import PromptFormat
 
         template = PromptFormat().claim_check
@@ -386,12 +439,29 @@ def critique_text(reviews: Sequence[RationaleReview]) -> str:
 
 
 def _evidence(claim: ClaimCheck) -> str:
-    """What the image said about an unsupported claim, as the critique words it."""
+    """What the image (and the experts beside it) said about an unsupported claim, as the critique words it."""
     probe = claim.weakest_probe
     if probe is not None:
         asked = (f': asked "{probe.question}", the image answers {probe.image_answer or "nothing"} '
                  f"(p {probe.image_probability:.2f})")
+        if claim.experts:
+            return asked + "".join(_reading_text(r) for r in claim.experts if r.probe == _probe_index(claim, probe)) + (
+                f"; the experts disagree ({', '.join(claim.disagreed)})" if claim.disagreed else "")
         return asked + (f"; P(true) = {claim.p_yes:.2f}" if claim.method == "both" else "")
     if claim.method == "p_yes_fallback":
         return f" (P(true) = {claim.support:.2f}; no question could be asked of this claim, so only P(yes) checked it)"
     return f" (P(true) = {claim.support:.2f})"
+
+
+def _probe_index(claim: ClaimCheck, probe: ProbeResult) -> int:
+    return next(i for i, p in enumerate(claim.probes) if p is probe)
+
+
+def _reading_text(reading: ExpertReading) -> str:
+    """An expert's reading as the critique words it (the LVLM's answer is already said)."""
+    if reading.expert == "lvlm":
+        return "" if reading.sure else f" (not counted: {reading.note})"
+    if reading.evidence:
+        said = f'; {reading.expert.upper()} read "{reading.evidence[0].text}" (confidence {reading.evidence[0].confidence:.2f})'
+        return said + ("" if reading.sure else f" (not counted: {reading.note})")
+    return f"; {reading.expert.upper()}: {reading.note}"

@@ -1,0 +1,225 @@
+"""Experts beside the critic's own eyes: each reads the image for a probe and says what it found.
+
+An *expert* gets the image and probes (a question, the claimed answer, the alternatives) and, per
+probe, either abstains (None: not its kind of question) or returns an :class:`ExpertReading`: its
+own answer, its support for the claimed one, whether it is sure enough to count, and its evidence
+(words and their boxes). The LVLM's image branch is always one expert (the local critic scores
+every probe with it); :class:`OcrExpert` is a second, independent one for text probes: titles and
+``Field: value`` lines, read by an OCR engine (:mod:`redgraph.models.ocr`).
+
+How readings combine into a probe's verdict (:func:`combine`), among the experts that are sure:
+
+- ``"agree"`` (the default): all support the claimed answer → supported; all contradict it →
+  unsupported; they disagree → unsure, naming who disagreed. No sure expert → unsure.
+- ``"veto"``: any sure contradiction → unsupported; else any sure support → supported; else unsure.
+
+The LVLM is not sure of a probe whose answer it gives with less than its calibrated
+``unsure_below``, nor of anything on a picture out of its calibrated range; the OCR expert is not
+sure of a line it read with confidence below ``sure_at``, nor of a field it did not find.
+
+Example:
+    >>> expert = OcrExpert()  # doctest: +SKIP
+    >>> [reading] = expert.read(picture, [Probe("What is the total?", "83", family="field")])  # doctest: +SKIP
+    >>> reading.answer, reading.support, reading.evidence[0].text  # doctest: +SKIP
+    ('83', 0.96, 'Total: 83')
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from redgraph.decoding.probes import Probe
+from redgraph.errors import ConfigError
+
+Combine = Literal["agree", "veto"]
+COMBINES: tuple[str, ...] = ("agree", "veto")
+EXPERT_NAMES: tuple[str, ...] = ("lvlm", "ocr")
+ProbeStatus = Literal["supported", "unsupported", "unsure"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What an expert saw: a piece of text and where it is (left, top, right, bottom, in pixels of
+    a picture ``image_size`` large)."""
+
+    text: str
+    box: tuple[int, int, int, int]
+    confidence: float
+    image_size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ExpertReading:
+    """One expert's reading of one probe.
+
+    Attributes:
+        expert: its name (``"lvlm"``, ``"ocr"``).
+        probe: the probe's index among the claim's probes.
+        answer: its own answer to the probe's question (None: it found nothing to read).
+        support: its support for the claimed answer, from 0 to 1.
+        sure: whether the reading counts as evidence.
+        evidence: the text it read and where.
+        note: why it is not sure, in words (empty when it is).
+    """
+
+    expert: str
+    probe: int
+    answer: str | None
+    support: float
+    sure: bool
+    evidence: tuple[Evidence, ...] = ()
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {"expert": self.expert, "probe": self.probe, "answer": self.answer, "support": self.support,
+                "sure": self.sure, "note": self.note,
+                "evidence": [{"text": e.text, "box": list(e.box), "confidence": e.confidence,
+                              "image_size": list(e.image_size)} for e in self.evidence]}
+
+
+@runtime_checkable
+class Expert(Protocol):
+    """Reads probes off an image; None for a probe that is not its kind."""
+
+    name: str
+
+    def read(self, picture, probes: Sequence[Probe]) -> list[ExpertReading | None]: ...
+
+
+def combine(readings: Sequence[ExpertReading], accept_at: float, rule: Combine = "agree") -> tuple[ProbeStatus, float, tuple[str, ...]]:
+    """One probe's status, support and the experts that disagreed, from its experts' readings.
+
+    The support is the least of the sure readings' supports (the LVLM's when none is sure)."""
+    sure = [r for r in readings if r.sure]
+    if not sure:
+        fallback = next((r.support for r in readings if r.expert == "lvlm"), min(r.support for r in readings))
+        return "unsure", fallback, ()
+    support = min(r.support for r in sure)
+    yes = [r.expert for r in sure if r.support >= accept_at]
+    no = [r.expert for r in sure if r.support < accept_at]
+    if rule == "veto":
+        return ("unsupported" if no else "supported"), support, tuple(no) if no and yes else ()
+    if yes and no:
+        return "unsure", support, tuple(sorted({*yes, *no}))
+    return ("supported" if yes else "unsupported"), support, ()
+
+
+def check_combine(rule: object) -> str:
+    if rule not in COMBINES:
+        raise ConfigError(f"combine must be one of {', '.join(COMBINES)}, got {rule!r}")
+    return rule
+
+
+def parse_experts(value: object) -> tuple[str, ...]:
+    """``"lvlm"``, ``"lvlm,ocr"`` or a sequence of those names, checked: the LVLM is always one."""
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"experts must be names such as 'lvlm,ocr', got {value!r}")
+    names = tuple(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
+    unknown = [n for n in names if n not in EXPERT_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown expert {unknown[0]!r}; the experts are {', '.join(EXPERT_NAMES)} (e.g. 'lvlm,ocr')")
+    if "lvlm" not in names:
+        raise ConfigError(f"experts {value!r} leave out the model's own eyes; the LVLM (lvlm) is always one expert: "
+                          "use 'lvlm' or 'lvlm,ocr'")
+    return names
+
+
+def make_experts(names: object) -> tuple[Expert, ...]:
+    """The experts beside the LVLM that ``names`` (see :func:`parse_experts`) asks for."""
+    return tuple(OcrExpert() for name in parse_experts(names) if name == "ocr")
+
+
+# --- OCR ---------------------------------------------------------------------------------------
+
+_FIELD_QUESTION = re.compile(r"what is the (.+?)\s*\??", re.IGNORECASE)
+_SEPARATORS = ":-–—=|\t "
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+
+
+def _key(text: str) -> str:
+    """How OCR text and a claimed answer are compared: case, spacing, thousands commas and edge
+    punctuation do not matter."""
+    text = _THOUSANDS.sub("", text.lower())
+    return re.sub(r"\s+", " ", text).strip().strip(".,;:!?'\"()[]").strip()
+
+
+def _field_value(line_text: str, name: str) -> str | None:
+    """What follows the field's name on a line that starts with it (``Total: 83``, ``Total:83``,
+    ``Total 83``, ``Total - 83``, tab-aligned), else None. The name is matched loosely (80% alike),
+    as OCR misreads a letter now and then."""
+    wanted = _key(name)
+    text = " ".join(line_text.split())
+    cut = next((i for i, ch in enumerate(text) if ch in ":=\t–—"), None)
+    candidates = [] if cut is None else [(text[:cut], text[cut + 1:])]
+    words = text.split(" ")
+    size = len(wanted.split())
+    if len(words) > size:
+        candidates.append((" ".join(words[:size]), " ".join(words[size:])))
+    for label, value in candidates:
+        label = _key(label).rstrip(_SEPARATORS)
+        if label and difflib.SequenceMatcher(None, label, wanted).ratio() >= 0.8:
+            return value.strip(_SEPARATORS)
+    return None
+
+
+class OcrExpert:
+    """Answers text probes with an OCR engine: a document's title (its topmost line) and a field's
+    value (what follows the field's name on the first line that starts with it: ``Total: 83``,
+    ``Total 83``, ``Total - 83`` or tab-aligned). Other probes: it abstains.
+
+    Args:
+        engine: an :class:`~redgraph.models.ocr.OcrEngine` (default: Tesseract with its defaults).
+        sure_at: the least line confidence (the engine's, 0-1) for a reading to count as evidence.
+
+    Raises:
+        ConfigError: the OCR engine is not installed (it says what to install).
+    """
+
+    name = "ocr"
+    families = ("title", "field")
+
+    def __init__(self, engine=None, *, sure_at: float = 0.6) -> None:
+        from redgraph.models.ocr import OcrEngine
+
+        if isinstance(sure_at, bool) or not isinstance(sure_at, (int, float)) or not 0.0 <= sure_at <= 1.0:
+            raise ConfigError(f"sure_at must be between 0 and 1, got {sure_at!r}")
+        self.engine = OcrEngine() if engine is None else engine
+        self.sure_at = float(sure_at)
+
+    def read(self, picture, probes: Sequence[Probe]) -> list[ExpertReading | None]:
+        if not any(p.family in self.families for p in probes):
+            return [None] * len(probes)
+        page = self.engine.read(picture)
+        return [self._reading(page, probe, index) if probe.family in self.families else None
+                for index, probe in enumerate(probes)]
+
+    def _reading(self, page, probe: Probe, index: int) -> ExpertReading:
+        if probe.family == "title":
+            if not page.lines:
+                return ExpertReading(self.name, index, None, 0.5, False, note="no text was read on the picture")
+            line = page.lines[0]
+            return self._judge(index, line.text, line, probe.claimed, page.size)
+        match = _FIELD_QUESTION.fullmatch(probe.question.strip())
+        if match is None:
+            return ExpertReading(self.name, index, None, 0.5, False, note="the question names no field")
+        name = match.group(1)
+        for line in page.lines:
+            value = _field_value(line.text, name)
+            if value is not None:
+                return self._judge(index, value, line, probe.claimed, page.size)
+        return ExpertReading(self.name, index, None, 0.5, False, note=f"no line starts with the field name {name!r}")
+
+    def _judge(self, index: int, answer: str, line, claimed: str, size: tuple[int, int]) -> ExpertReading:
+        confidence = line.confidence
+        agrees = bool(answer) and _key(answer) == _key(claimed)
+        support = confidence if agrees else 1.0 - confidence
+        sure = confidence >= self.sure_at and bool(answer)
+        evidence = (Evidence(line.text, line.box, confidence, size),)
+        note = ("" if sure else "the line names the field but no value was read" if not answer
+                else f"read with confidence {confidence:.2f}, below {self.sure_at:.2f}")
+        return ExpertReading(self.name, index, answer or None, round(support, 4), sure, evidence, note)
