@@ -273,7 +273,8 @@ def test_an_over_long_rationale_fails_clearly_and_keeps_the_trace(image_path, tm
 def _verbal(text: str, support: float, supported: bool) -> dict:
     """A claim as a chat critic's verbal yes/no checked it: no probes, no probabilities."""
     return {"text": text, "support": support, "supported": supported, "method": "p_yes", "probes": [],
-            "p_yes": None, "decomposer": None, "status": "supported" if supported else "unsupported"}
+            "p_yes": None, "decomposer": None, "status": "supported" if supported else "unsupported",
+            "experts": [], "disagreed": []}
 
 
 def test_graph_with_fake_chat_models_as_reasoner_and_critic(image_path):

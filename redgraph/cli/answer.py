@@ -116,6 +116,9 @@ def ask(
                                                      "question behind each claim), p_yes or both.")] = "probes",
     decomposer: Annotated[str, typer.Option(help="Turns claims outside the synthetic grammar into questions: grammar "
                                                  "(none), lvlm (the local model) or openai:MODEL (at --base-url).")] = "grammar",
+    experts: Annotated[str, typer.Option(help="Who checks the claims: lvlm (the model's own eyes) or lvlm,ocr (with an "
+                                              "OCR expert for titles and fields: pip install 'redgraph[ocr]' and the "
+                                              "tesseract program).")] = "lvlm",
     rationale_weight: Annotated[float, typer.Option("--lambda", help="RED weight of the accepted rationales.")] = 1.0,
     rationales: Annotated[int, typer.Option("--rationales", "-k", help="Rationales per round.")] = 1,
     rounds: Annotated[int, typer.Option(help="Most reasoning rounds before the policy applies.")] = 2,
@@ -157,7 +160,7 @@ def ask(
             check_writable(checkpoint, what="checkpoint file", error=ConfigError)
         with console.status(f"loading {model or 'the embedded model'} ..."):
             context = make_context(model, reasoner=reasoner, styles=tuple(style) if style else None, base_url=base_url,
-                                   critic_scoring=critic_scoring, decomposer=decomposer,
+                                   critic_scoring=critic_scoring, decomposer=decomposer, experts=experts,
                                    rationale_weight=rationale_weight, rationales=rationales, rounds=rounds,
                                    on_exhausted=on_exhausted, on_unsure=on_unsure, max_new_tokens=max_new_tokens)
         from rich.progress import Progress

@@ -57,6 +57,8 @@ def serve(
 def mcp(
     model: Annotated[Optional[str], typer.Option(help="Checkpoint path or hub id; default: the embedded model.")] = None,
     trace_dir: Annotated[Optional[Path], typer.Option(help="Where ask_image saves traces; default: REDGRAPH_HOME/traces.")] = None,
+    experts: Annotated[str, typer.Option(help="Who checks the claims: lvlm, or lvlm,ocr (with an OCR expert: pip "
+                                              "install 'redgraph[ocr]' and the tesseract program).")] = "lvlm",
 ) -> None:
     """Run the MCP server over stdio (tools: ask_image, verify_trace)."""
     try:
@@ -64,7 +66,7 @@ def mcp(
             from redgraph.tools.mcp import build_server
         except ImportError as exc:
             raise RedgraphError(f"the MCP server needs the mcp package ({exc}); install it: pip install 'redgraph[mcp]'") from exc
-        server = build_server(model, trace_dir=trace_dir)
+        server = build_server(model, trace_dir=trace_dir, experts=experts)
     except RedgraphError as exc:
         fail(exc)
     server.run("stdio")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -91,6 +91,9 @@ class RunContext:
             # How a local critic checks claims, and what turns them into questions.
             "critic_scoring": getattr(self.critic, "scoring", None),
             "decomposers": [d.name for d in getattr(self.critic, "decomposers", ())],
+            # Who checks the claims (the LVLM alone, or with an OCR expert beside it), and how they combine.
+            "experts": list(getattr(self.critic, "expert_names", ())),
+            "combine": getattr(self.critic, "combine", None),
         }
 
 
@@ -105,7 +108,7 @@ def run_setting(state: Mapping[str, Any], context: RunContext, name: str) -> Any
 
 
 # What a JSON context (LangGraph server, Studio) may set: the model and reasoner, and RunContext's settings.
-CONTEXT_SETTINGS = ("model", "reasoner", "base_url", "styles", "critic_scoring", "decomposer", "rationale_weight",
+CONTEXT_SETTINGS = ("model", "reasoner", "base_url", "styles", "critic_scoring", "decomposer", "experts", "rationale_weight",
                     "rationales", "rounds", "on_exhausted", "on_unsure", "max_new_tokens")
 
 
@@ -119,6 +122,7 @@ class ServedContext(TypedDict, total=False):
     styles: list[str]  # prompt-library styles of the reasoner
     critic_scoring: Literal["probes", "p_yes", "both"]
     decomposer: str
+    experts: list[str]  # who checks the claims: ["lvlm"] (the default) or ["lvlm", "ocr"]
     rationale_weight: float
     rationales: int
     rounds: int
@@ -169,6 +173,8 @@ def make_context(
     critic_scoring: str = "probes",
     decomposer: str = "grammar",
     accept_at: float = 0.5,
+    experts: str | Sequence[str] = "lvlm",
+    combine: str = "agree",
     **settings: Any,
 ) -> RunContext:
     """A :class:`RunContext` whose answerer (and local reasoner and critic) is ``model`` (a path,
@@ -181,8 +187,13 @@ def make_context(
     or ``"both"``. ``decomposer``: what turns claims outside the synthetic grammar into probes:
     ``"grammar"`` (none), ``"lvlm"`` (the local model) or ``"openai:MODEL"`` (a chat model at
     ``base_url``, structured output). ``accept_at``: the local critic's support threshold.
+    ``experts``: who checks the claims, ``"lvlm"`` (the model's own eyes) or ``"lvlm,ocr"`` (with an
+    OCR expert beside it for titles and fields: ``pip install 'redgraph[ocr]'`` and the tesseract
+    program); ``combine``: how their readings decide a claim, ``"agree"`` or ``"veto"``
+    (:mod:`redgraph.agents.experts`).
     ``settings`` are RunContext fields (rationale_weight, rationales, rounds, on_exhausted, ...)."""
     from redgraph.agents.critic import LocalCritic
+    from redgraph.agents.experts import check_combine, make_experts, parse_experts
     from redgraph.agents.reasoner import LocalReasoner
     from redgraph.models.loading import LVLM, load_lvlm
 
@@ -190,9 +201,12 @@ def make_context(
         raise ConfigError(f"reasoner {reasoner!r} is not understood; use 'local', 'openai:MODEL' or a reasoner object")
     if isinstance(critic, str) and critic != "local":
         raise ConfigError(f"critic {critic!r} is not understood; use 'local' or a critic object")
-    if not isinstance(critic, str) and (critic_scoring, decomposer, accept_at) != ("probes", "grammar", 0.5):
-        raise ConfigError("critic_scoring, decomposer and accept_at configure the local critic; a critic object was "
-                          "given, so set them on it instead")
+    names = parse_experts(experts)
+    check_combine(combine)
+    if not isinstance(critic, str) and ((critic_scoring, decomposer, accept_at, names, combine)
+                                        != ("probes", "grammar", 0.5, ("lvlm",), "agree")):
+        raise ConfigError("critic_scoring, decomposer, accept_at, experts and combine configure the local critic; a "
+                          "critic object was given, so set them on it instead")
     if not isinstance(decomposer, str) or (decomposer not in ("grammar", "lvlm") and not decomposer.startswith("openai:")):
         raise ConfigError(f"decomposer {decomposer!r} is not understood; use 'grammar', 'lvlm' or 'openai:MODEL'")
     if isinstance(reasoner, str) and reasoner.startswith("openai:"):
@@ -203,7 +217,8 @@ def make_context(
     lvlm = model if isinstance(model, LVLM) else load_lvlm(model)
     if critic == "local":
         critic = LocalCritic(lvlm, accept_at=accept_at, scoring=critic_scoring,
-                             decomposers=_decomposers(decomposer, lvlm, base_url))
+                             decomposers=_decomposers(decomposer, lvlm, base_url), experts=make_experts(names),
+                             combine=combine)
     return RunContext(
         answerer=lvlm,
         reasoner=LocalReasoner(lvlm, styles=styles or ("facts",)) if reasoner == "local" else reasoner,

@@ -134,6 +134,7 @@ def create_app(lvlm, settings: ServerSettings = ServerSettings()) -> FastAPI:
                 rationale_weight=body.rationale_weight, rationales=body.rationales, rounds=body.rounds,
                 on_exhausted=body.on_exhausted, on_unsure=body.on_unsure, max_new_tokens=body.max_new_tokens,
                 should_stop=lambda: stop.is_set() or time.monotonic() > deadline, page=body.page,
+                experts=body.experts,
             ).to_dict()))
             return await _until_done(run, request, stop.set)
         finally:

@@ -116,6 +116,10 @@ class AskRequest(BaseModel):
     on_exhausted: Literal["image_only", "best_supported"] = "image_only"
     on_unsure: Literal["image_only", "rationale"] = "image_only"
     max_new_tokens: int = Field(default=16, ge=1, le=MAX_ANSWER_TOKENS)
+    experts: list[Literal["lvlm", "ocr"]] = Field(
+        default=["lvlm"], min_length=1, max_length=2,
+        description='who checks the claims: ["lvlm"] (the model\'s own eyes) or ["lvlm", "ocr"] (with an OCR expert '
+                    "for titles and fields, where the server has it installed)")
 
 
 def chat_question(messages: list[Message]) -> tuple[str, str]:

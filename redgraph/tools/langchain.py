@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.tools import StructuredTool, ToolException
 from pydantic import BaseModel
 
+from redgraph.agents.experts import make_experts, parse_experts
 from redgraph.errors import RedgraphError
 from redgraph.tools.summary import ImageArg, PageArg, QuestionArg, RationaleArg, RationaleWeightArg, RoundsArg
 
@@ -41,6 +43,7 @@ def make_ask_image_tool(
     trace_dir: str | os.PathLike[str] | None = None,
     allow_remote_images: bool = False,
     name: str = "ask_image",
+    experts: str | Sequence[str] = "lvlm",
 ) -> StructuredTool:
     """A LangChain tool answering questions about images with the rationale graph.
 
@@ -50,10 +53,14 @@ def make_ask_image_tool(
         trace_dir: where traces are saved (default ``redgraph_home()/traces``).
         allow_remote_images: let the calling model pass http(s) image URLs.
         name: the tool's name as the model sees it.
+        experts: who checks the claims: ``"lvlm"`` or ``"lvlm,ocr"`` (see :func:`redgraph.make_context`).
     """
     from redgraph.models.loading import LazyModel
     from redgraph.tools.summary import ask_for_agent
 
+    experts = parse_experts(experts)
+    if "ocr" in experts:
+        make_experts(experts)  # a missing OCR engine is refused now, not at the first call
     loader = LazyModel(model, lvlm=lvlm)
 
     def ask_image(image: str, question: str, rationale: str | None = None, rationale_weight: float = 1.0,
@@ -61,7 +68,7 @@ def make_ask_image_tool(
         try:
             summary = ask_for_agent(loader.get(), image, question, rationale=rationale, trace_dir=trace_dir,
                                     allow_remote_images=allow_remote_images, rationale_weight=rationale_weight,
-                                    rounds=rounds, page=page)
+                                    rounds=rounds, page=page, experts=experts)
         except RedgraphError as exc:
             raise ToolException(f"ask_image failed: {exc}") from exc
         return json.dumps(summary), summary

@@ -15,6 +15,7 @@ Example (a client's configuration)::
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import anyio
@@ -23,6 +24,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 import redgraph
+from redgraph.agents.experts import make_experts, parse_experts
 from redgraph.errors import RedgraphError
 from redgraph.models.loading import LazyModel
 from redgraph.tools.summary import (
@@ -42,8 +44,13 @@ def build_server(
     *,
     lvlm=None,
     trace_dir: str | os.PathLike[str] | None = None,
+    experts: str | Sequence[str] = "lvlm",
 ) -> MCPServer:
-    """The MCP server; the model (``model``, or the embedded one) loads on the first ``ask_image``."""
+    """The MCP server; the model (``model``, or the embedded one) loads on the first ``ask_image``.
+    ``experts``: who checks the claims (``"lvlm"`` or ``"lvlm,ocr"``, see :func:`redgraph.make_context`)."""
+    experts = parse_experts(experts)
+    if "ocr" in experts:
+        make_experts(experts)  # a missing OCR engine is refused now, not at the first call
     loader = LazyModel(model, lvlm=lvlm)
     server = MCPServer(
         "redgraph",
@@ -64,7 +71,7 @@ def build_server(
         try:
             return await anyio.to_thread.run_sync(lambda: ask_for_agent(
                 loader.get(), image, question, rationale=rationale, trace_dir=trace_dir,
-                rationale_weight=rationale_weight, rounds=rounds, page=page))
+                rationale_weight=rationale_weight, rounds=rounds, page=page, experts=experts))
         except RedgraphError as exc:
             raise ToolError(f"ask_image failed: {exc}") from exc
 

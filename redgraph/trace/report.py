@@ -33,11 +33,13 @@ def render_report(state: dict, trace: Trace) -> str:
         image_data = base64.b64encode(Path(image["path"]).read_bytes()).decode()
     checked = verify_text(trace.to_json())
     choice = next((event.outputs for event in trace.events if event.kind == "page_choice"), None)  # a PDF's pages
+    settings = next((event.config for event in trace.events if event.kind == "input"), None) or {}
     return env.get_template("report.html.j2").render(
         question=state.get("question", ""), trace_id=trace.trace_id, events=len(trace.events), chain_ok=checked.ok,
         signed=trace.signature is not None, image=image, image_data=image_data, answer=answer,
         outcome=state.get("outcome"), flags=state.get("flags", []), history=state.get("history", []),
         trace=[e.model_dump(mode="json") for e in trace.events], choice=choice,
+        experts=settings.get("experts") or [], combine=settings.get("combine"),
     )
 
 
