@@ -108,7 +108,7 @@ def _drop_last(data):
 
 
 def _rehash_last(data):
-    from redgraph.trace.chain import _event_hash
+    from redgraph.trace.chain import _event_hash, chain_event
 
     last = data["events"][-1]
     last["outputs"]["answer"] = "blue"
@@ -309,3 +309,14 @@ def test_the_trace_commands_refuse_unreadable_json_without_a_traceback(tmp_path,
     result = CliRunner().invoke(app, ["trace", command, str(path)])
     assert result.exit_code in (2, 3) and result.exception is None or isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output
+
+
+def test_an_event_hash_built_from_its_parts_equals_the_hash_of_the_whole_event():
+    from redgraph.trace.chain import _event_hash, chain_event
+
+    values = [0.1, 1.0, 1e-7, 123456789.5, -0.0, 2 ** 52, "é\u2028\U0001F600", None, True, [], {}, {"b": 1, "a": [1.5]},
+              {"\u00e9": 1, "z": 2, "\U0001F600": 3, "\uff01": 4}]
+    for index, value in enumerate(values):
+        event = chain_event("t", None, index, "node", "kind", inputs={"v": value}, outputs={"v": value, "w": [value]},
+                            config={"c": value}, timings={"seconds": 0.25})
+        assert event["hash"] == _event_hash(event)

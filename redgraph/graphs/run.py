@@ -20,7 +20,7 @@ from typing import Any
 
 from redgraph.errors import ConfigError, InputError, RedgraphError
 from redgraph.graphs.context import RunContext, make_context
-from redgraph.graphs.storage import open_checkpointer, redgraph_home
+from redgraph.graphs.storage import close_checkpointer, open_checkpointer, redgraph_home
 from redgraph.models.images import ImageInput, image_sha256, load_image, load_image_file_digests
 from redgraph.trace.chain import KEY_ENV, Trace, chain_event
 
@@ -163,9 +163,7 @@ def ask(
         return _run(graph, image, question, context, thread_id=thread_id, resume=resume, trace_path=trace_path,
                     sign_key=sign_key, on_token=on_token)
     finally:
-        connection = getattr(saver, "conn", None)
-        if connection is not None:
-            connection.close()
+        close_checkpointer(saver)
 
 
 def run_graph(
