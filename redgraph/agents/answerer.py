@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from redgraph.decoding.config import REDConfig
-from redgraph.decoding.decoder import REDDecoder, REDResult, TokenAttribution
+from redgraph.decoding.decoder import REDDecoder, REDRequest, REDResult, TokenAttribution
+from redgraph.models.combining import combiner_of
 from redgraph.models.images import ImageInput
 
 
@@ -58,10 +59,15 @@ def answer_with_red(
     lambdas = [rationale_weight * w for _, w in kept]
     # The decoder splits a total by relative weights: a total of sum(lambda_k), split by lambda_k,
     # gives each rationale its own lambda_k.
-    config = REDConfig(rationale_weight=sum(lambdas), max_new_tokens=max_new_tokens)
-    callback = None if on_token is None else (lambda _index, token: on_token(token))
-    result = REDDecoder(lvlm, config).decode(
-        image, question, [r for r, _ in kept], rationale_weights=lambdas if kept and sum(lambdas) > 0 else None,
-        on_token=callback, should_stop=should_stop,
-    )
+    # Concurrent answers (graph runs in threads) share one decode_batch: each request carries its
+    # own total, so runs of different supports still batch (redgraph.models.combining).
+    config = REDConfig(rationale_weight=0.0, max_new_tokens=max_new_tokens)
+    request = REDRequest(image, question, tuple(r for r, _ in kept),
+                         tuple(lambdas) if kept and sum(lambdas) > 0 else None, should_stop,
+                         rationale_weight=sum(lambdas))
+
+    def together(requests: list[REDRequest], note) -> list[REDResult]:
+        return REDDecoder(lvlm, config).decode_batch(requests, on_token=note)
+
+    result = combiner_of(lvlm).run(("red", config), request, together, on_note=on_token)
     return Answer(result, tuple(r for r, _ in kept), tuple(w for _, w in kept))

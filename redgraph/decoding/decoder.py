@@ -25,7 +25,7 @@ from redgraph.decoding.branches import BranchSet, padded_rationale_rows
 from redgraph.decoding.packing import auto_pack_tokens
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.red import rationale_lambdas, red_scores, sampling_logits
-from redgraph.errors import InputError, check_question, check_rationale
+from redgraph.errors import InputError, check_question, check_rationale, check_rationale_weight
 from redgraph.models.images import ImageInput
 
 FinishReason = Literal["eos", "stop", "length", "cancelled"]
@@ -44,6 +44,8 @@ class REDRequest:
         should_stop: asked before every step; when it answers True the request ends there, with
             finish reason ``"cancelled"`` (a server's client went away, or its deadline passed),
             and the other requests of the batch go on.
+        rationale_weight: this request's total rationale strength (lambda); None uses the
+            config's. Requests of different strengths then share one batch.
     """
 
     image: ImageInput
@@ -51,6 +53,7 @@ class REDRequest:
     rationales: tuple[str, ...] = ()
     rationale_weights: tuple[float, ...] | None = None
     should_stop: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
+    rationale_weight: float | None = None
 
     def __post_init__(self) -> None:
         # A lone string is one rationale, not a sequence of one-character rationales.
@@ -58,6 +61,8 @@ class REDRequest:
         object.__setattr__(self, "rationales", rationales)
         for index, rationale in enumerate(self.rationales):
             check_rationale(rationale, index if len(self.rationales) > 1 else None)
+        if self.rationale_weight is not None:
+            check_rationale_weight(self.rationale_weight)
 
 
 @dataclass(frozen=True)
@@ -212,7 +217,8 @@ class REDDecoder:
         rows: list[tuple[tuple[int, int], object]] = []  # ((question, branch: -1 image, k rationale k), inputs)
         for q, request in enumerate(requests):
             weights = request.rationale_weights if request.rationale_weights is not None else cfg.rationale_weights
-            lambdas = rationale_lambdas(cfg.rationale_weight, weights, len(request.rationales)) if request.rationales else ()
+            total = cfg.rationale_weight if request.rationale_weight is None else request.rationale_weight
+            lambdas = rationale_lambdas(total, weights, len(request.rationales)) if request.rationales else ()
             lvlm.check_text_length(check_question(request.question), "question")
             for k, rationale in enumerate(request.rationales):  # REDRequest has checked they are texts
                 lvlm.check_text_length(rationale, f"rationale {k}")

@@ -11,14 +11,32 @@ def encode_batch(lvlm, texts: list[str], images):
     return lvlm.processor(text=texts, return_tensors="pt", padding=True, padding_side="left", **kwargs).to(lvlm.device)
 
 
-@torch.inference_mode()
 def generate_text(
     lvlm, texts: list[str], images, max_new_tokens: int, *, temperature: float | None = None, seed: int | None = None
 ) -> list[str]:
     """Answers to chat-rendered prompts in one left-padded batch: greedy, or sampled at ``temperature``.
 
     Sampling is seeded through its own generator state (``seed``), leaving torch's global RNG as it was.
+    Greedy calls made at the same time from several threads (concurrent graph runs) share one
+    batch (:mod:`redgraph.models.combining`); a call alone runs as it is.
     """
+    if temperature is not None:
+        return _generate(lvlm, texts, images, max_new_tokens, temperature=temperature, seed=seed)
+    from redgraph.models.combining import combiner_of
+
+    def together(items: list, _note) -> list[list[str]]:
+        merged = _generate(lvlm, [t for texts_, _ in items for t in texts_],
+                           None if images is None else [i for _, images_ in items for i in images_], max_new_tokens)
+        sizes = iter(len(texts_) for texts_, _ in items)
+        return [[merged.pop(0) for _ in range(next(sizes))] for _ in items]
+
+    return combiner_of(lvlm).run(("generate", max_new_tokens, images is None), (list(texts), images), together)
+
+
+@torch.inference_mode()
+def _generate(
+    lvlm, texts: list[str], images, max_new_tokens: int, *, temperature: float | None = None, seed: int | None = None
+) -> list[str]:
     tokenizer = lvlm.tokenizer
     inputs = encode_batch(lvlm, texts, images)
     lvlm.check_fits(inputs, max_new_tokens, "prompt")  # before the forward, not after minutes of it

@@ -1,0 +1,103 @@
+"""Whole graph runs at once: 8 concurrent runs against 1 at a time, on one loaded model.
+
+    python benchmarks/concurrent_graph.py --json [--runs 16] [--tiny]
+
+Each run is ``redgraph.graphs.run_graph`` (what the server's graph endpoint, the LangChain tool
+and MCP call): the local reasoner writes a rationale, the critic checks it, RED answers, with an
+in-memory checkpointer and the trace. Reported, from one process and one sitting:
+
+- ``runs_per_s_8_vs_1``: graph runs per second with 8 threads running them at once / with one
+  thread running them one after another (the same runs). Goal >= 1.5 on the embedded model and
+  >= 3 on a decode-bound tiny model (``--tiny``: a random Qwen2-VL whose rationales and answers run
+  to their token limits).
+- ``single_run_vs_uncombined``: the median seconds of one run alone with combining on / off
+  (``Combiner.enabled``): what a lone caller pays for it. Goal <= 1.05.
+- ``batch_sizes``: how many jobs the model's combiner ran together in the concurrent phase.
+- ``same_results``: every concurrent run's answer, rationales, supports and verdicts equal the same
+  run's alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--runs", type=int, default=16, help="graph runs in each phase")
+    parser.add_argument("--tiny", action="store_true", help="a tiny random Qwen2-VL (decode-bound) instead of the embedded model")
+    parser.add_argument("--repeats", type=int, default=5, help="lone runs timed with combining on and off")
+    args = parser.parse_args()
+
+    import redgraph
+    from redgraph.data import generate_items
+    from redgraph.graphs.run import run_graph
+    from redgraph.models.combining import combiner_of
+
+    if args.tiny:
+        from redgraph.models import build_tiny_lvlm
+
+        lvlm = build_tiny_lvlm("qwen2_vl")
+        settings = {"max_new_tokens": 24}
+    else:
+        lvlm = redgraph.load_embedded()
+        settings = {}
+    items = list(generate_items("test", args.runs))
+    pictures = [item.image() for item in items]
+
+    def one(index: int) -> dict:
+        result = run_graph(lvlm, pictures[index], items[index].question, **settings)
+        return {"answer": result.answer, "verdict": result.verdict, "outcome": result.outcome,
+                "rationales": [(r["text"], r["support"], r["status"]) for r in result.rationales],
+                "tokens": [t["token_id"] for t in (result.state.get("answer") or {}).get("tokens", [])]}
+
+    combiner = combiner_of(lvlm)
+    one(0)  # warm-up
+    started = time.perf_counter()
+    alone = [one(i) for i in range(args.runs)]
+    serial_s = time.perf_counter() - started
+    combiner.batches.clear()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(one, range(args.runs)))
+    concurrent_s = time.perf_counter() - started
+    batches = Counter(combiner.batches)
+
+    timings = {True: [], False: []}
+    for _ in range(args.repeats):
+        for enabled in (True, False):
+            combiner.enabled = enabled
+            started = time.perf_counter()
+            one(0)
+            timings[enabled].append(time.perf_counter() - started)
+    combiner.enabled = True
+    report = {
+        "model": "tiny qwen2_vl" if args.tiny else "embedded",
+        "runs": args.runs,
+        "runs_per_s_1": round(args.runs / serial_s, 3),
+        "runs_per_s_8": round(args.runs / concurrent_s, 3),
+        "runs_per_s_8_vs_1": round(serial_s / concurrent_s, 3),
+        "single_run_s": round(statistics.median(timings[True]), 4),
+        "single_run_uncombined_s": round(statistics.median(timings[False]), 4),
+        "single_run_vs_uncombined": round(statistics.median(timings[True]) / statistics.median(timings[False]), 3),
+        "batch_sizes": dict(sorted(batches.items())),
+        "same_results": together == alone,
+    }
+    print(json.dumps(report, indent=2) if args.json else report)
+
+
+if __name__ == "__main__":
+    main()
