@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -232,6 +233,33 @@ def test_graph_overhead_smoke_run_prints_the_ratios_and_where_the_time_went():
     assert all(parts[k] > 0 for k in ("models", "checkpoint_writes", "trace"))
     assert parts["image_checks"] >= 0  # about 0.01 ms since ask loads the image once for the nodes
     assert sum(parts.values()) == pytest.approx(1000 * report["ask_seconds_median"], rel=0.5)
+
+
+def test_concurrent_graph_smoke_run_prints_the_ratios_and_the_batches():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "concurrent_graph.py"), "--json", "--tiny", "--runs", "4",
+                           "--repeats", "1"], capture_output=True, text=True, check=True, cwd=ROOT)
+    report = json.loads(done.stdout)
+    assert report["model"] == "tiny qwen2_vl" and report["runs"] == 4
+    assert report["runs_per_s_8_vs_1"] > 0 and report["single_run_vs_uncombined"] > 0
+    assert sum(size * count for size, count in ((int(k), v) for k, v in report["batch_sizes"].items())) >= 8
+    assert report["same_results"] is True
+
+
+def test_ocr_expert_smoke_run_reports_every_source_engine_and_critic():
+    from redgraph.models.ocr import ocr_available
+
+    if ocr_available():
+        if os.environ.get("REDGRAPH_REQUIRE_OCR"):
+            pytest.fail(f"REDGRAPH_REQUIRE_OCR is set but the OCR engine is missing: {ocr_available()}")
+        pytest.skip(ocr_available())
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ocr_expert.py"), "--json", "--items", "2"],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    report = json.loads(done.stdout)
+    for source in ("own", "fonts", "fonts_scan"):
+        assert 0 <= report["engines"][f"tesseract psm 6 (default) | {source}"]["read_exactly"] <= 1
+        for critic in ("lvlm (default)", "lvlm+ocr, agree", "lvlm+ocr, veto"):
+            figures = report["critic"][f"{critic} | {source}"]
+            assert figures["text"]["claims"] > 0 and figures["ms_per_claim"] > 0
 
 
 def test_train_speed_smoke_run_compares_every_setting_with_the_legacy_one():
