@@ -55,10 +55,13 @@ def open_checkpointer(checkpoint: str | os.PathLike[str] | None):
 
 
 def close_checkpointer(saver) -> None:
-    """Release a saver :func:`open_checkpointer` gave: a PostgreSQL connection is closed; a SQLite
-    file's saver stays open for the next run (closed when the process exits)."""
-    if isinstance(saver, _postgres_types()):
-        saver.conn.close()
+    """Release a saver :func:`open_checkpointer` gave: its connection is closed (PostgreSQL), except
+    a SQLite file's, which stays open for the next run (closed when the process exits)."""
+    connection = getattr(saver, "conn", None)
+    with _OPEN_LOCK:
+        held = any(saver is kept for kept, _ in _OPEN.values())
+    if connection is not None and not held:
+        connection.close()
 
 
 _OPEN: dict[str, tuple] = {}  # absolute path -> (SqliteSaver, the file's (device, inode))
@@ -87,14 +90,6 @@ def _close_all() -> None:
         for saver, _ in _OPEN.values():
             saver.conn.close()
         _OPEN.clear()
-
-
-def _postgres_types() -> tuple[type, ...]:
-    try:
-        from langgraph.checkpoint.postgres import PostgresSaver
-    except ImportError:
-        return ()
-    return (PostgresSaver,)
 
 
 def _sqlite_saver(path: Path):

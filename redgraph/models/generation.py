@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 
@@ -27,8 +29,8 @@ def generate_text(
     def together(items: list, _note) -> list[list[str]]:
         merged = _generate(lvlm, [t for texts_, _ in items for t in texts_],
                            None if images is None else [i for _, images_ in items for i in images_], max_new_tokens)
-        sizes = iter(len(texts_) for texts_, _ in items)
-        return [[merged.pop(0) for _ in range(next(sizes))] for _ in items]
+        ends = list(itertools.accumulate(len(texts_) for texts_, _ in items))
+        return [merged[end - len(texts_):end] for end, (texts_, _) in zip(ends, items)]
 
     return combiner_of(lvlm).run(("generate", max_new_tokens, images is None), (list(texts), images), together)
 

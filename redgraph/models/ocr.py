@@ -100,12 +100,6 @@ class OcrEngine:
         self._pages: OrderedDict[str, OcrPage] = OrderedDict()
         self._lock = threading.Lock()
 
-    @property
-    def version(self) -> str:
-        import pytesseract
-
-        return f"tesseract {pytesseract.get_tesseract_version()}"
-
     def read(self, picture: Image.Image) -> OcrPage:
         """The lines on ``picture`` (an RGB PIL image), top to bottom."""
         if not isinstance(picture, Image.Image):
