@@ -23,7 +23,7 @@ from redgraph.lab.architecture import GRID, Dimensions, build_untrained, mrope_s
 from redgraph.lab.batches import batch_tensors
 from redgraph.lab.checkpoints import auto_rope_layout
 from redgraph.lab.evaluate import METRICS, evaluate
-from redgraph.lab.losses import VisionHeads, example_loss
+from redgraph.lab.losses import TARGETS, VisionHeads, example_loss
 from redgraph.lab.tasks import TASKS, make_example
 from redgraph.lab.train import sample_batch, train
 from redgraph.lab.train_config import TrainConfig, format_task_weights, parse_task_weights
@@ -540,7 +540,7 @@ def test_the_interleaved_rope_layout_moves_image_tokens_only():
     with torch.no_grad():
         for model in (blocks, interleaved):
             model.eval()
-        inputs = [{k: v for k, v in batch.items() if k not in ("labels", "scene_targets", "cell_targets")}
+        inputs = [{k: v for k, v in batch.items() if k not in TARGETS}
                   for batch in (text_only, with_image)]
         same_text = [m(**inputs[0]).logits for m in (blocks, interleaved)]
         image = [m(**inputs[1]).logits for m in (blocks, interleaved)]

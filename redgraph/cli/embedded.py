@@ -56,6 +56,15 @@ def embedded_train(
                                                   "slow ones), interleaved (each gets fast ones too, which left/right "
                                                   "needs: BENCHMARKS.md) or auto (the --init-from base's, or a resumed "
                                                   "run's; blocks from scratch). Text is unaffected.")] = "auto",
+    tool_share: Annotated[float, typer.Option(help="Share of bar and document examples shown another tool's drawing "
+                                                   "of their scene (matplotlib charts in seven style sheets, documents "
+                                                   "in real fonts and layouts) instead of the own renderer's (0-1).")]
+    = 0.0,
+    augment: Annotated[float, typer.Option(help="Share of pictures degraded as scans and screenshots are (JPEG 30-95, "
+                                                "blur, rotation, scale and padding; 0-1).")] = 0.0,
+    chart_shards: Annotated[Optional[str], typer.Option(help="A folder of matplotlib charts drawn ahead by `redgraph "
+                                                             "embedded render` (default: drawn as needed, 80-110 ms "
+                                                             "each).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the stopped run saved in OUT_DIR (same settings); it ends "
                                               "with the weights an uninterrupted run gives.")] = False,
     stop_after: Annotated[Optional[int], typer.Option(help="Save and stop after this step of the --steps schedule "
@@ -78,7 +87,8 @@ def embedded_train(
                              warmup_steps=warmup_steps, threads=threads, aux_weight=aux_weight, cell_weight=cell_weight,
                              position_weight=position_weight,
                              precision=precision, data_stream=data_stream, accumulate=accumulate,
-                             init_from=init_from, rope_layout=rope_layout, **weights)
+                             init_from=init_from, rope_layout=rope_layout, tool_share=tool_share, augment=augment,
+                             chart_shards=chart_shards, **weights)
     except RedgraphError as exc:
         fail(exc)
     columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
@@ -173,6 +183,10 @@ def embedded_evaluate(
     categories: Annotated[Optional[str], typer.Option(help="Only these question categories, e.g. "
                                                           "'relation_lr,relation_ab' (the first LIMIT items of them).")]
     = None,
+    source: Annotated[str, typer.Option(help="Who drew the pictures: synthetic (the own renderer, every kind), "
+                                             "matplotlib (bar charts, its default style), fonts (documents in DejaVu "
+                                             "fonts) or heldout (charts and documents in a style sheet and a font "
+                                             "training never draws).")] = "synthetic",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Held-out accuracy: answers from the image, from the gold rationale, rationale facts, claim checks."""
@@ -187,7 +201,7 @@ def embedded_evaluate(
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("evaluating", total=limit)
             chosen = None if categories is None else [c.strip() for c in categories.split(",") if c.strip()]
-            summary = evaluate(lvlm, split=split, limit=limit, seed=seed, categories=chosen,
+            summary = evaluate(lvlm, split=split, limit=limit, seed=seed, categories=chosen, source=source,
                                on_progress=lambda done, total: progress.update(task, completed=done))
     except RedgraphError as exc:
         fail(exc)
@@ -204,6 +218,29 @@ def embedded_evaluate(
         cells[0] += f" [{low:.2f}-{high:.2f}]"
         table.add_row(kind, *cells)
     out.print(table)
+
+
+@embedded_app.command("render")
+def embedded_render(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the shards (tar files, WebDataset layout).")],
+    count: Annotated[int, typer.Option(help="Charts to draw.")] = 6000,
+    seed: Annotated[int, typer.Option(help="Seeds the scenes and their looks.")] = 0,
+    workers: Annotated[int, typer.Option(help="Processes drawing at once.")] = 2,
+    shard_size: Annotated[int, typer.Option(help="Charts per shard.")] = 1000,
+) -> None:
+    """Draw training charts with matplotlib ahead of training (`embedded train --chart-shards OUT_DIR`)."""
+    from rich.progress import Progress
+
+    from redgraph.lab.pictures import render_shards
+
+    try:
+        with Progress(console=console) as progress:
+            task = progress.add_task("drawing charts", total=count)
+            description = render_shards(out_dir, count, seed=seed, workers=workers, shard_size=shard_size,
+                                        on_progress=lambda done, total: progress.update(task, completed=done))
+    except RedgraphError as exc:
+        fail(exc)
+    out.print_json(json.dumps(description))
 
 
 @data_app.command("export")

@@ -135,27 +135,39 @@ def items_of_kind(split: Split, kind: str, count: int, *, seed: int = 0) -> Iter
 
 
 def make_item(split: Split, index: int, *, seed: int = 0,
-              category_weights: Mapping[str, float] | None = None) -> SyntheticItem:
+              category_weights: Mapping[str, float] | None = None, scene: Scene | None = None) -> SyntheticItem:
     """Item ``index`` of ``split``.
 
     Args:
         category_weights: how often each category (``ALL_CATEGORIES``; not named: 1) is asked about,
             relative to the others of its kind; a kind whose categories all weigh 0 is left out of the
             rotation. None (uniform) gives the items of :func:`generate_items`.
+        scene: ask about this scene (of ``split``; a picture drawn before, say) instead of a new one.
+
+    Raises:
+        InputError: ``scene`` is of another split, or ``category_weights`` leave nothing to ask about it.
     """
     rng = random.Random(f"redgraph-synthetic:{seed}:{split}:{index}")
     kinds = KINDS
     if category_weights is not None:
         category_weights = check_category_weights(category_weights)
         kinds = tuple(k for k in KINDS if any(category_weights[c] > 0 for c in CATEGORIES[k]))
-    kind = kinds[index % len(kinds)]
-    while True:
-        scene = random_scene(kind, rng)
+    if scene is not None:
         if split_of(scene) != split:
-            continue
+            raise InputError(f"the scene given is of the {split_of(scene)} split, not {split}: {scene_to_dict(scene)}")
+        kind = scene.kind
         posed = pose(scene, rng, category_weights)
+        if posed is None:
+            raise InputError(f"the category weights leave no question to ask about the {kind} scene given")
+    else:
+        kind = kinds[index % len(kinds)]
+    while scene is None:
+        candidate = random_scene(kind, rng)
+        if split_of(candidate) != split:
+            continue
+        posed = pose(candidate, rng, category_weights)
         if posed is not None:
-            break
+            scene = candidate
     category, question, answer, gold, misleading, misleading_answer = posed
     other_kind = rng.choice([k for k in KINDS if k != kind])
     while (other := pose(random_scene(other_kind, rng), rng)) is None:

@@ -3,16 +3,24 @@
 The project's own renderer (:func:`redgraph.data.scenes.draw_scene`) is one look. A user's chart
 comes from matplotlib and a user's document from a word processor; these renderers draw the
 same scene records (so every question, rationale and claim label still holds) the way such tools
-do, with randomised sizes, aspect ratios, labels and fonts. They measure how the model and the
-critic do on pictures their training never drew.
+do. Each draws one of three *looks*:
 
-- ``matplotlib``: a bar scene as ``Axes.bar`` draws it in matplotlib's default style, 128-200 px,
-  with or without a title, axis labels and gridlines, the bars in matplotlib's colours of the
-  same names.
-- ``fonts``: a document scene in a DejaVu font that matplotlib's wheel ships (no system font is
-  needed): a title, a rule under it and ``Field: value`` lines, at random sizes and margins.
+- ``default``: what a user's first picture looks like, the pictures the evaluation's
+  ``matplotlib`` and ``fonts`` sources draw. Charts: ``Axes.bar`` in matplotlib's default style,
+  128-200 px, with or without a title, axis labels, tick labels and gridlines, the bars in
+  matplotlib's colours of the same names. Documents: a title, a rule under it and
+  ``Field: value`` lines in a DejaVu Sans or Serif font, at random sizes and margins.
+- ``train``: the randomised world training draws. Charts: seven style sheets, vertical and
+  horizontal bars, value labels, legends, edge colours, bar widths, dpi, aspect ratios from 1:2 to
+  2:1 and y axes that end above 10. Documents: DejaVu Sans and Serif and STIX in several weights,
+  sizes and cases, separators ``": "``, ``" "``, ``" - "`` and tab-aligned columns, centred or
+  left titles, underlines or rules, light coloured paper, two-column layouts and small tables.
+- ``heldout``: the ``train`` look in a family training never draws: the ``ggplot`` style sheet
+  and the DejaVu Sans Mono font. Its figure says how a model does on a tool it never saw.
 
-Both need matplotlib (``pip install 'redgraph[render]'``).
+:func:`degrade` gives any picture what scans and screenshots have (JPEG, blur, a slight rotation,
+scale and padding). Both tools need matplotlib (``pip install 'redgraph[render]'``); the fonts are
+those its wheel ships, so no system font is needed.
 
 Example:
     >>> item, picture = next(tool_items("matplotlib", 1))  # doctest: +SKIP
@@ -28,17 +36,27 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from redgraph.data.scenes import BarScene, DocumentScene, Scene
 from redgraph.data.synthetic import Split, SyntheticItem, items_of_kind
 from redgraph.errors import InputError
 
 TOOLS = ("matplotlib", "fonts")
+LOOKS = ("default", "train", "heldout")
 # Which scene kind each tool draws.
 TOOL_KINDS = {"matplotlib": "bars", "fonts": "document"}
-_FONT_FILES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
-               "DejaVuSansMono.ttf")
+KIND_TOOLS = {kind: tool for tool, kind in TOOL_KINDS.items()}
+# Style sheets and fonts of each look; the held-out ones never appear in another look.
+TRAIN_STYLES = ("default", "classic", "bmh", "seaborn-v0_8-whitegrid", "seaborn-v0_8-darkgrid", "Solarize_Light2",
+                "fivethirtyeight")
+HELDOUT_STYLE = "ggplot"
+DEFAULT_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf")
+TRAIN_FONTS = DEFAULT_FONTS + ("DejaVuSans-Oblique.ttf", "DejaVuSerif-Italic.ttf", "STIXGeneral.ttf",
+                               "STIXGeneralBol.ttf")
+HELDOUT_FONTS = ("DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf")
+# matplotlib's names for the scenes' colours: its CSS names (the default look) and its tab10 palette.
+_TAB = {"red": "tab:red", "green": "tab:green", "blue": "tab:blue", "purple": "tab:purple", "yellow": "gold"}
 
 
 def _matplotlib():
@@ -49,58 +67,129 @@ def _matplotlib():
     return matplotlib
 
 
-def draw_with(tool: str, scene: Scene, rng: random.Random) -> Image.Image:
-    """``scene`` drawn by ``tool`` (see :data:`TOOLS`), its look drawn from ``rng``.
+def _check(tool: str, look: str) -> None:
+    if tool not in TOOLS:
+        raise InputError(f"unknown drawing tool {tool!r}; choose one of {', '.join(TOOLS)}")
+    if look not in LOOKS:
+        raise InputError(f"unknown look {look!r}; choose one of {', '.join(LOOKS)}")
+
+
+def draw_with(tool: str, scene: Scene, rng: random.Random, *, look: str = "default") -> Image.Image:
+    """``scene`` drawn by ``tool`` (see :data:`TOOLS`) in ``look`` (see :data:`LOOKS`), its details drawn
+    from ``rng``.
 
     Raises:
-        InputError: an unknown tool, or a scene of a kind the tool does not draw.
+        InputError: an unknown tool or look, or a scene of a kind the tool does not draw.
     """
-    if tool not in TOOLS:
-        raise InputError(f"unknown drawing tool {tool!r}; choose one of {', '.join(TOOLS)}")
+    _check(tool, look)
     if scene.kind != TOOL_KINDS[tool]:
         raise InputError(f"the {tool} renderer draws {TOOL_KINDS[tool]} scenes, got a {scene.kind} scene")
-    return _draw_bars(scene, rng) if tool == "matplotlib" else _draw_document(scene, rng)
+    return _draw_bars(scene, rng, look) if tool == "matplotlib" else _draw_document(scene, rng, look)
 
 
-def tool_items(tool: str, count: int, *, split: Split = "test", seed: int = 0) -> Iterator[tuple[SyntheticItem, Image.Image]]:
-    """``count`` items of ``split`` whose scene ``tool`` draws, each with its picture by that tool.
+def tool_items(tool: str, count: int, *, split: Split = "test", seed: int = 0,
+               look: str = "default") -> Iterator[tuple[SyntheticItem, Image.Image]]:
+    """``count`` items of ``split`` whose scene ``tool`` draws, each with its picture by that tool in ``look``.
 
-    The items are :func:`~redgraph.data.synthetic.items_of_kind`'s of the tool's scene kind; the look of each
-    picture is seeded by its question id, so the same arguments give the same pictures.
+    The items are :func:`~redgraph.data.synthetic.items_of_kind`'s of the tool's scene kind; the details of
+    each picture are seeded by its question id and the look, so the same arguments give the same pictures.
     """
-    if tool not in TOOLS:
-        raise InputError(f"unknown drawing tool {tool!r}; choose one of {', '.join(TOOLS)}")
+    _check(tool, look)
     for item in items_of_kind(split, TOOL_KINDS[tool], count, seed=seed):
-        yield item, draw_with(tool, item.scene, random.Random(f"redgraph-tools:{tool}:{item.question_id}"))
+        yield item, picture_of(item, look=look)
 
 
-def _draw_bars(scene: BarScene, rng: random.Random) -> Image.Image:
-    _matplotlib()  # a clear error where it is missing
+def picture_of(item: SyntheticItem, *, look: str = "default") -> Image.Image:
+    """``item``'s scene drawn by the tool that draws its kind, in ``look``, seeded by its question id."""
+    if item.kind not in KIND_TOOLS:
+        raise InputError(f"no drawing tool draws {item.kind} scenes; the tools draw {', '.join(KIND_TOOLS)}")
+    tool = KIND_TOOLS[item.kind]
+    salt = "" if look == "default" else f"{look}:"
+    return draw_with(tool, item.scene, random.Random(f"redgraph-tools:{tool}:{salt}{item.question_id}"), look=look)
+
+
+def degrade(picture: Image.Image, rng: random.Random) -> Image.Image:
+    """``picture`` as a scanner, phone or screenshot gives it: scaled 0.75-1.25x with a margin of up to
+    12 px (half the time), rotated up to 3 degrees (half), slightly blurred (half), then saved as a
+    JPEG of quality 30-95."""
+    out = picture.convert("RGB")
+    background = out.getpixel((0, 0))
+    if rng.random() < 0.5:
+        scale = rng.uniform(0.75, 1.25)
+        size = (max(16, round(out.width * scale)), max(16, round(out.height * scale)))
+        out = out.resize(size, Image.Resampling.BICUBIC)
+        pad = rng.randint(0, 12)
+        canvas = Image.new("RGB", (out.width + 2 * pad, out.height + 2 * pad), background)
+        canvas.paste(out, (pad, pad))
+        out = canvas
+    if rng.random() < 0.5:
+        out = out.rotate(rng.uniform(-3.0, 3.0), resample=Image.Resampling.BICUBIC, expand=True, fillcolor=background)
+    if rng.random() < 0.5:
+        out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 0.8)))
+    buffer = io.BytesIO()
+    out.save(buffer, format="JPEG", quality=rng.randint(30, 95))
+    buffer.seek(0)
+    with Image.open(buffer) as jpeg:
+        return jpeg.convert("RGB")
+
+
+# --- charts -------------------------------------------------------------------------------------
+
+def _draw_bars(scene: BarScene, rng: random.Random, look: str) -> Image.Image:
+    matplotlib = _matplotlib()
+    import matplotlib.style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    dpi = rng.choice((50, 64, 72))
-    width, height = rng.randint(128, 200), rng.randint(128, 200)
-    figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
-    axes = figure.add_subplot()
-    colours = [colour for colour, _ in scene.bars]
-    axes.bar(range(len(scene.bars)), [value for _, value in scene.bars], color=colours,
-             width=rng.uniform(0.5, 0.9))
-    axes.set_ylim(0, 10)
-    axes.set_xticks(range(len(scene.bars)), colours if rng.random() < 0.5 else [""] * len(colours))
-    if rng.random() < 0.5:
-        axes.set_ylabel("value")
-        axes.set_xlabel("colour")
-    if rng.random() < 0.5:
-        axes.set_title(rng.choice(("Values", "Counts", "Results")))
-    if rng.random() < 0.5:
-        axes.grid(axis="y", alpha=0.5)
-    figure.tight_layout(pad=0.3)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    buffer.seek(0)
-    with Image.open(buffer) as png:
-        return png.convert("RGB")
+    style = "default" if look == "default" else HELDOUT_STYLE if look == "heldout" else rng.choice(TRAIN_STYLES)
+    names = [colour for colour, _ in scene.bars]
+    values = [value for _, value in scene.bars]
+    with matplotlib.style.context(style):
+        if look == "default":
+            dpi = rng.choice((50, 64, 72))
+            width, height = rng.randint(128, 200), rng.randint(128, 200)
+            colours, horizontal, bar_width = names, False, rng.uniform(0.5, 0.9)
+        else:
+            dpi = rng.choice((50, 64, 72, 80, 96))
+            width = rng.randint(128, 220)
+            height = max(96, min(256, round(width / rng.uniform(0.5, 2.0))))
+            colours = names if rng.random() < 0.6 else [_TAB[name] for name in names]
+            horizontal, bar_width = rng.random() < 0.25, rng.uniform(0.4, 0.9)
+        figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        places = range(len(values))
+        extra = {}
+        if look != "default" and rng.random() < 0.3:
+            extra = {"edgecolor": rng.choice(("black", "white", "grey")), "linewidth": rng.uniform(0.5, 1.5)}
+        draw = axes.barh if horizontal else axes.bar
+        bars = draw(places, values, rng.uniform(0.4, 0.9) if horizontal else bar_width, color=colours,
+                    label=names, **extra)
+        top = 10 if look == "default" or rng.random() < 0.6 else rng.choice((None, 11, 12))
+        set_limit, set_ticks = (axes.set_xlim, axes.set_yticks) if horizontal else (axes.set_ylim, axes.set_xticks)
+        if top is not None:
+            set_limit(0, top)
+        set_ticks(places, names if rng.random() < 0.5 else [""] * len(names))
+        if horizontal:
+            axes.invert_yaxis()  # the first bar on top
+        if look != "default" and rng.random() < 0.3:
+            axes.bar_label(bars, fontsize=rng.choice((6, 7, 8)))
+        if look != "default" and rng.random() < 0.2:
+            axes.legend(fontsize=6, loc=rng.choice(("upper right", "upper left", "best")))
+        if rng.random() < 0.5:
+            value_axis, name_axis = (axes.set_xlabel, axes.set_ylabel) if horizontal else (axes.set_ylabel, axes.set_xlabel)
+            value_axis("value")
+            name_axis("colour")
+        if rng.random() < 0.5:
+            axes.set_title(rng.choice(("Values", "Counts", "Results")))
+        if rng.random() < 0.5:
+            axes.grid(axis="x" if horizontal else "y", alpha=0.5)
+        figure.tight_layout(pad=0.3)
+        figure.canvas.draw()
+        return Image.frombuffer("RGBA", figure.canvas.get_width_height(), figure.canvas.buffer_rgba()).convert("RGB")
 
+
+# --- documents ----------------------------------------------------------------------------------
 
 @functools.cache
 def _font_path(name: str) -> Path:
@@ -112,12 +201,86 @@ def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(_font_path(name)), size)
 
 
-def _draw_document(scene: DocumentScene, rng: random.Random) -> Image.Image:
+def _draw_document(scene: DocumentScene, rng: random.Random, look: str) -> Image.Image:
+    if look == "default":
+        return _plain_document(scene, rng)
+    fonts = HELDOUT_FONTS if look == "heldout" else TRAIN_FONTS
+    title_font = _font(rng.choice(fonts), rng.randint(13, 24))
+    body_font = _font(rng.choice(fonts), rng.randint(10, 17))
+    title = rng.choice((scene.title.upper(), scene.title.capitalize(), scene.title))
+    case = rng.choice((str.capitalize, str.upper, str.lower))
+    separator = rng.choice((": ", ": ", " ", " - ", "\t"))
+    rows = [(case(name), str(value)) for name, value in scene.fields]
+    layout = rng.choices(("lines", "columns", "table"), weights=(0.7, 0.15, 0.15))[0]
+    paper = (255, 255, 255) if rng.random() < 0.6 else tuple(rng.randint(232, 255) for _ in range(3))
+    ink = rng.choice(((0, 0, 0), (0, 0, 0), (40, 40, 40), (20, 30, 90)))
+    margin_x, margin_y = rng.randint(4, 20), rng.randint(4, 16)
+    gap = rng.randint(4, 10)
+
+    def height_of(text: str, font) -> int:
+        box = font.getbbox(text)
+        return box[3]
+
+    def width_of(text: str, font) -> float:
+        return font.getlength(text)
+
+    label_width = max(width_of(name + ":", body_font) for name, _ in rows)
+    if separator == "\t":
+        texts = [(name + ":", value) for name, value in rows]
+    else:
+        texts = [(name + separator + value, None) for name, value in rows]
+    line_width = max(width_of(t, body_font) + (label_width + 10 + width_of(v, body_font) - width_of(t, body_font)
+                                               if v is not None else 0) for t, v in texts)
+    title_width = width_of(title, title_font)
+    needed_width = 2 * margin_x + max(title_width, line_width if layout != "columns" else line_width * 2 + 16)
+    body_height = len(rows) * (height_of("Hg", body_font) + gap) if layout != "columns" else 2 * (height_of("Hg", body_font) + gap)
+    needed_height = 2 * margin_y + height_of(title, title_font) + 14 + body_height + (8 if layout == "table" else 0)
+    width = max(round(needed_width) + rng.randint(0, 40), rng.randint(128, 200))
+    height = max(round(needed_height) + rng.randint(0, 30), rng.randint(110, 200))
+    image = Image.new("RGB", (width, height), paper)
+    draw = ImageDraw.Draw(image)
+    x = margin_x if rng.random() < 0.7 else max(margin_x, round((width - title_width) / 2))
+    y = margin_y
+    draw.text((x, y), title, font=title_font, fill=ink)
+    y = draw.textbbox((x, y), title, font=title_font)[3] + 4
+    rule = rng.choice(("underline", "rule", "none"))
+    if rule == "underline":
+        draw.line((x, y, min(width - 4, x + round(title_width)), y), fill=ink, width=rng.choice((1, 2)))
+    elif rule == "rule":
+        draw.line((margin_x, y, width - margin_x, y), fill=ink, width=1)
+    y += rng.randint(6, 10)
+    x = margin_x
+    line_height = height_of("Hg", body_font) + gap
+    if layout == "table":
+        column = x + round(label_width) + 12
+        right = column + round(max(width_of(v, body_font) for _, v in rows)) + 8
+        top = y - 3
+        for name, value in rows:
+            draw.text((x + 3, y), name, font=body_font, fill=ink)
+            draw.text((column + 3, y), value, font=body_font, fill=ink)
+            y += line_height
+        for line_y in range(top, y + 1, line_height):
+            draw.line((x, line_y, right, line_y), fill=ink)
+        for line_x in (x, column, right):
+            draw.line((line_x, top, line_x, top + line_height * len(rows)), fill=ink)
+        return image
+    place = [(x, y + index * line_height) for index in range(len(rows))]
+    if layout == "columns":
+        half = round(line_width) + 16
+        place = [(x + (index % 2) * half, y + (index // 2) * line_height) for index in range(len(rows))]
+    for (text, value), (left, top) in zip(texts, place):
+        draw.text((left, top), text, font=body_font, fill=ink)
+        if value is not None:  # tab-aligned: the values in one column
+            draw.text((left + round(label_width) + 10, top), value, font=body_font, fill=ink)
+    return image
+
+
+def _plain_document(scene: DocumentScene, rng: random.Random) -> Image.Image:
     width, height = rng.randint(128, 200), rng.randint(128, 200)
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    title_font = _font(rng.choice(_FONT_FILES), rng.randint(15, 22))
-    body_font = _font(rng.choice(_FONT_FILES), rng.randint(12, 16))
+    title_font = _font(rng.choice(DEFAULT_FONTS), rng.randint(15, 22))
+    body_font = _font(rng.choice(DEFAULT_FONTS), rng.randint(12, 16))
     x, y = rng.randint(4, 16), rng.randint(4, 14)
     title = rng.choice((scene.title.upper(), scene.title.capitalize()))
     draw.text((x, y), title, font=title_font, fill="black")

@@ -18,6 +18,7 @@ import random
 import torch
 
 from redgraph.data.synthetic import make_item
+from redgraph.lab.pictures import training_picture
 from redgraph.lab.scene_labels import CELL_VOCABULARY, VOCABULARY
 from redgraph.lab.tasks import TASKS, Example, make_example
 
@@ -45,7 +46,8 @@ def step_examples(step: int, config, processor, rng: random.Random | None = None
     for offset, item in enumerate(items):
         own = random.Random(f"redgraph-train:{config.seed}:{start + offset}")
         task = own.choices(TASKS, weights=config.task_weights)[0]
-        examples.append(make_example(item, task, processor, own))
+        item, picture = training_picture(item, task, start + offset, config, own)
+        examples.append(make_example(item, task, processor, own, picture))
     return examples
 
 
@@ -152,7 +154,9 @@ def vision_targets(scene_facts: list[tuple[int, ...]], cell_facts: list[tuple[tu
                    ) -> dict[str, torch.Tensor]:
     """The vision heads' multi-hot targets of a batch's images, from each image's
     :func:`~redgraph.lab.scene_labels.scene_labels` and :func:`~redgraph.lab.scene_labels.cell_labels`:
-    ``scene_targets`` (images, ``VOCABULARY``) and ``cell_targets`` (images, cells, ``CELL_VOCABULARY``)."""
+    ``scene_targets`` (images, ``VOCABULARY``), ``cell_targets`` (images, cells, ``CELL_VOCABULARY``) and
+    ``cell_mask`` (images,): 1 where the image has cell labels (the own renderer's pictures; another
+    tool's drawing has none, and its row of ``cell_targets`` is left out of the loss)."""
     scene = torch.zeros((len(scene_facts), len(VOCABULARY)))
     for row, facts in enumerate(scene_facts):
         scene[row, list(facts)] = 1.0
@@ -161,7 +165,8 @@ def vision_targets(scene_facts: list[tuple[int, ...]], cell_facts: list[tuple[tu
              for fact in facts]
     if where:
         cell[tuple(torch.tensor(where).T)] = 1.0  # one indexed write for the whole batch
-    return {"scene_targets": scene, "cell_targets": cell}
+    mask = torch.tensor([1.0 if cells else 0.0 for cells in cell_facts])
+    return {"scene_targets": scene, "cell_targets": cell, "cell_mask": mask}
 
 
 # Stays on the CPU when a batch moves to a GPU: the vision tower only reads its values as Python

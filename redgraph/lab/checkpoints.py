@@ -130,6 +130,12 @@ def train_command(config: TrainConfig) -> str:
         flags.append(f"--init-from {shlex.quote(config.init_from)}")
     if config.category_weight_map is not None:
         flags.append(f"--category-weights {format_category_weights(config.category_weights)}")
+    if config.tool_share:
+        flags.append(f"--tool-share {config.tool_share:g}")
+    if config.augment:
+        flags.append(f"--augment {config.augment:g}")
+    if config.chart_shards is not None:
+        flags.append(f"--chart-shards {shlex.quote(config.chart_shards)}")
     return "redgraph embedded train OUT " + " ".join(flags)
 
 

@@ -11,6 +11,12 @@ Metrics, each per scene kind and overall, on items of one split (``test`` by def
   probability on "yes" than on "no" as its first answer token (the critic's own scoring,
   :func:`redgraph.decoding.claim_scoring.claim_support`).
 
+``source`` says who drew the pictures (:data:`SOURCES`): ``synthetic``, the project's own renderer
+(every scene kind); ``matplotlib``, bar charts in matplotlib's default style; ``fonts``, documents in
+DejaVu fonts; ``heldout``, charts and documents in a style sheet and a font that training never
+draws (``ggplot``, DejaVu Sans Mono: :mod:`redgraph.data.tools`). The questions, rationales and claims
+are the same items' either way.
+
 Answers are compared after GQA-style normalisation of the prediction. ``ci95`` holds each figure's
 95% Wilson interval, in the same layout: 200 items of a kind pin a share near 0.9 only to about
 +-0.04, so two models that differ by less are not told apart by the default 600 items.
@@ -21,7 +27,9 @@ from __future__ import annotations
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+
+from PIL import Image
 
 from redgraph.data.claims import grade_rationale
 from redgraph.data.posing import check_categories
@@ -33,6 +41,7 @@ from redgraph.eval.report import wilson_interval
 from redgraph.models import prompts
 from redgraph.models.generation import generate_text
 
+SOURCES = ("synthetic", "matplotlib", "fonts", "heldout")
 METRICS = ("image_answer_acc", "rationale_answer_acc", "cot_answer_acc", "rationale_fact_acc", "claim_verification_acc")
 
 
@@ -43,6 +52,7 @@ def evaluate(
     limit: int = 600,
     seed: int = 0,
     categories: Sequence[str] | None = None,
+    source: str = "synthetic",
     batch_size: int = 16,
     max_rationale_tokens: int = 64,
     on_progress: Callable[[int, int], None] | None = None,
@@ -55,18 +65,20 @@ def evaluate(
     """
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if source not in SOURCES:
+        raise ConfigError(f"unknown picture source {source!r}; choose one of {', '.join(SOURCES)}")
     check_whole_number("limit", limit)
     started = time.perf_counter()
     if categories is None:
-        items = list(generate_items(split, limit, seed=seed))
+        items = list(itertools.islice(_source_items(split, seed, source), limit))
     else:
         chosen = set(check_categories(categories, ConfigError))
-        wanted = (item for item in generate_items(split, 10**9, seed=seed) if item.category in chosen)
+        wanted = (item for item in _source_items(split, seed, source) if item.category in chosen)
         items = list(itertools.islice(wanted, limit))
     scores: dict[str, list[tuple[SyntheticItem, bool]]] = defaultdict(list)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        images = [item.image() for item in chunk]
+        images = [source_picture(item, source) for item in chunk]
         p = lvlm.processor
         direct = generate_text(lvlm, [prompts.image_branch_text(p, i.question) for i in chunk], images, 8)
         from_rationale = generate_text(
@@ -93,6 +105,7 @@ def evaluate(
     return {
         "model": getattr(lvlm, "name", "model"),
         "split": split,
+        "source": source,
         "categories": None if categories is None else list(categories),
         "items": len(items),
         "claims": len(scores["claim_verification_acc"]),
@@ -103,6 +116,23 @@ def evaluate(
                  "per_kind": per_kind_ci, "per_category": per_category_ci},
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _source_items(split: str, seed: int, source: str) -> Iterator[SyntheticItem]:
+    """``split``'s items in the generator's order, those of the scene kinds ``source`` draws."""
+    from redgraph.data.tools import TOOL_KINDS
+
+    kinds = {"synthetic": None, "heldout": set(TOOL_KINDS.values())}.get(source, {TOOL_KINDS.get(source)})
+    return (item for item in generate_items(split, 10**9, seed=seed) if kinds is None or item.kind in kinds)
+
+
+def source_picture(item: SyntheticItem, source: str) -> Image.Image:
+    """``item``'s picture as ``source`` (one of :data:`SOURCES`) draws it."""
+    if source == "synthetic":
+        return item.image()
+    from redgraph.data.tools import picture_of
+
+    return picture_of(item, look="heldout" if source == "heldout" else "default")
 
 
 def _mean(pairs) -> float:

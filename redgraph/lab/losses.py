@@ -9,6 +9,10 @@ from redgraph.lab.architecture import GRID
 from redgraph.lab.scene_labels import CELL_VOCABULARY, VOCABULARY
 
 
+# What a batch holds for the loss, not for the model's forward.
+TARGETS = ("labels", "scene_targets", "cell_targets", "cell_mask")
+
+
 class VisionHeads(torch.nn.Module):
     """Training-only linear heads on the merged image tokens, dropped after training (the saved model
     is a plain Qwen2-VL):
@@ -29,24 +33,37 @@ class VisionHeads(torch.nn.Module):
         self.cell = torch.nn.Linear(width, len(CELL_VOCABULARY)) if cell_weight > 0 else None
         self.position = torch.nn.Linear(width, 2 * GRID) if position_weight > 0 else None
 
-    def loss(self, tokens: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``tokens``: (images, tokens per image, width), the merged vision output of ``batch``."""
-        loss = torch.zeros((), device=tokens.device)
+    def loss(self, tokens: list[torch.Tensor] | torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``tokens``: each image's merged vision output of ``batch``, (its tokens, width), or one tensor
+        (images, tokens, width) where all have as many; pictures of other sizes than the own renderer's
+        have other counts of tokens."""
+        tokens = list(tokens)
+        device = tokens[0].device
+        loss = torch.zeros((), device=device)
         if self.scene is not None:
-            logits = self.scene(tokens.mean(1)).float()
+            logits = self.scene(torch.stack([t.mean(0) for t in tokens])).float()
             loss = loss + self.aux_weight * torch.nn.functional.binary_cross_entropy_with_logits(
                 logits, batch["scene_targets"])
-        if self.cell is not None:
-            logits = self.cell(tokens).float()
+        mask = batch.get("cell_mask")
+        labelled = list(range(len(tokens))) if mask is None else mask.nonzero().flatten().tolist()
+        if self.cell is not None and labelled:
+            cells = batch["cell_targets"][labelled]
+            if any(tokens[i].shape[0] != cells.shape[1] for i in labelled):
+                raise ValueError(f"the cell head expects {cells.shape[1]} tokens per labelled image")
+            logits = self.cell(torch.stack([tokens[i] for i in labelled])).float()
             per_fact = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, batch["cell_targets"], reduction="none")  # (images, cells, facts)
-            loss = loss + self.cell_weight * per_fact.sum(-1).mean()
+                logits, cells, reduction="none")  # (labelled images, cells, facts)
+            # averaged over all images' cells, so a batch's cell loss weighs its labelled pictures only
+            loss = loss + self.cell_weight * per_fact.sum(-1).mean() * len(labelled) / len(tokens)
         if self.position is not None:
-            images, count, _ = tokens.shape
-            if count != GRID * GRID:
-                raise ValueError(f"the position head expects {GRID * GRID} tokens per image, got {count}")
-            logits = self.position(tokens).float().reshape(images * count, 2, GRID)
-            place = torch.arange(count, device=tokens.device).repeat(images)
+            wrong = sorted({t.shape[0] for t in tokens} - {GRID * GRID})
+            if wrong:
+                raise ValueError(f"the position head expects {GRID * GRID} tokens per image, got "
+                                 f"{', '.join(map(str, wrong))}")
+            stacked = torch.stack(tokens)
+            images, count, _ = stacked.shape
+            logits = self.position(stacked).float().reshape(images * count, 2, GRID)
+            place = torch.arange(count, device=device).repeat(images)
             rows = torch.nn.functional.cross_entropy(logits[:, 0], place // GRID)
             columns = torch.nn.functional.cross_entropy(logits[:, 1], place % GRID)
             loss = loss + self.position_weight * (rows + columns)
@@ -62,7 +79,7 @@ def example_loss(model, batch: dict[str, torch.Tensor], heads: VisionHeads | Non
     is the sum of its micro-batches' losses.
     """
     labels = batch["labels"]
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "scene_targets", "cell_targets")}
+    inputs = {k: v for k, v in batch.items() if k not in TARGETS}
     captured: list[torch.Tensor] = []
     hook = None
     if heads is not None and "scene_targets" in batch:  # any batch with images has them
@@ -83,8 +100,9 @@ def example_loss(model, batch: dict[str, torch.Tensor], heads: VisionHeads | Non
     mask = (shifted != -100).float()
     loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean() * shares[0]
     if captured:
-        images = batch["scene_targets"].shape[0]
-        tokens = captured[0].reshape(images, -1, captured[0].shape[-1])  # (images, tokens, width)
+        merge = model.config.vision_config.spatial_merge_size
+        counts = (batch["image_grid_thw"].prod(-1) // (merge * merge)).tolist()
+        tokens = list(captured[0].split(counts))  # each image's merged tokens
         loss = loss + heads.loss(tokens, batch) * shares[1]
     return loss
 

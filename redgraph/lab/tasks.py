@@ -37,22 +37,27 @@ class Example:
     cell_labels: tuple[tuple[int, ...], ...] = ()  # facts of each image token's square (the cell loss)
 
 
-def make_example(item: SyntheticItem, task: str, processor, rng: random.Random) -> Example:
-    example = _example(item, task, processor, rng)
+def make_example(item: SyntheticItem, task: str, processor, rng: random.Random,
+                 picture: Image.Image | None = None) -> Example:
+    """``task``'s example of ``item``, shown ``picture`` (another tool's drawing of the item's scene,
+    or a degraded one) instead of the project's own drawing where given. Only the own drawing has
+    cell labels: the cell loss knows where its renderer puts things, not where another tool does."""
+    example = _example(item, task, processor, rng, picture)
     if example.image is None:
         return example
     return dataclasses.replace(example, scene_labels=scene_labels(item.scene),
-                               cell_labels=cell_labels(item.scene, CELL))
+                               cell_labels=cell_labels(item.scene, CELL) if picture is None else ())
 
 
-def _example(item: SyntheticItem, task: str, processor, rng: random.Random) -> Example:
+def _example(item: SyntheticItem, task: str, processor, rng: random.Random, picture: Image.Image | None) -> Example:
+    image = None if task == "rationale_answer" else picture if picture is not None else item.image()
     if task == "answer":
-        return Example(task, prompts.image_branch_text(processor, item.question), item.image(), item.answer)
+        return Example(task, prompts.image_branch_text(processor, item.question), image, item.answer)
     if task == "rationale":
-        return Example(task, prompts.rationale_request_text(processor, item.question), item.image(), item.gold_rationale)
+        return Example(task, prompts.rationale_request_text(processor, item.question), image, item.gold_rationale)
     if task == "cot":
         text = prompts.cot_text(processor, item.gold_rationale, item.question)
-        return Example(task, text, item.image(), item.answer)
+        return Example(task, text, image, item.answer)
     if task == "rationale_answer":
         return Example(task, prompts.rationale_branch_text(processor, item.gold_rationale, item.question), None, item.answer)
     if task == "verify":
@@ -60,5 +65,5 @@ def _example(item: SyntheticItem, task: str, processor, rng: random.Random) -> E
         pool = [claim for claim, truth in item.claims if truth == label] or [claim for claim, _ in item.claims]
         claim = rng.choice(pool)
         truth = dict(item.claims)[claim]
-        return Example(task, prompts.claim_check_text(processor, claim), item.image(), "yes" if truth else "no")
+        return Example(task, prompts.claim_check_text(processor, claim), image, "yes" if truth else "no")
     raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")

@@ -20,7 +20,8 @@ AUTO_LAYOUT = "auto"  # the rope layout of the run's base (init_from, or a resum
 ATTENTIONS = ("eager", "sdpa")
 # What a run saved before these settings existed was trained with.
 LEGACY_SETTINGS = {"precision": "float32", "data_stream": 1, "accumulate": 1, "cell_weight": 0.0, "init_from": None,
-           "position_weight": 0.0, "rope_layout": "blocks", "category_weights": [1.0] * len(ALL_CATEGORIES)}
+           "position_weight": 0.0, "rope_layout": "blocks", "category_weights": [1.0] * len(ALL_CATEGORIES),
+           "tool_share": 0.0, "augment": 0.0, "chart_shards": None}
 EMBEDDED_BASE = "embedded"  # init_from's name for the model shipped in the package
 
 
@@ -69,6 +70,13 @@ class TrainConfig:
     # order of ALL_CATEGORIES (a kind whose categories all weigh 0 is not drawn); equal weights give
     # the generator's own items (the shipped model's stages 1-4; stages 5 and 6 weighed them).
     category_weights: tuple[float, ...] = (1.0,) * len(ALL_CATEGORIES)
+    # The share of bar and document examples shown another tool's drawing of their scene (matplotlib's
+    # charts, documents in real fonts; redgraph.data.tools' "train" look) instead of the own renderer's.
+    tool_share: float = 0.0
+    # The share of pictures given a scan or screenshot's degradation (redgraph.data.tools.degrade).
+    augment: float = 0.0
+    # A folder of charts drawn ahead (redgraph.lab.pictures.render_shards); None: drawn as needed.
+    chart_shards: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads", "accumulate", "warmup_steps"):
@@ -104,6 +112,15 @@ class TrainConfig:
         if self.rope_layout not in ROPE_LAYOUTS + (AUTO_LAYOUT,):
             raise ConfigError(f"rope_layout must be one of {', '.join(ROPE_LAYOUTS + (AUTO_LAYOUT,))}, "
                               f"got {self.rope_layout!r}")
+        for name in ("tool_share", "augment"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ConfigError(f"{name} must be a share from 0 to 1, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if (self.tool_share or self.augment) and self.data_stream != 2:
+            raise ConfigError("tool_share and augment need data_stream 2 (stream 1 is the shipped model's own draw)")
+        if self.chart_shards is not None and (not isinstance(self.chart_shards, str) or not self.chart_shards.strip()):
+            raise ConfigError(f"chart_shards must be a folder of chart shards, got {self.chart_shards!r}")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise ConfigError(f"init_from must be a checkpoint folder or {EMBEDDED_BASE!r}, got {self.init_from!r}")
 

@@ -1,0 +1,189 @@
+"""Pictures from other drawing tools in training and evaluation: the looks, the held-out family,
+degradation, the chart shards, the loss over pictures of any shape, evaluation by source."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import tarfile
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from redgraph.cli import app
+from redgraph.data import generate_items
+from redgraph.data.synthetic import make_item, split_of
+from redgraph.data.tools import (
+    HELDOUT_FONTS,
+    HELDOUT_STYLE,
+    TRAIN_FONTS,
+    TRAIN_STYLES,
+    degrade,
+    draw_with,
+    picture_of,
+    tool_items,
+)
+from redgraph.errors import ConfigError, InputError
+from redgraph.lab.architecture import Dimensions, build_untrained
+from redgraph.lab.batches import batch_tensors, step_examples
+from redgraph.lab.evaluate import evaluate
+from redgraph.lab.losses import VisionHeads, example_loss
+from redgraph.lab.pictures import load_shards, render_shards, training_picture
+from redgraph.lab.tasks import make_example
+from redgraph.lab.train import train
+from redgraph.lab.train_config import TrainConfig
+
+SMALL = Dimensions(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, vision_hidden=32,
+                   vision_layers=1, vision_heads=2)
+
+
+def test_the_held_out_family_is_never_drawn_by_another_look(monkeypatch):
+    assert HELDOUT_STYLE not in TRAIN_STYLES and not set(HELDOUT_FONTS) & set(TRAIN_FONTS)
+    import matplotlib.style
+
+    used_styles, used_fonts = [], []
+    real_context = matplotlib.style.context
+    monkeypatch.setattr(matplotlib.style, "context", lambda name: used_styles.append(name) or real_context(name))
+    import redgraph.data.tools as tools
+
+    real_font = tools._font
+    monkeypatch.setattr(tools, "_font", lambda name, size: used_fonts.append(name) or real_font(name, size))
+    for look in ("default", "train"):
+        for _ in tool_items("matplotlib", 6, split="train", look=look):
+            pass
+        for _ in tool_items("fonts", 12, split="train", look=look):
+            pass
+    assert used_styles and HELDOUT_STYLE not in used_styles and len(set(used_styles)) >= 3
+    assert used_fonts and not set(used_fonts) & set(HELDOUT_FONTS)
+    used_styles.clear(), used_fonts.clear()
+    for _ in tool_items("matplotlib", 2, look="heldout"):
+        pass
+    for _ in tool_items("fonts", 4, look="heldout"):
+        pass
+    assert set(used_styles) == {HELDOUT_STYLE} and set(used_fonts) <= set(HELDOUT_FONTS)
+
+
+def test_looks_are_seeded_by_the_question_and_differ_from_each_other():
+    item = next(generate_items("test", 3, start=1))  # a bar chart
+    assert item.kind == "bars"
+    assert picture_of(item).tobytes() == picture_of(item).tobytes()
+    assert picture_of(item).tobytes() != picture_of(item, look="heldout").tobytes()
+    for look in ("default", "train", "heldout"):
+        picture = draw_with("matplotlib", item.scene, random.Random(1), look=look)
+        assert picture.mode == "RGB" and 96 <= min(picture.size) and max(picture.size) <= 256
+    with pytest.raises(InputError, match="unknown look 'fancy'; choose one of default, train, heldout"):
+        draw_with("matplotlib", item.scene, random.Random(0), look="fancy")
+    shapes = next(generate_items("test", 1))
+    with pytest.raises(InputError, match="no drawing tool draws shapes scenes"):
+        picture_of(shapes)
+
+
+def test_documents_in_every_layout_hold_their_text():
+    """Every training layout of a document draws on a page that holds it all: ink reaches no edge."""
+    items = [item for item, _ in zip(generate_items("train", 120), range(120)) if item.kind == "document"]
+    for index, item in enumerate(items):
+        picture = draw_with("fonts", item.scene, random.Random(index), look="train")
+        paper = picture.getpixel((0, 0))
+        width, height = picture.size
+        edges = [picture.getpixel((x, y)) for x in (0, width - 1) for y in range(height)]
+        edges += [picture.getpixel((x, y)) for y in (0, height - 1) for x in range(width)]
+        assert all(pixel == paper for pixel in edges), (index, item.scene)
+
+
+def test_degrade_keeps_the_picture_recognisable_and_varies():
+    item = next(generate_items("test", 3, start=2))
+    picture = item.image()
+    outs = [degrade(picture, random.Random(seed)) for seed in range(6)]
+    assert all(o.mode == "RGB" for o in outs)
+    assert len({o.size for o in outs}) > 1 and all(o.tobytes() != picture.tobytes() for o in outs)
+    assert all(0.6 < o.width / picture.width < 1.6 for o in outs)
+
+
+def test_make_item_asks_about_a_given_scene_of_its_split():
+    scene = next(i.scene for i in generate_items("train", 6) if i.kind == "bars")
+    item = make_item("train", 7, scene=scene)
+    assert item.scene == scene and item.kind == "bars" and item.category in ("tallest", "shortest", "bar_value",
+                                                                              "bar_compare")
+    test_scene = next(generate_items("test", 1)).scene
+    assert split_of(test_scene) == "test"
+    with pytest.raises(InputError, match="the scene given is of the test split, not train"):
+        make_item("train", 0, scene=test_scene)
+
+
+def test_a_run_without_tool_pictures_sees_the_examples_it_always_did():
+    processor = build_untrained(SMALL)[1]
+    plain = TrainConfig(steps=1, batch_size=12, dimensions=SMALL)
+    explicit = dataclasses.replace(plain, tool_share=0.0, augment=0.0)
+    a, b = step_examples(0, plain, processor), step_examples(0, explicit, processor)
+    assert [(e.prompt, e.target, e.image.tobytes() if e.image else None) for e in a] == \
+           [(e.prompt, e.target, e.image.tobytes() if e.image else None) for e in b]
+
+
+def test_tool_pictures_replace_the_own_drawing_of_bars_and_documents_only():
+    processor = build_untrained(SMALL)[1]
+    config = TrainConfig(steps=1, batch_size=24, dimensions=SMALL, tool_share=1.0, task_weights=(1, 0, 0, 0, 0))
+    examples = step_examples(0, config, processor)
+    items = [make_item("train", i) for i in range(24)]
+    for example, item in zip(examples, items):
+        if item.kind == "shapes":
+            assert example.image.size == (128, 128) and len(example.cell_labels) == 64
+        else:
+            assert example.image.tobytes() != item.image().tobytes() and example.cell_labels == ()
+            assert example.scene_labels  # the scene's facts still hold for another tool's drawing
+    assert step_examples(0, config, processor)[1].image.tobytes() == examples[1].image.tobytes()  # reproducible
+    with pytest.raises(ConfigError, match="tool_share must be a share from 0 to 1, got 2"):
+        TrainConfig(tool_share=2)
+    with pytest.raises(ConfigError, match="tool_share and augment need data_stream 2"):
+        TrainConfig(augment=0.5, data_stream=1)
+
+
+def test_chart_shards_round_trip_and_feed_training(tmp_path):
+    description = render_shards(tmp_path / "charts", 5, seed=3, workers=1, shard_size=2)
+    assert description["shards"] == ["charts-00000.tar", "charts-00001.tar", "charts-00002.tar"]
+    with tarfile.open(tmp_path / "charts" / "charts-00000.tar") as tar:
+        assert tar.getnames() == ["000000.png", "000000.json", "000001.png", "000001.json"]
+    pictures = load_shards(str(tmp_path / "charts"))
+    assert len(pictures) == 5 and all(split_of(scene) == "train" for scene, _ in pictures)
+    config = TrainConfig(steps=1, batch_size=4, dimensions=SMALL, tool_share=1.0, chart_shards=str(tmp_path / "charts"))
+    bars = next(i for i in generate_items("train", 3) if i.kind == "bars")
+    item, picture = training_picture(bars, "answer", 1, config, random.Random(0))
+    assert item.scene in [scene for scene, _ in pictures] and picture is not None
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="holds no chart shards .* `redgraph embedded render FOLDER --count N`"):
+        load_shards(str(tmp_path / "empty"))
+    _, manifest = train(None, config)
+    assert manifest["command"].endswith(f"--tool-share 1 --chart-shards {tmp_path / 'charts'}")
+
+
+def test_the_loss_takes_pictures_of_any_shape_and_cells_only_where_labelled():
+    model, processor = build_untrained(SMALL)
+    items = [i for i in generate_items("train", 12) if i.kind != "shapes"][:4]
+    rng = random.Random(0)
+    pictures = [None, picture_of(items[1], look="train"), None, degrade(picture_of(items[3]), rng)]
+    examples = [make_example(item, "answer", processor, rng, picture) for item, picture in zip(items, pictures)]
+    batch = batch_tensors(examples, processor)
+    assert batch["cell_mask"].tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert len(set(batch["image_grid_thw"].prod(-1).tolist())) > 1  # other shapes: other counts of tokens
+    heads = VisionHeads(SMALL.hidden, aux_weight=1.0, cell_weight=1.0)
+    loss = example_loss(model, batch, heads)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert heads.cell.weight.grad.abs().sum() > 0 and heads.scene.weight.grad.abs().sum() > 0
+    unlabelled = dict(batch, cell_mask=torch.zeros(4))
+    heads.zero_grad()
+    example_loss(model, unlabelled, heads).backward()
+    assert heads.cell.weight.grad is None or heads.cell.weight.grad.abs().sum() == 0
+
+
+def test_evaluation_reports_each_picture_source_apart():
+    lvlm, _ = train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL))
+    charts = evaluate(lvlm, limit=2, batch_size=2, source="matplotlib")
+    assert charts["source"] == "matplotlib" and set(charts["per_kind"]) == {"bars"}
+    heldout = evaluate(lvlm, limit=4, batch_size=4, source="heldout")
+    assert set(heldout["per_kind"]) == {"bars", "document"} and heldout["ci95"]["overall"]
+    assert set(evaluate(lvlm, limit=2, batch_size=2, source="fonts")["per_kind"]) == {"document"}
+    with pytest.raises(ConfigError, match="unknown picture source 'photos'; choose one of synthetic, matplotlib"):
+        evaluate(lvlm, limit=1, source="photos")
+    result = CliRunner().invoke(app, ["embedded", "evaluate", "--limit", "1", "--source", "photos"])
+    assert result.exit_code != 0 and "unknown picture source 'photos'" in result.output
