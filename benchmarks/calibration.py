@@ -6,7 +6,8 @@ and (``--write``) fitting that calibration on the validation split into the mode
 
 Before: raw supports (the claimed answer's share among the candidates). After: with the fitted
 temperatures per probe family. Measured on the test split's labelled claims (never used to fit),
-and, for information, on the same scenes drawn by other tools (:mod:`redgraph.data.tools`), where
+and, for information, on the same scenes drawn by other tools (:mod:`redgraph.data.tools`: their default
+look and the held-out family), where
 the picture-range check, not the temperatures, is what keeps answers honest. Also reports the
 fitted ``unsure_below`` and novelty threshold, and the share of pictures each source finds novel.
 """
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--test-items", type=int, default=600, help="test items to measure on")
     parser.add_argument("--tool-items", type=int, default=60, help="items per other drawing tool")
     parser.add_argument("--write", action="store_true", help="fit and save the calibration into the model's folder")
+    parser.add_argument("--tools", action="store_true", help="with --write: fit on other tools' pictures too (a "
+                        "model trained with --tool-share)")
     parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
     args = parser.parse_args(argv)
     from redgraph.data import generate_items
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     lvlm = load_lvlm(args.model)
     if args.write:
-        calibration = fit_calibration(lvlm, items=args.items)
+        calibration = fit_calibration(lvlm, items=args.items, tools=args.tools)
         calibration.save(lvlm.path)
     else:
         calibration = lvlm.calibration
@@ -65,8 +68,10 @@ def main(argv: list[str] | None = None) -> dict:
               "novel_share": {"test": sum(calibration.is_novel(calibration.novelty(lvlm, i.image())) for i in test[:200])
                               / min(200, len(test))}}
     for tool in TOOLS:
-        pairs = list(tool_items(tool, args.tool_items))
-        report["novel_share"][tool] = sum(calibration.is_novel(calibration.novelty(lvlm, p)) for _, p in pairs) / len(pairs)
+        for look in ("default", "heldout"):
+            pairs = list(tool_items(tool, args.tool_items, look=look))
+            name = tool if look == "default" else f"{tool}_heldout"
+            report["novel_share"][name] = sum(calibration.is_novel(calibration.novelty(lvlm, p)) for _, p in pairs) / len(pairs)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -20,6 +20,9 @@ per step; the others use the device's default attention, eager on CPU, unless na
     bf16_accumulate2_cell      bf16 autocast, 2 micro-batches, and the cell loss (``--cell-weight 1``)
     float32_accumulate2        float32, 2 micro-batches (what ``--precision auto`` trains with on a CPU
                                without native bf16)
+    float32_accumulate2_tools_live     the same, 60% of charts and documents drawn by matplotlib and in real
+                                       fonts as needed (``--tool-share 0.6``), a quarter degraded (``--augment``)
+    float32_accumulate2_tools_shards   the same, the charts read from ``--chart-shards`` (drawn ahead)
 
 ``--settings`` runs only the named ones (and ``legacy``, the reference). The report also gives
 ``bf16_matmul_speedup``: the measurement ``--precision auto`` decides by (a bf16 matrix product's
@@ -52,7 +55,10 @@ TINY = Dimensions(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, vis
                   vision_heads=2)
 
 
-def settings(workers: int) -> dict[str, tuple[dict, int, str | None]]:
+TOOLS = {"tool_share": 0.6, "augment": 0.25}
+
+
+def settings(workers: int, shards: str | None = None) -> dict[str, tuple[dict, int, str | None]]:
     """name -> (TrainConfig fields, data workers, attention implementation)"""
     return {
         "legacy": ({"precision": "float32", "data_stream": 1}, 0, "sdpa"),
@@ -63,6 +69,11 @@ def settings(workers: int) -> dict[str, tuple[dict, int, str | None]]:
         "bf16_accumulate2_workers": ({"accumulate": 2}, workers, None),
         "bf16_accumulate2_cell": ({"accumulate": 2, "cell_weight": 1.0}, 0, None),
         "float32_accumulate2": ({"precision": "float32", "accumulate": 2}, 0, None),
+        # the issue-36 mixture: 60% of charts and documents drawn by matplotlib / in real fonts, a quarter
+        # of pictures degraded; charts drawn as needed, or read from --chart-shards (drawn ahead)
+        "float32_accumulate2_tools_live": ({"precision": "float32", "accumulate": 2, **TOOLS}, 0, None),
+        "float32_accumulate2_tools_shards": ({"precision": "float32", "accumulate": 2, **TOOLS, "chart_shards": shards},
+                                             0, None),
     }
 
 
@@ -87,9 +98,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tiny", action="store_true", help="a tiny model: a smoke run for tests")
+    parser.add_argument("--chart-shards", default=None, help="charts drawn ahead (`redgraph embedded render`) for "
+                        "the float32_accumulate2_tools_shards setting")
     parser.add_argument("--settings", default=None, help="comma-separated settings to run (legacy always runs)")
     args = parser.parse_args()
-    chosen = settings(args.workers)
+    chosen = settings(args.workers, args.chart_shards)
+    if args.chart_shards is None:
+        chosen.pop("float32_accumulate2_tools_shards")
     if args.settings is not None:
         names = ["legacy"] + [n.strip() for n in args.settings.split(",") if n.strip() and n.strip() != "legacy"]
         unknown = [n for n in names if n not in chosen]

@@ -272,7 +272,7 @@ def test_train_speed_smoke_run_compares_every_setting_with_the_legacy_one():
     assert report["speedup_vs_legacy"]["legacy"] == 1.0
     assert set(report["examples_per_second"]) == {"legacy", "bf16_sdpa", "bf16", "bf16_workers", "bf16_accumulate2",
                                                   "bf16_accumulate2_workers", "bf16_accumulate2_cell",
-                                                  "float32_accumulate2"}
+                                                  "float32_accumulate2", "float32_accumulate2_tools_live"}
     assert all(rate > 0 for rate in report["examples_per_second"].values()) and report["bf16_matmul_speedup"] > 0
     script = [sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--json", "--tiny", "--steps", "2", "--skip",
               "1", "--batch-size", "2", "--rounds", "1"]
@@ -383,7 +383,21 @@ def test_calibration_smoke_run_measures_the_shipped_calibration_before_and_after
         kinds = report["test"][side]
         assert set(kinds) == {"shapes", "bars", "document", "all"} and 0 <= kinds["all"]["ece"] <= 1
         assert kinds["all"]["claims"] == sum(kinds[k]["claims"] for k in ("shapes", "bars", "document"))
-    assert set(report["novel_share"]) == {"test", "matplotlib", "fonts"}
+    assert set(report["novel_share"]) == {"test", "matplotlib", "fonts", "matplotlib_heldout", "fonts_heldout"}
+
+
+def test_unseen_words_smoke_run_reads_every_vocabulary_renderer_and_field():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "unseen_words.py"), "--items", "2", "--json"],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    report = json.loads(done.stdout)
+    assert set(report["read_exactly"]) == {f"{v}/{r}/{w}" for v in ("seen", "unseen") for r in ("own", "fonts")
+                                           for w in ("title", "value")}
+    assert all(0 <= share <= 1 for share in report["read_exactly"].values())
+    from redgraph.data.scenes import TITLES
+
+    assert all(truth not in TITLES for _, truth in report["examples"]["unseen/own/title"])
+    assert all(truth in TITLES for _, truth in report["examples"]["seen/fonts/title"])
+    assert not any(truth.isdigit() and 10 <= int(truth) <= 99 for _, truth in report["examples"]["unseen/own/value"])
 
 
 def test_checkable_claims_smoke_run_measures_every_style(capsys):

@@ -187,3 +187,14 @@ def test_evaluation_reports_each_picture_source_apart():
         evaluate(lvlm, limit=1, source="photos")
     result = CliRunner().invoke(app, ["embedded", "evaluate", "--limit", "1", "--source", "photos"])
     assert result.exit_code != 0 and "unknown picture source 'photos'" in result.output
+
+
+def test_a_calibration_fitted_with_tools_takes_their_pictures_into_its_range():
+    from redgraph.lab.calibrate import fit_calibration
+
+    lvlm, _ = train(None, TrainConfig(steps=1, batch_size=2, dimensions=SMALL))
+    own = fit_calibration(lvlm, items=3, bank_pictures=3, bank_size=64)
+    both = fit_calibration(lvlm, items=3, bank_pictures=3, bank_size=10_000, tools=True)
+    assert own.fitted["tools"] is False and both.fitted["tools"] is True
+    # 3 own pictures of 64 tokens, and the bar chart and document of the three again in other tools' look
+    assert both.bank.shape[0] > 3 * 64

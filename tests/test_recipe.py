@@ -164,3 +164,24 @@ def test_the_recipe_command_runs_resumes_and_prints_its_stages(tmp_path):
 
     refused = runner.invoke(app, ["embedded", "recipe", str(tmp_path / "x"), "--recipe", str(path), "--device", "tpu"])
     assert refused.exit_code == 2 and "device must be cpu or cuda" in refused.output
+
+
+def test_a_recipe_draws_its_charts_once_and_its_stages_show_them(tmp_path):
+    from redgraph.lab.recipe import Charts, recipe_from_dict
+
+    stage = Stage("charts", TrainConfig(steps=1, batch_size=4, warmup_steps=1, dimensions=SMALL, tool_share=1.0,
+                                        chart_shards="charts"))
+    recipe = Recipe(stages=(stage,), charts=Charts(count=3, seed=2))
+    commands = recipe_commands(recipe, tmp_path / "run")
+    assert commands[0] == f"redgraph embedded render {tmp_path / 'run' / 'charts'} --count 3 --seed 2"
+    assert f"--chart-shards {tmp_path / 'run' / 'charts'}" in commands[1]
+    [manifest_] = run_recipe(tmp_path / "run", recipe)
+    assert manifest_["config"]["chart_shards"] == str(tmp_path / "run" / "charts")
+    assert sorted(p.name for p in (tmp_path / "run" / "charts").iterdir()) == ["charts-00000.tar", "shards.json"]
+    assert run_recipe(tmp_path / "run", recipe)[0]["steps_done"] == 1  # drawn once, the stage done
+    with pytest.raises(ConfigError, match=r"holds other charts than this recipe's \(4 of seed 2\)"):
+        run_recipe(tmp_path / "run", Recipe(stages=(stage,), charts=Charts(count=4, seed=2)))
+    with pytest.raises(ConfigError, match=r"stage 'charts' shows the recipe's charts .* add a \[charts\] table"):
+        Recipe(stages=(stage,))
+    with pytest.raises(ConfigError, match=r"\[charts\] must be a table of count"):
+        recipe_from_dict({"charts": {"seed": 1}, "stages": [{"name": "a"}]})

@@ -31,16 +31,17 @@ from redgraph.models.calibration import Calibration, visual_tokens
 _TEMPERATURES = [math.exp(x / 10) for x in range(-20, 31)]  # 0.14 to 20
 
 
-def labelled_probes(lvlm, items) -> list[dict]:
+def labelled_probes(lvlm, items, pictures=None) -> list[dict]:
     """For each labelled claim the grammar can ask about: its label, scene kind, claim kind, and
-    each probe's raw candidate shares and claimed answer."""
+    each probe's raw candidate shares and claimed answer (``pictures``: each item's picture, default
+    its own drawing)."""
     rows = []
-    for item in items:
+    for item, picture in zip(items, pictures or [None] * len(items)):
         claims = [(text, label, parse_claim(text)) for text, label in item.claims]
         asked = [(text, label, claim, grammar_probes(claim)) for text, label, claim in claims if claim is not None]
         asked = [row for row in asked if row[3]]
         flat = [probe for *_, probes in asked for probe in probes]
-        results = iter(score_probes(lvlm, item.image(), flat))
+        results = iter(score_probes(lvlm, item.image() if picture is None else picture, flat))
         for text, label, claim, probes in asked:
             rows.append({"kind": item.kind, "family": claim.kind, "label": label,
                          "probes": [next(results) for _ in probes]})
@@ -100,13 +101,14 @@ def fit_temperatures(rows: list[dict]) -> dict[str, float]:
     return fitted
 
 
-def fit_unsure_below(lvlm, items, *, sure_precision: float) -> float:
-    """The smallest answer probability from which the image's answers are right ``sure_precision`` of the time."""
+def fit_unsure_below(lvlm, items, *, sure_precision: float, pictures=None) -> float:
+    """The smallest answer probability from which the image's answers are right ``sure_precision`` of the time
+    (``pictures``: each item's picture, default its own drawing)."""
     from redgraph.decoding.probes import Probe
 
     scored = []
-    for item in items:
-        [result] = score_probes(lvlm, item.image(), [Probe(item.question, item.answer)])
+    for item, picture in zip(items, pictures or [None] * len(items)):
+        [result] = score_probes(lvlm, item.image() if picture is None else picture, [Probe(item.question, item.answer)])
         scored.append((result.answer_probability, answers_match(result.image_answer, item.answer)))
     scored.sort()
     for index, (probability, _) in enumerate(scored):
@@ -116,19 +118,37 @@ def fit_unsure_below(lvlm, items, *, sure_precision: float) -> float:
     return 1.0
 
 
+def _with_tools(items, tools: bool) -> tuple[list, list]:
+    """The items and their pictures: each item's own drawing and, with ``tools``, also each bar chart and
+    document as another tool draws it in the training look (:mod:`redgraph.data.tools`)."""
+    items = list(items)
+    pictures = [item.image() for item in items]
+    if tools:
+        from redgraph.data.tools import KIND_TOOLS, picture_of
+
+        drawn = [item for item in items if item.kind in KIND_TOOLS]
+        items += drawn
+        pictures += [picture_of(item, look="train") for item in drawn]
+    return items, pictures
+
+
 def fit_calibration(lvlm, *, items: int = 300, bank_pictures: int = 600, bank_size: int = 8192,
-                    sure_precision: float = 0.99, novel_share: float = 0.01, seed: int = 0) -> Calibration:
-    """Fit every part of a model's calibration (see the module docstring) on the synthetic splits."""
-    validation = list(generate_items("validation", items, seed=seed))
-    temperatures = fit_temperatures(labelled_probes(lvlm, validation))
-    unsure_below = fit_unsure_below(lvlm, validation, sure_precision=sure_precision)
-    tokens = torch.cat([visual_tokens(lvlm, item.image()) for item in generate_items("train", bank_pictures, seed=seed)])
+                    sure_precision: float = 0.99, novel_share: float = 0.01, seed: int = 0,
+                    tools: bool = False) -> Calibration:
+    """Fit every part of a model's calibration (see the module docstring) on the synthetic splits; with
+    ``tools`` (a model trained on other tools' pictures too: ``embedded train --tool-share``), on the bar
+    charts and documents as matplotlib and real fonts draw them as well, so that its range holds them."""
+    validation, pictures = _with_tools(generate_items("validation", items, seed=seed), tools)
+    temperatures = fit_temperatures(labelled_probes(lvlm, validation, pictures))
+    unsure_below = fit_unsure_below(lvlm, validation, sure_precision=sure_precision, pictures=pictures)
+    _, bank_drawn = _with_tools(generate_items("train", bank_pictures, seed=seed), tools)
+    tokens = torch.cat([visual_tokens(lvlm, picture) for picture in bank_drawn])
     keep = random.Random(seed).sample(range(tokens.shape[0]), min(bank_size, tokens.shape[0]))
     bank = tokens[sorted(keep)].to(torch.float16).float()  # as saved
     draft = Calibration(temperatures, unsure_below, None, bank=bank)
-    scores = sorted(draft.novelty(lvlm, item.image()) for item in validation)
+    scores = sorted(draft.novelty(lvlm, picture) for picture in pictures)
     novelty_above = round(scores[min(len(scores) - 1, math.ceil((1 - novel_share) * len(scores)) - 1)], 5)
     return Calibration(temperatures, unsure_below, novelty_above, bank=bank, fitted={
         "validation_items": items, "bank_pictures": bank_pictures, "bank_tokens": int(bank.shape[0]),
-        "sure_precision": sure_precision, "novel_share": novel_share, "seed": seed,
+        "sure_precision": sure_precision, "novel_share": novel_share, "seed": seed, "tools": tools,
     })

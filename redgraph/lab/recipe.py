@@ -26,6 +26,10 @@ tables (or as the command line's ``"name=weight,..."`` text). Every stage after 
 from the previous one (``--init-from``, fresh optimiser and schedule); the first may name a base
 with ``init_from``. ``threads``, the device and the data workers are the run's, not the recipe's.
 
+A recipe whose stages show matplotlib's charts (``tool_share``) may draw them ahead once, into
+``OUT/charts``, with a ``[charts]`` table (``count``, ``seed``); its stages then set
+``chart_shards = "charts"``, which names that folder.
+
 Running a recipe again into the same folder skips the stages already done and resumes the one
 that was stopped (from its last save, every ``save_every`` steps), so a run can be stopped at any
 time and ends with the weights an uninterrupted one gives.
@@ -86,11 +90,23 @@ class Stage:
         return self.last_step * self.config.batch_size
 
 
+CHARTS_FOLDER = "charts"  # OUT/charts: the recipe's chart shards, which stages name as chart_shards = "charts"
+
+
+@dataclass(frozen=True)
+class Charts:
+    """The chart shards a recipe draws ahead (:func:`redgraph.lab.pictures.render_shards`)."""
+
+    count: int
+    seed: int = 0
+
+
 @dataclass(frozen=True)
 class Recipe:
     stages: tuple[Stage, ...]
     description: str = ""
     source: str = ""
+    charts: Charts | None = None
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -99,6 +115,11 @@ class Recipe:
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ConfigError(f"recipe {self.source}: stage names must differ, {', '.join(repeated)} is repeated")
+        for stage in self.stages:
+            if stage.config.chart_shards == CHARTS_FOLDER and self.charts is None:
+                raise ConfigError(f"recipe {self.source}: stage {stage.name!r} shows the recipe's charts "
+                                  f"(chart_shards = {CHARTS_FOLDER!r}) but the recipe draws none; add a [charts] "
+                                  "table with their count")
         for stage in self.stages[1:]:
             if stage.config.init_from is not None:
                 raise ConfigError(f"recipe {self.source}: stage {stage.name!r} names init_from, but every stage "
@@ -128,10 +149,21 @@ def load_recipe(source: str | Path) -> Recipe:
 
 def recipe_from_dict(data: dict, source: str = "") -> Recipe:
     """A recipe from a TOML file's tables (see the module's docstring)."""
-    unknown = sorted(set(data) - {"description", "defaults", "stages"})
+    unknown = sorted(set(data) - {"description", "defaults", "stages", "charts"})
     if unknown:
-        raise ConfigError(f"recipe {source}: unknown key {unknown[0]!r}; a recipe has description, [defaults] and "
-                          "[[stages]]")
+        raise ConfigError(f"recipe {source}: unknown key {unknown[0]!r}; a recipe has description, [defaults], "
+                          "[charts] and [[stages]]")
+    charts = None
+    if "charts" in data:
+        table = data["charts"]
+        if not isinstance(table, dict) or set(table) - {"count", "seed"} or "count" not in table:
+            raise ConfigError(f"recipe {source}: [charts] must be a table of count (and seed), got {table!r}")
+        try:
+            check_whole_number("charts count", table["count"])
+            check_whole_number("charts seed", table.get("seed", 0), minimum=0)
+        except ConfigError as exc:
+            raise ConfigError(f"recipe {source}: {exc}") from None
+        charts = Charts(count=table["count"], seed=table.get("seed", 0))
     defaults = data.get("defaults", {})
     stages = data.get("stages", [])
     if not isinstance(defaults, dict) or not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
@@ -140,7 +172,7 @@ def recipe_from_dict(data: dict, source: str = "") -> Recipe:
         if key in defaults:
             raise ConfigError(f"recipe {source}: {key} is a stage's own, not a default; set it in the [[stages]] table")
     built = tuple(_stage({**defaults, **stage}, i, source) for i, stage in enumerate(stages, 1))
-    return Recipe(stages=built, description=str(data.get("description", "")), source=source)
+    return Recipe(stages=built, description=str(data.get("description", "")), source=source, charts=charts)
 
 
 def _stage(table: dict, index: int, source: str) -> Stage:
@@ -189,13 +221,24 @@ def stage_configs(recipe: Recipe, out_dir: str | Path, threads: int = 2) -> list
     """Each stage's config as it is run into ``out_dir``: the run's threads, and every stage after
     the first starting from the previous stage's folder."""
     bases = [recipe.stages[0].config.init_from] + [str(folder) for folder in recipe.folders(out_dir)[:-1]]
-    return [dataclasses.replace(stage.config, threads=threads, init_from=base)
+    charts = str(Path(out_dir) / CHARTS_FOLDER)
+    return [dataclasses.replace(stage.config, threads=threads, init_from=base,
+                                chart_shards=charts if stage.config.chart_shards == CHARTS_FOLDER else
+                                stage.config.chart_shards)
             for stage, base in zip(recipe.stages, bases)]
+
+
+def charts_command(recipe: Recipe, out_dir: str | Path) -> str | None:
+    """The ``redgraph embedded render`` command that draws the recipe's charts, if it has any."""
+    if recipe.charts is None:
+        return None
+    return (f"redgraph embedded render {Path(out_dir) / CHARTS_FOLDER} --count {recipe.charts.count} "
+            f"--seed {recipe.charts.seed}")
 
 
 def recipe_commands(recipe: Recipe, out_dir: str | Path, threads: int = 2) -> list[str]:
     """The ``redgraph embedded train`` command of each stage (what the recipe runs, one at a time)."""
-    commands = []
+    commands = [] if recipe.charts is None else [charts_command(recipe, out_dir)]
     for stage, folder, config in zip(recipe.stages, recipe.folders(out_dir), stage_configs(recipe, out_dir, threads)):
         command = train_command(config).replace(" OUT ", f" {folder} ", 1)
         commands.append(command + (f" --stop-after {stage.stop_after}" if stage.stop_after is not None else ""))
@@ -210,6 +253,8 @@ def run_recipe(out_dir: str | Path, recipe: Recipe, *, threads: int = 2, device:
     same call after a stop (or a kill) ends with the weights of an uninterrupted run. A stage folder
     holding a run of other settings is refused, not overwritten."""
     check_device(device)
+    if recipe.charts is not None:
+        _draw_charts(recipe.charts, Path(out_dir) / CHARTS_FOLDER)
     manifests = []
     configs = stage_configs(recipe, out_dir, threads)
     for index, (stage, folder, config) in enumerate(zip(recipe.stages, recipe.folders(out_dir), configs), 1):
@@ -230,6 +275,23 @@ def run_recipe(out_dir: str | Path, recipe: Recipe, *, threads: int = 2, device:
                             save_every=save_every, stop_after=stage.stop_after, on_progress=on_progress)
         manifests.append(manifest)
     return manifests
+
+
+def _draw_charts(charts: Charts, folder: Path) -> None:
+    """Draw the recipe's charts into ``folder`` unless they are there; other charts there are refused."""
+    from redgraph.lab.pictures import SHARDS_FILE, render_shards
+
+    if (folder / SHARDS_FILE).is_file():
+        try:
+            saved = json.loads((folder / SHARDS_FILE).read_text(encoding="utf-8"))
+            same = (saved["pictures"], saved["seed"]) == (charts.count, charts.seed)
+        except (ValueError, KeyError, TypeError):
+            same = False
+        if not same:
+            raise ConfigError(f"{folder} holds other charts than this recipe's ({charts.count} of seed {charts.seed}); "
+                              "run the recipe into a new folder, or move that folder away")
+        return
+    render_shards(folder, charts.count, seed=charts.seed)
 
 
 def _saved_run(folder: Path, config: TrainConfig, index: int, stage: Stage) -> dict:
