@@ -198,3 +198,14 @@ def test_a_calibration_fitted_with_tools_takes_their_pictures_into_its_range():
     assert own.fitted["tools"] is False and both.fitted["tools"] is True
     # 3 own pictures of 64 tokens, and the bar chart and document of the three again in other tools' look
     assert both.bank.shape[0] > 3 * 64
+
+
+def test_the_render_command_draws_shards_and_refuses_a_bad_count(tmp_path):
+    import json
+
+    done = CliRunner().invoke(app, ["embedded", "render", str(tmp_path / "c"), "--count", "2", "--workers", "1"])
+    assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "c" / "shards.json").read_text())["pictures"] == 2
+    assert len(load_shards(str(tmp_path / "c"))) == 2
+    bad = CliRunner().invoke(app, ["embedded", "render", str(tmp_path / "d"), "--count", "0"])
+    assert bad.exit_code != 0 and "count must be a whole number" in bad.output and "Traceback" not in bad.output
