@@ -128,7 +128,9 @@ def test_the_built_in_recipe_is_the_shipped_model_s_own_stages(tmp_path):
     ("description = 'none'\n", "it has no stages"),
     ("stages = 3\n", "stages an array of"),
     ("[[stages]\nname = 'a'\n", "not valid TOML"),
-    ("[[stage]]\nname = 'a'\n", "unknown key 'stage'; a recipe has description, \\[defaults\\] and \\[\\[stages\\]\\]"),
+    ("[[stage]]\nname = 'a'\n", "unknown key 'stage'; a recipe has description, \\[defaults\\], \\[charts\\] and "
+                                  "\\[\\[stages\\]\\]"),
+    ("[charts]\ncount = 0\n[[stages]]\nname = 'a'\n", "charts count must be a whole number"),
 ])
 def test_a_bad_recipe_is_refused_with_what_to_change(tmp_path, text, message):
     path = tmp_path / "recipe.toml"
