@@ -154,6 +154,11 @@ def test_chart_shards_round_trip_and_feed_training(tmp_path):
         load_shards(str(tmp_path / "empty"))
     _, manifest = train(None, config)
     assert manifest["command"].endswith(f"--tool-share 1 --chart-shards {tmp_path / 'charts'}")
+    with pytest.raises(ConfigError, match="holds no chart shards"):  # refused before any training
+        train(None, dataclasses.replace(config, chart_shards=str(tmp_path / "empty")),
+              on_progress=lambda *_: pytest.fail("trained"))
+    with pytest.raises(ConfigError, match=r"shows charts only to a run with a tool_share above 0"):
+        TrainConfig(chart_shards=str(tmp_path / "charts"))
 
 
 def test_the_loss_takes_pictures_of_any_shape_and_cells_only_where_labelled():

@@ -34,6 +34,7 @@ from redgraph.lab.checkpoints import (
     write_manifest,
 )
 from redgraph.lab.losses import VisionHeads, example_loss
+from redgraph.lab.pictures import load_shards
 from redgraph.lab.precision import auto_precision, check_device, training_process
 from redgraph.lab.tasks import Example
 from redgraph.lab.train_config import ATTENTIONS, AUTO_LAYOUT, AUTO_PRECISION, ProgressCallback, TrainConfig
@@ -84,11 +85,13 @@ def train(
         ``(lvlm, manifest)``: the trained model (in eval mode, on the CPU) and the run's record.
 
     Raises:
-        ConfigError: ``device`` is not available here, ``workers`` is negative, ``workers`` is
-            asked of stream 1, ``stop_after`` is not a step of the schedule, or ``keep_every`` is
-            not a whole number of steps or has no ``out_dir`` to keep in.
+        ConfigError: ``device`` is not available here, ``chart_shards`` cannot be read, ``workers`` is
+            negative, ``workers`` is asked of stream 1, ``stop_after`` is not a step of the schedule,
+            or ``keep_every`` is not a whole number of steps or has no ``out_dir`` to keep in.
     """
     device = check_device(device)
+    if config.chart_shards is not None:
+        load_shards(config.chart_shards)  # unreadable shards are refused before any training
     if config.precision == AUTO_PRECISION:
         config = dataclasses.replace(config, precision=auto_precision(device, out_dir if resume else None))
     if config.rope_layout == AUTO_LAYOUT:

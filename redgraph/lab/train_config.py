@@ -121,6 +121,9 @@ class TrainConfig:
             raise ConfigError("tool_share and augment need data_stream 2 (stream 1 is the shipped model's own draw)")
         if self.chart_shards is not None and (not isinstance(self.chart_shards, str) or not self.chart_shards.strip()):
             raise ConfigError(f"chart_shards must be a folder of chart shards, got {self.chart_shards!r}")
+        if self.chart_shards is not None and not self.tool_share:
+            raise ConfigError(f"chart_shards ({self.chart_shards}) shows charts only to a run with a tool_share above 0; "
+                              "set tool_share, or leave chart_shards out")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise ConfigError(f"init_from must be a checkpoint folder or {EMBEDDED_BASE!r}, got {self.init_from!r}")
 
