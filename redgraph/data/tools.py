@@ -229,8 +229,9 @@ def _draw_document(scene: DocumentScene, rng: random.Random, look: str) -> Image
         texts = [(name + ":", value) for name, value in rows]
     else:
         texts = [(name + separator + value, None) for name, value in rows]
-    line_width = max(width_of(t, body_font) + (label_width + 10 + width_of(v, body_font) - width_of(t, body_font)
-                                               if v is not None else 0) for t, v in texts)
+    # a tab-aligned line ends at its value, in the column after the longest name
+    line_width = max(label_width + 10 + width_of(v, body_font) if v is not None else width_of(t, body_font)
+                     for t, v in texts)
     title_width = width_of(title, title_font)
     needed_width = 2 * margin_x + max(title_width, line_width if layout != "columns" else line_width * 2 + 16)
     body_height = len(rows) * (height_of("Hg", body_font) + gap) if layout != "columns" else 2 * (height_of("Hg", body_font) + gap)

@@ -81,8 +81,9 @@ def render_shards(folder: str | os.PathLike[str], count: int, *, seed: int = 0, 
     jobs = [(shard, first, min(shard_size, count - first)) for shard, first in enumerate(range(0, count, shard_size))]
     done = 0
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for made in pool.map(_render_shard, *zip(*[(str(root), s, f, n, seed) for s, f, n in jobs])):
-            done += made
+        drawing = [pool.submit(_render_shard, str(root), shard, first, size, seed) for shard, first, size in jobs]
+        for future in drawing:  # in shard order, as the progress counts them
+            done += future.result()
             if on_progress is not None:
                 on_progress(done, count)
     seconds = time.perf_counter() - started
