@@ -30,7 +30,7 @@ def spread(lvlm, items, batch_size: int = 16) -> dict:
     from redgraph.eval.normalize import answers_match, normalize_answer
     from redgraph.eval.report import wilson_interval
     from redgraph.models import prompts
-    from redgraph.models.generation import generate_text
+    from redgraph.decoding.generate import generate_text
 
     gold: dict[str, Counter] = defaultdict(Counter)
     given: dict[str, Counter] = defaultdict(Counter)

@@ -12,7 +12,10 @@ in-memory checkpointer and the trace. Reported, from one process and one sitting
   to their token limits).
 - ``single_run_vs_uncombined``: the median seconds of one run alone with combining on / off
   (``Combiner.enabled``): what a lone caller pays for it. Goal <= 1.05.
-- ``batch_sizes``: how many jobs the model's combiner ran together in the concurrent phase.
+- ``batch_sizes``: how many jobs joined the model's running batch at once (or ran together, for a
+  family whose rows cannot join later) in the concurrent phase.
+- ``forwards``, ``rows_per_forward``: the running batch's decoding forwards in the concurrent phase
+  and the rows (reasoner prompts, RED branches) each advanced on average.
 - ``same_results``: every concurrent run's answer, rationales, supports and verdicts equal the same
   run's alone.
 """
@@ -45,7 +48,7 @@ def main() -> None:
     import redgraph
     from redgraph.data import generate_items
     from redgraph.graphs.run import run_graph
-    from redgraph.models.combining import combiner_of
+    from redgraph.decoding.combining import combiner_of
 
     if args.tiny:
         from redgraph.models import build_tiny_lvlm
@@ -70,11 +73,13 @@ def main() -> None:
     alone = [one(i) for i in range(args.runs)]
     serial_s = time.perf_counter() - started
     combiner.batches.clear()
+    combiner.step_rows.clear()
     started = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
         together = list(pool.map(one, range(args.runs)))
     concurrent_s = time.perf_counter() - started
     batches = Counter(combiner.batches)
+    rows = list(combiner.step_rows)
 
     timings = {True: [], False: []}
     for _ in range(args.repeats):
@@ -94,6 +99,8 @@ def main() -> None:
         "single_run_uncombined_s": round(statistics.median(timings[False]), 4),
         "single_run_vs_uncombined": round(statistics.median(timings[True]) / statistics.median(timings[False]), 3),
         "batch_sizes": dict(sorted(batches.items())),
+        "forwards": len(rows),
+        "rows_per_forward": round(sum(rows) / len(rows), 2) if rows else None,
         "same_results": together == alone,
     }
     print(json.dumps(report, indent=2) if args.json else report)

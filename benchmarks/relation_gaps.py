@@ -64,7 +64,7 @@ def gaps(lvlm, split: str, limit: int, batch_size: int = 16, side: int = 128) ->
     from redgraph.eval.normalize import answers_match
     from redgraph.lab.architecture import CELL
     from redgraph.models import prompts
-    from redgraph.models.generation import generate_text
+    from redgraph.decoding.generate import generate_text
 
     report = {}
     for category, axis in CATEGORIES.items():

@@ -73,7 +73,7 @@ def main() -> None:
     from redgraph.data.scenes import draw_scene
     from redgraph.data.tools import draw_with
     from redgraph.models import prompts
-    from redgraph.models.generation import generate_text
+    from redgraph.decoding.generate import generate_text
     from redgraph.models.loading import load_lvlm
 
     lvlm = load_lvlm(args.model)

@@ -1,4 +1,4 @@
-"""Concurrent callers of one model share its batches (redgraph.models.combining), and concurrent
+"""Concurrent callers of one model share its batches (redgraph.decoding.combining), and concurrent
 graph runs give what each run gives alone."""
 
 import threading
@@ -6,7 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from redgraph.models.combining import Combiner
+from redgraph.decoding.combining import Combiner
+from tests.conftest import scene
 
 
 def wait_until(condition, timeout=10.0):
@@ -113,7 +114,7 @@ def test_jobs_of_other_keys_do_not_share_a_batch():
 def test_concurrent_graph_runs_batch_and_give_what_each_run_gives_alone():
     from redgraph.data import generate_items
     from redgraph.graphs.run import run_graph
-    from redgraph.models.combining import combiner_of
+    from redgraph.decoding.combining import combiner_of
     from tests.conftest import tiny
 
     lvlm = tiny("qwen2_vl")
@@ -136,3 +137,190 @@ def test_concurrent_graph_runs_batch_and_give_what_each_run_gives_alone():
         assert {k: v for k, v in a.items() if k != "logprobs"} == {k: v for k, v in b.items() if k != "logprobs"}
         # A batch's padding changes the last bits of a float, never a token.
         assert b["logprobs"] == pytest.approx(a["logprobs"], abs=1e-4)
+
+
+# -- continuous batching: step jobs join and leave the model's running batch ------------------------
+
+
+class Held:
+    """A step job that, after its first step, holds the leader until ``release`` is set."""
+
+    def __init__(self, inner, stepped: threading.Event, release: threading.Event):
+        self.inner, self.stepped, self.release = inner, stepped, release
+        self.inputs = inner.inputs
+
+    def advance(self, logprobs, note):
+        tokens = self.inner.advance(logprobs, note)
+        if not self.stepped.is_set():
+            self.stepped.set()
+            self.release.wait(5)
+        return tokens
+
+    def result(self):
+        return self.inner.result()
+
+    def restart(self):
+        self.inner.restart()
+
+
+def greedy(lvlm, question, max_new_tokens, *, eos=True):
+    from redgraph.decoding.generate import GreedySteps
+    from redgraph.models.prompts import render
+
+    job = GreedySteps(lvlm, [render(lvlm.processor, question, with_image=True)], [scene()], max_new_tokens)
+    if not eos:
+        job._eos = None  # a random tiny model may end at once; these tests need it to run on
+    return job
+
+
+def red_job(lvlm, question, rationale="The circle is red.", max_new_tokens=6, should_stop=None):
+    from redgraph.decoding import REDConfig, REDDecoder, REDRequest
+
+    config = REDConfig(rationale_weight=0.5, max_new_tokens=max_new_tokens, eos_token_ids=())
+    return REDDecoder(lvlm, config).steps([REDRequest(scene(), question, (rationale,), should_stop=should_stop)])
+
+
+def run_alone(job):
+    from redgraph.decoding.combining import Combiner
+    from tests.conftest import tiny
+
+    return Combiner(tiny("qwen2_vl").model).run_steps(job)
+
+
+def test_a_job_joins_a_running_batch_between_steps_and_both_give_what_they_give_alone():
+    from redgraph.decoding.combining import Combiner
+    from tests.conftest import tiny
+
+    lvlm = tiny("qwen2_vl")
+    combiner = Combiner(lvlm.model)
+    stepped, release = threading.Event(), threading.Event()
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(combiner.run_steps, Held(greedy(lvlm, "Describe it.", 10, eos=False), stepped, release))
+        stepped.wait(5)
+        second = pool.submit(combiner.run_steps, red_job(lvlm, "What colour is the circle?"))
+        wait_until(lambda: len(combiner._waiting) == 1)  # queued while the first is mid-decoding
+        release.set()
+        long_text, [answer] = first.result(10), second.result(10)
+    # The RED job's two rows (image and rationale branch) joined the greedy job's row after its
+    # first steps, one forward for all three, and the greedy row went on alone after they left.
+    assert combiner.step_rows[0] == 1 and 3 in combiner.step_rows and combiner.step_rows[-1] == 1
+    assert combiner.batches == [1, 1]
+    assert long_text == run_alone(greedy(lvlm, "Describe it.", 10, eos=False))
+    [alone] = run_alone(red_job(lvlm, "What colour is the circle?"))
+    assert answer.token_ids == alone.token_ids and answer.text == alone.text
+    assert [t.logprob for t in answer.tokens] == pytest.approx([t.logprob for t in alone.tokens], abs=1e-4)
+
+
+def test_greedy_steps_give_what_generate_gives_in_every_family_that_shares_steps(family_lvlm):
+    from redgraph.decoding.combining import combiner_of
+    from redgraph.decoding.generate import generate_text
+    from redgraph.models.generation import generate_with_hf
+    from redgraph.models.prompts import render
+
+    lvlm = family_lvlm
+    texts = [render(lvlm.processor, question, with_image=True) for question in ("Describe it.", "What is red?")]
+    pictures = [scene(), scene("blue")]
+    expected = [generate_with_hf(lvlm, [text], [picture], 8)[0] for text, picture in zip(texts, pictures)]
+    assert generate_text(lvlm, texts, pictures, 8) == expected
+    # Sliding-window layers (Gemma 3) keep whole jobs: their prompts still batch, through generate.
+    assert combiner_of(lvlm).steps == (lvlm.family != "gemma3")
+
+
+def test_a_job_that_fails_while_decoding_fails_only_itself():
+    from redgraph.decoding.combining import Combiner
+    from tests.conftest import tiny
+
+    lvlm = tiny("qwen2_vl")
+    combiner = Combiner(lvlm.model)
+    stepped, release = threading.Event(), threading.Event()
+
+    class Breaks(Held):
+        def advance(self, logprobs, note):
+            if self.stepped.is_set():
+                raise ValueError("broken job")
+            return super().advance(logprobs, note)
+
+    with ThreadPoolExecutor(2) as pool:
+        bad = pool.submit(combiner.run_steps, Breaks(greedy(lvlm, "Describe it.", 10, eos=False), stepped, release))
+        stepped.wait(5)
+        good = pool.submit(combiner.run_steps, greedy(lvlm, "What is red?", 6, eos=False))
+        wait_until(lambda: len(combiner._waiting) == 1)
+        release.set()
+        with pytest.raises(ValueError, match="broken job"):
+            bad.result(10)
+        assert good.result(10) == run_alone(greedy(lvlm, "What is red?", 6, eos=False))
+
+
+def test_a_job_whose_prefill_fails_fails_only_itself_and_its_batch_mates_join():
+    import torch
+
+    from redgraph.decoding.combining import Combiner
+    from tests.conftest import tiny
+
+    lvlm = tiny("qwen2_vl")
+    combiner = Combiner(lvlm.model)
+    stepped, release = threading.Event(), threading.Event()
+    broken = greedy(lvlm, "Describe it.", 4)
+    broken.inputs[0]["pixel_values"] = torch.zeros(3, 5)  # no image the vision tower can read
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(combiner.run_steps, Held(greedy(lvlm, "Describe it.", 8, eos=False), stepped, release))
+        stepped.wait(5)
+        bad = pool.submit(combiner.run_steps, broken)
+        good = pool.submit(combiner.run_steps, greedy(lvlm, "What is red?", 6, eos=False))
+        wait_until(lambda: len(combiner._waiting) == 2)  # both join at the same step
+        release.set()
+        with pytest.raises(Exception):
+            bad.result(10)
+        assert good.result(10) == run_alone(greedy(lvlm, "What is red?", 6, eos=False))
+        assert first.result(10) == run_alone(greedy(lvlm, "Describe it.", 8, eos=False))
+
+
+def test_when_a_shared_forward_fails_each_job_is_decoded_again_alone(monkeypatch):
+    from redgraph.decoding import rows
+    from redgraph.decoding.combining import Combiner
+    from tests.conftest import tiny
+
+    lvlm = tiny("qwen2_vl")
+    expected = [run_alone(greedy(lvlm, "Describe it.", 6, eos=False)), run_alone(red_job(lvlm, "What is red?"))]
+    combiner = Combiner(lvlm.model)
+    stepped, release = threading.Event(), threading.Event()
+    real_step, failed = rows.RowGroup.step, []
+
+    def step_once_failing(self, tokens):
+        if self.size > 1 and not failed:
+            failed.append(self.size)
+            raise RuntimeError("out of memory")
+        return real_step(self, tokens)
+
+    monkeypatch.setattr(rows.RowGroup, "step", step_once_failing)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(combiner.run_steps, Held(greedy(lvlm, "Describe it.", 6, eos=False), stepped, release))
+        stepped.wait(5)
+        second = pool.submit(combiner.run_steps, red_job(lvlm, "What is red?"))
+        wait_until(lambda: len(combiner._waiting) == 1)
+        release.set()
+        text, [answer] = first.result(10), second.result(10)
+    assert failed == [3]
+    assert text == expected[0] and answer.token_ids == expected[1][0].token_ids
+
+
+def test_a_cancelled_request_leaves_the_batch_and_the_others_go_on():
+    from redgraph.decoding.combining import Combiner
+    from tests.conftest import tiny
+
+    lvlm = tiny("qwen2_vl")
+    combiner = Combiner(lvlm.model)
+    stepped, release = threading.Event(), threading.Event()
+    cancel = threading.Event()
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(combiner.run_steps, Held(greedy(lvlm, "Describe it.", 10, eos=False), stepped, release))
+        stepped.wait(5)
+        second = pool.submit(combiner.run_steps, red_job(lvlm, "What is red?", max_new_tokens=8,
+                                                         should_stop=cancel.is_set))
+        wait_until(lambda: len(combiner._waiting) == 1)
+        cancel.set()  # before its first token: it ends at once, never stepped
+        release.set()
+        [answer] = second.result(10)
+        assert first.result(10) == run_alone(greedy(lvlm, "Describe it.", 10, eos=False))
+    assert answer.finish_reason == "cancelled" and answer.token_ids == []
+    assert max(combiner.step_rows) == 1

@@ -28,7 +28,7 @@ from redgraph.lab.tasks import TASKS, make_example
 from redgraph.lab.train import sample_batch, train
 from redgraph.lab.train_config import TrainConfig, format_task_weights, parse_task_weights
 from redgraph.models.embedded import EMBEDDED_DIR, load_embedded
-from redgraph.models.generation import generate_text
+from redgraph.decoding.generate import generate_text
 from redgraph.models.prompts import image_branch_text, rationale_branch_text
 
 SMALL = Dimensions(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, vision_hidden=32,

@@ -4,7 +4,7 @@ import pytest
 
 from redgraph.agents.reasoner import LocalReasoner
 from redgraph.errors import ConfigError, InputError
-from redgraph.models import generation
+from redgraph.decoding import generate as generation
 from tests.conftest import scene, tiny
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from redgraph.agents.remote import LangChainReasoner, OpenAIReasoner
 from redgraph.errors import ConfigError, RemoteModelError
-from redgraph.models.generation import generate_text
+from redgraph.decoding.generate import generate_text
 from redgraph.models.prompts import render
 from tests.conftest import scene, tiny
 

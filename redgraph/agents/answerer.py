@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.decoder import REDDecoder, REDRequest, REDResult, TokenAttribution
-from redgraph.models.combining import combiner_of
+from redgraph.decoding.combining import combiner_of
 from redgraph.models.images import ImageInput
 
 
@@ -59,15 +59,21 @@ def answer_with_red(
     lambdas = [rationale_weight * w for _, w in kept]
     # The decoder splits a total by relative weights: a total of sum(lambda_k), split by lambda_k,
     # gives each rationale its own lambda_k.
-    # Concurrent answers (graph runs in threads) share one decode_batch: each request carries its
-    # own total, so runs of different supports still batch (redgraph.models.combining).
+    # Concurrent answers (graph runs in threads) share the model's running batch: each request
+    # carries its own total, so runs of different supports decode together
+    # (redgraph.decoding.combining).
     config = REDConfig(rationale_weight=0.0, max_new_tokens=max_new_tokens)
     request = REDRequest(image, question, tuple(r for r, _ in kept),
                          tuple(lambdas) if kept and sum(lambdas) > 0 else None, should_stop,
                          rationale_weight=sum(lambdas))
 
-    def together(requests: list[REDRequest], note) -> list[REDResult]:
-        return REDDecoder(lvlm, config).decode_batch(requests, on_token=note)
+    combiner = combiner_of(lvlm)
+    if combiner.steps:
+        [result] = combiner.run_steps(REDDecoder(lvlm, config).steps([request]), on_note=on_token)
+    else:  # a family whose rows cannot join a running batch: concurrent answers share one decode_batch
 
-    result = combiner_of(lvlm).run(("red", config), request, together, on_note=on_token)
+        def together(requests: list[REDRequest], note) -> list[REDResult]:
+            return REDDecoder(lvlm, config).decode_batch(requests, on_token=note)
+
+        result = combiner.run(("red", config), request, together, on_note=on_token)
     return Answer(result, tuple(r for r, _ in kept), tuple(w for _, w in kept))

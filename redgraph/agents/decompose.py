@@ -231,7 +231,7 @@ class LVLMDecomposer:
         self.max_new_tokens = max_new_tokens
 
     def decompose(self, claims: Sequence[str]) -> list[Probes | None]:
-        from redgraph.models.generation import generate_text
+        from redgraph.decoding.generate import generate_text
         from redgraph.models.prompts import render
 
         if not claims:

@@ -103,7 +103,7 @@ class LocalReasoner(StyledReasoner):
         return ready_image(image, max_pixels=self.lvlm.max_image_pixels)
 
     def complete(self, instruction: str, picture, resample: int | None = None) -> str:
-        from redgraph.models.generation import generate_text
+        from redgraph.decoding.generate import generate_text
 
         options = {"temperature": RESAMPLE_TEMPERATURE, "seed": resample} if resample is not None else {}
         [text] = generate_text(self.lvlm, [render(self.lvlm.processor, instruction, with_image=True)], [picture],

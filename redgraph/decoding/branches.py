@@ -26,19 +26,9 @@ class BranchSet:
     """
 
     def __init__(self, model, rows: list[tuple[RowKey, object]], *, batched: bool, pack_tokens: int = 0) -> None:
-        inputs = [row_inputs for _, row_inputs in rows]
-        # Rows of up to pack_tokens tokens are packed into one forward; longer rows run alone.
-        short = [r for r, row_inputs in enumerate(inputs) if row_inputs["input_ids"].shape[1] <= pack_tokens]
-        if not batched or len(short) < 2 or pack_blocker(model, [inputs[r] for r in short]) is not None:
-            short = []
-        groups: list[RowGroup | None] = [None] * len(inputs)
-        if short:
-            for r, group in zip(short, prefill_packed(model, [inputs[r] for r in short], pack_tokens=pack_tokens)):
-                groups[r] = group
-        for r, row_inputs in enumerate(inputs):
-            if groups[r] is None:
-                groups[r] = prefill_row(model, row_inputs)
-        self.prefill_forwards = len(inputs) - len(short) + (1 if short else 0)
+        groups, self.prefill_forwards = prefill_groups(
+            model, [row_inputs for _, row_inputs in rows], pack_tokens=pack_tokens if batched else 0
+        )
         keys = [[key] for key, _ in rows]
         if batched and len(groups) > 1:
             try:
@@ -72,6 +62,25 @@ class BranchSet:
             kept_groups.append(group)
             kept_keys.append([group_keys[i] for i in rows])
         self.groups, self.keys = kept_groups, kept_keys
+
+
+def prefill_groups(model, inputs: list, *, pack_tokens: int) -> tuple[list[RowGroup], int]:
+    """One group per row of ``inputs`` (model inputs of one row each), and the forwards it took.
+
+    Rows of up to ``pack_tokens`` tokens are packed into one forward where the family allows
+    (:func:`pack_blocker`); longer rows, and every row where it does not, are prefilled alone.
+    """
+    short = [r for r, row_inputs in enumerate(inputs) if row_inputs["input_ids"].shape[1] <= pack_tokens]
+    if len(short) < 2 or pack_blocker(model, [inputs[r] for r in short]) is not None:
+        short = []
+    groups: list[RowGroup | None] = [None] * len(inputs)
+    if short:
+        for r, group in zip(short, prefill_packed(model, [inputs[r] for r in short], pack_tokens=pack_tokens)):
+            groups[r] = group
+    for r, row_inputs in enumerate(inputs):
+        if groups[r] is None:
+            groups[r] = prefill_row(model, row_inputs)
+    return groups, len(inputs) - len(short) + (1 if short else 0)
 
 
 def padded_rationale_rows(

@@ -21,7 +21,7 @@ from typing import Literal
 
 import torch
 
-from redgraph.decoding.branches import BranchSet, padded_rationale_rows
+from redgraph.decoding.branches import BranchSet, RowKey, padded_rationale_rows
 from redgraph.decoding.packing import auto_pack_tokens
 from redgraph.decoding.config import REDConfig
 from redgraph.decoding.red import rationale_lambdas, red_scores, sampling_logits
@@ -208,6 +208,51 @@ class REDDecoder:
         """
         if not requests:
             return []
+        questions, rows = self._prepare(requests)
+        cfg = self.config
+        lvlm = self.lvlm
+
+        # Prefill every row (packed into one forward where the family allows), then merge them into
+        # one group (batched) or keep one group per row (serial).
+        pack_tokens = cfg.pack_tokens if cfg.pack_tokens is not None else auto_pack_tokens(lvlm.device)
+        branches = BranchSet(lvlm.model, rows, batched=cfg.batch_branches, pack_tokens=pack_tokens)
+
+        eos = self._eos_ids()
+        stops = [request.should_stop for request in requests]
+        for _ in range(cfg.max_new_tokens):
+            for qs in questions:
+                if qs.finish_reason is None and stops[qs.index] is not None and stops[qs.index]():
+                    qs.finish_reason = "cancelled"
+                    qs.text = self._text(qs.token_ids)
+            active = [qs for qs in questions if qs.finish_reason is None]
+            if not active:
+                break
+            branches.keep({qs.index for qs in active})
+            chosen = self._choose(active, *branches.logprobs())  # question index -> token id
+            for qs in active:
+                self._finish_if_done(qs, chosen[qs.index], eos)
+                if on_token is not None and qs.tokens:
+                    on_token(qs.index, qs.tokens[-1])
+            # Drop rows of finished questions, then advance the rest.
+            still = {qs.index for qs in questions if qs.finish_reason is None}
+            if not still:
+                break
+            branches.keep(still)
+            branches.step(chosen)
+        return self._results(questions)
+
+    def steps(self, requests: Sequence[REDRequest]) -> REDSteps:
+        """The same decoding as :meth:`decode_batch`, as a job that advances one token at a time
+        (for a model's shared running batch, :mod:`redgraph.decoding.combining`). The requests
+        are checked and encoded here, in the caller's thread.
+
+        Raises:
+            InputError: as :meth:`decode_batch`.
+        """
+        return REDSteps(self, requests)
+
+    def _prepare(self, requests: Sequence[REDRequest]) -> tuple[list[_Question], list[tuple[RowKey, object]]]:
+        """Check and encode the requests: one record per question and the inputs of every row."""
         for index, request in enumerate(requests):
             if not isinstance(request, REDRequest):
                 raise InputError(f"requests[{index}] must be a REDRequest, got {type(request).__name__}")
@@ -244,39 +289,13 @@ class REDDecoder:
                 index=q, lambdas=lambdas, generator=generator,
                 prompt_tokens=int(image_inputs["input_ids"].shape[1]), rationale_prompt_tokens=tuple(rationale_lengths),
             ))
+        return questions, rows
 
-        # Prefill every row (packed into one forward where the family allows), then merge them into
-        # one group (batched) or keep one group per row (serial).
-        pack_tokens = cfg.pack_tokens if cfg.pack_tokens is not None else auto_pack_tokens(lvlm.device)
-        branches = BranchSet(lvlm.model, rows, batched=cfg.batch_branches, pack_tokens=pack_tokens)
-
-        eos = self._eos_ids()
-        stops = [request.should_stop for request in requests]
-        for _ in range(cfg.max_new_tokens):
-            for qs in questions:
-                if qs.finish_reason is None and stops[qs.index] is not None and stops[qs.index]():
-                    qs.finish_reason = "cancelled"
-                    qs.text = self._text(qs.token_ids)
-            active = [qs for qs in questions if qs.finish_reason is None]
-            if not active:
-                break
-            branches.keep({qs.index for qs in active})
-            chosen = self._choose(active, branches)  # question index -> token id
-            for qs in active:
-                self._finish_if_done(qs, chosen[qs.index], eos)
-                if on_token is not None and qs.tokens:
-                    on_token(qs.index, qs.tokens[-1])
-            # Drop rows of finished questions, then advance the rest.
-            still = {qs.index for qs in questions if qs.finish_reason is None}
-            if not still:
-                break
-            branches.keep(still)
-            branches.step(chosen)
+    def _results(self, questions: list[_Question]) -> list[REDResult]:
         for qs in questions:
             if qs.finish_reason is None:
                 qs.finish_reason = "length"
                 qs.text = self._text(qs.token_ids)
-
         return [
             REDResult(
                 text=qs.text,
@@ -292,9 +311,10 @@ class REDDecoder:
 
     # -- one step --------------------------------------------------------------------------
 
-    def _choose(self, active: list[_Question], branches: BranchSet) -> dict[int, int]:
+    def _choose(self, active: list[_Question], logprobs: torch.Tensor, where: dict[RowKey, int]) -> dict[int, int]:
+        """The token of each active question from ``logprobs`` (R, V), every row's next-token
+        log-probabilities, and ``where``, the row of each (question, branch)."""
         cfg = self.config
-        logprobs, where = branches.logprobs()  # (R, V) every row; row of each (question, branch)
         image_rows = torch.tensor([where[(qs.index, -1)] for qs in active], device=logprobs.device)  # (N,)
         rationale_rows, lambdas = padded_rationale_rows(
             where, [(qs.index, qs.lambdas) for qs in active], logprobs.device
@@ -365,3 +385,58 @@ class REDDecoder:
         if found is None:
             return set()
         return set(found) if isinstance(found, (list, tuple)) else {int(found)}
+
+
+class REDSteps:
+    """:meth:`REDDecoder.decode_batch` as a job of a model's running batch: the batch prefills
+    ``inputs`` (one model input per row), then calls :meth:`advance` with those rows'
+    log-probabilities after the prefill and after every step, until no row is left; then
+    :meth:`result` holds what ``decode_batch`` would have returned. Made by :meth:`REDDecoder.steps`.
+
+    Attributes:
+        inputs: the rows' model inputs: each question's image branch, then its rationale branches.
+    """
+
+    def __init__(self, decoder: REDDecoder, requests: Sequence[REDRequest]) -> None:
+        self._decoder = decoder
+        self._requests = list(requests)
+        self.restart()
+
+    def restart(self) -> None:
+        """Back to before the first token (the job is decoded afresh, e.g. alone after its batch failed)."""
+        self._questions, rows = self._decoder._prepare(self._requests)
+        self.inputs = [row_inputs for _, row_inputs in rows]
+        self._live: list[RowKey] = [key for key, _ in rows]  # the rows still decoding, in order
+        self._steps = 0
+        self._eos = self._decoder._eos_ids()
+
+    def advance(self, logprobs: torch.Tensor, note: TokenCallback | None = None) -> list[int | None]:
+        """Choose each question's next token from its live rows' (R, V) ``logprobs``.
+
+        Returns the token to feed each live row, or None where the row's question is finished
+        (the row is then dropped). ``note(request_index, attribution)`` is called per new token.
+        """
+        decoder, cfg = self._decoder, self._decoder.config
+        for qs in self._questions:
+            stop = self._requests[qs.index].should_stop
+            if qs.finish_reason is None and stop is not None and stop():
+                qs.finish_reason = "cancelled"
+                qs.text = decoder._text(qs.token_ids)
+        active = [qs for qs in self._questions if qs.finish_reason is None]
+        chosen: dict[int, int] = {}
+        if active:
+            where = {key: row for row, key in enumerate(self._live)}
+            chosen = decoder._choose(active, logprobs, where)
+            for qs in active:
+                decoder._finish_if_done(qs, chosen[qs.index], self._eos)
+                if note is not None and qs.tokens:
+                    note(qs.index, qs.tokens[-1])
+            self._steps += 1
+        still = {qs.index for qs in self._questions if qs.finish_reason is None} if self._steps < cfg.max_new_tokens else set()
+        tokens = [chosen[q] if q in still else None for q, _ in self._live]
+        self._live = [key for key in self._live if key[0] in still]
+        return tokens
+
+    def result(self) -> list[REDResult]:
+        """The results, once no row is left (questions still going end as ``"length"``)."""
+        return self._decoder._results(self._questions)

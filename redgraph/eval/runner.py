@@ -182,7 +182,7 @@ def answer_unit(unit: Unit, config: EvalConfig, lvlm, rationales: Rationales, ou
         result = REDDecoder(lvlm, REDConfig(rationale_weight=0.0, max_new_tokens=config.max_new_tokens)).decode(image, question)
         prediction = result.text
     elif unit.mode == "cot":
-        from redgraph.models.generation import generate_text
+        from redgraph.decoding.generate import generate_text
         from redgraph.models.prompts import cot_text
 
         texts = [rationales.get(item, unit.source)]

@@ -39,7 +39,7 @@ from redgraph.errors import ConfigError, check_whole_number
 from redgraph.eval.normalize import answers_match
 from redgraph.eval.report import wilson_interval
 from redgraph.models import prompts
-from redgraph.models.generation import generate_text
+from redgraph.decoding.generate import generate_text
 
 SOURCES = ("synthetic", "matplotlib", "fonts", "heldout")
 METRICS = ("image_answer_acc", "rationale_answer_acc", "cot_answer_acc", "rationale_fact_acc", "claim_verification_acc")

@@ -1,44 +1,28 @@
-"""Plain batched generation from chat-rendered prompts (the reasoner, the evaluation)."""
+"""Plain batched generation through ``generate`` from chat-rendered prompts (sampling; the families
+whose rows cannot share a running batch). Greedy generation for the agents and the evaluation is
+:func:`redgraph.decoding.generate.generate_text`."""
 
 from __future__ import annotations
-
-import itertools
 
 import torch
 
 
 def encode_batch(lvlm, texts: list[str], images):
-    """Left-padded model inputs for chat-rendered ``texts`` (with one image each, or none)."""
-    kwargs = {"images": images} if images is not None else {}
+    """Left-padded model inputs for chat-rendered ``texts`` (with one image each, or none).
+
+    The images go as one list per prompt: the processors of SmolVLM and Gemma 3 refuse a flat
+    list of several (they take it as several images of one prompt)."""
+    kwargs = {"images": [[image] for image in images]} if images is not None else {}
     return lvlm.processor(text=texts, return_tensors="pt", padding=True, padding_side="left", **kwargs).to(lvlm.device)
 
 
-def generate_text(
-    lvlm, texts: list[str], images, max_new_tokens: int, *, temperature: float | None = None, seed: int | None = None
-) -> list[str]:
-    """Answers to chat-rendered prompts in one left-padded batch: greedy, or sampled at ``temperature``.
-
-    Sampling is seeded through its own generator state (``seed``), leaving torch's global RNG as it was.
-    Greedy calls made at the same time from several threads (concurrent graph runs) share one
-    batch (:mod:`redgraph.models.combining`); a call alone runs as it is.
-    """
-    if temperature is not None:
-        return _generate(lvlm, texts, images, max_new_tokens, temperature=temperature, seed=seed)
-    from redgraph.models.combining import combiner_of
-
-    def together(items: list, _note) -> list[list[str]]:
-        merged = _generate(lvlm, [t for texts_, _ in items for t in texts_],
-                           None if images is None else [i for _, images_ in items for i in images_], max_new_tokens)
-        ends = list(itertools.accumulate(len(texts_) for texts_, _ in items))
-        return [merged[end - len(texts_):end] for end, (texts_, _) in zip(ends, items)]
-
-    return combiner_of(lvlm).run(("generate", max_new_tokens, images is None), (list(texts), images), together)
-
-
 @torch.inference_mode()
-def _generate(
+def generate_with_hf(
     lvlm, texts: list[str], images, max_new_tokens: int, *, temperature: float | None = None, seed: int | None = None
 ) -> list[str]:
+    """Answers to chat-rendered prompts in one left-padded batch through ``generate``: greedy, or
+    sampled at ``temperature`` (seeded through its own generator state, ``seed``, leaving torch's
+    global RNG as it was). :func:`redgraph.decoding.generate.generate_text` is the front door."""
     tokenizer = lvlm.tokenizer
     inputs = encode_batch(lvlm, texts, images)
     lvlm.check_fits(inputs, max_new_tokens, "prompt")  # before the forward, not after minutes of it

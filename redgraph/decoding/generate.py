@@ -1,0 +1,79 @@
+"""Greedy generation from chat-rendered prompts (the reasoner, decomposers, the evaluation), as a
+step job of the model's running batch, so concurrent callers share every forward."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from redgraph.decoding.combining import combiner_of
+from redgraph.models.generation import encode_batch, generate_with_hf
+
+
+class GreedySteps:
+    """Greedy decoding of chat-rendered prompts, one row each, as a step job
+    (:class:`redgraph.decoding.combining.StepJob`): each row ends at the end-of-sequence token or
+    after ``max_new_tokens``; :meth:`result` is each prompt's text, special tokens left out and
+    stripped, as :func:`redgraph.models.generation.generate_with_hf` gives it.
+
+    The prompts are encoded, and checked against the model's context, here, in the caller's thread.
+    """
+
+    def __init__(self, lvlm, texts: list[str], images, max_new_tokens: int) -> None:
+        self._tokenizer = lvlm.tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.inputs = []
+        for index, text in enumerate(texts):
+            row = encode_batch(lvlm, [text], None if images is None else [images[index]])
+            lvlm.check_fits(row, max_new_tokens, "prompt")  # before the forward, not after minutes of it
+            self.inputs.append(row)
+        self._eos = self._tokenizer.eos_token_id
+        self.restart()
+
+    def restart(self) -> None:
+        """Back to before the first token."""
+        self._tokens: list[list[int]] = [[] for _ in self.inputs]
+        self._live = list(range(len(self.inputs)))
+
+    def advance(self, logprobs: torch.Tensor, note: Callable[[int, Any], None] | None = None) -> list[int | None]:
+        """The greedy token of each live row of (R, V) ``logprobs``; None where the row ends."""
+        fed: list[int | None] = []
+        for row, token in zip(self._live, logprobs.argmax(dim=-1).tolist(), strict=True):
+            if token == self._eos:
+                fed.append(None)
+                continue
+            self._tokens[row].append(token)
+            fed.append(token if len(self._tokens[row]) < self.max_new_tokens else None)
+        self._live = [row for row, token in zip(self._live, fed) if token is not None]
+        return fed
+
+    def result(self) -> list[str]:
+        return [text.strip() for text in self._tokenizer.batch_decode(self._tokens, skip_special_tokens=True)]
+
+
+def generate_text(
+    lvlm, texts: list[str], images, max_new_tokens: int, *, temperature: float | None = None, seed: int | None = None
+) -> list[str]:
+    """Answers to chat-rendered prompts: greedy, or sampled at ``temperature``.
+
+    Greedy prompts join the model's running batch (:mod:`redgraph.decoding.combining`), so calls
+    made at the same time from several threads (concurrent graph runs) share its forwards; a call
+    alone decodes alone. Sampling is seeded through its own generator state (``seed``), leaving
+    torch's global RNG as it was, and runs through ``generate``.
+    """
+    if temperature is not None:
+        return generate_with_hf(lvlm, texts, images, max_new_tokens, temperature=temperature, seed=seed)
+    combiner = combiner_of(lvlm)
+    if combiner.steps:
+        return combiner.run_steps(GreedySteps(lvlm, list(texts), images, max_new_tokens))
+
+    def together(items: list, _note) -> list[list[str]]:  # a family whose rows cannot join later
+        merged = generate_with_hf(lvlm, [t for texts_, _ in items for t in texts_],
+                                  None if images is None else [i for _, images_ in items for i in images_], max_new_tokens)
+        ends = list(itertools.accumulate(len(texts_) for texts_, _ in items))
+        return [merged[end - len(texts_):end] for end, (texts_, _) in zip(ends, items)]
+
+    return combiner.run(("generate", max_new_tokens, images is None), (list(texts), images), together)
