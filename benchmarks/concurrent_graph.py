@@ -12,6 +12,10 @@ in-memory checkpointer and the trace. Reported, from one process and one sitting
   to their token limits).
 - ``single_run_vs_uncombined``: the median seconds of one run alone with combining on / off
   (``Combiner.enabled``): what a lone caller pays for it. Goal <= 1.05.
+- ``lone_generate_vs_generate``, ``lone_red_vs_decode_batch``: one call alone through the model's
+  running batch against the direct call that did the same work before it (``generate`` for the
+  reasoner's greedy 96 tokens; ``REDDecoder.decode_batch`` for a RED answer of 24 tokens with one
+  rationale), medians of interleaved repeats: what a single run pays for continuous batching.
 - ``batch_sizes``: how many jobs joined the model's running batch at once (or ran together, for a
   family whose rows cannot join later) in the concurrent phase.
 - ``forwards``, ``rows_per_forward``: the running batch's decoding forwards in the concurrent phase
@@ -89,6 +93,7 @@ def main() -> None:
             one(0)
             timings[enabled].append(time.perf_counter() - started)
     combiner.enabled = True
+    lone = lone_calls(lvlm, items[0], pictures[0], args.repeats)
     report = {
         "model": "tiny qwen2_vl" if args.tiny else "embedded",
         "runs": args.runs,
@@ -98,12 +103,44 @@ def main() -> None:
         "single_run_s": round(statistics.median(timings[True]), 4),
         "single_run_uncombined_s": round(statistics.median(timings[False]), 4),
         "single_run_vs_uncombined": round(statistics.median(timings[True]) / statistics.median(timings[False]), 3),
+        **lone,
         "batch_sizes": dict(sorted(batches.items())),
         "forwards": len(rows),
         "rows_per_forward": round(sum(rows) / len(rows), 2) if rows else None,
         "same_results": together == alone,
     }
     print(json.dumps(report, indent=2) if args.json else report)
+
+
+def lone_calls(lvlm, item, picture, repeats: int) -> dict:
+    """Median seconds of one reasoner generation and one RED answer, through the running batch and
+    directly, interleaved, and their ratios."""
+    from redgraph.decoding import REDConfig, REDDecoder, REDRequest
+    from redgraph.decoding.combining import combiner_of
+    from redgraph.decoding.generate import generate_text
+    from redgraph.models.generation import generate_with_hf
+    from redgraph.models.prompts import render
+
+    text = render(lvlm.processor, "Describe what you see, then answer: " + item.question, with_image=True)
+    decoder = REDDecoder(lvlm, REDConfig(rationale_weight=0.0, max_new_tokens=24, eos_token_ids=()))
+    request = REDRequest(picture, item.question, (item.gold_rationale,), (0.5,), rationale_weight=0.5)
+    calls = {
+        "generate": lambda: generate_with_hf(lvlm, [text], [picture], 96),
+        "lone_generate": lambda: generate_text(lvlm, [text], [picture], 96),
+        "decode_batch": lambda: decoder.decode_batch([request]),
+        "lone_red": lambda: combiner_of(lvlm).run_steps(decoder.steps([request])),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats + 1):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            seconds[name].append(time.perf_counter() - started)
+    median = {name: statistics.median(values[1:]) for name, values in seconds.items()}  # the first is warm-up
+    return {
+        "lone_generate_vs_generate": round(median["lone_generate"] / median["generate"], 3),
+        "lone_red_vs_decode_batch": round(median["lone_red"] / median["decode_batch"], 3),
+    }
 
 
 if __name__ == "__main__":

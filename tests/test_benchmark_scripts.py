@@ -243,6 +243,7 @@ def test_concurrent_graph_smoke_run_prints_the_ratios_and_the_batches():
     assert report["runs_per_s_8_vs_1"] > 0 and report["single_run_vs_uncombined"] > 0
     assert sum(size * count for size, count in ((int(k), v) for k, v in report["batch_sizes"].items())) >= 8
     assert report["forwards"] > 0 and report["rows_per_forward"] >= 1
+    assert report["lone_generate_vs_generate"] > 0 and report["lone_red_vs_decode_batch"] > 0
     assert report["same_results"] is True
 
 

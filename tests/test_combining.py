@@ -324,3 +324,44 @@ def test_a_cancelled_request_leaves_the_batch_and_the_others_go_on():
         assert first.result(10) == run_alone(greedy(lvlm, "Describe it.", 10, eos=False))
     assert answer.finish_reason == "cancelled" and answer.token_ids == []
     assert max(combiner.step_rows) == 1
+
+
+def test_red_answers_of_one_config_choose_together_and_each_gets_what_it_gets_alone(monkeypatch):
+    from redgraph.decoding.combining import Combiner
+    from redgraph.decoding.decoder import REDSteps
+    from tests.conftest import tiny
+
+    lvlm = tiny("qwen2_vl")
+    questions = ["What colour is the circle?", "Is there a square?"]
+    expected = [run_alone(red_job(lvlm, q))[0] for q in questions]
+    together = []
+    real = REDSteps.advance_group
+
+    def spy(jobs, logprobs, notes):
+        together.append(len(jobs))
+        return real(jobs, logprobs, notes)
+
+    monkeypatch.setattr(REDSteps, "advance_group", staticmethod(spy))
+    combiner = Combiner(lvlm.model)
+    stepped, release = threading.Event(), threading.Event()
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(combiner.run_steps, Held(greedy(lvlm, "Describe it.", 10, eos=False), stepped, release))
+        stepped.wait(5)
+        answers = [pool.submit(combiner.run_steps, red_job(lvlm, questions[0]))]
+        wait_until(lambda: len(combiner._waiting) == 1)
+        other = pool.submit(combiner.run_steps, greedy(lvlm, "What is red?", 6, eos=False))
+        wait_until(lambda: len(combiner._waiting) == 2)
+        answers.append(pool.submit(combiner.run_steps, red_job(lvlm, questions[1])))
+        wait_until(lambda: len(combiner._waiting) == 3)
+        release.set()
+        results = [future.result(10)[0] for future in answers]
+        first.result(10), other.result(10)
+    # The batch held greedy, RED, greedy, RED rows: the two RED jobs' rows were gathered and chosen as one.
+    assert 2 in together and combiner.batches == [1, 3]
+    for got, alone in zip(results, expected):
+        assert got.token_ids == alone.token_ids and got.text == alone.text
+        assert [t.logprob for t in got.tokens] == pytest.approx([t.logprob for t in alone.tokens], abs=1e-4)
+        assert [t.image_logprob for t in got.tokens] == pytest.approx([t.image_logprob for t in alone.tokens], abs=1e-4)
+        assert [t.rationale_logprobs[0] for t in got.tokens] == pytest.approx(
+            [t.rationale_logprobs[0] for t in alone.tokens], abs=1e-4)
+        assert [t.changed_by_rationale for t in got.tokens] == [t.changed_by_rationale for t in alone.tokens]

@@ -59,7 +59,9 @@ class StepJob(Protocol):
     those rows' (R, V) next-token log-probabilities, after the prefill and after every step, for
     the rows still live; ``advance`` returns the token to feed each of them, or None to drop it.
     When no row is left, ``result()`` is the job's result. ``restart()`` puts the job back to
-    before its first token.
+    before its first token. A job may also have a ``group_key`` and a static
+    ``advance_group(jobs, logprobs, notes)``: jobs of one key then choose together, from their rows'
+    log-probabilities job after job, as each would alone.
     """
 
     inputs: list
@@ -123,28 +125,52 @@ class _Batch:
 
     def step(self, note_for: Callable[[_Job], Callable[[int, Any], None]]) -> list[_Job]:
         """Each job chooses its rows' tokens, finished rows are dropped and one forward advances the
-        rest; the jobs that are finished (done or failed) are returned."""
+        rest; the jobs that are finished (done or failed) are returned.
+
+        Jobs whose step jobs share a ``group_key`` and have an ``advance_group`` choose together
+        (RED answers of one config: one choice over all their questions)."""
         logprobs = self.group.logprobs  # (B, V)
+        starts, start = [], 0
+        for job in self.jobs:
+            starts.append(start)
+            start += job.width
+        groups: dict[Hashable, list[int]] = {}
+        for index, job in enumerate(self.jobs):
+            key = getattr(job.steps, "group_key", None)
+            groups.setdefault(("alone", index) if key is None else ("key", key), []).append(index)
+        fed: dict[int, list[int | None]] = {}
+        for members in groups.values():
+            jobs = [self.jobs[i] for i in members]
+            rows = [row for i in members for row in range(starts[i], starts[i] + self.jobs[i].width)]
+            if rows == list(range(rows[0], rows[0] + len(rows))):
+                part = logprobs[rows[0]:rows[0] + len(rows)]
+            else:
+                part = logprobs[torch.tensor(rows, device=logprobs.device)]
+            try:
+                if len(jobs) == 1:
+                    outputs = [jobs[0].steps.advance(part, note_for(jobs[0]))]
+                else:
+                    outputs = type(jobs[0].steps).advance_group([job.steps for job in jobs], part,
+                                                                [note_for(job) for job in jobs])
+                for job, tokens in zip(jobs, outputs, strict=True):
+                    if len(tokens) != job.width:
+                        raise RuntimeError(f"{type(job.steps).__name__}.advance returned {len(tokens)} tokens "
+                                           f"for {job.width} rows")
+            except Exception as exc:  # noqa: BLE001 - handed to its callers; the others go on
+                for job in jobs:
+                    job.error = exc
+                outputs = [[None] * job.width for job in jobs]
+            for i, tokens in zip(members, outputs):
+                fed[i] = list(tokens)
         keep: list[int] = []
         feed: list[int] = []
         finished: list[_Job] = []
-        start = 0
-        for job in self.jobs:
-            tokens: list[int | None]
-            try:
-                tokens = list(job.steps.advance(logprobs[start:start + job.width], note_for(job)))
-                if len(tokens) != job.width:
-                    raise RuntimeError(f"{type(job.steps).__name__}.advance returned {len(tokens)} tokens "
-                                       f"for {job.width} rows")
-            except Exception as exc:  # noqa: BLE001 - handed to its caller; the others go on
-                job.error = exc
-                tokens = [None] * job.width
-            for row, token in enumerate(tokens):
+        for index, job in enumerate(self.jobs):
+            for row, token in enumerate(fed[index]):
                 if token is not None:
-                    keep.append(start + row)
+                    keep.append(starts[index] + row)
                     feed.append(int(token))
-            start += job.width
-            job.width = sum(token is not None for token in tokens)
+            job.width = sum(token is not None for token in fed[index])
             if job.width == 0:
                 finished.append(job)
         self.jobs = [job for job in self.jobs if job.width]

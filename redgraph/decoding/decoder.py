@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -228,7 +228,8 @@ class REDDecoder:
             if not active:
                 break
             branches.keep({qs.index for qs in active})
-            chosen = self._choose(active, *branches.logprobs())  # question index -> token id
+            picks = self._choose(active, *branches.logprobs())
+            chosen = {qs.index: token for qs, token in zip(active, picks)}  # question index -> token id
             for qs in active:
                 self._finish_if_done(qs, chosen[qs.index], eos)
                 if on_token is not None and qs.tokens:
@@ -311,13 +312,18 @@ class REDDecoder:
 
     # -- one step --------------------------------------------------------------------------
 
-    def _choose(self, active: list[_Question], logprobs: torch.Tensor, where: dict[RowKey, int]) -> dict[int, int]:
-        """The token of each active question from ``logprobs`` (R, V), every row's next-token
-        log-probabilities, and ``where``, the row of each (question, branch)."""
+    def _choose(self, active: list[_Question], logprobs: torch.Tensor, where: dict[RowKey, int],
+                ids: Sequence[int] | None = None) -> list[int]:
+        """The token of each active question (in order) from ``logprobs`` (R, V), every row's
+        next-token log-probabilities, and ``where``, the row of each (question id, branch); a
+        question's id is its index unless ``ids`` says otherwise (questions of several jobs chosen
+        together). Each question records its token and, if asked, its attribution."""
         cfg = self.config
-        image_rows = torch.tensor([where[(qs.index, -1)] for qs in active], device=logprobs.device)  # (N,)
+        ids = [qs.index for qs in active] if ids is None else ids
+        device = logprobs.device
+        image_rows = torch.tensor([where[(q, -1)] for q in ids], device=device)  # (N,)
         rationale_rows, lambdas = padded_rationale_rows(
-            where, [(qs.index, qs.lambdas) for qs in active], logprobs.device
+            where, [(q, qs.lambdas) for q, qs in zip(ids, active)], device
         )  # (N, K), (N, K)
         image_lp = logprobs[image_rows]  # (N, V)
         rationale_lp = logprobs[rationale_rows]  # (N, K, V)
@@ -328,38 +334,43 @@ class REDDecoder:
             picks = [int(torch.multinomial(probs[n], 1, generator=qs.generator)) for n, qs in enumerate(active)]
         else:
             picks = scores.argmax(dim=-1).tolist()
-        image_choice = image_lp.argmax(dim=-1).tolist()
-        combined = shift = top = None
-        if cfg.record_attribution:
-            combined = scores.log_softmax(dim=-1)  # (N, V)
-            if cfg.top_logprobs:
-                values, ids = combined.topk(cfg.top_logprobs, dim=-1)  # (N, k) each
-                top = [tuple(zip(i, v)) for i, v in zip(ids.tolist(), values.tolist())]
-            p_red = combined.exp()
-            # KL(RED || image) per question; tokens RED gives no mass add nothing (0 * -inf is NaN).
-            shift = torch.where(p_red > 0, p_red * (combined - image_lp), torch.zeros_like(p_red)).sum(-1).tolist()
-        chosen = {}
-        for n, qs in enumerate(active):
-            token = picks[n]
-            chosen[qs.index] = token
+        for qs, token in zip(active, picks):
             qs.token_ids.append(token)
-            if cfg.record_attribution:
-                qs.tokens.append(
-                    TokenAttribution(
-                        token_id=token,
-                        text=self.lvlm.tokenizer.decode([token]),
-                        image_logprob=float(image_lp[n, token]),
-                        rationale_logprobs=tuple(float(rationale_lp[n, k, token]) for k in range(len(qs.lambdas))),
-                        score=float(scores[n, token]),
-                        logprob=float(combined[n, token]),
-                        image_choice=int(image_choice[n]),
-                        changed_by_rationale=int(image_choice[n]) != token,
-                        rationale_shift=max(0.0, shift[n]),
-                        top_logprobs=top[n] if top is not None else (),
-                        special=token in self._special_ids,
-                    )
+        if not cfg.record_attribution:
+            return picks
+        image_choice = image_lp.argmax(dim=-1).tolist()
+        combined = scores.log_softmax(dim=-1)  # (N, V)
+        top = None
+        if cfg.top_logprobs:
+            values, top_ids = combined.topk(cfg.top_logprobs, dim=-1)  # (N, k) each
+            top = [tuple(zip(i, v)) for i, v in zip(top_ids.tolist(), values.tolist())]
+        p_red = combined.exp()
+        # KL(RED || image) per question; tokens RED gives no mass add nothing (0 * -inf is NaN).
+        shift = torch.where(p_red > 0, p_red * (combined - image_lp), torch.zeros_like(p_red)).sum(-1).tolist()
+        # The chosen token's values, read out in one go per tensor (the same float32 values).
+        rows = torch.arange(len(active), device=device)
+        chosen = torch.tensor(picks, device=device)
+        image_at = image_lp[rows, chosen].tolist()
+        rationale_at = rationale_lp[rows, :, chosen].tolist()  # (N, K)
+        score_at = scores[rows, chosen].tolist()
+        logprob_at = combined[rows, chosen].tolist()
+        for n, (qs, token) in enumerate(zip(active, picks)):
+            qs.tokens.append(
+                TokenAttribution(
+                    token_id=token,
+                    text=self.lvlm.tokenizer.decode([token]),
+                    image_logprob=image_at[n],
+                    rationale_logprobs=tuple(rationale_at[n][: len(qs.lambdas)]),
+                    score=score_at[n],
+                    logprob=logprob_at[n],
+                    image_choice=int(image_choice[n]),
+                    changed_by_rationale=int(image_choice[n]) != token,
+                    rationale_shift=max(0.0, shift[n]),
+                    top_logprobs=top[n] if top is not None else (),
+                    special=token in self._special_ids,
                 )
-        return chosen
+            )
+        return picks
 
     def _finish_if_done(self, qs: _Question, token: int, eos: set[int]) -> None:
         if token in eos:
@@ -410,29 +421,59 @@ class REDSteps:
         self._steps = 0
         self._eos = self._decoder._eos_ids()
 
+    @property
+    def group_key(self) -> Hashable:
+        """Jobs of one key (one model, one config) choose their tokens together (:meth:`advance_group`)."""
+        return (id(self._decoder.lvlm), self._decoder.config)
+
     def advance(self, logprobs: torch.Tensor, note: TokenCallback | None = None) -> list[int | None]:
         """Choose each question's next token from its live rows' (R, V) ``logprobs``.
 
         Returns the token to feed each live row, or None where the row's question is finished
         (the row is then dropped). ``note(request_index, attribution)`` is called per new token.
         """
-        decoder, cfg = self._decoder, self._decoder.config
-        for qs in self._questions:
-            stop = self._requests[qs.index].should_stop
-            if qs.finish_reason is None and stop is not None and stop():
-                qs.finish_reason = "cancelled"
-                qs.text = decoder._text(qs.token_ids)
-        active = [qs for qs in self._questions if qs.finish_reason is None]
-        chosen: dict[int, int] = {}
-        if active:
-            where = {key: row for row, key in enumerate(self._live)}
-            chosen = decoder._choose(active, logprobs, where)
-            for qs in active:
-                decoder._finish_if_done(qs, chosen[qs.index], self._eos)
-                if note is not None and qs.tokens:
-                    note(qs.index, qs.tokens[-1])
+        [tokens] = REDSteps.advance_group([self], logprobs, [note])
+        return tokens
+
+    @staticmethod
+    def advance_group(jobs: Sequence[REDSteps], logprobs: torch.Tensor,
+                      notes: Sequence[TokenCallback | None]) -> list[list[int | None]]:
+        """:meth:`advance` for jobs of one :attr:`group_key` at once: ``logprobs`` holds their live
+        rows, job after job, and one choice covers all their questions (the same tokens and
+        attributions as each job's own, in a few tensor operations instead of a few per job)."""
+        decoder = jobs[0]._decoder
+        active: list[_Question] = []
+        ids: list[tuple[int, int]] = []  # (job, question): a question's id across the jobs
+        where: dict[tuple[tuple[int, int], int], int] = {}
+        offset = 0
+        for j, job in enumerate(jobs):
+            for qs in job._questions:
+                stop = job._requests[qs.index].should_stop
+                if qs.finish_reason is None and stop is not None and stop():
+                    qs.finish_reason = "cancelled"
+                    qs.text = decoder._text(qs.token_ids)
+            for row, (q, branch) in enumerate(job._live):
+                where[((j, q), branch)] = offset + row
+            offset += len(job._live)
+            for qs in job._questions:
+                if qs.finish_reason is None:
+                    active.append(qs)
+                    ids.append((j, qs.index))
+        picks = decoder._choose(active, logprobs, where, ids) if active else []
+        chosen: list[dict[int, int]] = [{} for _ in jobs]
+        for qs, (j, q), token in zip(active, ids, picks):
+            chosen[j][q] = token
+            decoder._finish_if_done(qs, token, jobs[j]._eos)
+            if notes[j] is not None and qs.tokens:
+                notes[j](q, qs.tokens[-1])
+        return [job._fed(chosen[j]) for j, job in enumerate(jobs)]
+
+    def _fed(self, chosen: dict[int, int]) -> list[int | None]:
+        if chosen:
             self._steps += 1
-        still = {qs.index for qs in self._questions if qs.finish_reason is None} if self._steps < cfg.max_new_tokens else set()
+        still = set()
+        if self._steps < self._decoder.config.max_new_tokens:
+            still = {qs.index for qs in self._questions if qs.finish_reason is None}
         tokens = [chosen[q] if q in still else None for q, _ in self._live]
         self._live = [key for key in self._live if key[0] in still]
         return tokens

@@ -39,7 +39,10 @@ from redgraph.errors import ConfigError, check_whole_number
 from redgraph.eval.normalize import answers_match
 from redgraph.eval.report import wilson_interval
 from redgraph.models import prompts
-from redgraph.decoding.generate import generate_text
+# The evaluation decodes its own batches of 16 items, alone: one padded `generate` batch is 5-10%
+# faster here than the running batch's packed prefill, and gives the same texts (the running
+# batch, redgraph.decoding.generate, is for callers that arrive at different moments).
+from redgraph.models.generation import generate_with_hf
 
 SOURCES = ("synthetic", "matplotlib", "fonts", "heldout")
 METRICS = ("image_answer_acc", "rationale_answer_acc", "cot_answer_acc", "rationale_fact_acc", "claim_verification_acc")
@@ -80,12 +83,12 @@ def evaluate(
         chunk = items[start : start + batch_size]
         images = [source_picture(item, source) for item in chunk]
         p = lvlm.processor
-        direct = generate_text(lvlm, [prompts.image_branch_text(p, i.question) for i in chunk], images, 8)
-        from_rationale = generate_text(
+        direct = generate_with_hf(lvlm, [prompts.image_branch_text(p, i.question) for i in chunk], images, 8)
+        from_rationale = generate_with_hf(
             lvlm, [prompts.rationale_branch_text(p, i.gold_rationale, i.question) for i in chunk], None, 8
         )
-        cot = generate_text(lvlm, [prompts.cot_text(p, i.gold_rationale, i.question) for i in chunk], images, 8)
-        rationales = generate_text(
+        cot = generate_with_hf(lvlm, [prompts.cot_text(p, i.gold_rationale, i.question) for i in chunk], images, 8)
+        rationales = generate_with_hf(
             lvlm, [prompts.rationale_request_text(p, i.question) for i in chunk], images, max_rationale_tokens
         )
         for item, a, b, c, r in zip(chunk, direct, from_rationale, cot, rationales):
