@@ -302,7 +302,13 @@ class Combiner:
                 finished = []
                 if joining:
                     self.batches.append(len(joining))
-                    finished += self._batch.admit(joining)
+                    try:
+                        finished += self._batch.admit(joining)
+                    except BaseException as exc:  # noqa: BLE001 - e.g. KeyboardInterrupt: no caller waits forever
+                        for job in joining:
+                            if job not in self._batch.jobs:
+                                job.error = exc
+                                finished.append(job)
                 if self._batch.jobs:
                     finished += self._step()
                 for job in finished:
@@ -345,6 +351,8 @@ class Combiner:
         return steps.result()
 
     def _note_for(self, job: _Job) -> Callable[[int, Any], None]:
+        """``note(_, value)`` for ``job``: ``on_note(value)`` at once if this thread (the leader's)
+        owns the job, else queued for its owner's thread."""
         me = threading.get_ident()
 
         def note(_index: int, value: Any) -> None:
@@ -359,20 +367,9 @@ class Combiner:
         return note
 
     def _execute(self, batch: list[_Job]) -> None:
-        me = threading.get_ident()
-
         def note_for(jobs: Sequence[_Job]) -> Callable[[int, Any], None]:
-            def note(index: int, value: Any) -> None:
-                job = jobs[index]
-                if job.on_note is None:
-                    return
-                if job.owner == me:  # the leader's own job: in its own thread, now
-                    job.on_note(value)
-                    return
-                job.events.put(value)
-                with self._lock:
-                    self._lock.notify_all()  # its owner delivers it in its thread
-            return note
+            notes = [self._note_for(job) for job in jobs]  # made here, in the leader's thread
+            return lambda index, value: notes[index](index, value)
 
         try:
             results = batch[0].execute([job.item for job in batch], note_for(batch))

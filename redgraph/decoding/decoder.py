@@ -312,8 +312,8 @@ class REDDecoder:
 
     # -- one step --------------------------------------------------------------------------
 
-    def _choose(self, active: list[_Question], logprobs: torch.Tensor, where: dict[RowKey, int],
-                ids: Sequence[int] | None = None) -> list[int]:
+    def _choose(self, active: list[_Question], logprobs: torch.Tensor, where: dict[tuple[Hashable, int], int],
+                ids: Sequence[Hashable] | None = None) -> list[int]:
         """The token of each active question (in order) from ``logprobs`` (R, V), every row's
         next-token log-probabilities, and ``where``, the row of each (question id, branch); a
         question's id is its index unless ``ids`` says otherwise (questions of several jobs chosen
