@@ -1,4 +1,4 @@
-"""Greedy generation from chat-rendered prompts (the reasoner, decomposers, the evaluation), as a
+"""Greedy generation from chat-rendered prompts (the reasoner, decomposers, the eval harness's CoT baseline), as a
 step job of the model's running batch, so concurrent callers share every forward."""
 
 from __future__ import annotations
