@@ -1,5 +1,5 @@
-"""Greedy generation from chat-rendered prompts (the reasoner, decomposers, the eval harness's CoT baseline), as a
-step job of the model's running batch, so concurrent callers share every forward."""
+"""Greedy generation from chat-rendered prompts (the reasoner, decomposers, the eval harness's CoT
+baseline), as a step job of the model's running batch, so concurrent callers share every forward."""
 
 from __future__ import annotations
 
@@ -71,8 +71,8 @@ def generate_text(
         return combiner.run_steps(GreedySteps(lvlm, list(texts), images, max_new_tokens))
 
     def together(items: list, _note) -> list[list[str]]:  # a family whose rows cannot join later
-        merged = generate_with_hf(lvlm, [t for texts_, _ in items for t in texts_],
-                                  None if images is None else [i for _, images_ in items for i in images_], max_new_tokens)
+        every_image = None if images is None else [i for _, images_ in items for i in images_]
+        merged = generate_with_hf(lvlm, [t for texts_, _ in items for t in texts_], every_image, max_new_tokens)
         ends = list(itertools.accumulate(len(texts_) for texts_, _ in items))
         return [merged[end - len(texts_):end] for end, (texts_, _) in zip(ends, items)]
 
