@@ -218,12 +218,8 @@ class REDDecoder:
         branches = BranchSet(lvlm.model, rows, batched=cfg.batch_branches, pack_tokens=pack_tokens)
 
         eos = self._eos_ids()
-        stops = [request.should_stop for request in requests]
         for _ in range(cfg.max_new_tokens):
-            for qs in questions:
-                if qs.finish_reason is None and stops[qs.index] is not None and stops[qs.index]():
-                    qs.finish_reason = "cancelled"
-                    qs.text = self._text(qs.token_ids)
+            self._cancel_stopped(questions, requests)
             active = [qs for qs in questions if qs.finish_reason is None]
             if not active:
                 break
@@ -372,6 +368,14 @@ class REDDecoder:
             )
         return picks
 
+    def _cancel_stopped(self, questions: list[_Question], requests: Sequence[REDRequest]) -> None:
+        """End as ``"cancelled"`` every unfinished question whose request's ``should_stop`` says so."""
+        for qs in questions:
+            stop = requests[qs.index].should_stop
+            if qs.finish_reason is None and stop is not None and stop():
+                qs.finish_reason = "cancelled"
+                qs.text = self._text(qs.token_ids)
+
     def _finish_if_done(self, qs: _Question, token: int, eos: set[int]) -> None:
         if token in eos:
             qs.finish_reason = "eos"
@@ -447,11 +451,7 @@ class REDSteps:
         where: dict[tuple[tuple[int, int], int], int] = {}
         offset = 0
         for j, job in enumerate(jobs):
-            for qs in job._questions:
-                stop = job._requests[qs.index].should_stop
-                if qs.finish_reason is None and stop is not None and stop():
-                    qs.finish_reason = "cancelled"
-                    qs.text = decoder._text(qs.token_ids)
+            decoder._cancel_stopped(job._questions, job._requests)
             for row, (q, branch) in enumerate(job._live):
                 where[((j, q), branch)] = offset + row
             offset += len(job._live)
