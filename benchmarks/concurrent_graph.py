@@ -16,6 +16,12 @@ in-memory checkpointer and the trace. Reported, from one process and one sitting
   running batch against the direct call that did the same work before it (``generate`` for the
   reasoner's greedy 96 tokens; ``REDDecoder.decode_batch`` for a RED answer of 24 tokens with one
   rationale), medians of interleaved repeats: what a single run pays for continuous batching.
+- ``vision_cache``: pictures served from the model's vision-feature cache and computed in the
+  concurrent phase (:mod:`redgraph.models.vision_cache`; a graph run shows its picture to the model
+  about four times). The cache is emptied before each phase and before every timed lone run, so no
+  run finds its picture from an earlier one; ``single_run_vs_no_vision_cache`` is a lone run's
+  median seconds with the cache on / off, and the two lone-call ratios are measured with it off (they
+  are about continuous batching alone).
 - ``batch_sizes``: how many jobs joined the model's running batch at once (or ran together, for a
   family whose rows cannot join later) in the concurrent phase.
 - ``forwards``, ``rows_per_forward``: the running batch's decoding forwards in the concurrent phase
@@ -53,6 +59,7 @@ def main() -> None:
     from redgraph.data import generate_items
     from redgraph.graphs.run import run_graph
     from redgraph.decoding.combining import combiner_of
+    from redgraph.models.vision_cache import vision_cache_of
 
     if args.tiny:
         from redgraph.models import build_tiny_lvlm
@@ -72,28 +79,48 @@ def main() -> None:
                 "tokens": [t["token_id"] for t in (result.state.get("answer") or {}).get("tokens", [])]}
 
     combiner = combiner_of(lvlm)
+    vision = vision_cache_of(lvlm.model)
+
+    def fresh(index: int) -> dict:
+        """One run whose picture the vision cache has not seen."""
+        vision.clear()
+        return one(index)
+
     one(0)  # warm-up
+    vision.clear()
     started = time.perf_counter()
     alone = [one(i) for i in range(args.runs)]
     serial_s = time.perf_counter() - started
     combiner.batches.clear()
     combiner.step_rows.clear()
+    vision.clear()
+    vision.hits = vision.misses = 0
     started = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
         together = list(pool.map(one, range(args.runs)))
     concurrent_s = time.perf_counter() - started
     batches = Counter(combiner.batches)
     rows = list(combiner.step_rows)
+    vision_use = {"hits": vision.hits, "misses": vision.misses}
 
     timings = {True: [], False: []}
     for _ in range(args.repeats):
         for enabled in (True, False):
             combiner.enabled = enabled
             started = time.perf_counter()
-            one(0)
+            fresh(0)
             timings[enabled].append(time.perf_counter() - started)
     combiner.enabled = True
+    cached = {True: [], False: []}
+    for _ in range(args.repeats):
+        for enabled in (True, False):
+            vision.enabled = enabled
+            started = time.perf_counter()
+            fresh(0)
+            cached[enabled].append(time.perf_counter() - started)
+    vision.enabled = False
     lone = lone_calls(lvlm, items[0], pictures[0], args.repeats)
+    vision.enabled = True
     report = {
         "model": "tiny qwen2_vl" if args.tiny else "embedded",
         "runs": args.runs,
@@ -103,7 +130,9 @@ def main() -> None:
         "single_run_s": round(statistics.median(timings[True]), 4),
         "single_run_uncombined_s": round(statistics.median(timings[False]), 4),
         "single_run_vs_uncombined": round(statistics.median(timings[True]) / statistics.median(timings[False]), 3),
+        "single_run_vs_no_vision_cache": round(statistics.median(cached[True]) / statistics.median(cached[False]), 3),
         **lone,
+        "vision_cache": vision_use,
         "batch_sizes": dict(sorted(batches.items())),
         "forwards": len(rows),
         "rows_per_forward": round(sum(rows) / len(rows), 2) if rows else None,
@@ -117,6 +146,7 @@ def lone_calls(lvlm, item, picture, repeats: int) -> dict:
     directly, interleaved, and their ratios."""
     from redgraph.decoding import REDConfig, REDDecoder, REDRequest
     from redgraph.decoding.combining import combiner_of
+    from redgraph.models.vision_cache import vision_cache_of
     from redgraph.decoding.generate import generate_text
     from redgraph.models.generation import generate_with_hf
     from redgraph.models.prompts import render

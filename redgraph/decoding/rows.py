@@ -196,8 +196,12 @@ def cache_of(model, keys: list[torch.Tensor], values: list[torch.Tensor]):
 
 
 def prefill_forward(model, input_ids, attention_mask, positions, logits_to_keep, extra: dict):
-    """One prefill forward into a fresh cache (what every prefill, alone or packed, runs)."""
+    """One prefill forward into a fresh cache (what every prefill, alone or packed, runs); each image
+    through the vision tower once per model (:mod:`redgraph.models.vision_cache`)."""
+    from redgraph.models.vision_cache import vision_inputs
+
     with torch.inference_mode():
+        extra = vision_inputs(model, extra)
         return model(
             input_ids=input_ids,
             attention_mask=attention_mask,

@@ -138,13 +138,18 @@ def load_calibration(folder: str | os.PathLike[str] | None) -> Calibration | Non
 def visual_tokens(lvlm, picture) -> torch.Tensor:
     """The model's visual tokens of ``picture`` as the language model receives them, unit length: (T, D)."""
     from redgraph.models.images import ready_image
+    from redgraph.models.vision_cache import vision_cache_of
 
     picture = ready_image(picture, max_pixels=lvlm.max_image_pixels)
     inputs = lvlm.processor.image_processor(images=[picture], return_tensors="pt")
     inputs = {k: v.to(lvlm.device) for k, v in inputs.items()}
-    if "pixel_values" in inputs:
-        inputs["pixel_values"] = inputs["pixel_values"].to(lvlm.model.dtype)
-    features = lvlm.model.get_image_features(**inputs)
+    cache = vision_cache_of(lvlm.model)
+    if cache is not None and cache.usable() and set(inputs) == {"pixel_values", "image_grid_thw"}:
+        features = cache.features(inputs["pixel_values"], inputs["image_grid_thw"])  # the picture's other uses share it
+    else:
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(lvlm.model.dtype)
+        features = lvlm.model.get_image_features(**inputs)
     if not isinstance(features, (torch.Tensor, tuple, list)):  # a model output: the merged tokens, else the last layer
         pooled = getattr(features, "pooler_output", None)
         features = pooled if pooled is not None else features.last_hidden_state
