@@ -146,7 +146,6 @@ def lone_calls(lvlm, item, picture, repeats: int) -> dict:
     directly, interleaved, and their ratios."""
     from redgraph.decoding import REDConfig, REDDecoder, REDRequest
     from redgraph.decoding.combining import combiner_of
-    from redgraph.models.vision_cache import vision_cache_of
     from redgraph.decoding.generate import generate_text
     from redgraph.models.generation import generate_with_hf
     from redgraph.models.prompts import render
