@@ -133,3 +133,46 @@ def test_the_server_answers_504_past_its_deadline():
     assert chat.status_code == 504 and chat.json()["error"]["code"] == "timeout"
     assert graph.status_code == 504 and "deadline" in graph.json()["error"]["message"]
     assert health["pending"] == 0 and health["graph_runs"] == 0 and time.monotonic() - started < 5
+
+
+def test_a_stopped_generation_leaves_the_running_batch_and_its_batch_mate_goes_on():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from redgraph.decoding.combining import combiner_of
+    from tests.test_combining import greedy
+
+    lvlm = tiny("qwen2_vl")
+    alone = combiner_of(lvlm).run_steps(greedy(lvlm, QUESTION, 8, eos=False))
+    stopped = greedy(lvlm, QUESTION, 8, eos=False)
+    stopped.should_stop = _stop_after(3)
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(combiner_of(lvlm).run_steps, job) for job in (stopped, greedy(lvlm, QUESTION, 8, eos=False))]
+        with pytest.raises(Cancelled, match="stopped after 3 tokens"):
+            futures[0].result()
+        assert futures[1].result() == alone
+
+
+def test_a_graph_run_stops_its_local_reasoner_mid_rationale(tmp_path):
+    from redgraph.decoding.generate import GreedySteps
+    from redgraph.graphs import ask, make_context
+    from redgraph.trace import verify_text
+
+    path = tmp_path / "scene.png"
+    scene().save(path)
+    lvlm = tiny("qwen2_vl")
+    asked = []
+    real_advance = GreedySteps.advance
+
+    def advance(self, logprobs, note=None):  # a random model may end at once: count the tokens asked for
+        asked.append(1)
+        return real_advance(self, logprobs, note)
+
+    context = make_context(lvlm, rounds=1, should_stop=_stop_after(3))  # the reasoner node asks once first
+    GreedySteps.advance = advance
+    try:
+        with pytest.raises(Cancelled, match="generation was stopped after 2 tokens"):
+            ask(path, QUESTION, context, checkpoint="memory", trace_path=tmp_path / "t.json")
+    finally:
+        GreedySteps.advance = real_advance
+    trace = (tmp_path / "t.json").read_text()
+    assert verify_text(trace).ok and '"error": "Cancelled"' in trace and len(asked) == 3

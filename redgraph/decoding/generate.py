@@ -1,16 +1,36 @@
 """Greedy generation from chat-rendered prompts (the reasoner, decomposers, the eval harness's CoT
-baseline), as a step job of the model's running batch, so concurrent callers share every forward."""
+baseline), as a step job of the model's running batch, so concurrent callers share every forward.
+
+A graph run whose caller went away stops its reasoner mid-rationale: the node runs the reasoner
+inside :func:`stopping`, and greedy generation asks that check before every token, leaving the
+running batch and raising :class:`~redgraph.errors.Cancelled` when it answers True.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
 from redgraph.decoding.combining import combiner_of
+from redgraph.errors import Cancelled
 from redgraph.models.generation import encode_batch, generate_with_hf
+
+_SHOULD_STOP: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("should_stop", default=None)
+
+
+@contextlib.contextmanager
+def stopping(should_stop: Callable[[], bool] | None) -> Iterator[None]:
+    """Greedy generation in this block (in this thread) stops once ``should_stop()`` is True."""
+    token = _SHOULD_STOP.set(should_stop)
+    try:
+        yield
+    finally:
+        _SHOULD_STOP.reset(token)
 
 
 class GreedySteps:
@@ -20,11 +40,15 @@ class GreedySteps:
     stripped, as :func:`redgraph.models.generation.generate_with_hf` gives it.
 
     The prompts are encoded, and checked against the model's context, here, in the caller's thread.
+    ``should_stop`` (default: the one :func:`stopping` set) is asked before every token; once it is
+    True the rows leave and :meth:`result` raises :class:`~redgraph.errors.Cancelled`.
     """
 
-    def __init__(self, lvlm, texts: list[str], images, max_new_tokens: int) -> None:
+    def __init__(self, lvlm, texts: list[str], images, max_new_tokens: int, *,
+                 should_stop: Callable[[], bool] | None = None) -> None:
         self._tokenizer = lvlm.tokenizer
         self.max_new_tokens = max_new_tokens
+        self.should_stop = should_stop if should_stop is not None else _SHOULD_STOP.get()
         self.inputs = []
         for index, text in enumerate(texts):
             row = encode_batch(lvlm, [text], None if images is None else [images[index]])
@@ -37,9 +61,15 @@ class GreedySteps:
         """Back to before the first token."""
         self._tokens: list[list[int]] = [[] for _ in self.inputs]
         self._live = list(range(len(self.inputs)))
+        self._stopped = False
 
     def advance(self, logprobs: torch.Tensor, note: Callable[[int, Any], None] | None = None) -> list[int | None]:
         """The greedy token of each live row of (R, V) ``logprobs``; None where the row ends."""
+        if self.should_stop is not None and self.should_stop():
+            self._stopped = True
+            fed_none: list[int | None] = [None] * len(self._live)
+            self._live = []
+            return fed_none
         fed: list[int | None] = []
         for row, token in zip(self._live, logprobs.argmax(dim=-1).tolist(), strict=True):
             if token == self._eos:
@@ -51,6 +81,9 @@ class GreedySteps:
         return fed
 
     def result(self) -> list[str]:
+        if self._stopped:
+            raise Cancelled(f"generation was stopped after {max(map(len, self._tokens), default=0)} tokens: "
+                            "its caller went away or its deadline passed")
         return [text.strip() for text in self._tokenizer.batch_decode(self._tokens, skip_special_tokens=True)]
 
 

@@ -96,8 +96,11 @@ def reason(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     ctx = _live_context(runtime)
     started = time.perf_counter()
     critique = (state.get("critique") or None) if state.get("round", 0) > 0 else None
-    written = ctx.reasoner.write(_image(state, ctx), state["question"], run_setting(state, ctx, "rationales"),
-                                 critique=critique)
+    from redgraph.decoding.generate import stopping
+
+    with stopping(ctx.should_stop):  # a local reasoner stops mid-rationale when the run should stop
+        written = ctx.reasoner.write(_image(state, ctx), state["question"], run_setting(state, ctx, "rationales"),
+                                     critique=critique)
     rationales = [asdict(r) if hasattr(r, "__dataclass_fields__") else dict(r) for r in written]
     round_number = state.get("round", 0) + 1
     event = _event(state, "reason", "rationales", inputs={"round": round_number, "critique": critique},
@@ -110,7 +113,10 @@ def critique(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     ctx = _live_context(runtime)
     started = time.perf_counter()
     texts = [r["text"] for r in state["rationales"]]
-    report = ctx.critic.review(_image(state, ctx), state["question"], texts)
+    from redgraph.decoding.generate import stopping
+
+    with stopping(ctx.should_stop):  # a decomposer that generates with a local model stops too
+        report = ctx.critic.review(_image(state, ctx), state["question"], texts)
     reviews = [
         {"support": r.support, "accepted": r.accepted, "status": r.status,
          "claims": [c.to_dict() for c in r.claims], "injections": [asdict(f) for f in r.injections]}
