@@ -18,8 +18,9 @@ in-memory checkpointer and the trace. Reported, from one process and one sitting
   rationale), medians of interleaved repeats: what a single run pays for continuous batching.
 - ``vision_cache``: pictures served from the model's vision-feature cache and computed in the
   concurrent phase (:mod:`redgraph.models.vision_cache`; a graph run shows its picture to the model
-  about four times). The cache is emptied before each phase and before every timed lone run, so no
-  run finds its picture from an earlier one; ``single_run_vs_no_vision_cache`` is a lone run's
+  about four times). It and the critic's prefix cache (:mod:`redgraph.decoding.prefix_cache`) are
+  emptied before each phase and before every timed lone run, so no run finds its picture from an
+  earlier one; ``single_run_vs_no_vision_cache`` is a lone run's
   median seconds with the cache on / off, and the two lone-call ratios are measured with it off (they
   are about continuous batching alone).
 - ``batch_sizes``: how many jobs joined the model's running batch at once (or ran together, for a
@@ -59,6 +60,7 @@ def main() -> None:
     from redgraph.data import generate_items
     from redgraph.graphs.run import run_graph
     from redgraph.decoding.combining import combiner_of
+    from redgraph.decoding.prefix_cache import prefix_cache_of
     from redgraph.models.vision_cache import vision_cache_of
 
     if args.tiny:
@@ -80,20 +82,25 @@ def main() -> None:
 
     combiner = combiner_of(lvlm)
     vision = vision_cache_of(lvlm.model)
+    prefixes = prefix_cache_of(lvlm.model)
+
+    def forget() -> None:
+        vision.clear()
+        prefixes.clear()
 
     def fresh(index: int) -> dict:
-        """One run whose picture the vision cache has not seen."""
-        vision.clear()
+        """One run whose picture the model's caches have not seen."""
+        forget()
         return one(index)
 
     one(0)  # warm-up
-    vision.clear()
+    forget()
     started = time.perf_counter()
     alone = [one(i) for i in range(args.runs)]
     serial_s = time.perf_counter() - started
     combiner.batches.clear()
     combiner.step_rows.clear()
-    vision.clear()
+    forget()
     vision.hits = vision.misses = 0
     started = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:

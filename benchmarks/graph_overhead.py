@@ -12,7 +12,10 @@
   writes (the saver's ``put`` and ``put_writes``), reading and checking the image in the nodes,
   building and writing the trace, and the rest (LangGraph itself, reading checkpoints).
 
-Embedded model, held-out synthetic items, medians of interleaved repeats after a warm-up.
+Embedded model, held-out synthetic items, medians of interleaved repeats after a warm-up. The
+model's picture caches are emptied before every timed call, so each ``ask`` sees its picture anew,
+and each critic call prefills its image prefix as a run's first review does (the picture's vision
+features stay cached: in a run the reasoner has made them before the critic looks).
 """
 
 from __future__ import annotations
@@ -81,7 +84,14 @@ def main() -> None:
         item.image().save(path)
         paths.append(path)
 
+    from redgraph.decoding.prefix_cache import prefix_cache_of
+    from redgraph.models.vision_cache import vision_cache_of
+
+    vision, prefixes = vision_cache_of(context.answerer.model), prefix_cache_of(context.answerer.model)
+
     def run_once(index: int, repeat: int) -> tuple[float, float]:
+        vision.clear()
+        prefixes.clear()
         inside[0] = 0.0
         started = time.perf_counter()
         checkpoint = folder / "c.sqlite" if args.checkpoint == "sqlite" else "memory"
@@ -114,6 +124,7 @@ def main() -> None:
         score(picture, eight)  # warm-up
         for _ in range(args.repeats * 2):
             for key, group in (("8", eight), ("1", one)):
+                prefixes.clear()
                 started = time.perf_counter()
                 score(picture, group)
                 samples[name, key].append(time.perf_counter() - started)

@@ -125,10 +125,14 @@ PROBES = [
 def test_shared_prefix_scores_equal_each_full_prompt(family, monkeypatch):
     from redgraph.decoding import probes as probe_module
 
+    from redgraph.decoding import prefix_cache
+
     lvlm = tiny(family)
+    prefix_cache.prefix_cache_of(lvlm.model).clear()
     prefills = []
     real = probe_module.prefill_row
     monkeypatch.setattr(probe_module, "prefill_row", lambda *a: prefills.append(1) or real(*a))
+    monkeypatch.setattr(prefix_cache, "prefill_row", lambda *a: prefills.append(1) or real(*a))
     results = score_probes(lvlm, scene(), PROBES, max_answer_tokens=4)
     assert len(prefills) == 1  # the image prefix, once for every probe, candidate and greedy answer
     own = _greedy(lvlm, scene(), PROBES[2].question, 4)  # the open probe's candidates: claimed and own answer

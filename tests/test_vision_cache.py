@@ -121,3 +121,53 @@ def test_a_graph_run_computes_its_picture_once_and_gives_what_it_gives_without_t
         cache.enabled = True
     assert use[1] == 1 and use[0] >= 2  # reasoner prompt, probe prefix, RED's image branch: one pass
     assert cached == plain
+
+
+# -- the critic's image prefix, once per picture and model (redgraph.decoding.prefix_cache) --------
+
+
+def probes_of(lvlm, picture):
+    from redgraph.decoding.probes import Probe, score_probes
+
+    return score_probes(lvlm, picture, [Probe("What colour is the circle?", "red", ("red", "green", "blue")),
+                                        Probe("How many shapes are there?", "2")], max_answer_tokens=3)
+
+
+def test_a_second_review_of_a_picture_reuses_its_prefix_and_scores_the_same():
+    from redgraph.decoding.prefix_cache import prefix_cache_of
+
+    lvlm = tiny("qwen2_vl")
+    cache = prefix_cache_of(lvlm.model)
+    cache.clear()
+    cache.hits = cache.misses = 0
+    first = probes_of(lvlm, scene("red"))
+    again = probes_of(lvlm, scene("red"))
+    other = probes_of(lvlm, scene("green"))
+    assert (cache.misses, cache.hits) == (2, 1)
+    cache.enabled = False
+    try:
+        fresh = probes_of(lvlm, scene("red"))
+    finally:
+        cache.enabled = True
+    assert first == again == fresh  # the very numbers of a fresh prefill
+    assert other != first
+
+
+def test_the_prefix_cache_stays_out_of_a_watched_model_and_forgets_changed_weights():
+    from redgraph.decoding.prefix_cache import prefix_cache_of
+
+    lvlm = build_tiny_lvlm("qwen2_vl", seed=4)  # its own model: this test changes its weights
+    cache = prefix_cache_of(lvlm.model)
+    before = probes_of(lvlm, scene("red"))
+    layer = lvlm.model.model.language_model.layers[0]
+    handle = layer.register_forward_hook(lambda *_: None)  # as an SDRT adapter's edit is hooked in
+    try:
+        cache.hits = cache.misses = 0
+        probes_of(lvlm, scene("red"))
+        assert (cache.hits, cache.misses) == (0, 0)  # prefilled, not asked of the cache
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        layer.self_attn.q_proj.weight.mul_(3.0)  # in place, as an optimiser step
+    after = probes_of(lvlm, scene("red"))
+    assert cache.hits == 0 and cache.misses == 1 and after != before

@@ -11,7 +11,8 @@ probability is the product of its tokens' probabilities:
   over {claimed, the model's own answer} (1 when they are the same answer; an empty answer, the
   model saying nothing, is a candidate like any other, so silence never supports a claim).
 
-All probes of one image share one prefill of the image prefix. Each distinct question then runs
+All probes of one image share one prefill of the image prefix, and so do later reviews of the same
+picture by the same model (:mod:`redgraph.decoding.prefix_cache`). Each distinct question then runs
 once, after a copy of that cache (all questions in one forward, right-padded), and every candidate
 answer once after a copy of its question's cache (all candidates in one more forward). Causal
 attention keeps this exact: every candidate's score equals that of its full prompt run alone
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+from redgraph.decoding.prefix_cache import prefix_of
 from redgraph.decoding.rows import RowGroup, prefill_row
 from redgraph.errors import InputError, check_question
 from redgraph.models import prompts
@@ -201,7 +203,7 @@ class _Asker:
                 shared.append((question, ids))
         if shared:
             inputs = self.lvlm.processor(text=[self.prefix_text], images=[self.picture], return_tensors="pt")
-            prefix = prefill_row(self.lvlm.model, inputs.to(self.lvlm.device))
+            prefix = prefix_of(self.lvlm.model, inputs.to(self.lvlm.device))  # once per picture and model
             for chunk in _chunks(shared, prefix.logprobs.shape[-1]):
                 group = prefix.repeated([0] * len(chunk))
                 group.extend([ids for _, ids in chunk])  # (R, S, V) logits, dropped: only the last row state counts

@@ -66,12 +66,7 @@ class VisionCache:
 
     def usable(self) -> bool:
         """Whether a forward now may take cached features (see the module docstring)."""
-        if not (self.enabled and torch.is_inference_mode_enabled()):
-            return False
-        nn_module = torch.nn.modules.module
-        if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
-            return False
-        return not any(m._forward_hooks or m._forward_pre_hooks for m in self._inner.visual.modules())
+        return self.enabled and torch.is_inference_mode_enabled() and not watched(self._inner.visual)
 
     def clear(self) -> None:
         with self._lock:
@@ -82,8 +77,8 @@ class VisionCache:
         ``get_image_features`` gives them for that image alone. Call where :meth:`usable`."""
         patches = image_grid_thw.prod(-1).tolist()  # rows of pixel_values per image
         images = torch.split(pixel_values, patches)
-        keys = [_key(image, grid) for image, grid in zip(images, image_grid_thw)]
-        weights = self._fingerprint()
+        keys = [tensors_key(image, grid) for image, grid in zip(images, image_grid_thw)]
+        weights = weights_fingerprint(self._inner.visual)
         with self._lock:
             if weights != self._weights:
                 self._entries.clear()
@@ -110,18 +105,29 @@ class VisionCache:
             result.extend(entry)
         return tuple(result)
 
-    def _fingerprint(self) -> int:
-        """Changes when a vision-tower weight is replaced, moved or written in place."""
-        visual = self._inner.visual
-        return hash(tuple((id(t), t.data_ptr(), 0 if t.is_inference() else t._version)
-                          for t in (*visual.parameters(), *visual.buffers())))
 
 
-def _key(pixels: torch.Tensor, grid: torch.Tensor) -> bytes:
-    data = pixels.detach().to("cpu").contiguous()
+def weights_fingerprint(module: torch.nn.Module) -> int:
+    """Changes when one of ``module``'s weights is replaced, moved or written in place."""
+    return hash(tuple((id(t), t.data_ptr(), 0 if t.is_inference() else t._version)
+                      for t in (*module.parameters(), *module.buffers())))
+
+
+def watched(module: torch.nn.Module) -> bool:
+    """Whether a forward hook (global, or on ``module`` or a part of it) would see its forwards."""
+    nn_module = torch.nn.modules.module
+    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+
+
+def tensors_key(*tensors: torch.Tensor) -> bytes:
+    """A digest of the tensors' shapes, dtypes and bytes."""
     hasher = hashlib.blake2b(digest_size=20)
-    hasher.update(repr((tuple(grid.tolist()), str(data.dtype), tuple(data.shape))).encode())
-    hasher.update(data.view(torch.uint8).numpy())
+    for tensor in tensors:
+        data = tensor.detach().to("cpu").contiguous()
+        hasher.update(repr((str(data.dtype), tuple(data.shape))).encode())
+        hasher.update(data.view(torch.uint8).numpy())
     return hasher.digest()
 
 
