@@ -81,6 +81,11 @@ def test_the_cache_stays_out_of_forwards_with_gradients_and_of_a_watched_vision_
         assert not cache.usable()  # only under inference_mode
     with torch.inference_mode():
         assert cache.usable()
+        qwen.model.model.visual.train()
+        try:
+            assert not cache.usable()  # nor in training mode (dropout)
+        finally:
+            qwen.model.model.visual.eval()
 
 
 def test_changed_vision_weights_drop_the_cached_features():

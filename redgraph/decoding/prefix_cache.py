@@ -6,7 +6,7 @@ The critic asks its questions after the image-branch prompt's prefix (system pro
 prompt's inputs, so it is kept, per model, by a digest of those inputs (token ids and pixels) and
 used again as it is: every question still runs after a copy of it, and the result is the very
 tensors a fresh prefill would give. The rules are the vision cache's
-(:mod:`redgraph.models.vision_cache`): only under ``torch.inference_mode``, not while a forward
+(:mod:`redgraph.models.vision_cache`): only under ``torch.inference_mode`` in eval mode, not while a forward
 hook watches the model (an SDRT adapter edits its layers that way), and dropped when a weight is
 replaced, moved or written in place. Entries are bounded by count and by bytes.
 
@@ -88,7 +88,7 @@ class PrefixCache:
         """``inputs`` (one row) prefilled: from the cache where it may serve, else by
         :func:`~redgraph.decoding.rows.prefill_row`. Callers read the group and copy its rows
         (``repeated``); they never step it."""
-        if not (self.enabled and torch.is_inference_mode_enabled()) or watched(model):
+        if not (self.enabled and torch.is_inference_mode_enabled()) or model.training or watched(model):
             return prefill_row(model, inputs)
         key = tensors_key(*(tensor for _, tensor in sorted(inputs.items())))
         weights = weights_fingerprint(model)

@@ -11,8 +11,8 @@ Same results with or without the cache: every image's features are computed alon
 with other images (so what a run gets does not depend on which other runs joined its forward, or on
 which of them filled the cache). The cache is used only where nothing could tell the difference:
 
-- only under ``torch.inference_mode`` (training forwards, and any forward that keeps gradients,
-  always run the vision tower, and no inference tensor reaches them);
+- only under ``torch.inference_mode`` and in eval mode (training forwards, and any forward that
+  keeps gradients, always run the vision tower, and no inference tensor reaches them);
 - only while no forward hook watches the vision tower (an SDRT adapter reads its output; a hook
   would miss a pass that did not happen);
 - entries are dropped when the vision tower's weights change (a parameter is replaced, moved or
@@ -66,7 +66,8 @@ class VisionCache:
 
     def usable(self) -> bool:
         """Whether a forward now may take cached features (see the module docstring)."""
-        return self.enabled and torch.is_inference_mode_enabled() and not watched(self._inner.visual)
+        visual = self._inner.visual
+        return self.enabled and torch.is_inference_mode_enabled() and not visual.training and not watched(visual)
 
     def clear(self) -> None:
         with self._lock:
