@@ -146,7 +146,8 @@ def test_a_stopped_generation_leaves_the_running_batch_and_its_batch_mate_goes_o
     stopped = greedy(lvlm, QUESTION, 8, eos=False)
     stopped.should_stop = _stop_after(3)
     with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(combiner_of(lvlm).run_steps, job) for job in (stopped, greedy(lvlm, QUESTION, 8, eos=False))]
+        jobs = (stopped, greedy(lvlm, QUESTION, 8, eos=False))
+        futures = [pool.submit(combiner_of(lvlm).run_steps, job) for job in jobs]
         with pytest.raises(Cancelled, match="stopped after 3 tokens"):
             futures[0].result()
         assert futures[1].result() == alone

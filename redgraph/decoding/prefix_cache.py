@@ -107,7 +107,8 @@ class PrefixCache:
             self.misses += 1
             if weights == self._weights and entry.bytes <= self.max_bytes:
                 self._entries[key] = entry
-                while len(self._entries) > self.capacity or sum(e.bytes for e in self._entries.values()) > self.max_bytes:
+                while (len(self._entries) > self.capacity
+                       or sum(e.bytes for e in self._entries.values()) > self.max_bytes):
                     self._entries.popitem(last=False)
         return group
 
