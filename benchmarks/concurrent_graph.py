@@ -110,21 +110,20 @@ def main() -> None:
     rows = list(combiner.step_rows)
     vision_use = {"hits": vision.hits, "misses": vision.misses}
 
-    timings = {True: [], False: []}
-    for _ in range(args.repeats):
-        for enabled in (True, False):
-            combiner.enabled = enabled
-            started = time.perf_counter()
-            fresh(0)
-            timings[enabled].append(time.perf_counter() - started)
-    combiner.enabled = True
-    cached = {True: [], False: []}
-    for _ in range(args.repeats):
-        for enabled in (True, False):
-            vision.enabled = enabled
-            started = time.perf_counter()
-            fresh(0)
-            cached[enabled].append(time.perf_counter() - started)
+    def lone_runs(switch) -> dict[bool, list[float]]:
+        """Seconds of one run alone with ``switch.enabled`` on and off, interleaved."""
+        seconds: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(args.repeats):
+            for enabled in (True, False):
+                switch.enabled = enabled
+                started = time.perf_counter()
+                fresh(0)
+                seconds[enabled].append(time.perf_counter() - started)
+        switch.enabled = True
+        return seconds
+
+    timings = lone_runs(combiner)
+    cached = lone_runs(vision)
     vision.enabled = False
     lone = lone_calls(lvlm, items[0], pictures[0], args.repeats)
     vision.enabled = True
