@@ -177,3 +177,20 @@ def test_a_graph_run_stops_its_local_reasoner_mid_rationale(tmp_path):
         GreedySteps.advance = real_advance
     trace = (tmp_path / "t.json").read_text()
     assert verify_text(trace).ok and '"error": "Cancelled"' in trace and len(asked) == 3
+
+
+@pytest.mark.parametrize("family, temperature", [("gemma3", None), ("qwen2_vl", 0.7)])
+def test_generation_through_generate_stops_too(family, temperature):
+    """Families whose rows cannot join a running batch (Gemma 3), and sampling, decode through
+    ``generate``: a stop check there ends the caller's rows and raises, as in the running batch."""
+    from redgraph.decoding.generate import generate_text, stopping
+    from redgraph.models.prompts import render
+
+    lvlm = tiny(family)
+    text = render(lvlm.processor, QUESTION, with_image=True)
+    asked = _stop_after(2)
+    with stopping(asked):
+        with pytest.raises(Cancelled, match="generation was stopped"):
+            generate_text(lvlm, [text], [scene()], 40, temperature=temperature, seed=0)
+    with stopping(lambda: False):
+        assert isinstance(generate_text(lvlm, [text], [scene()], 4, temperature=temperature, seed=0)[0], str)

@@ -97,16 +97,26 @@ def generate_text(
     alone decodes alone. Sampling is seeded through its own generator state (``seed``), leaving
     torch's global RNG as it was, and runs through ``generate``.
     """
+    stop = _SHOULD_STOP.get()  # read here: the batch below may run in another caller's thread
     if temperature is not None:
-        return generate_with_hf(lvlm, texts, images, max_new_tokens, temperature=temperature, seed=seed)
+        return _unless_stopped(generate_with_hf(lvlm, texts, images, max_new_tokens, temperature=temperature,
+                                                seed=seed, should_stop=[stop] * len(texts)))
     combiner = combiner_of(lvlm)
     if combiner.steps:
-        return combiner.run_steps(GreedySteps(lvlm, list(texts), images, max_new_tokens))
+        return combiner.run_steps(GreedySteps(lvlm, list(texts), images, max_new_tokens, should_stop=stop))
 
-    def together(items: list, _note) -> list[list[str]]:  # a family whose rows cannot join later
-        every_image = None if images is None else [i for _, images_ in items for i in images_]
-        merged = generate_with_hf(lvlm, [t for texts_, _ in items for t in texts_], every_image, max_new_tokens)
-        ends = list(itertools.accumulate(len(texts_) for texts_, _ in items))
-        return [merged[end - len(texts_):end] for end, (texts_, _) in zip(ends, items)]
+    def together(items: list, _note) -> list[list[str | None]]:  # a family whose rows cannot join later
+        every_image = None if images is None else [i for _, images_, _ in items for i in images_]
+        merged = generate_with_hf(lvlm, [t for texts_, _, _ in items for t in texts_], every_image, max_new_tokens,
+                                  should_stop=[stop_ for texts_, _, stop_ in items for _ in texts_])
+        ends = list(itertools.accumulate(len(texts_) for texts_, _, _ in items))
+        return [merged[end - len(texts_):end] for end, (texts_, _, _) in zip(ends, items)]
 
-    return combiner.run(("generate", max_new_tokens, images is None), (list(texts), images), together)
+    return _unless_stopped(combiner.run(("generate", max_new_tokens, images is None), (list(texts), images, stop),
+                                        together))
+
+
+def _unless_stopped(texts: list[str | None]) -> list[str]:
+    if any(text is None for text in texts):
+        raise Cancelled("generation was stopped: its caller went away or its deadline passed")
+    return texts

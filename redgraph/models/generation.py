@@ -16,19 +16,41 @@ def encode_batch(lvlm, texts: list[str], images):
     return lvlm.processor(text=texts, return_tensors="pt", padding=True, padding_side="left", **kwargs).to(lvlm.device)
 
 
+class _StopRows:
+    """A ``generate`` stopping criterion: row i ends once ``checks[i]()`` is True (None: never)."""
+
+    def __init__(self, checks: list) -> None:
+        self.checks = checks
+        self.stopped = [False] * len(checks)
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        for row, check in enumerate(self.checks):
+            if not self.stopped[row] and check is not None and check():
+                self.stopped[row] = True
+        return torch.tensor(self.stopped, dtype=torch.bool, device=input_ids.device)  # (B,)
+
+
 @torch.inference_mode()
 def generate_with_hf(
-    lvlm, texts: list[str], images, max_new_tokens: int, *, temperature: float | None = None, seed: int | None = None
-) -> list[str]:
+    lvlm, texts: list[str], images, max_new_tokens: int, *, temperature: float | None = None, seed: int | None = None,
+    should_stop: list | None = None,
+) -> list[str | None]:
     """Answers to chat-rendered prompts in one left-padded batch through ``generate``: greedy, or
     sampled at ``temperature`` (seeded through its own generator state, ``seed``, leaving torch's
-    global RNG as it was). :func:`redgraph.decoding.generate.generate_text` is the front door."""
+    global RNG as it was). ``should_stop``: a check per prompt (or None), asked after every token; a
+    prompt whose check turned True ends there and its answer is None (its caller was cancelled).
+    :func:`redgraph.decoding.generate.generate_text` is the front door."""
     tokenizer = lvlm.tokenizer
     inputs = encode_batch(lvlm, texts, images)
     lvlm.check_fits(inputs, max_new_tokens, "prompt")  # before the forward, not after minutes of it
     sampling = {"do_sample": False}
     if temperature is not None:
         sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+    stops = _StopRows(list(should_stop)) if should_stop is not None and any(should_stop) else None
+    if stops is not None:
+        from transformers import StoppingCriteriaList
+
+        sampling["stopping_criteria"] = StoppingCriteriaList([stops])
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
@@ -37,4 +59,5 @@ def generate_with_hf(
             pad_token_id=tokenizer.pad_token_id, **sampling,
         )
     new = output[:, inputs["input_ids"].shape[1] :]
-    return [text.strip() for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    texts_out = [text.strip() for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    return texts_out if stops is None else [None if gone else text for text, gone in zip(texts_out, stops.stopped)]
