@@ -17,21 +17,15 @@ Example:
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 
 from redgraph.decoding.rows import RowGroup, cache_of, prefill_row
-from redgraph.models.vision_cache import tensors_key, watched, weights_fingerprint
+from redgraph.models.vision_cache import PictureStore, per_model, tensors_key, watched, weights_fingerprint
 
 CAPACITY = 32  # pictures per model
 MAX_BYTES = 256 << 20  # their prefixes' keys, values and log-probabilities together
-
-_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_CACHES_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -62,27 +56,11 @@ class _Entry:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
-class PrefixCache:
-    """One model's recently prefilled prefixes.
-
-    Attributes:
-        enabled: False prefills every time (what benchmarks compare with).
-        hits, misses: prefixes served from the cache and prefilled.
-    """
+class PrefixCache(PictureStore):
+    """One model's recently prefilled prefixes."""
 
     def __init__(self, capacity: int = CAPACITY, max_bytes: int = MAX_BYTES) -> None:
-        self.enabled = True
-        self.capacity = capacity
-        self.max_bytes = max_bytes
-        self.hits = 0
-        self.misses = 0
-        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
-        self._weights: int | None = None
-        self._lock = threading.Lock()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        super().__init__(capacity, max_bytes)
 
     def prefix(self, model, inputs) -> RowGroup:
         """``inputs`` (one row) prefilled: from the cache where it may serve, else by
@@ -92,34 +70,18 @@ class PrefixCache:
             return prefill_row(model, inputs)
         key = tensors_key(*(tensor for _, tensor in sorted(inputs.items())))
         weights = weights_fingerprint(model)
-        with self._lock:
-            if weights != self._weights:
-                self._entries.clear()
-                self._weights = weights
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return entry.group(model)
+        entry = self._find(key, weights)
+        if entry is not None:
+            return entry.group(model)
         group = prefill_row(model, inputs)
         entry = _Entry.of(group)
-        with self._lock:
-            self.misses += 1
-            if weights == self._weights and entry.bytes <= self.max_bytes:
-                self._entries[key] = entry
-                while (len(self._entries) > self.capacity
-                       or sum(e.bytes for e in self._entries.values()) > self.max_bytes):
-                    self._entries.popitem(last=False)
+        self._keep(key, weights, entry, entry.bytes)
         return group
 
 
 def prefix_cache_of(model) -> PrefixCache:
     """The one :class:`PrefixCache` of ``model``."""
-    with _CACHES_LOCK:
-        found = _CACHES.get(model)
-        if found is None:
-            found = _CACHES[model] = PrefixCache()
-        return found
+    return per_model(model, "prefix", PrefixCache)
 
 
 def prefix_of(model, inputs) -> RowGroup:

@@ -30,82 +30,120 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 
 FAMILIES = ("qwen2_vl", "qwen2_5_vl")
 CAPACITY = 32  # pictures kept per model: 8 concurrent runs of different pictures use each about 4 times
 
-_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {kind: its store}
 _CACHES_LOCK = threading.Lock()
 
 
-class VisionCache:
-    """The vision features of one model's recent pictures, one entry per picture.
+class PictureStore:
+    """What one model made of its recent pictures, by a digest of the picture's inputs: the least
+    recently used entry leaves first (beyond ``capacity`` entries or ``max_bytes`` bytes), and all
+    leave when the weights they were made with change (:func:`weights_fingerprint`).
 
     Attributes:
-        enabled: False sends every picture through the vision tower (what benchmarks compare with).
-        capacity: pictures kept; the least recently used leaves first.
-        hits, misses: pictures served from the cache and computed, since the model was loaded.
+        enabled: False makes every entry afresh (what benchmarks compare with).
+        hits, misses: entries served and made, since the model was loaded.
     """
 
-    def __init__(self, model, capacity: int = CAPACITY) -> None:
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
         self.enabled = True
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self.hits = 0
         self.misses = 0
-        self._inner = model.model
-        self._entries: OrderedDict[bytes, tuple[torch.Tensor, ...]] = OrderedDict()
+        self._entries: OrderedDict[bytes, tuple[object, int]] = OrderedDict()  # key -> (entry, bytes)
         self._weights: int | None = None
         self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def _find(self, key: bytes, weights: int):
+        """The entry of ``key`` made with ``weights`` (a hit), or None."""
+        with self._lock:
+            if weights != self._weights:
+                self._entries.clear()
+                self._weights = weights
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return found[0]
+
+    def _keep(self, key: bytes, weights: int, entry, size: int = 0) -> None:
+        """Count a miss and keep ``entry``, unless the weights changed while it was made."""
+        with self._lock:
+            self.misses += 1
+            if weights != self._weights or (self.max_bytes is not None and size > self.max_bytes):
+                return
+            self._entries[key] = (entry, size)
+            while len(self._entries) > self.capacity or (
+                    self.max_bytes is not None and sum(size for _, size in self._entries.values()) > self.max_bytes):
+                self._entries.popitem(last=False)
+
+    def _count_hit(self) -> None:
+        with self._lock:
+            self.hits += 1
+
+
+class VisionCache(PictureStore):
+    """The vision features of one model's recent pictures, one entry per picture."""
+
+    def __init__(self, model, capacity: int = CAPACITY) -> None:
+        super().__init__(capacity)
+        self._inner = model.model
 
     def usable(self) -> bool:
         """Whether a forward now may take cached features (see the module docstring)."""
         visual = self._inner.visual
         return self.enabled and torch.is_inference_mode_enabled() and not visual.training and not watched(visual)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
     def features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Each image's merged visual tokens ((tokens_i, D) per image, in order), as the model's own
         ``get_image_features`` gives them for that image alone. Call where :meth:`usable`."""
         patches = image_grid_thw.prod(-1).tolist()  # rows of pixel_values per image
-        images = torch.split(pixel_values, patches)
-        keys = [tensors_key(image, grid) for image, grid in zip(images, image_grid_thw)]
         weights = weights_fingerprint(self._inner.visual)
-        with self._lock:
-            if weights != self._weights:
-                self._entries.clear()
-                self._weights = weights
-            found = [self._entries.get(key) for key in keys]
-            for key, entry in zip(keys, found):
-                if entry is not None:
-                    self._entries.move_to_end(key)
         result, computed = [], {}
-        for image, grid, key, entry in zip(images, image_grid_thw, keys, found):
-            entry = entry if entry is not None else computed.get(key)
+        for image, grid in zip(torch.split(pixel_values, patches), image_grid_thw):
+            key = tensors_key(image, grid)
+            if key in computed:  # the same picture twice in one call
+                entry = computed[key]
+                self._count_hit()
+            else:
+                entry = self._find(key, weights)
             if entry is None:
                 output = self._inner.get_image_features(image, grid.view(1, -1), return_dict=True)
-                entry = computed[key] = tuple(output.pooler_output)
-                with self._lock:
-                    self.misses += 1
-                    if weights == self._weights:
-                        self._entries[key] = entry
-                        while len(self._entries) > self.capacity:
-                            self._entries.popitem(last=False)
-            else:
-                with self._lock:
-                    self.hits += 1
+                entry = tuple(output.pooler_output)
+                self._keep(key, weights, entry)
+            computed[key] = entry
             result.extend(entry)
         return tuple(result)
 
+
+def per_model(model, kind: str, make: Callable[[], object]):
+    """The one object of ``kind`` kept for ``model`` (made by ``make`` the first time); it goes
+    with the model."""
+    with _CACHES_LOCK:
+        kinds = _CACHES.get(model)
+        if kinds is None:
+            kinds = _CACHES[model] = {}
+        if kind not in kinds:
+            kinds[kind] = make()
+        return kinds[kind]
 
 
 def weights_fingerprint(module: torch.nn.Module) -> int:
@@ -139,13 +177,10 @@ def vision_cache_of(model) -> VisionCache | None:
     inner = getattr(model, "model", None)
     if not (hasattr(inner, "get_image_features") and hasattr(inner, "visual") and _takes_features(type(model))):
         return None
-    with _CACHES_LOCK:
-        found = _CACHES.get(model)
-        if found is None:
-            found = _CACHES[model] = VisionCache(model)
-        return found
+    return per_model(model, "vision", lambda: VisionCache(model))
 
 
+@functools.cache
 def _takes_features(model_type: type) -> bool:
     return "mm_encoder_outputs" in inspect.signature(model_type.forward).parameters
 
