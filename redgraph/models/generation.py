@@ -43,20 +43,20 @@ def generate_with_hf(
     tokenizer = lvlm.tokenizer
     inputs = encode_batch(lvlm, texts, images)
     lvlm.check_fits(inputs, max_new_tokens, "prompt")  # before the forward, not after minutes of it
-    sampling = {"do_sample": False}
+    options: dict = {"do_sample": False}
     if temperature is not None:
-        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        options = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
     stops = _StopRows(list(should_stop)) if should_stop is not None and any(should_stop) else None
     if stops is not None:
         from transformers import StoppingCriteriaList
 
-        sampling["stopping_criteria"] = StoppingCriteriaList([stops])
+        options["stopping_criteria"] = StoppingCriteriaList([stops])
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
         output = lvlm.model.generate(
             **inputs, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id, **sampling,
+            pad_token_id=tokenizer.pad_token_id, **options,
         )
     new = output[:, inputs["input_ids"].shape[1] :]
     texts_out = [text.strip() for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
