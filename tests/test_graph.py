@@ -178,6 +178,34 @@ def test_ask_checkpoints_to_sqlite_writes_the_trace_and_returns_finished_runs(im
     assert again.answer == result.answer and len(again.trace.events) == 5
 
 
+def test_a_run_without_a_token_consumer_runs_its_nodes_in_the_callers_thread(image_path, tmp_path):
+    """With no ``on_token`` LangGraph runs each step's node in the calling thread (no worker and waiter
+    threads); the run's answer, rationales and trace events are those of a run that streams its tokens."""
+    import threading
+
+    from redgraph.graphs import ask
+
+    class Recording(ScriptedReasoner):
+        def write(self, *args, **kwargs):
+            self.threads = [*getattr(self, "threads", []), threading.get_ident()]
+            return super().write(*args, **kwargs)
+
+    results, threads = [], []
+    for on_token in (None, [].append):
+        reasoner = Recording([["The circle is red."]])
+        context = RunContext(answerer=tiny("llava_clip"), reasoner=reasoner,
+                             critic=ScriptedCritic({"The circle is red.": 0.9}), max_new_tokens=3)
+        results.append(ask(image_path, QUESTION, context, checkpoint=tmp_path / f"{len(results)}.sqlite",
+                           thread_id="run-1", on_token=on_token))
+        threads.append(reasoner.threads)
+    assert threads[0] == [threading.get_ident()] and threads[1] != [threading.get_ident()]
+    quiet, streamed = results
+    assert quiet.answer == streamed.answer and quiet.rationales == streamed.rationales
+    strip = ("time", "timings", "hash", "prev_hash")
+    assert ([{k: v for k, v in e.model_dump().items() if k not in strip} for e in quiet.trace.events]
+            == [{k: v for k, v in e.model_dump().items() if k not in strip} for e in streamed.trace.events])
+
+
 def test_a_failing_run_keeps_its_trace(image_path, tmp_path):
     from redgraph.errors import InputError
     from redgraph.graphs import ask

@@ -232,10 +232,12 @@ def _run(graph, image, question, context, *, thread_id, resume, trace_path, sign
     try:
         if not finished:
             # "sync": each step's checkpoint is on disk before the next starts, so a killed process
-            # loses at most the node it was running.
-            for mode, chunk in graph.stream(payload, config, context=context, stream_mode=["custom", "updates"],
-                                            durability="sync"):
-                if mode == "custom" and on_token is not None:
+            # loses at most the node it was running. Tokens are streamed only to a caller who takes
+            # them: with a "custom" stream LangGraph runs every node in a worker thread beside a
+            # waiter thread, without one it runs a step's single node in this thread.
+            modes = ["custom", "updates"] if on_token is not None else ["updates"]
+            for mode, chunk in graph.stream(payload, config, context=context, stream_mode=modes, durability="sync"):
+                if mode == "custom":
                     on_token(chunk)
     except Exception as exc:
         state = graph.get_state(config).values
