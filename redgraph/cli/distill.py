@@ -16,8 +16,15 @@ from redgraph.errors import ConfigError, RedgraphError
 @distill_app.command("traces")
 def distill_traces(
     out_dir: Annotated[Path, typer.Argument(help="Folder for traces.jsonl; running again on it resumes.")],
-    source: Annotated[str, typer.Option(help="synthetic:SPLIT, or a dataset folder or file (as `redgraph eval` reads).")]
+    source: Annotated[str, typer.Option(help="synthetic:SPLIT, a dataset folder or file (as `redgraph eval` reads), "
+                                             "or pictures:DIR, a folder of your own unlabelled pictures (and PDFs) "
+                                             "with --questions or --kind.")]
     = "synthetic:train",
+    questions: Annotated[Optional[Path], typer.Option(help="pictures:DIR's questions: a .txt file (one asked of "
+                                                           "every picture a line) or .jsonl ({\"question\": ..., "
+                                                           "\"image\": path in DIR} a line).")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="pictures:DIR's kind, whose own questions the model is asked of "
+                                                     "each: bars, document or shapes.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Which {split}.jsonl of a dataset folder with several.")] = None,
     limit: Annotated[int, typer.Option(help="The first N items (before sharding).")] = 300,
     seed: Annotated[int, typer.Option(help="The synthetic generator's seed (1: scenes the embedded model was not "
@@ -44,7 +51,8 @@ def distill_traces(
     try:
         config = TraceConfig(source=source, split=split, limit=limit, seed=seed, styles=tuple(style or ("facts",)),
                              per_style=per_style, teacher=teacher, model=model, base_url=base_url,
-                             max_new_tokens=max_new_tokens, critic_scoring=critic_scoring, shard=parse_shard(shard))
+                             max_new_tokens=max_new_tokens, critic_scoring=critic_scoring, shard=parse_shard(shard),
+                             questions=None if questions is None else str(questions), kind=kind)
         with Progress(TextColumn("traces"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
                       transient=True) as progress:
             task = progress.add_task("traces", total=None)

@@ -3,8 +3,10 @@ styles analyse first, then write the rationale from the analysis), then answers 
 critic scores each trace's claims against the image.
 
 Items come from the synthetic generator (``synthetic:SPLIT``; seed 1 by default, scenes the
-embedded model was not trained on) or from a dataset folder or file that ``redgraph eval`` reads
-(GQA-style, ScienceQA-style or a ``redgraph data export``). The teacher is any reasoner: the local
+embedded model was not trained on), from a dataset folder or file that ``redgraph eval`` reads
+(GQA-style, ScienceQA-style or a ``redgraph data export``), or from a folder of a user's own
+unlabelled pictures (``pictures:DIR``) with the questions a file or a kind of picture gives
+(:mod:`redgraph.distill.pictures`). The teacher is any reasoner: the local
 model, an OpenAI-compatible model, or a LangChain chat model. Every trace is one line of
 ``traces.jsonl``; an item's traces are written together as soon as they exist, so running again on
 the same folder skips what is there (resume), and ``--shard i/n`` splits the items between
@@ -37,7 +39,7 @@ class TraceConfig:
     ``shard`` and ``limit``.
 
     Attributes:
-        source: ``synthetic:SPLIT`` or a dataset folder / file.
+        source: ``synthetic:SPLIT``, a dataset folder / file, or ``pictures:DIR`` (unlabelled pictures).
         split: the split of a dataset folder with several files.
         limit: the first this many items (before sharding).
         seed: the synthetic generator's seed.
@@ -50,6 +52,9 @@ class TraceConfig:
         max_new_tokens: longest analysis, rationale or answer.
         critic_scoring: how the critic checks claims (``probes``, ``p_yes`` or ``both``).
         shard: ``(i, n)``: every n-th item from the i-th.
+        questions: a ``pictures:`` source's questions file (``.txt`` or ``.jsonl``).
+        kind: a ``pictures:`` source's kind of picture, whose own questions are asked of each
+            (see :data:`redgraph.distill.pictures.KIND_QUESTIONS`).
     """
 
     source: str = "synthetic:train"
@@ -64,6 +69,8 @@ class TraceConfig:
     max_new_tokens: int = 64
     critic_scoring: str = "probes"
     shard: tuple[int, int] = (0, 1)
+    questions: str | None = None
+    kind: str | None = None
 
     def __post_init__(self) -> None:
         from redgraph.agents.critic import SCORINGS
@@ -88,6 +95,18 @@ class TraceConfig:
         index, count = self.shard
         if not (isinstance(index, int) and isinstance(count, int) and count >= 1 and 0 <= index < count):
             raise ConfigError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
+        from redgraph.distill.pictures import KIND_QUESTIONS, PICTURES
+
+        if self.source.startswith(PICTURES):
+            if self.questions is None and self.kind is None:
+                raise ConfigError(f"source {self.source!r} needs questions: a questions file (--questions) or the kind "
+                                  f"of pictures, for the model's own questions (--kind {'|'.join(KIND_QUESTIONS)})")
+            if self.kind is not None and self.kind not in KIND_QUESTIONS:
+                raise ConfigError(f"kind {self.kind!r} has no questions of its own; choose one of "
+                                  f"{', '.join(KIND_QUESTIONS)}")
+        elif self.questions is not None or self.kind is not None:
+            raise ConfigError(f"questions and kind are for a pictures:DIR source; {self.source!r} brings its own "
+                              "questions")
         if self.source.startswith(SYNTHETIC):
             from redgraph.data.synthetic import SPLITS
 
@@ -122,6 +141,10 @@ def item_image(ref: dict):
         from redgraph.data.synthetic import make_item
 
         return make_item(ref["synthetic"], int(ref["index"]), seed=int(ref["seed"])).image()
+    if ref.get("page") is not None:  # a page of a user's document (a pictures: source)
+        from redgraph.models.documents import page_image
+
+        return page_image(Path(ref["image"]).read_bytes(), int(ref["page"]), what=f"document {ref['image']!r}")
     if ref.get("image") is None:
         from PIL import Image
 
@@ -133,8 +156,13 @@ def item_image(ref: dict):
 
 def trace_items(config: TraceConfig) -> list[TraceItem]:
     """This shard's items: the first ``limit``, then every n-th from the i-th."""
+    from redgraph.distill.pictures import PICTURES, picture_items
+
     index, count = config.shard
-    if config.source.startswith(SYNTHETIC):
+    if config.source.startswith(PICTURES):
+        chosen = picture_items(config.source[len(PICTURES):], questions_file=config.questions,
+                               kind=config.kind)[: config.limit]
+    elif config.source.startswith(SYNTHETIC):
         from redgraph.data.synthetic import generate_items
 
         split = config.source[len(SYNTHETIC):]
@@ -249,8 +277,9 @@ def item_traces(item: TraceItem, config: TraceConfig, teacher, critic) -> list[d
             "sampled": rationale.sampled, "teacher": rationale.model, "analysis": rationale.analysis,
             "rationale": rationale.text, "answer": answer,
             "support": None if review is None else review.support,
-            "claims": [] if review is None else [{"text": c.text, "support": round(c.support, 4), "method": c.method}
-                                                 for c in review.claims],
+            "status": None if review is None else review.status,
+            "claims": [] if review is None else [{"text": c.text, "support": round(c.support, 4), "method": c.method,
+                                                  "status": c.status} for c in review.claims],
             "injections": 0 if review is None else len(review.injections),
         })
     return records

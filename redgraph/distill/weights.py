@@ -8,13 +8,17 @@ For trace ``t`` of item ``i``, written in style ``s``::
   GQA-style normalisation): answer agreement across styles and samples.
 - ``support(t)``: the critic's support of ``t``'s rationale (its weakest claim's; 0 with an
   injection or no checkable claim), so the student learns only from reasoning the image bears out.
+  Claims the critic was unsure of (its calibrated support below its ``unsure_below``, experts that
+  disagreed, a picture beyond its range) are left out of it: they neither bear the rationale out
+  nor count against it. A trace whose every claim was unsure is dropped (``unsure``): nothing the
+  image showed bears it out.
 - ``style_weight(s)``: learned from the traces, the paper's ensemble weight over prompts: the
   style's answer accuracy against the items' gold answers, Laplace-smoothed ((right + 1) /
   (answered + 2)); where no item has a gold answer, its agreement with each item's plurality answer
   instead. Divided by the best style's, so the best style weighs 1.
 
 A trace with no rationale or no answer is dropped (``empty``), and so is one whose weight is below
-``threshold`` (``below_threshold``); both are counted. The ablations switch a factor to 1:
+``threshold`` (``below_threshold``); all three reasons are counted. The ablations switch a factor to 1:
 ``critic=False``, ``agreement=False``, ``style_weights="uniform"``.
 
 Example:
@@ -104,12 +108,30 @@ def weigh_traces(records: list[dict], config: WeightConfig = WeightConfig()) -> 
         if config.agreement:
             weight *= agreement[id(record)]
         if config.critic:
-            weight *= float(record.get("support") or 0.0)
+            support = sure_support(record)
+            if support is None:
+                result.dropped["unsure"] += 1
+                continue
+            weight *= support
         if weight < config.threshold or weight == 0:
             result.dropped["below_threshold"] += 1
         else:
             result.kept.append((record, weight))
     return result
+
+
+def sure_support(record: dict) -> float | None:
+    """The critic's support of a trace from the claims it was sure of (None: it was sure of none).
+
+    The record's own ``support`` where no claim was unsure (traces written before claims had a
+    status have none unsure); else the weakest sure claim's, or 0 with a prompt injection found."""
+    claims = record.get("claims") or []
+    sure = [claim for claim in claims if claim.get("status") != "unsure"]
+    if len(sure) == len(claims):
+        return float(record.get("support") or 0.0)
+    if not sure:
+        return None
+    return 0.0 if record.get("injections") else min(float(claim["support"]) for claim in sure)
 
 
 def _usable(record: dict) -> bool:

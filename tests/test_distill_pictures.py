@@ -1,0 +1,158 @@
+"""SDRT on a user's own unlabelled pictures: the pictures:DIR source, its questions, and traces
+weighed without labels (claims the critic was unsure of left out)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from redgraph.data.synthetic import generate_items
+from redgraph.distill.pictures import KIND_QUESTIONS, picture_items, read_questions
+from redgraph.distill.traces import TRACES, TraceConfig, generate_traces, item_image
+from redgraph.distill.weights import WeightConfig, sure_support, weigh_traces
+from redgraph.errors import ConfigError, InputError
+
+ITEMS = list(generate_items("test", 40, seed=0))
+BARS = [item for item in ITEMS if item.kind == "bars"][:2]
+DOCUMENT = next(item for item in ITEMS if item.kind == "document")
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "mine"
+    (root / "scans").mkdir(parents=True)
+    BARS[0].image().save(root / "a.png")
+    BARS[1].image().save(root / "scans" / "b.jpg")
+    (root / ".hidden.png").write_bytes(b"not read")
+    (root / "notes.txt").write_text("not a picture")
+    return root
+
+
+def test_a_kind_asks_its_own_questions_of_every_picture_with_no_answer(folder):
+    items = picture_items(folder, kind="bars")
+    assert [(i.question_id.split("|")[0], i.question) for i in items] == [
+        (name, question) for name in ("a.png", "scans/b.jpg") for question in KIND_QUESTIONS["bars"]]
+    assert all(i.gold_answer is None and i.kind == "bars" for i in items)
+    assert item_image(items[0].ref).size == BARS[0].image().size
+    # ids stay the same across runs, and differ per picture and question
+    assert [i.question_id for i in picture_items(folder, kind="bars")] == [i.question_id for i in items]
+    assert len({i.question_id for i in items}) == len(items)
+
+
+def test_a_questions_file_asks_every_picture_or_the_one_it_names(folder, tmp_path):
+    asked = tmp_path / "questions.jsonl"
+    asked.write_text('{"question": "What is the value of the red bar?"}\n\n'
+                     '{"question": "What is the value of the blue bar?", "image": "scans/b.jpg"}\n')
+    items = picture_items(folder, questions_file=asked, kind="bars")
+    by_picture = {}
+    for item in items:
+        by_picture.setdefault(item.question_id.split("|")[0], []).append(item.question)
+    assert by_picture == {
+        "a.png": [*KIND_QUESTIONS["bars"], "What is the value of the red bar?"],
+        "scans/b.jpg": [*KIND_QUESTIONS["bars"], "What is the value of the red bar?", "What is the value of the blue bar?"],
+    }
+    plain = tmp_path / "questions.txt"
+    plain.write_text("# asked of every picture\nWhat is the title?\n")
+    assert read_questions(plain) == [(None, None, "What is the title?")]
+    assert [i.question for i in picture_items(folder, questions_file=plain)] == ["What is the title?"] * 2
+
+
+def test_each_page_of_a_document_is_a_picture(tmp_path):
+    pytest.importorskip("pypdfium2")
+    root = tmp_path / "docs"
+    root.mkdir()
+    buffer = io.BytesIO()
+    DOCUMENT.image().save(buffer, "PDF", save_all=True, append_images=[BARS[0].image()], resolution=72)
+    (root / "report.pdf").write_bytes(buffer.getvalue())
+    asked = tmp_path / "q.jsonl"
+    asked.write_text('{"question": "Which bar is the tallest?", "image": "report.pdf", "page": 2}\n')
+    items = picture_items(root, questions_file=asked, kind="document")
+    assert [(i.question_id.split("|")[0], i.question) for i in items] == [
+        ("report.pdf#page=1", "What is the title?"), ("report.pdf#page=2", "What is the title?"),
+        ("report.pdf#page=2", "Which bar is the tallest?")]
+    assert item_image(items[2].ref).size[0] > 0
+    asked.write_text('{"question": "Which bar is the tallest?", "image": "report.pdf", "page": 3}\n')
+    with pytest.raises(InputError, match="page 3 of 'report.pdf', which has 2 pages"):
+        picture_items(root, questions_file=asked)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("not json", r"q.jsonl:1 is not JSON"),
+    ('{"image": "a.png"}', r'needs "question"'),
+    ('{"question": "Q?", "image": 3}', r'"image" must be'),
+    ('{"question": "Q?", "page": 2}', r'"page" must be a page number'),
+    ('{"question": "Q?", "image": "absent.png"}', r"names picture 'absent.png'"),
+])
+def test_a_bad_questions_file_is_named_by_line(folder, tmp_path, line, message):
+    asked = tmp_path / "q.jsonl"
+    asked.write_text(line + "\n")
+    with pytest.raises(InputError, match=message):
+        picture_items(folder, questions_file=asked)
+
+
+def test_bad_sources_and_settings_are_named(folder, tmp_path):
+    with pytest.raises(InputError, match="needs questions"):
+        picture_items(folder)
+    with pytest.raises(InputError, match="kind 'pie'"):
+        picture_items(folder, kind="pie")
+    with pytest.raises(InputError, match="is not a folder"):
+        picture_items(tmp_path / "absent", kind="bars")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no picture"):
+        picture_items(tmp_path / "empty", kind="bars")
+    with pytest.raises(ConfigError, match="needs questions"):
+        TraceConfig(source=f"pictures:{folder}")
+    with pytest.raises(ConfigError, match="kind 'pie'"):
+        TraceConfig(source=f"pictures:{folder}", kind="pie")
+    with pytest.raises(ConfigError, match="for a pictures:DIR source"):
+        TraceConfig(source="synthetic:train", kind="bars")
+
+
+def test_traces_of_unlabelled_pictures_carry_no_answer_and_the_critics_statuses(folder, tmp_path):
+    from redgraph.models import load_lvlm
+
+    config = TraceConfig(source=f"pictures:{folder}", kind="bars", limit=2, max_new_tokens=24)
+    result = generate_traces(config, tmp_path / "traces", lvlm=load_lvlm(None))
+    assert result["items"] == 2
+    records = [json.loads(line) for line in (tmp_path / "traces" / TRACES).read_text().splitlines()]
+    assert [r["question"] for r in records] == list(KIND_QUESTIONS["bars"])
+    for record in records:
+        assert record["gold_answer"] is None and record["item"]["image"].endswith("a.png")
+        assert record["status"] in ("accepted", "rejected", "unsure", "unchecked", None)
+        assert all(c["status"] in ("supported", "unsupported", "unsure", "unchecked") for c in record["claims"])
+
+
+def _trace(qid, answer, claims, support, injections=0):
+    return {"question_id": qid, "style": "facts", "rationale": "The red bar is 3.", "answer": answer,
+            "support": support, "gold_answer": None, "injections": injections,
+            "claims": [{"text": f"claim {n}", "support": s, "status": status} for n, (s, status) in enumerate(claims)]}
+
+
+def test_claims_the_critic_was_unsure_of_are_left_out_and_a_trace_with_only_those_is_dropped():
+    sure = _trace("a", "3", [(0.9, "supported"), (0.8, "supported")], 0.8)
+    mixed = _trace("a", "3", [(0.9, "supported"), (0.1, "unsure")], 0.1)
+    unsure = _trace("b", "5", [(0.4, "unsure")], 0.4)
+    injected = _trace("c", "2", [(0.9, "supported"), (0.2, "unsure")], 0.0, injections=1)
+    legacy = {k: v for k, v in sure.items() if k != "claims"} | {"claims": [{"text": "x", "support": 0.8}]}
+    assert [sure_support(r) for r in (sure, mixed, unsure, injected, legacy)] == [0.8, 0.9, None, 0.0, 0.8]
+    result = weigh_traces([sure, mixed, unsure, injected], WeightConfig(threshold=0.1))
+    assert [w for _, w in result.kept] == pytest.approx([0.8, 0.9])
+    assert result.dropped == {"unsure": 1, "below_threshold": 1}
+    assert result.summary()["dropped"] == {"below_threshold": 1, "unsure": 1}
+    # the no-critic ablation keeps the unsure trace: only the critic's evidence is left out
+    assert len(weigh_traces([sure, mixed, unsure], WeightConfig(critic=False, threshold=0.1)).kept) == 3
+
+
+def test_the_command_line_writes_traces_of_a_pictures_folder(folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from redgraph.cli import app
+
+    result = CliRunner().invoke(app, ["distill", "traces", str(tmp_path / "t"), "--source", f"pictures:{folder}",
+                                      "--kind", "document", "--limit", "1", "--max-new-tokens", "16", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["items"] == 1
+    refused = CliRunner().invoke(app, ["distill", "traces", str(tmp_path / "u"), "--source", f"pictures:{folder}"])
+    assert refused.exit_code != 0 and "needs questions" in refused.output
