@@ -156,3 +156,67 @@ def test_the_command_line_writes_traces_of_a_pictures_folder(folder, tmp_path):
     assert json.loads(result.output)["items"] == 1
     refused = CliRunner().invoke(app, ["distill", "traces", str(tmp_path / "u"), "--source", f"pictures:{folder}"])
     assert refused.exit_code != 0 and "needs questions" in refused.output
+    one_sided = CliRunner().invoke(app, ["distill", "adapt", str(folder), str(tmp_path / "a"), "--kind", "bars",
+                                         "--holdout", "0.5"])
+    assert one_sided.exit_code != 0 and "falls in the held-out share" in one_sided.output
+    BARS[0].image().save(folder / "e.png")  # e.png is held out at 0.5
+    adapted = CliRunner().invoke(app, ["distill", "adapt", str(folder), str(tmp_path / "a"), "--kind", "bars",
+                                       "--holdout", "0.5", "--per-style", "2", "--steps", "1", "--max-new-tokens", "16",
+                                       "--json"])
+    assert adapted.exit_code == 0, adapted.output
+    report = json.loads(adapted.output)
+    assert report["adapter"] == str(tmp_path / "a" / "adapter") and "change" in report["heldout"]
+    refused = CliRunner().invoke(app, ["distill", "adapt", str(folder), str(tmp_path / "b"), "--kind", "bars",
+                                       "--holdout", "1"])
+    assert refused.exit_code != 0 and "holdout must be a share" in refused.output
+
+
+def test_adapt_goes_from_a_folder_to_an_adapter_and_a_report_and_resumes(tmp_path, monkeypatch):
+    from redgraph.distill.adapt import REPORT, AdaptConfig, adapt
+    from redgraph.distill.pictures import held_out
+    from redgraph.distill.student import DistillConfig
+    from redgraph.models import load_lvlm
+
+    root = tmp_path / "charts"
+    root.mkdir()
+    bars = [item for item in generate_items("test", 60, seed=3) if item.kind == "bars"][:8]
+    for number, item in enumerate(bars):
+        item.image().save(root / f"chart{number}.png")
+    names = [f"chart{n}.png" for n in range(len(bars))]
+    assert 0 < sum(held_out(name, 0.5) for name in names) < len(names)
+    config = AdaptConfig(pictures=str(root), kind="bars", holdout=0.5, per_style=2, max_new_tokens=24, check="synthetic:test",
+                         check_limit=3, distill=DistillConfig(steps=2, batch_size=4, warmup_steps=1,
+                                                              precision="float32"))
+    stages = []
+    report = adapt(config, tmp_path / "out", lvlm=load_lvlm(None), on_stage=lambda s, d, t: stages.append(s))
+    assert {"traces", "adapter", "held out, base", "held out, adapted", "check, base", "check, adapted"} <= set(stages)
+    assert (tmp_path / "out" / "adapter" / "adapter_config.json").is_file()
+    assert json.loads((tmp_path / "out" / REPORT).read_text()) == report
+    held = report["heldout"]
+    assert held["questions"] == 2 * sum(held_out(name, 0.5) for name in names)
+    for name in ("base", "adapted"):
+        assert 0 < held[name]["self_agreement"] <= 1
+        low, high = held[name]["self_agreement_ci95"]
+        assert low <= held[name]["self_agreement"] <= high
+    assert report["check"]["items"] == 3 and 0 <= report["check"]["base"]["accuracy"] <= 1
+    assert report["weighting"]["traces"] == report["pictures"]["adapt_traces"]
+    # Again on the same folder: nothing is written or trained anew, and the report is the same.
+    monkeypatch.setattr("redgraph.distill.student.distill", lambda *a, **k: pytest.fail("trained again"))
+    assert adapt(config, tmp_path / "out", lvlm=load_lvlm(None)) == report
+
+
+def test_paired_changes_and_their_intervals_follow_the_traces():
+    from redgraph.distill.adapt import compare
+
+    def traces(qid, answers, support):
+        return [_trace(qid, a, [(support, "supported")], support) for a in answers]
+
+    before = traces("a", ["3", "5", "5", "7"], 0.4) + traces("b", ["1", "1", "2", "2"], 0.5)
+    after = traces("a", ["5", "5", "5", "5"], 0.8) + traces("b", ["1", "1", "1", "2"], 0.7)
+    report = compare(before, after)
+    assert report["base"]["self_agreement"] == pytest.approx((0.5 + 0.5) / 2)
+    assert report["adapted"]["self_agreement"] == pytest.approx((1.0 + 0.75) / 2)
+    assert report["change"]["self_agreement"] == pytest.approx(0.375)
+    assert report["change"]["support"] == pytest.approx(0.3)
+    low, high = report["change"]["self_agreement_ci95"]
+    assert 0.25 <= low <= 0.375 <= high <= 0.5

@@ -154,3 +154,75 @@ def distill_train(
     except RedgraphError as exc:
         fail(exc)
     out.print_json(json.dumps(manifest))
+
+
+@distill_app.command("adapt")
+def distill_adapt(
+    pictures: Annotated[Path, typer.Argument(help="Folder of your own pictures (images, PDF and TIFF documents); no "
+                                                  "labels needed.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the traces, the adapter and report.json; running again "
+                                                 "on it resumes.")],
+    questions: Annotated[Optional[Path], typer.Option(help="What to ask: a .txt file (one question a line, asked of "
+                                                           "every picture) or .jsonl ({\"question\": ..., \"image\": "
+                                                           "path in the folder} a line).")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="The pictures' kind, whose own questions the model is asked of "
+                                                     "each: bars, document or shapes.")] = None,
+    holdout: Annotated[float, typer.Option(help="Share of the pictures kept out of adaptation and measured on.")] = 0.2,
+    style: Annotated[Optional[list[str]], typer.Option("--style", help="Prompt style of the traces (repeat); "
+                                                                       "default: facts.")] = None,
+    per_style: Annotated[int, typer.Option(help="Traces per style and question: the first greedy, the others "
+                                                "sampled.")] = 4,
+    limit: Annotated[int, typer.Option(help="At most this many questions to adapt on.")] = 5000,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="The local model to adapt (and the critic); "
+                                                                       "default: the embedded model.")] = None,
+    check: Annotated[Optional[str], typer.Option(help="A labelled check set (a dataset folder or file as `redgraph "
+                                                      "eval` reads): accuracy there is reported too.")] = None,
+    check_limit: Annotated[int, typer.Option(help="Items of the check set.")] = 200,
+    steps: Annotated[int, typer.Option(help="Optimiser steps of the adapter.")] = 300,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate of the adapter.")] = 3e-3,
+    threshold: Annotated[float, typer.Option(help="Traces weighing less are dropped.")] = 0.25,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest rationale or answer.")] = 64,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """From a folder of unlabelled pictures to an SDRT adapter and a report of what it changed on held-out ones."""
+    machine_output(as_json)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from redgraph.distill.adapt import AdaptConfig, adapt
+    from redgraph.distill.student import DistillConfig
+    from redgraph.distill.weights import WeightConfig
+
+    try:
+        config = AdaptConfig(pictures=str(pictures), questions=None if questions is None else str(questions), kind=kind,
+                             holdout=holdout, styles=tuple(style or ("facts",)), per_style=per_style, limit=limit,
+                             model=model, check=check, check_limit=check_limit, max_new_tokens=max_new_tokens,
+                             distill=DistillConfig(steps=steps, learning_rate=learning_rate,
+                                                   weighting=WeightConfig(threshold=threshold)))
+        with console.status(f"loading {model or 'the embedded model'} ..."):
+            lvlm = load_model(model)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as progress:
+            tasks: dict[str, object] = {}
+
+            def on_stage(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(stage, total=total)
+                progress.update(tasks[stage], completed=done, total=total)
+
+            report = adapt(config, out_dir, lvlm=lvlm, on_stage=on_stage)
+    except RedgraphError as exc:
+        fail(exc)
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    held = report["heldout"]
+    out.print(f"adapter: {report['adapter']} ({report['pictures']['adapt_traces']} traces of "
+              f"{report['pictures']['adapt_questions']} questions; {held['questions']} held-out questions)")
+    for figure in ("self_agreement", "support", "unsure_share"):
+        out.print(f"{figure}: base {held['base'][figure]} -> adapted {held['adapted'][figure]} "
+                  f"(change {held['change'][figure]}, 95% {held['change'][figure + '_ci95']})")
+    if "check" in report:
+        check_report = report["check"]
+        out.print(f"check-set accuracy: base {check_report['base']['accuracy']} -> adapted "
+                  f"{check_report['adapted']['accuracy']} (change {check_report['change']}, "
+                  f"95% {check_report['change_ci95']})")

@@ -38,6 +38,7 @@ PICTURES = "pictures:"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 DOCUMENT_SUFFIXES = (".pdf", ".tif", ".tiff")
 MAX_PAGES = 20  # pages of one document made into items; a longer one is refused (split it)
+PARTS = ("all", "adapt", "heldout")
 KIND_QUESTIONS = {
     "bars": (questions.bar_extreme("tallest"), questions.bar_extreme("shortest")),
     "document": (questions.title(),),
@@ -116,9 +117,18 @@ def _pages(path: Path) -> list[int | None]:
     return list(range(1, pages + 1))
 
 
+def held_out(name: str, share: float) -> bool:
+    """Whether the picture at ``name`` (its path inside the folder) is among the ``share`` of a folder's
+    pictures kept out of adaptation to measure on: decided by the name alone, so the split is the
+    same in every run and a picture's pages stay together."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") / 2 ** 64 < share
+
+
 def picture_items(folder: str | os.PathLike[str], *, questions_file: str | os.PathLike[str] | None = None,
-                  kind: str | None = None) -> list:
-    """The items of a pictures folder: every picture (a document's every page) with its questions.
+                  kind: str | None = None, holdout: float = 0.0, part: str = "all") -> list:
+    """The items of a pictures folder: every picture (a document's every page) with its questions;
+    ``part`` "adapt" or "heldout" keeps the pictures outside or inside the ``holdout`` share
+    (:func:`held_out`), "all" every picture.
 
     Returns:
         :class:`redgraph.distill.traces.TraceItem` s with no gold answer, in file, page and question
@@ -151,6 +161,8 @@ def picture_items(folder: str | os.PathLike[str], *, questions_file: str | os.Pa
     general = [*(KIND_QUESTIONS[kind] if kind else ()), *(q for image, _, q in asked if image is None)]
     items = []
     for name, path in names.items():
+        if part != "all" and held_out(name, holdout) != (part == "heldout"):
+            continue
         for page in pages[name]:
             mine = [q for image, at, q in asked if image == name and at in (None, page)]
             for question in dict.fromkeys([*general, *mine]):  # each question once per picture

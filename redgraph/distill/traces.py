@@ -55,6 +55,8 @@ class TraceConfig:
         questions: a ``pictures:`` source's questions file (``.txt`` or ``.jsonl``).
         kind: a ``pictures:`` source's kind of picture, whose own questions are asked of each
             (see :data:`redgraph.distill.pictures.KIND_QUESTIONS`).
+        holdout, part: a ``pictures:`` source's share of pictures kept out of adaptation, and which
+            part these traces are of: "all", "adapt" (the others) or "heldout" (those).
     """
 
     source: str = "synthetic:train"
@@ -71,6 +73,8 @@ class TraceConfig:
     shard: tuple[int, int] = (0, 1)
     questions: str | None = None
     kind: str | None = None
+    holdout: float = 0.0
+    part: str = "all"
 
     def __post_init__(self) -> None:
         from redgraph.agents.critic import SCORINGS
@@ -95,8 +99,17 @@ class TraceConfig:
         index, count = self.shard
         if not (isinstance(index, int) and isinstance(count, int) and count >= 1 and 0 <= index < count):
             raise ConfigError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
-        from redgraph.distill.pictures import KIND_QUESTIONS, PICTURES
+        from redgraph.distill.pictures import KIND_QUESTIONS, PARTS, PICTURES
 
+        if self.part not in PARTS:
+            raise ConfigError(f"part must be one of {', '.join(PARTS)}, got {self.part!r}")
+        if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) or not 0 <= self.holdout < 1:
+            raise ConfigError(f"holdout must be a share from 0 to below 1, got {self.holdout!r}")
+        if (self.part != "all" or self.holdout) and not self.source.startswith(PICTURES):
+            raise ConfigError("holdout and part split a pictures:DIR source's pictures; "
+                              f"{self.source!r} is not one")
+        if self.part != "all" and not self.holdout:
+            raise ConfigError(f"part {self.part!r} needs a holdout share above 0")
         if self.source.startswith(PICTURES):
             if self.questions is None and self.kind is None:
                 raise ConfigError(f"source {self.source!r} needs questions: a questions file (--questions) or the kind "
@@ -160,8 +173,8 @@ def trace_items(config: TraceConfig) -> list[TraceItem]:
 
     index, count = config.shard
     if config.source.startswith(PICTURES):
-        chosen = picture_items(config.source[len(PICTURES):], questions_file=config.questions,
-                               kind=config.kind)[: config.limit]
+        chosen = picture_items(config.source[len(PICTURES):], questions_file=config.questions, kind=config.kind,
+                               holdout=config.holdout, part=config.part)[: config.limit]
     elif config.source.startswith(SYNTHETIC):
         from redgraph.data.synthetic import generate_items
 
