@@ -409,3 +409,16 @@ def test_checkable_claims_smoke_run_measures_every_style(capsys):
     assert set(report["styles"]) == set(STYLES)
     for row in report["styles"].values():
         assert 0 <= row["checkable_rationales"] <= 1 and len(row["examples"]) == 2
+
+
+def test_adapt_pictures_smoke_run_reports_the_held_out_change_and_the_check_set():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "adapt_pictures.py"), "--pictures", "6", "--check", "2",
+                           "--per-style", "2", "--steps", "1", "--max-new-tokens", "16", "--json"],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    report = json.loads(done.stdout)
+    assert report["pictures"]["heldout_questions"] > 0 and report["pictures"]["adapt_traces"] > 0
+    assert set(report["heldout"]["change"]) >= {"self_agreement", "support", "unsure_share"}
+    check = report["check"]
+    assert check["items"] >= 2 * 5  # 2 charts: a value per bar (3-4), the tallest and the shortest
+    assert set(check["per_kind"]) <= {"bar_value", "tallest", "shortest"}
+    assert sum(kind["items"] for kind in check["per_kind"].values()) == check["items"]

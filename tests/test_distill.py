@@ -243,8 +243,10 @@ def test_the_command_line_round(tmp_path):
 
 def test_distill_command_names_every_changed_setting():
     config = DistillConfig(steps=10, learning_rate=0.01, adapter=AdapterConfig(layers=(), skip_layer=3),
-                           weighting=WeightConfig(agreement=False, style_weights="uniform", threshold=0.5),
+                           weighting=WeightConfig(agreement=False, style_weights="uniform", threshold=0.5,
+                                                  unsure="drop"),
                            precision="float32")
     assert distill_command(config) == ("redgraph distill train OUT TRACES --steps 10 --seed 0 --precision float32 "
                                        "--learning-rate 0.01 "
-                                       "--layers none --skip-layer 3 --no-agreement --uniform-styles --threshold 0.5")
+                                       "--layers none --skip-layer 3 --no-agreement --uniform-styles --threshold 0.5 "
+                                       "--drop-unsure")

@@ -130,19 +130,23 @@ def _trace(qid, answer, claims, support, injections=0):
             "claims": [{"text": f"claim {n}", "support": s, "status": status} for n, (s, status) in enumerate(claims)]}
 
 
-def test_claims_the_critic_was_unsure_of_are_left_out_and_a_trace_with_only_those_is_dropped():
+def test_claims_the_critic_was_unsure_of_are_left_out_of_a_traces_support():
     sure = _trace("a", "3", [(0.9, "supported"), (0.8, "supported")], 0.8)
     mixed = _trace("a", "3", [(0.9, "supported"), (0.1, "unsure")], 0.1)
     unsure = _trace("b", "5", [(0.4, "unsure")], 0.4)
     injected = _trace("c", "2", [(0.9, "supported"), (0.2, "unsure")], 0.0, injections=1)
     legacy = {k: v for k, v in sure.items() if k != "claims"} | {"claims": [{"text": "x", "support": 0.8}]}
     assert [sure_support(r) for r in (sure, mixed, unsure, injected, legacy)] == [0.8, 0.9, None, 0.0, 0.8]
+    # By default a trace with no sure claim is weighed without the critic (agreement 1 here), and counted.
     result = weigh_traces([sure, mixed, unsure, injected], WeightConfig(threshold=0.1))
-    assert [w for _, w in result.kept] == pytest.approx([0.8, 0.9])
-    assert result.dropped == {"unsure": 1, "below_threshold": 1}
-    assert result.summary()["dropped"] == {"below_threshold": 1, "unsure": 1}
-    # the no-critic ablation keeps the unsure trace: only the critic's evidence is left out
+    assert [w for _, w in result.kept] == pytest.approx([0.8, 0.9, 1.0])
+    assert result.dropped == {"below_threshold": 1} and result.summary()["without_critic"] == 1
+    dropping = weigh_traces([sure, mixed, unsure, injected], WeightConfig(threshold=0.1, unsure="drop"))
+    assert [w for _, w in dropping.kept] == pytest.approx([0.8, 0.9])
+    assert dropping.summary()["dropped"] == {"below_threshold": 1, "unsure": 1} and dropping.without_critic == 0
     assert len(weigh_traces([sure, mixed, unsure], WeightConfig(critic=False, threshold=0.1)).kept) == 3
+    with pytest.raises(ConfigError, match="unsure must be one of"):
+        WeightConfig(unsure="maybe")
 
 
 def test_the_command_line_writes_traces_of_a_pictures_folder(folder, tmp_path):

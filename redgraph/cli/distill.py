@@ -112,6 +112,8 @@ def distill_train(
     = True,
     uniform_styles: Annotated[bool, typer.Option(help="Every style weighs 1 (else: learned from the traces).")] = False,
     threshold: Annotated[float, typer.Option(help="Traces weighing less are dropped.")] = 0.25,
+    drop_unsure: Annotated[bool, typer.Option(help="Drop a trace the critic was sure of no claim of (else: weigh it "
+                                                   "without the critic).")] = False,
     control: Annotated[bool, typer.Option(help="Train on the same items' gold answers instead (the control).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest only.")] = False,
 ) -> None:
@@ -133,7 +135,8 @@ def distill_train(
             steps=steps, batch_size=batch_size, learning_rate=learning_rate, warmup_steps=warmup_steps, seed=seed,
             threads=threads, precision=precision, targets="gold" if control else "traces", adapter=adapter,
             weighting=WeightConfig(critic=critic, agreement=agreement,
-                                   style_weights="uniform" if uniform_styles else "learned", threshold=threshold),
+                                   style_weights="uniform" if uniform_styles else "learned", threshold=threshold,
+                                   unsure="drop" if drop_unsure else "ignore"),
         )
         records, identity = read_traces([str(t) for t in traces])
         with console.status(f"loading {model or identity.get('model') or 'the embedded model'} ..."):
@@ -181,6 +184,8 @@ def distill_adapt(
     steps: Annotated[int, typer.Option(help="Optimiser steps of the adapter.")] = 300,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate of the adapter.")] = 3e-3,
     threshold: Annotated[float, typer.Option(help="Traces weighing less are dropped.")] = 0.25,
+    drop_unsure: Annotated[bool, typer.Option(help="Drop a trace the critic was sure of no claim of (else: weigh it "
+                                                   "by agreement alone).")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="Longest rationale or answer.")] = 64,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:
@@ -197,7 +202,8 @@ def distill_adapt(
                              holdout=holdout, styles=tuple(style or ("facts",)), per_style=per_style, limit=limit,
                              model=model, check=check, check_limit=check_limit, max_new_tokens=max_new_tokens,
                              distill=DistillConfig(steps=steps, learning_rate=learning_rate,
-                                                   weighting=WeightConfig(threshold=threshold)))
+                                                   weighting=WeightConfig(threshold=threshold,
+                                                                          unsure="drop" if drop_unsure else "ignore")))
         with console.status(f"loading {model or 'the embedded model'} ..."):
             lvlm = load_model(model)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -254,7 +254,7 @@ def compare(before: list[dict], after: list[dict], *, seed: int = 0) -> dict[str
 
 def check_accuracy(before: list[dict], after: list[dict], *, seed: int = 0) -> dict[str, Any]:
     """Accuracy on a labelled check set, base and adapted (each question's greedy trace against its gold
-    answer; Wilson intervals), and the paired change with a bootstrap interval."""
+    answer; Wilson intervals), the paired change with a bootstrap interval, and both per category."""
     from redgraph.eval.normalize import answers_match
     from redgraph.eval.report import wilson_interval
 
@@ -277,4 +277,10 @@ def check_accuracy(before: list[dict], after: list[dict], *, seed: int = 0) -> d
         changes.append(sum(second[q] - first[q] for q in draw) / len(draw))
     report["change"] = round(report["adapted"]["accuracy"] - report["base"]["accuracy"], 4)
     report["change_ci95"] = _interval(changes)
+    kinds = {r["question_id"]: r.get("kind") or "all" for r in before}
+    report["per_kind"] = {}
+    for kind in sorted({kinds[q] for q in shared}):
+        mine = [q for q in shared if kinds[q] == kind]
+        report["per_kind"][kind] = {"items": len(mine), "base": round(sum(first[q] for q in mine) / len(mine), 4),
+                                    "adapted": round(sum(second[q] for q in mine) / len(mine), 4)}
     return report

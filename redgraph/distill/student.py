@@ -261,6 +261,8 @@ def distill_command(config: DistillConfig) -> str:
         flags.append("--uniform-styles")
     if weighting.threshold != WeightConfig().threshold:
         flags.append(f"--threshold {weighting.threshold:g}")
+    if weighting.unsure == "drop":
+        flags.append("--drop-unsure")
     if config.targets == "gold":
         flags.append("--control")
     return "redgraph distill train OUT TRACES " + " ".join(flags)

@@ -10,8 +10,10 @@ For trace ``t`` of item ``i``, written in style ``s``::
   injection or no checkable claim), so the student learns only from reasoning the image bears out.
   Claims the critic was unsure of (its calibrated support below its ``unsure_below``, experts that
   disagreed, a picture beyond its range) are left out of it: they neither bear the rationale out
-  nor count against it. A trace whose every claim was unsure is dropped (``unsure``): nothing the
-  image showed bears it out.
+  nor count against it. A trace whose every claim was unsure has no critic factor: on a picture
+  family beyond the critic's range (a user's own charts, where its eyes are the model's own) its
+  weight is the style's and the agreement's alone, and the summary counts it (``without_critic``).
+  ``unsure="drop"`` drops such traces instead (``unsure``).
 - ``style_weight(s)``: learned from the traces, the paper's ensemble weight over prompts: the
   style's answer accuracy against the items' gold answers, Laplace-smoothed ((right + 1) /
   (answered + 2)); where no item has a gold answer, its agreement with each item's plurality answer
@@ -40,6 +42,7 @@ from typing import Literal
 from redgraph.errors import ConfigError
 
 STYLE_WEIGHTS = ("learned", "uniform")
+UNSURE = ("ignore", "drop")
 
 
 @dataclass(frozen=True)
@@ -51,14 +54,19 @@ class WeightConfig:
         agreement: multiply by answer agreement across the item's traces.
         style_weights: ``"learned"`` (per-style accuracy, see the module) or ``"uniform"``.
         threshold: traces weighing less are dropped.
+        unsure: a trace the critic was sure of no claim of: ``"ignore"`` weighs it without the critic's
+            factor, ``"drop"`` drops it.
     """
 
     critic: bool = True
     agreement: bool = True
     style_weights: Literal["learned", "uniform"] = "learned"
     threshold: float = 0.25
+    unsure: Literal["ignore", "drop"] = "ignore"
 
     def __post_init__(self) -> None:
+        if self.unsure not in UNSURE:
+            raise ConfigError(f"unsure must be one of {', '.join(UNSURE)}, got {self.unsure!r}")
         if self.style_weights not in STYLE_WEIGHTS:
             raise ConfigError(f"style_weights must be one of {', '.join(STYLE_WEIGHTS)}, got {self.style_weights!r}")
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not 0 <= self.threshold < 1:
@@ -72,12 +80,13 @@ class Weighting:
     kept: list[tuple[dict, float]]
     dropped: Counter = field(default_factory=Counter)
     style_weights: dict[str, float] = field(default_factory=dict)
+    without_critic: int = 0  # kept traces weighed without the critic's factor (it was sure of no claim)
 
     def summary(self) -> dict:
         kept_weights = [w for _, w in self.kept]
         return {"traces": len(self.kept) + sum(self.dropped.values()), "kept": len(self.kept),
                 "dropped": dict(sorted(self.dropped.items())),
-                "items_kept": len({r["question_id"] for r, _ in self.kept}),
+                "items_kept": len({r["question_id"] for r, _ in self.kept}), "without_critic": self.without_critic,
                 "mean_weight_kept": round(sum(kept_weights) / len(kept_weights), 4) if kept_weights else None,
                 "style_weights": {k: round(v, 4) for k, v in self.style_weights.items()}}
 
@@ -107,16 +116,17 @@ def weigh_traces(records: list[dict], config: WeightConfig = WeightConfig()) -> 
         weight = style_weights[record["style"]]
         if config.agreement:
             weight *= agreement[id(record)]
-        if config.critic:
-            support = sure_support(record)
-            if support is None:
-                result.dropped["unsure"] += 1
-                continue
+        support = sure_support(record) if config.critic else 1.0
+        if support is None and config.unsure == "drop":
+            result.dropped["unsure"] += 1
+            continue
+        if support is not None:
             weight *= support
         if weight < config.threshold or weight == 0:
             result.dropped["below_threshold"] += 1
         else:
             result.kept.append((record, weight))
+            result.without_critic += support is None
     return result
 
 
