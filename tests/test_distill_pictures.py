@@ -207,6 +207,9 @@ def test_adapt_goes_from_a_folder_to_an_adapter_and_a_report_and_resumes(tmp_pat
     # Again on the same folder: nothing is written or trained anew, and the report is the same.
     monkeypatch.setattr("redgraph.distill.student.distill", lambda *a, **k: pytest.fail("trained again"))
     assert adapt(config, tmp_path / "out", lvlm=load_lvlm(None)) == report
+    other = AdaptConfig(**{**config.__dict__, "distill": DistillConfig(steps=3, batch_size=4, precision="float32")})
+    with pytest.raises(InputError, match="holds an adapter trained with other settings"):
+        adapt(other, tmp_path / "out", lvlm=load_lvlm(None))
 
 
 def test_paired_changes_and_their_intervals_follow_the_traces():

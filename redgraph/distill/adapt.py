@@ -110,7 +110,8 @@ def adapt(config: AdaptConfig, out_dir: str | os.PathLike[str], *, lvlm=None, on
     """
     from redgraph.agents.critic import LocalCritic
     from redgraph.distill.student import distill
-    from redgraph.distill.traces import generate_traces, make_teacher, read_traces
+    from redgraph.distill.traces import generate_traces, make_teacher, read_traces, trace_items
+    from redgraph.errors import InputError
     from redgraph.models import load_lvlm
     from redgraph.models.adapter import ADAPTER_CONFIG, load_adapter
 
@@ -118,9 +119,6 @@ def adapt(config: AdaptConfig, out_dir: str | os.PathLike[str], *, lvlm=None, on
 
     def progress(stage: str):
         return None if on_stage is None else (lambda done, total: on_stage(stage, done, total))
-
-    from redgraph.distill.traces import trace_items
-    from redgraph.errors import InputError
 
     for part in ("adapt", "heldout"):
         if not trace_items(config.traces(part)):
@@ -136,9 +134,15 @@ def adapt(config: AdaptConfig, out_dir: str | os.PathLike[str], *, lvlm=None, on
     adapted = _copy(base)
     folder = out / "adapter"
     if (folder / ADAPTER_CONFIG).is_file():
+        manifest = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("manifest", {})
+        saved, wanted = manifest.get("config") or {}, json.loads(json.dumps(asdict(config.distill)))
+        if wanted["precision"] == "auto":  # the run decided it for its machine
+            wanted["precision"] = saved.get("precision")
+        if saved != wanted:
+            raise InputError(f"{os.fspath(folder)!r} holds an adapter trained with other settings "
+                             f"({manifest.get('command', 'unknown')}); use a new output folder, or the same settings")
         load_adapter(adapted, folder)
         adapted.adapter_path = os.fspath(folder)
-        manifest = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("manifest", {})
     else:
         steps = config.distill.steps
         _, manifest = distill(adapted, records, config.distill, out_dir=folder,
