@@ -145,6 +145,21 @@ def test_position_loss_reads_each_token_s_row_and_column_in_the_order_of_the_mer
         heads.loss(tokens[:, :4], {})
 
 
+def test_a_larger_image_side_gives_more_image_tokens_and_is_saved_and_named(tmp_path):
+    trained, manifest = train(tmp_path / "m", TrainConfig(steps=2, batch_size=4, dimensions=SMALL, image_side=192,
+                                                          aux_weight=1.0))
+    assert manifest["command"].endswith("--image-side 192") and manifest["config"]["image_side"] == 192
+    picture = next(iter(generate_items("test", 1))).image()
+    for lvlm in (trained, load_embedded(tmp_path / "m")):
+        grid = lvlm.processor.image_processor(images=[picture], return_tensors="pt")["image_grid_thw"]
+        assert grid.tolist() == [[1, 24, 24]]  # 192 / 8 patches a side: (192 / 16)^2 = 144 merged tokens
+    for bad, message in ((200, "multiple of 16"), (32, "image_side must be"), (1024, "image_side must be")):
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig(image_side=bad)
+    with pytest.raises(ConfigError, match="set cell_weight and position_weight to 0"):
+        TrainConfig(image_side=192, cell_weight=1.0)
+
+
 def test_position_loss_trains_and_is_named_in_the_manifest():
     first, manifest = train(None, TrainConfig(steps=3, batch_size=4, dimensions=SMALL, position_weight=1.0))
     plain, _ = train(None, TrainConfig(steps=3, batch_size=4, dimensions=SMALL))

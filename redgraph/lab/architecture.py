@@ -92,9 +92,11 @@ def mrope_section(head_dim: int, layout: str = "blocks") -> list[int]:
     return [head_dim // 2 - 2 * quarter, quarter, quarter]
 
 
-def build_untrained(dims: Dimensions = Dimensions(), *, seed: int = 0, rope_layout: str = "blocks"):
+def build_untrained(dims: Dimensions = Dimensions(), *, seed: int = 0, rope_layout: str = "blocks",
+                    image_side: int = IMAGE_SIDE):
     """A randomly initialised embedded-architecture model and its processor; ``rope_layout`` (one of
-    ROPE_LAYOUTS) spreads the rotary frequencies over time, height and width.
+    ROPE_LAYOUTS) spreads the rotary frequencies over time, height and width; the processor resizes
+    every picture to ``image_side`` pixels square.
 
     Returns:
         ``(model, processor)``; the model is in train mode, float32, on the CPU.
@@ -127,7 +129,7 @@ def build_untrained(dims: Dimensions = Dimensions(), *, seed: int = 0, rope_layo
     torch.manual_seed(seed)
     model = transformers.Qwen2VLForConditionalGeneration(config)
     model.config.redgraph_dimensions = asdict(dims)
-    pixels = IMAGE_SIDE * IMAGE_SIDE
+    pixels = image_side * image_side
     image_processor = Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels, patch_size=PATCH,
                                                merge_size=MERGE, temporal_patch_size=2,
                                                image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD))

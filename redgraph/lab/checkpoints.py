@@ -136,6 +136,8 @@ def train_command(config: TrainConfig) -> str:
         flags.append(f"--augment {config.augment:g}")
     if config.chart_shards is not None:
         flags.append(f"--chart-shards {shlex.quote(config.chart_shards)}")
+    if config.image_side != default.image_side:
+        flags.append(f"--image-side {config.image_side}")
     return "redgraph embedded train OUT " + " ".join(flags)
 
 

@@ -137,7 +137,8 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
            device: torch.device, workers: int, attention: str, last: int, keep_every: int | None = None):
     from redgraph.models.loading import LVLM
 
-    model, processor = build_untrained(config.dimensions, seed=config.seed, rope_layout=config.rope_layout)
+    model, processor = build_untrained(config.dimensions, seed=config.seed, rope_layout=config.rope_layout,
+                                       image_side=config.image_side)
     base = None
     if config.init_from is not None and not resume:  # a resumed run's weights come from its own state
         base = init_from_base(config, model, processor)

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from redgraph.data.posing import ALL_CATEGORIES
+from redgraph.data.scenes import IMAGE_SIDE
 from redgraph.errors import ConfigError, check_whole_number
-from redgraph.lab.architecture import ROPE_LAYOUTS, Dimensions
+from redgraph.lab.architecture import CELL, ROPE_LAYOUTS, Dimensions
 from redgraph.lab.batches import STREAMS
 from redgraph.lab.tasks import TASKS
 
@@ -21,7 +22,7 @@ ATTENTIONS = ("eager", "sdpa")
 # What a run saved before these settings existed was trained with.
 LEGACY_SETTINGS = {"precision": "float32", "data_stream": 1, "accumulate": 1, "cell_weight": 0.0, "init_from": None,
            "position_weight": 0.0, "rope_layout": "blocks", "category_weights": [1.0] * len(ALL_CATEGORIES),
-           "tool_share": 0.0, "augment": 0.0, "chart_shards": None}
+           "tool_share": 0.0, "augment": 0.0, "chart_shards": None, "image_side": 128}
 EMBEDDED_BASE = "embedded"  # init_from's name for the model shipped in the package
 
 
@@ -77,6 +78,11 @@ class TrainConfig:
     augment: float = 0.0
     # A folder of charts drawn ahead (redgraph.lab.pictures.render_shards); None: drawn as needed.
     chart_shards: str | None = None
+    # The side in pixels every picture is resized to (a multiple of 16: one merged image token covers
+    # 16 x 16 pixels), so (side / 16)^2 image tokens a picture. The own renderer draws 128 x 128; a
+    # larger side gives a drawing's text and bars more tokens. The cell and position heads label an
+    # 8 x 8 grid, so they need 128.
+    image_side: int = IMAGE_SIDE
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads", "accumulate", "warmup_steps"):
@@ -124,6 +130,13 @@ class TrainConfig:
         if self.chart_shards is not None and not self.tool_share:
             raise ConfigError(f"chart_shards ({self.chart_shards}) shows charts only to a run with a tool_share above 0; "
                               "set tool_share, or leave chart_shards out")
+        check_whole_number("image_side", self.image_side, minimum=64, maximum=512)
+        if self.image_side % CELL:
+            raise ConfigError(f"image_side must be a multiple of {CELL} (the pixels one merged image token covers), "
+                              f"got {self.image_side}")
+        if self.image_side != IMAGE_SIDE and (self.cell_weight or self.position_weight):
+            raise ConfigError(f"the cell and position heads label the {IMAGE_SIDE}-pixel grid; with image_side "
+                              f"{self.image_side} set cell_weight and position_weight to 0")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise ConfigError(f"init_from must be a checkpoint folder or {EMBEDDED_BASE!r}, got {self.init_from!r}")
 
