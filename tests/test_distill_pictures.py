@@ -227,3 +227,9 @@ def test_paired_changes_and_their_intervals_follow_the_traces():
     assert report["change"]["support"] == pytest.approx(0.3)
     low, high = report["change"]["self_agreement_ci95"]
     assert 0.25 <= low <= 0.375 <= high <= 0.5
+
+
+def test_a_trace_set_of_another_source_keeps_the_identity_it_had_before_the_pictures_settings():
+    identity = TraceConfig(limit=3).identity()
+    assert not {"questions", "kind", "holdout", "part"} & set(identity)
+    assert TraceConfig(source="pictures:x", kind="bars", holdout=0.2, part="adapt").identity()["part"] == "adapt"

@@ -131,6 +131,10 @@ class TraceConfig:
         data = json.loads(json.dumps(asdict(self)))
         for name in ("shard", "limit"):
             data.pop(name)
+        # the pictures source's settings only where set, so folders written before they existed resume
+        for name, unset in (("questions", None), ("kind", None), ("holdout", 0.0), ("part", "all")):
+            if data[name] == unset:
+                data.pop(name)
         return data
 
 
