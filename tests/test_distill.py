@@ -156,7 +156,7 @@ def test_lessons_teach_answers_and_rationales_and_the_control_gold():
 
 
 def _loss(lvlm, examples):
-    from redgraph.distill.traces import item_image
+    from redgraph.distill.items import item_image
     from redgraph.lab.batches import batch_tensors
     from redgraph.lab.tasks import Example
     from redgraph.lab.losses import example_loss

@@ -10,7 +10,8 @@ import pytest
 
 from redgraph.data.synthetic import generate_items
 from redgraph.distill.pictures import KIND_QUESTIONS, picture_items, read_questions
-from redgraph.distill.traces import TRACES, TraceConfig, generate_traces, item_image
+from redgraph.distill.items import item_image
+from redgraph.distill.traces import TRACES, TraceConfig, generate_traces
 from redgraph.distill.weights import WeightConfig, sure_support, weigh_traces
 from redgraph.errors import ConfigError, InputError
 

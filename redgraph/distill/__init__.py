@@ -6,6 +6,7 @@
   the filter;
 - :mod:`.student`: training the student's adapter on the weighted traces, base weights frozen
   (``redgraph distill train``); ``targets="gold"`` is the control;
+- :mod:`.items`: one question to write traces for, and the picture it names;
 - :mod:`.pictures`: items from a user's own unlabelled pictures (``--source pictures:DIR``) and the
   questions to ask of them;
 - :mod:`.adapt`: one command from such a folder to an adapter and a report of what it changed on

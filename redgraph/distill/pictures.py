@@ -131,14 +131,14 @@ def picture_items(folder: str | os.PathLike[str], *, questions_file: str | os.Pa
     (:func:`held_out`), "all" every picture.
 
     Returns:
-        :class:`redgraph.distill.traces.TraceItem` s with no gold answer, in file, page and question
+        :class:`redgraph.distill.items.TraceItem` s with no gold answer, in file, page and question
         order; an item's id names its file, page and question, so it stays the same across runs.
 
     Raises:
         InputError: no questions asked (give ``questions_file`` or ``kind``), an unknown kind, or a
             question naming a picture the folder does not hold.
     """
-    from redgraph.distill.traces import TraceItem
+    from redgraph.distill.items import TraceItem
 
     if questions_file is None and kind is None:
         raise InputError("a pictures folder needs questions: give a questions file (--questions) or the kind of "

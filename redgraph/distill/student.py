@@ -178,7 +178,7 @@ def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfi
     images: dict[str, object] = {}
 
     def image(ref: dict):
-        from redgraph.distill.traces import item_image
+        from redgraph.distill.items import item_image
 
         key = json.dumps(ref, sort_keys=True)
         if key not in images:
