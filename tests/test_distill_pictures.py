@@ -137,7 +137,9 @@ def test_claims_the_critic_was_unsure_of_are_left_out_of_a_traces_support():
     unsure = _trace("b", "5", [(0.4, "unsure")], 0.4)
     injected = _trace("c", "2", [(0.9, "supported"), (0.2, "unsure")], 0.0, injections=1)
     legacy = {k: v for k, v in sure.items() if k != "claims"} | {"claims": [{"text": "x", "support": 0.8}]}
-    assert [sure_support(r) for r in (sure, mixed, unsure, injected, legacy)] == [0.8, 0.9, None, 0.0, 0.8]
+    all_unsure_injected = _trace("d", "4", [(0.9, "unsure")], 0.0, injections=1)
+    assert [sure_support(r) for r in (sure, mixed, unsure, injected, legacy, all_unsure_injected)] == [
+        0.8, 0.9, None, 0.0, 0.8, 0.0]
     # By default a trace with no sure claim is weighed without the critic (agreement 1 here), and counted.
     result = weigh_traces([sure, mixed, unsure, injected], WeightConfig(threshold=0.1))
     assert [w for _, w in result.kept] == pytest.approx([0.8, 0.9, 1.0])

@@ -135,13 +135,15 @@ def sure_support(record: dict) -> float | None:
 
     The record's own ``support`` where no claim was unsure (traces written before claims had a
     status have none unsure); else the weakest sure claim's, or 0 with a prompt injection found."""
+    if record.get("injections"):  # an injection found in the rationale: no support, sure or not
+        return 0.0
     claims = record.get("claims") or []
     sure = [claim for claim in claims if claim.get("status") != "unsure"]
     if len(sure) == len(claims):
         return float(record.get("support") or 0.0)
     if not sure:
         return None
-    return 0.0 if record.get("injections") else min(float(claim["support"]) for claim in sure)
+    return min(float(claim["support"]) for claim in sure)
 
 
 def _usable(record: dict) -> bool:
