@@ -120,8 +120,10 @@ def adapt(config: AdaptConfig, out_dir: str | os.PathLike[str], *, lvlm=None, on
     def progress(stage: str):
         return None if on_stage is None else (lambda done, total: on_stage(stage, done, total))
 
+    # each part's items once: listing the folder opens every document to count its pages
+    items = {part: trace_items(config.traces(part)) for part in ("adapt", "heldout")}
     for part in ("adapt", "heldout"):
-        if not trace_items(config.traces(part)):
+        if not items[part]:
             raise InputError(f"no picture of {config.pictures!r} falls in the {'held-out' if part == 'heldout' else 'adapted'} "
                              f"share (holdout {config.holdout}; the split goes by file name): "
                              + ("raise --holdout" if part == "heldout" else "lower --holdout") + " or add pictures")
@@ -129,7 +131,8 @@ def adapt(config: AdaptConfig, out_dir: str | os.PathLike[str], *, lvlm=None, on
     base = lvlm if lvlm is not None else load_lvlm(config.model)
     critic = LocalCritic(base, scoring=config.critic_scoring)
     adapting = config.traces("adapt")
-    generate_traces(adapting, out / "traces", lvlm=base, critic=critic, on_progress=progress("traces"))
+    generate_traces(adapting, out / "traces", lvlm=base, critic=critic, on_progress=progress("traces"),
+                    items=items["adapt"])
     records, identity = read_traces([out / "traces"])
     adapted = _copy(base)
     folder = out / "adapter"
@@ -149,9 +152,10 @@ def adapt(config: AdaptConfig, out_dir: str | os.PathLike[str], *, lvlm=None, on
                               extra={"traces": [os.fspath(out / "traces")], "traces_settings": identity},
                               on_progress=None if on_stage is None else lambda step, _: on_stage("adapter", step, steps))
     heldout = config.traces("heldout")
-    generate_traces(heldout, out / "heldout-base", lvlm=base, critic=critic, on_progress=progress("held out, base"))
+    generate_traces(heldout, out / "heldout-base", lvlm=base, critic=critic, on_progress=progress("held out, base"),
+                    items=items["heldout"])
     generate_traces(heldout, out / "heldout-adapted", teacher=make_teacher(heldout, adapted), critic=critic,
-                    lvlm=base, on_progress=progress("held out, adapted"))
+                    lvlm=base, on_progress=progress("held out, adapted"), items=items["heldout"])
     before, _ = read_traces([out / "heldout-base"])
     after, _ = read_traces([out / "heldout-adapted"])
     report: dict[str, Any] = {
@@ -242,7 +246,8 @@ def compare(before: list[dict], after: list[dict], *, seed: int = 0) -> dict[str
         report[name] = {}
         for figure in ("self_agreement", "support", "unsure_share"):
             values = {q: v[figure] for q, v in figures[name].items() if v[figure] is not None}
-            report[name][figure] = None if _mean(list(values.values())) is None else round(_mean(list(values.values())), 4)
+            mean = _mean(list(values.values()))
+            report[name][figure] = None if mean is None else round(mean, 4)
             report[name][f"{figure}_ci95"] = _interval(
                 [m for draw in draws if (m := _mean([values[q] for q in draw if q in values])) is not None])
     report["change"] = {}

@@ -181,6 +181,7 @@ def generate_traces(
     critic=None,
     lvlm=None,
     on_progress: Callable[[int, int], None] | None = None,
+    items: list[TraceItem] | None = None,
 ) -> dict[str, Any]:
     """Write (or resume) the traces of ``config``'s items into ``out_dir``.
 
@@ -190,6 +191,7 @@ def generate_traces(
         critic: a critic (``review``); None: the local critic on ``lvlm``.
         lvlm: the local model; None loads ``config.model``.
         on_progress: called with ``(items done, items)`` after each item.
+        items: ``trace_items(config)``, where the caller has made them already.
 
     Returns:
         ``{"items": ..., "traces": ..., "written": ...}`` (written: traces made by this call).
@@ -198,7 +200,7 @@ def generate_traces(
 
     out = Path(out_dir)
     claim_folder(out, config, teacher)
-    items = trace_items(config)
+    items = trace_items(config) if items is None else items
     path = out / TRACES
     done = {record["question_id"] for _, record in read_jsonl(path, drop_cut_tail=True)} if path.exists() else set()
     todo = [item for item in items if item.question_id not in done]
