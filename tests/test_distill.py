@@ -4,6 +4,7 @@ gold answers, and the commands run end to end (on the embedded model, which spea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -191,6 +192,44 @@ def test_distillation_trains_only_the_adapter_and_learns_its_lessons(traces, tmp
     reloaded = load_lvlm(None, adapter=tmp_path / "adapter")
     assert _loss(reloaded, taught) == pytest.approx(_loss(lvlm, taught), abs=1e-5)
     assert len(examples) == len(taught)
+
+
+def test_a_stopped_distillation_goes_on_to_the_adapter_an_uninterrupted_run_gives(traces, tmp_path):
+    from safetensors.torch import load_file
+
+    from redgraph.distill.student import RUN_STATE
+    from redgraph.models.adapter import ADAPTER_WEIGHTS
+
+    records, _ = read_traces([traces])
+    config = DistillConfig(steps=6, batch_size=4, warmup_steps=1, precision="float32", weighting=WeightConfig(critic=False))
+    _, whole = distill(load_lvlm(None), records, config, out_dir=tmp_path / "whole", save_every=2)
+    assert not (tmp_path / "whole" / RUN_STATE).exists()  # removed once the adapter is saved
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_5(step, _loss):
+        if step == 5:
+            raise Stop
+
+    lvlm = load_lvlm(None)
+    with pytest.raises(Stop):
+        distill(lvlm, records, config, out_dir=tmp_path / "stopped", save_every=2, on_progress=stop_at_5)
+    assert (tmp_path / "stopped" / RUN_STATE).is_file() and not (tmp_path / "stopped" / ADAPTER_WEIGHTS).exists()
+    assert not lvlm.adapter_path  # the stopped run left the model as it was
+    with pytest.raises(ConfigError, match="holds a stopped run of other config; run the same command"):
+        distill(load_lvlm(None), records, dataclasses.replace(config, seed=1), out_dir=tmp_path / "stopped")
+    steps = []
+    _, resumed = distill(load_lvlm(None), records, config, out_dir=tmp_path / "stopped", save_every=2,
+                         on_progress=lambda step, _loss: steps.append(step))
+    assert steps == [5, 6] and resumed["resumed_at_step"] == 4  # the last save was after step 4
+    assert resumed["final_loss_mean_last_20"] == whole["final_loss_mean_last_20"]
+    a, b = load_file(tmp_path / "whole" / ADAPTER_WEIGHTS), load_file(tmp_path / "stopped" / ADAPTER_WEIGHTS)
+    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / RUN_STATE).write_bytes(b"not a state")
+    with pytest.raises(ConfigError, match="cannot be read as a stopped distillation run"):
+        distill(load_lvlm(None), records, config, out_dir=tmp_path / "broken")
 
 
 def test_distill_refuses_an_adapted_model_and_an_absent_device(traces, tmp_path):

@@ -86,7 +86,8 @@ def _skip_layer(text: str) -> int | None:
 
 @distill_app.command("train")
 def distill_train(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write the adapter to.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the adapter to; the same command run again on a "
+                                                 "stopped run's folder goes on from its last save.")],
     traces: Annotated[list[Path], typer.Argument(help="Trace folders (the shards of one trace set).")],
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="The base model; default: the traces' local "
                                                                        "model.")] = None,
@@ -115,6 +116,8 @@ def distill_train(
     drop_unsure: Annotated[bool, typer.Option(help="Drop a trace the critic was sure of no claim of (else: weigh it "
                                                    "without the critic).")] = False,
     control: Annotated[bool, typer.Option(help="Train on the same items' gold answers instead (the control).")] = False,
+    save_every: Annotated[int, typer.Option(help="Save the run's state every this many steps, to go on from after a "
+                                                 "stop; 0: never.")] = 25,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest only.")] = False,
 ) -> None:
     """Distil weighted traces into an adapter (base weights frozen); load it with --adapter."""
@@ -151,7 +154,7 @@ def distill_train(
                    TimeRemainingColumn())
         with Progress(*columns, console=console, transient=as_json) as progress:
             task = progress.add_task("distill", total=steps, loss="-")
-            _, manifest = distill(lvlm, records, config, out_dir=out_dir, device=device,
+            _, manifest = distill(lvlm, records, config, out_dir=out_dir, device=device, save_every=save_every,
                                   extra={"traces": [str(t) for t in traces], "traces_settings": identity},
                                   on_progress=lambda step, loss: progress.update(task, completed=step, loss=f"{loss:.3f}"))
     except RedgraphError as exc:

@@ -14,8 +14,9 @@ what it changed (``redgraph distill adapt``).
    traces with no claim it was sure of. With a labelled check set (``check``: a dataset as
    ``redgraph eval`` reads), also accuracy there, base and adapted (Wilson intervals).
 
-Every stage resumes: traces already written are kept, and a finished adapter is loaded instead of
-trained again (a training run cut short starts over). ``report.json`` is written last.
+Every stage resumes: traces already written are kept, a finished adapter is loaded instead of
+trained again, and a training run cut short goes on from its last save (every 25 steps).
+``report.json`` is written last.
 
 Example:
     >>> report = adapt(AdaptConfig(pictures="my_charts", kind="bars"), "runs/adapt")  # doctest: +SKIP

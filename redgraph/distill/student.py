@@ -35,6 +35,8 @@ from redgraph.errors import ConfigError, InputError, check_whole_number
 from redgraph.models.adapter import Adapter, AdapterConfig, LoraAdapter, base_fingerprint, make_adapter
 
 TARGETS = ("traces", "gold")
+RUN_STATE = "training_state.pt"  # a stopped run's state in its output folder, removed when it finishes
+SAVE_EVERY = 25  # steps between saves of that state
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ def distill(
     device: str = "cpu",
     on_progress: ProgressCallback | None = None,
     extra: dict | None = None,
+    save_every: int = SAVE_EVERY,
 ) -> tuple[Adapter | LoraAdapter, dict]:
     """Train an adapter for ``lvlm`` (its weights stay as they are) on ``records``.
 
@@ -138,8 +141,14 @@ def distill(
     of runs on ``lvlm`` say so); with ``out_dir`` it is also saved there with its manifest (settings,
     weighting counts, losses, time). ``extra`` goes into the manifest.
 
+    With ``out_dir``, the run's state (the adapter, optimiser, schedule and losses) is saved there
+    every ``save_every`` steps (0: never) as ``training_state.pt``, and a run started on a folder
+    holding one goes on from it, to the adapter an uninterrupted run gives; the file is removed
+    when the adapter is saved.
+
     Raises:
-        ConfigError: ``lvlm`` already has an adapter, or ``device`` is not available here.
+        ConfigError: ``lvlm`` already has an adapter, ``device`` is not available here, or ``out_dir``
+            holds a stopped run of other settings, examples or base weights.
         InputError: no trace survives the weighting.
     """
     from redgraph.lab.precision import auto_precision, check_device, training_process
@@ -149,13 +158,27 @@ def distill(
     target = check_device(device)
     if config.precision == "auto":
         config = replace(config, precision=auto_precision(target))
+    check_whole_number("save_every", save_every, minimum=0)
     examples, weighting = lessons(records, config)
     with training_process(config.threads, target):
-        return _distill(lvlm, examples, weighting, config, out_dir, target, on_progress, extra or {})
+        return _distill(lvlm, examples, weighting, config, out_dir, target, on_progress, extra or {}, save_every)
+
+
+def _examples_digest(examples: list[Lesson]) -> str:
+    import hashlib
+
+    text = json.dumps([[e.task, e.instruction, e.target, e.ref, e.weight] for e in examples], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _run_key(config: DistillConfig, examples: list[Lesson], fingerprint: str) -> dict:
+    """What a stopped run must share with this one to be continued by it."""
+    return {"config": json.loads(json.dumps(asdict(config))), "examples": _examples_digest(examples),
+            "base": fingerprint}
 
 
 def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfig, out_dir, device: torch.device,
-             on_progress: ProgressCallback | None, extra: dict):
+             on_progress: ProgressCallback | None, extra: dict, save_every: int = 0):
     from redgraph.lab.batches import batch_tensors
     from redgraph.lab.tasks import Example
     from redgraph.lab.losses import example_loss
@@ -188,9 +211,44 @@ def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfi
     weights = [e.weight for e in examples]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16")
     losses: list[float] = []
-    started = time.perf_counter()
+    state_path = Path(out_dir) / RUN_STATE if out_dir is not None else None
+    key = _run_key(config, examples, fingerprint)
+    earlier_seconds = 0.0
+
+    def resume() -> int:
+        """Go on from a stopped run's state in ``out_dir``, if any; the first step to take."""
+        nonlocal losses, earlier_seconds
+        if state_path is None or not state_path.is_file():
+            return 0
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            saved_key = json.loads(state["key"])
+        except Exception as exc:  # a file cut short or not ours: say so rather than start over silently
+            raise ConfigError(f"{os.fspath(state_path)!r} cannot be read as a stopped distillation run ({exc}); "
+                              "remove it to start over") from None
+        if saved_key != key:
+            differing = ", ".join(name for name in key if saved_key.get(name) != key[name])
+            raise ConfigError(f"{os.fspath(out_dir)!r} holds a stopped run of other {differing}; run the same command "
+                              "on it to go on, or use a new output folder")
+        adapter.load_state_dict(state["adapter"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        losses, earlier_seconds = list(state["losses"]), float(state["seconds"])
+        return len(losses)
+
+    def save_state() -> None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        partial = state_path.with_suffix(".partial")
+        torch.save({"key": json.dumps(key), "adapter": adapter.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "losses": losses,
+                    "seconds": earlier_seconds + time.perf_counter() - started}, partial)
+        os.replace(partial, state_path)
+
+    first = 0
     try:
-        for step in range(config.steps):
+        first = resume()
+        started = time.perf_counter()
+        for step in range(first, config.steps):
             draw = random.Random(f"redgraph-distill:{config.seed}:{step}").choices(examples, weights=weights,
                                                                                   k=config.batch_size)
             batch = batch_tensors([Example(e.task, render(lvlm.processor, e.instruction, with_image=True), image(e.ref),
@@ -204,6 +262,8 @@ def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfi
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
+            if state_path is not None and save_every and (step + 1) % save_every == 0 and step + 1 < config.steps:
+                save_state()
             if on_progress is not None:
                 on_progress(step + 1, losses[-1])
     except BaseException:
@@ -211,7 +271,7 @@ def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfi
         raise
     finally:
         model.train(was_training)
-    seconds = time.perf_counter() - started
+    seconds = earlier_seconds + time.perf_counter() - started
     adapter.eval()
     model.to("cpu")
     adapter.to("cpu")
@@ -225,9 +285,13 @@ def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfi
         "seconds": round(seconds, 1), "examples_per_second": round(config.steps * config.batch_size / seconds, 1),
         "device": str(device), **extra,
     }
+    if first:
+        manifest["resumed_at_step"] = first
     lvlm.adapter_path = "(trained in this process, not saved)"
     if out_dir is not None:
         adapter.save(out_dir, base_digest=fingerprint, extra={"manifest": manifest})
+        if state_path.is_file():
+            state_path.unlink()
         manifest["size_bytes"] = sum(f.stat().st_size for f in Path(out_dir).iterdir() if f.is_file())
         lvlm.adapter_path = os.fspath(out_dir)
     return adapter, manifest
