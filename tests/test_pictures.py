@@ -4,11 +4,14 @@ degradation, the chart shards, the loss over pictures of any shape, evaluation b
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import random
 import tarfile
 
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from redgraph.cli import app
@@ -19,7 +22,9 @@ from redgraph.data.tools import (
     HELDOUT_STYLE,
     TRAIN_FONTS,
     TRAIN_STYLES,
+    Layout,
     degrade,
+    draw_laid_out,
     draw_with,
     picture_of,
     tool_items,
@@ -30,6 +35,7 @@ from redgraph.lab.batches import batch_tensors, step_examples
 from redgraph.lab.evaluate import evaluate
 from redgraph.lab.losses import VisionHeads, example_loss
 from redgraph.lab.pictures import load_shards, render_shards, training_picture
+from redgraph.lab.scene_labels import CELL_VOCABULARY, layout_cell_labels
 from redgraph.lab.tasks import make_example
 from redgraph.lab.train import train
 from redgraph.lab.train_config import TrainConfig
@@ -124,18 +130,27 @@ def test_tool_pictures_replace_the_own_drawing_of_bars_and_documents_only():
     processor = build_untrained(SMALL)[1]
     config = TrainConfig(steps=1, batch_size=24, dimensions=SMALL, tool_share=1.0, task_weights=(1, 0, 0, 0, 0))
     examples = step_examples(0, config, processor)
+    labelled = step_examples(0, dataclasses.replace(config, cell_weight=1.0, tool_cells=True), processor)
     items = [make_item("train", i) for i in range(24)]
-    for example, item in zip(examples, items):
+    grids = batch_tensors(examples, processor)["image_grid_thw"].tolist()
+    for example, with_cells, item, (_, rows, columns) in zip(examples, labelled, items, grids):
+        assert example.image.tobytes() == with_cells.image.tobytes()
         if item.kind == "shapes":
             assert example.image.size == (128, 128) and len(example.cell_labels) == 64
         else:
             assert example.image.tobytes() != item.image().tobytes() and example.cell_labels == ()
+            # with tool_cells, labelled from the drawing's layout, one set of facts per image token
+            assert len(with_cells.cell_labels) == rows * columns // 4 and any(with_cells.cell_labels)
             assert example.scene_labels  # the scene's facts still hold for another tool's drawing
     assert step_examples(0, config, processor)[1].image.tobytes() == examples[1].image.tobytes()  # reproducible
     with pytest.raises(ConfigError, match="tool_share must be a share from 0 to 1, got 2"):
         TrainConfig(tool_share=2)
     with pytest.raises(ConfigError, match="tool_share and augment need data_stream 2"):
         TrainConfig(augment=0.5, data_stream=1)
+    with pytest.raises(ConfigError, match="tool_cells .* needs a cell_weight and a tool_share above 0 .got 0 and 1"):
+        TrainConfig(tool_share=1.0, tool_cells=True)
+    with pytest.raises(ConfigError, match="cell_head_init must be one of random, zero, got 'ones'"):
+        TrainConfig(cell_head_init="ones")
 
 
 def test_chart_shards_round_trip_and_feed_training(tmp_path):
@@ -144,11 +159,15 @@ def test_chart_shards_round_trip_and_feed_training(tmp_path):
     with tarfile.open(tmp_path / "charts" / "charts-00000.tar") as tar:
         assert tar.getnames() == ["000000.png", "000000.json", "000001.png", "000001.json"]
     pictures = load_shards(str(tmp_path / "charts"))
-    assert len(pictures) == 5 and all(split_of(scene) == "train" for scene, _ in pictures)
+    assert len(pictures) == 5 and all(split_of(scene) == "train" for scene, _, _ in pictures)
+    for scene, png, layout in pictures:  # each picture's layout: its size and every bar, in the scene's order
+        with Image.open(io.BytesIO(png)) as opened:
+            assert layout.size == opened.size and [box[0] for box in layout.boxes] == [c for c, _ in scene.bars]
     config = TrainConfig(steps=1, batch_size=4, dimensions=SMALL, tool_share=1.0, chart_shards=str(tmp_path / "charts"))
     bars = next(i for i in generate_items("train", 3) if i.kind == "bars")
-    item, picture = training_picture(bars, "answer", 1, config, random.Random(0))
-    assert item.scene in [scene for scene, _ in pictures] and picture is not None
+    item, picture, layout = training_picture(bars, "answer", 1, config, random.Random(0))
+    assert item.scene in [scene for scene, _, _ in pictures] and picture is not None
+    assert (item.scene, layout) in [(scene, shard_layout) for scene, _, shard_layout in pictures]
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="holds no chart shards .* `redgraph embedded render FOLDER --count N`"):
         load_shards(str(tmp_path / "empty"))
@@ -168,14 +187,14 @@ def test_the_loss_takes_pictures_of_any_shape_and_cells_only_where_labelled():
     pictures = [None, picture_of(items[1], look="train"), None, degrade(picture_of(items[3]), rng)]
     examples = [make_example(item, "answer", processor, rng, picture) for item, picture in zip(items, pictures)]
     batch = batch_tensors(examples, processor)
-    assert batch["cell_mask"].tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert batch["cell_mask"].sum(-1).tolist() == [64.0, 0.0, 64.0, 0.0]
     assert len(set(batch["image_grid_thw"].prod(-1).tolist())) > 1  # other shapes: other counts of tokens
     heads = VisionHeads(SMALL.hidden, aux_weight=1.0, cell_weight=1.0)
     loss = example_loss(model, batch, heads)
     assert torch.isfinite(loss)
     loss.backward()
     assert heads.cell.weight.grad.abs().sum() > 0 and heads.scene.weight.grad.abs().sum() > 0
-    unlabelled = dict(batch, cell_mask=torch.zeros(4))
+    unlabelled = dict(batch, cell_mask=torch.zeros_like(batch["cell_mask"]))
     heads.zero_grad()
     example_loss(model, unlabelled, heads).backward()
     assert heads.cell.weight.grad is None or heads.cell.weight.grad.abs().sum() == 0
@@ -214,3 +233,108 @@ def test_the_render_command_draws_shards_and_refuses_a_bad_count(tmp_path):
     assert len(load_shards(str(tmp_path / "c"))) == 2
     bad = CliRunner().invoke(app, ["embedded", "render", str(tmp_path / "d"), "--count", "0"])
     assert bad.exit_code != 0 and "count must be a whole number" in bad.output and "Traceback" not in bad.output
+
+
+def _ink_near(picture, x: float, y: float, paper, reach: int) -> bool:
+    """Whether some pixel within ``reach`` of ``(x, y)`` differs from ``paper``."""
+    pixels = picture.load()
+    return any(sum(abs(a - b) for a, b in zip(pixels[min(picture.width - 1, max(0, round(x) + dx)),
+                                                     min(picture.height - 1, max(0, round(y) + dy))], paper)) > 60
+               for dx in range(-reach, reach + 1) for dy in range(-reach, reach + 1))
+
+
+def test_a_documents_layout_puts_each_character_on_its_ink_and_in_its_lines_cells():
+    processor = build_untrained(SMALL)[1]
+    names = {index: name for name, index in CELL_VOCABULARY.items()}
+    documents = [i for i in generate_items("train", 120) if i.kind == "document"][:24]
+    for index, item in enumerate(documents):
+        rng = random.Random(index)
+        picture, layout = draw_laid_out("fonts", item.scene, rng, look="train" if index % 4 else "default")
+        assert picture.tobytes() == draw_with("fonts", item.scene, random.Random(index),
+                                              look="train" if index % 4 else "default").tobytes()
+        assert layout.size == picture.size and not layout.boxes
+        paper = picture.getpixel((picture.width - 1, picture.height - 1))
+        # a digit's centre is on its ink; a hollow letter's (O, C, U) only near it
+        assert all(_ink_near(picture, x, y, paper, 2 if char in "123456789" else 6) for char, x, y, _ in layout.glyphs)
+        cells = [{names[i] for i in facts} for facts in layout_cell_labels(layout, 16)]
+        grid = processor.image_processor(images=[picture], return_tensors="pt")["image_grid_thw"][0].tolist()
+        assert len(cells) == grid[1] * grid[2] // 4  # one set of facts per merged image token
+        assert any(f"title:{item.scene.title}" in facts for facts in cells)
+        for name, value in item.scene.fields:  # each digit of a field's value is in a cell of its line
+            for digit in str(value):
+                assert any(f"line:{name}" in facts and f"char:{digit}:{half}" in facts
+                           for facts in cells for half in (0, 1)), (name, value, digit)
+
+
+def test_a_charts_layout_boxes_each_bar_in_its_colour_and_marks_where_it_ends():
+    from matplotlib.colors import to_rgb
+
+    from redgraph.data.tools import _TAB
+
+    names = {index: name for name, index in CELL_VOCABULARY.items()}
+    charts = [i for i in generate_items("train", 80) if i.kind == "bars"][:10]
+    for index, item in enumerate(charts):
+        picture, layout = draw_laid_out("matplotlib", item.scene, random.Random(index), look="train")
+        assert layout.size == picture.size and len(layout.boxes) == len(layout.ends) == len(item.scene.bars)
+        for (colour, left, top, right, bottom), (value, x, y), (name, true_value) in zip(
+                layout.boxes, layout.ends, item.scene.bars):
+            assert colour == name and value == true_value
+            assert left <= x <= right and top <= y <= bottom
+            centre = picture.getpixel(((left + right) / 2, (top + bottom) / 2))
+
+            def distance(other: str) -> float:  # to the nearer of its CSS and tab10 shades
+                return min(sum(abs(c - 255 * t) for c, t in zip(centre, to_rgb(shade))) for shade in (other, _TAB[other]))
+            assert min(_TAB, key=distance) == name  # the box's middle is of the bar's colour (some styles shade it)
+        cells = [{names[i] for i in facts} for facts in layout_cell_labels(layout, 16)]
+        for colour, value in item.scene.bars:
+            assert any(f"colour:{colour}" in facts for facts in cells)
+            assert any(f"bar_top:{value}" in facts for facts in cells)
+
+
+def test_a_degraded_picture_has_no_cell_labels_and_old_shards_are_refused_by_a_cell_loss(tmp_path):
+    processor = build_untrained(SMALL)[1]
+    document = next(i for i in generate_items("train", 12) if i.kind == "document")
+    config = TrainConfig(steps=1, batch_size=2, dimensions=SMALL, tool_share=1.0, augment=1.0)
+    item, picture, layout = training_picture(document, "answer", 0, config, random.Random(0))
+    assert picture is not None and layout is None
+    assert make_example(item, "answer", processor, random.Random(0), picture, layout).cell_labels == ()
+    render_shards(tmp_path / "old", 2, workers=1)
+    with tarfile.open(tmp_path / "old" / "charts-00000.tar") as tar:  # as shards were drawn before layouts
+        records = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(tmp_path / "old" / "charts-00000.tar", "w") as tar:
+        for name, data in records:
+            if name.endswith(".json"):
+                record = json.loads(data)
+                del record["layout"]
+                data = json.dumps(record).encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert [layout for _, _, layout in load_shards(str(tmp_path / "old"))] == [None, None]
+    old = dataclasses.replace(config, augment=0.0, chart_shards=str(tmp_path / "old"), cell_weight=1.0, tool_cells=True)
+    with pytest.raises(ConfigError, match="drawn without the layout the cell loss labels their pictures from"):
+        train(None, old, on_progress=lambda *_: pytest.fail("trained"))
+    train(None, dataclasses.replace(old, tool_cells=False))  # without tool_cells the old shards train as before
+    assert Layout.from_dict(Layout((3, 4), boxes=(("red", 0.0, 1.0, 2.0, 3.0),)).to_dict()) == \
+        Layout((3, 4), boxes=(("red", 0.0, 1.0, 2.0, 3.0),))
+    with pytest.raises(InputError, match="not a drawing's layout"):
+        Layout.from_dict({"glyphs": []})
+
+
+def test_a_zero_cell_head_learns_before_it_sends_gradient_into_the_tower():
+    from redgraph.lab.checkpoints import train_command
+    from redgraph.lab.scene_labels import cell_labels
+
+    scenes = [item.scene for item in generate_items("train", 3)]
+    batch = {"cell_targets": torch.zeros(3, 64, len(CELL_VOCABULARY)), "cell_mask": torch.ones(3, 64)}
+    for row, scene in enumerate(scenes):
+        for index, facts in enumerate(cell_labels(scene, 16)):
+            batch["cell_targets"][row, index, list(facts)] = 1.0
+    for init, reaches_tower in (("random", True), ("zero", False)):
+        tokens = torch.randn(3, 64, 32, requires_grad=True)
+        heads = VisionHeads(32, 0.0, 1.0, cell_init=init)
+        heads.loss(tokens, batch).backward()
+        assert bool(tokens.grad.abs().sum() > 0) == reaches_tower
+        assert heads.cell.weight.grad.abs().sum() > 0  # the head itself learns from the first step
+    config = TrainConfig(cell_weight=1.0, tool_share=1.0, tool_cells=True, cell_head_init="zero")
+    assert train_command(config).endswith("--tool-share 1 --tool-cells --cell-head-init zero")

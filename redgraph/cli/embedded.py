@@ -65,9 +65,15 @@ def embedded_train(
     chart_shards: Annotated[Optional[str], typer.Option(help="A folder of matplotlib charts drawn ahead by `redgraph "
                                                              "embedded render` (default: drawn as needed, 80-110 ms "
                                                              "each).")] = None,
-    image_side: Annotated[int, typer.Option(help="Pixels of the square every picture is resized to (a multiple of "
-                                                 "16; (side/16)^2 image tokens). The cell and position heads need "
+    image_side: Annotated[int, typer.Option(help="Side of the square whose pixel count every picture is resized to, "
+                                                 "its aspect kept (a multiple of 16; about (side/16)^2 image tokens). The cell and position heads need "
                                                  "128.")] = 128,
+    tool_cells: Annotated[bool, typer.Option(help="Label other tools' undegraded drawings for the cell loss too, from "
+                                                  "where each drew what (needs --cell-weight and --tool-share).")]
+    = False,
+    cell_head_init: Annotated[str, typer.Option(help="How the cell head starts: random, or zero (no gradient into the "
+                                                     "vision tower until the head has learned; for fine-tunes).")]
+    = "random",
     resume: Annotated[bool, typer.Option(help="Continue the stopped run saved in OUT_DIR (same settings); it ends "
                                               "with the weights an uninterrupted run gives.")] = False,
     stop_after: Annotated[Optional[int], typer.Option(help="Save and stop after this step of the --steps schedule "
@@ -91,7 +97,8 @@ def embedded_train(
                              position_weight=position_weight,
                              precision=precision, data_stream=data_stream, accumulate=accumulate,
                              init_from=init_from, rope_layout=rope_layout, tool_share=tool_share, augment=augment,
-                             chart_shards=chart_shards, image_side=image_side, **weights)
+                             chart_shards=chart_shards, image_side=image_side, tool_cells=tool_cells,
+                             cell_head_init=cell_head_init, **weights)
     except RedgraphError as exc:
         fail(exc)
     columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),

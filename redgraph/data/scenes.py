@@ -177,15 +177,20 @@ class TextRun:
 
     def glyphs(self) -> list[tuple[str, float, float]]:
         """``(character, centre x, centre y)`` of each visible character, in pixels."""
-        font = _font(self.size)
-        out = []
-        for index, char in enumerate(self.text):
-            if char.isspace():
-                continue
-            left, top, right, bottom = font.getbbox(char)
-            start = font.getlength(self.text[:index])
-            out.append((char, self.x + start + (left + right) / 2, self.y + (top + bottom) / 2))
-        return out
+        return glyph_centres(self.text, _font(self.size), self.x, self.y)
+
+
+def glyph_centres(text: str, font: ImageFont.FreeTypeFont, x: float, y: float) -> list[tuple[str, float, float]]:
+    """``(character, centre x, centre y)`` in pixels of each visible character of ``text`` drawn by
+    ``ImageDraw.text((x, y), text, font=font)`` (PIL's top-left anchor)."""
+    out = []
+    for index, char in enumerate(text):
+        if char.isspace():
+            continue
+        left, top, right, bottom = font.getbbox(char)
+        start = font.getlength(text[:index])
+        out.append((char, x + start + (left + right) / 2, y + (top + bottom) / 2))
+    return out
 
 
 @functools.cache

@@ -34,11 +34,12 @@ import functools
 import io
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from redgraph.data.scenes import BarScene, DocumentScene, Scene
+from redgraph.data.scenes import BarScene, DocumentScene, Scene, glyph_centres
 from redgraph.data.synthetic import Split, SyntheticItem, items_of_kind
 from redgraph.errors import InputError
 
@@ -74,6 +75,40 @@ def _check(tool: str, look: str) -> None:
         raise InputError(f"unknown look {look!r}; choose one of {', '.join(LOOKS)}")
 
 
+Glyph = tuple[str, float, float, str]  # a character, its centre x and y, and its line: title:NAME or line:FIELD
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a drawing put what it drew, in the picture's pixels (top-left origin): what training's
+    cell labels need to say which part of the picture holds which fact.
+
+    ``glyphs``: each written character with its centre and its line (``title:NAME``, ``line:FIELD``);
+    ``boxes``: each bar's colour and box ``(left, top, right, bottom)``; ``ends``: each bar's value and
+    the point where it ends (the top of a vertical bar, the right end of a horizontal one).
+    """
+
+    size: tuple[int, int]  # width, height
+    glyphs: tuple[Glyph, ...] = ()
+    boxes: tuple[tuple[str, float, float, float, float], ...] = ()
+    ends: tuple[tuple[int, float, float], ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"size": list(self.size), "glyphs": [list(g) for g in self.glyphs],
+                "boxes": [list(b) for b in self.boxes], "ends": [list(e) for e in self.ends]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Layout:
+        try:
+            width, height = data["size"]
+            return cls(size=(int(width), int(height)),
+                       glyphs=tuple((str(c), float(x), float(y), str(line)) for c, x, y, line in data.get("glyphs", ())),
+                       boxes=tuple((str(c), *map(float, box)) for c, *box in data.get("boxes", ())),
+                       ends=tuple((int(v), float(x), float(y)) for v, x, y in data.get("ends", ())))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"not a drawing's layout ({exc}): {data!r:.200}") from exc
+
+
 def draw_with(tool: str, scene: Scene, rng: random.Random, *, look: str = "default") -> Image.Image:
     """``scene`` drawn by ``tool`` (see :data:`TOOLS`) in ``look`` (see :data:`LOOKS`), its details drawn
     from ``rng``.
@@ -81,10 +116,20 @@ def draw_with(tool: str, scene: Scene, rng: random.Random, *, look: str = "defau
     Raises:
         InputError: an unknown tool or look, or a scene of a kind the tool does not draw.
     """
+    return draw_laid_out(tool, scene, rng, look=look)[0]
+
+
+def draw_laid_out(tool: str, scene: Scene, rng: random.Random, *, look: str = "default"
+                  ) -> tuple[Image.Image, Layout]:
+    """:func:`draw_with`'s picture (the same one for the same ``rng``) and its :class:`Layout`."""
     _check(tool, look)
     if scene.kind != TOOL_KINDS[tool]:
         raise InputError(f"the {tool} renderer draws {TOOL_KINDS[tool]} scenes, got a {scene.kind} scene")
-    return _draw_bars(scene, rng, look) if tool == "matplotlib" else _draw_document(scene, rng, look)
+    if tool == "matplotlib":
+        return _draw_bars(scene, rng, look)
+    glyphs: list[Glyph] = []
+    picture = _draw_document(scene, rng, look, glyphs)
+    return picture, Layout(size=picture.size, glyphs=tuple(glyphs))
 
 
 def tool_items(tool: str, count: int, *, split: Split = "test", seed: int = 0,
@@ -135,7 +180,7 @@ def degrade(picture: Image.Image, rng: random.Random) -> Image.Image:
 
 # --- charts -------------------------------------------------------------------------------------
 
-def _draw_bars(scene: BarScene, rng: random.Random, look: str) -> Image.Image:
+def _draw_bars(scene: BarScene, rng: random.Random, look: str) -> tuple[Image.Image, Layout]:
     matplotlib = _matplotlib()
     import matplotlib.style
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -186,7 +231,16 @@ def _draw_bars(scene: BarScene, rng: random.Random, look: str) -> Image.Image:
             axes.grid(axis="x" if horizontal else "y", alpha=0.5)
         figure.tight_layout(pad=0.3)
         figure.canvas.draw()
-        return Image.frombuffer("RGBA", figure.canvas.get_width_height(), figure.canvas.buffer_rgba()).convert("RGB")
+        width, height = figure.canvas.get_width_height()
+        picture = Image.frombuffer("RGBA", (width, height), figure.canvas.buffer_rgba()).convert("RGB")
+        boxes, ends = [], []
+        for bar, (name, value) in zip(bars, scene.bars):
+            extent = bar.get_window_extent()  # display pixels, origin at the bottom left
+            left, right, top, bottom = extent.x0, extent.x1, height - extent.y1, height - extent.y0
+            left, right, top, bottom = float(left), float(right), float(top), float(bottom)
+            boxes.append((name, left, top, right, bottom))
+            ends.append((value, right - 1, (top + bottom) / 2) if horizontal else (value, (left + right) / 2, top + 1))
+        return picture, Layout(size=(width, height), boxes=tuple(boxes), ends=tuple(ends))
 
 
 # --- documents ----------------------------------------------------------------------------------
@@ -201,9 +255,20 @@ def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(_font_path(name)), size)
 
 
-def _draw_document(scene: DocumentScene, rng: random.Random, look: str) -> Image.Image:
+def _writer(draw: ImageDraw.ImageDraw, glyphs: list[Glyph] | None):
+    """A function that writes a line of text and, where ``glyphs`` is a list, adds each of its
+    characters there with the line it belongs to (``title:NAME`` or ``line:FIELD``)."""
+    def write(xy: tuple[float, float], text: str, font: ImageFont.FreeTypeFont, fill, line: str) -> None:
+        draw.text(xy, text, font=font, fill=fill)
+        if glyphs is not None:
+            glyphs.extend((char, x, y, line) for char, x, y in glyph_centres(text, font, *xy))
+    return write
+
+
+def _draw_document(scene: DocumentScene, rng: random.Random, look: str, glyphs: list[Glyph] | None = None
+                   ) -> Image.Image:
     if look == "default":
-        return _plain_document(scene, rng)
+        return _plain_document(scene, rng, glyphs)
     fonts = HELDOUT_FONTS if look == "heldout" else TRAIN_FONTS
     title_font = _font(rng.choice(fonts), rng.randint(13, 24))
     body_font = _font(rng.choice(fonts), rng.randint(10, 17))
@@ -211,6 +276,7 @@ def _draw_document(scene: DocumentScene, rng: random.Random, look: str) -> Image
     case = rng.choice((str.capitalize, str.upper, str.lower))
     separator = rng.choice((": ", ": ", " ", " - ", "\t"))
     rows = [(case(name), str(value)) for name, value in scene.fields]
+    lines = [f"line:{name}" for name, _ in scene.fields]
     layout = rng.choices(("lines", "columns", "table"), weights=(0.7, 0.15, 0.15))[0]
     paper = (255, 255, 255) if rng.random() < 0.6 else tuple(rng.randint(232, 255) for _ in range(3))
     ink = rng.choice(((0, 0, 0), (0, 0, 0), (40, 40, 40), (20, 30, 90)))
@@ -240,9 +306,10 @@ def _draw_document(scene: DocumentScene, rng: random.Random, look: str) -> Image
     height = max(round(needed_height) + rng.randint(0, 30), rng.randint(110, 200))
     image = Image.new("RGB", (width, height), paper)
     draw = ImageDraw.Draw(image)
+    write = _writer(draw, glyphs)
     x = margin_x if rng.random() < 0.7 else max(margin_x, round((width - title_width) / 2))
     y = margin_y
-    draw.text((x, y), title, font=title_font, fill=ink)
+    write((x, y), title, title_font, ink, f"title:{scene.title}")
     y = draw.textbbox((x, y), title, font=title_font)[3] + 4
     rule = rng.choice(("underline", "rule", "none"))
     if rule == "underline":
@@ -256,9 +323,9 @@ def _draw_document(scene: DocumentScene, rng: random.Random, look: str) -> Image
         column = x + round(label_width) + 12
         right = column + round(max(width_of(v, body_font) for _, v in rows)) + 8
         top = y - 3
-        for name, value in rows:
-            draw.text((x + 3, y), name, font=body_font, fill=ink)
-            draw.text((column + 3, y), value, font=body_font, fill=ink)
+        for (name, value), line in zip(rows, lines):
+            write((x + 3, y), name, body_font, ink, line)
+            write((column + 3, y), value, body_font, ink, line)
             y += line_height
         for line_y in range(top, y + 1, line_height):
             draw.line((x, line_y, right, line_y), fill=ink)
@@ -269,27 +336,28 @@ def _draw_document(scene: DocumentScene, rng: random.Random, look: str) -> Image
     if layout == "columns":
         half = round(line_width) + 16
         place = [(x + (index % 2) * half, y + (index // 2) * line_height) for index in range(len(rows))]
-    for (text, value), (left, top) in zip(texts, place):
-        draw.text((left, top), text, font=body_font, fill=ink)
+    for (text, value), (left, top), line in zip(texts, place, lines):
+        write((left, top), text, body_font, ink, line)
         if value is not None:  # tab-aligned: the values in one column
-            draw.text((left + round(label_width) + 10, top), value, font=body_font, fill=ink)
+            write((left + round(label_width) + 10, top), value, body_font, ink, line)
     return image
 
 
-def _plain_document(scene: DocumentScene, rng: random.Random) -> Image.Image:
+def _plain_document(scene: DocumentScene, rng: random.Random, glyphs: list[Glyph] | None = None) -> Image.Image:
     width, height = rng.randint(128, 200), rng.randint(128, 200)
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
+    write = _writer(draw, glyphs)
     title_font = _font(rng.choice(DEFAULT_FONTS), rng.randint(15, 22))
     body_font = _font(rng.choice(DEFAULT_FONTS), rng.randint(12, 16))
     x, y = rng.randint(4, 16), rng.randint(4, 14)
     title = rng.choice((scene.title.upper(), scene.title.capitalize()))
-    draw.text((x, y), title, font=title_font, fill="black")
+    write((x, y), title, title_font, "black", f"title:{scene.title}")
     y = draw.textbbox((x, y), title, font=title_font)[3] + 4
     draw.line((x, y, min(width - 4, x + rng.randint(60, 110)), y), fill="black", width=rng.choice((1, 2)))
     y += rng.randint(6, 12)
     for name, value in scene.fields:
         line = f"{name.capitalize()}: {value}"
-        draw.text((x, y), line, font=body_font, fill="black")
+        write((x, y), line, body_font, "black", f"line:{name}")
         y = draw.textbbox((x, y), line, font=body_font)[3] + rng.randint(5, 10)
     return image

@@ -46,8 +46,8 @@ def step_examples(step: int, config, processor, rng: random.Random | None = None
     for offset, item in enumerate(items):
         own = random.Random(f"redgraph-train:{config.seed}:{start + offset}")
         task = own.choices(TASKS, weights=config.task_weights)[0]
-        item, picture = training_picture(item, task, start + offset, config, own)
-        examples.append(make_example(item, task, processor, own, picture))
+        item, picture, layout = training_picture(item, task, start + offset, config, own)
+        examples.append(make_example(item, task, processor, own, picture, layout if config.tool_cells else None))
     return examples
 
 
@@ -153,19 +153,24 @@ def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = N
 def vision_targets(scene_facts: list[tuple[int, ...]], cell_facts: list[tuple[tuple[int, ...], ...]]
                    ) -> dict[str, torch.Tensor]:
     """The vision heads' multi-hot targets of a batch's images, from each image's
-    :func:`~redgraph.lab.scene_labels.scene_labels` and :func:`~redgraph.lab.scene_labels.cell_labels`:
-    ``scene_targets`` (images, ``VOCABULARY``), ``cell_targets`` (images, cells, ``CELL_VOCABULARY``) and
-    ``cell_mask`` (images,): 1 where the image has cell labels (the own renderer's pictures; another
-    tool's drawing has none, and its row of ``cell_targets`` is left out of the loss)."""
+    :func:`~redgraph.lab.scene_labels.scene_labels` and cell labels (one tuple of facts per image
+    token, none where the picture has no cell labels): ``scene_targets`` (images, ``VOCABULARY``),
+    ``cell_targets`` (images, cells, ``CELL_VOCABULARY``; pictures of other shapes have other counts
+    of tokens, and the shorter rows are padded) and ``cell_mask`` (images, cells): 1 at each labelled
+    image token, 0 at padding and in the rows of pictures without cell labels (a degraded drawing),
+    which the loss leaves out."""
     scene = torch.zeros((len(scene_facts), len(VOCABULARY)))
     for row, facts in enumerate(scene_facts):
         scene[row, list(facts)] = 1.0
-    cell = torch.zeros((len(cell_facts), max(map(len, cell_facts), default=0), len(CELL_VOCABULARY)))
+    width = max(map(len, cell_facts), default=0)
+    cell = torch.zeros((len(cell_facts), width, len(CELL_VOCABULARY)))
     where = [(row, index, fact) for row, cells in enumerate(cell_facts) for index, facts in enumerate(cells)
              for fact in facts]
     if where:
         cell[tuple(torch.tensor(where).T)] = 1.0  # one indexed write for the whole batch
-    mask = torch.tensor([1.0 if cells else 0.0 for cells in cell_facts])
+    mask = torch.zeros((len(cell_facts), width))
+    for row, cells in enumerate(cell_facts):
+        mask[row, : len(cells)] = 1.0
     return {"scene_targets": scene, "cell_targets": cell, "cell_mask": mask}
 
 

@@ -138,6 +138,10 @@ def train_command(config: TrainConfig) -> str:
         flags.append(f"--chart-shards {shlex.quote(config.chart_shards)}")
     if config.image_side != default.image_side:
         flags.append(f"--image-side {config.image_side}")
+    if config.tool_cells:
+        flags.append("--tool-cells")
+    if config.cell_head_init != default.cell_head_init:
+        flags.append(f"--cell-head-init {config.cell_head_init}")
     return "redgraph embedded train OUT " + " ".join(flags)
 
 

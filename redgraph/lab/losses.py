@@ -26,11 +26,15 @@ class VisionHeads(torch.nn.Module):
       over the tokens. It needs no labels: a token's place is its index.
     """
 
-    def __init__(self, width: int, aux_weight: float, cell_weight: float, position_weight: float = 0.0) -> None:
+    def __init__(self, width: int, aux_weight: float, cell_weight: float, position_weight: float = 0.0, *,
+                 cell_init: str = "random") -> None:
         super().__init__()
         self.aux_weight, self.cell_weight, self.position_weight = aux_weight, cell_weight, position_weight
         self.scene = torch.nn.Linear(width, len(VOCABULARY)) if aux_weight > 0 else None
         self.cell = torch.nn.Linear(width, len(CELL_VOCABULARY)) if cell_weight > 0 else None
+        if self.cell is not None and cell_init == "zero":  # TrainConfig.cell_head_init
+            torch.nn.init.zeros_(self.cell.weight)
+            torch.nn.init.constant_(self.cell.bias, -4.0)
         self.position = torch.nn.Linear(width, 2 * GRID) if position_weight > 0 else None
 
     def loss(self, tokens: list[torch.Tensor] | torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -44,17 +48,22 @@ class VisionHeads(torch.nn.Module):
             logits = self.scene(torch.stack([t.mean(0) for t in tokens])).float()
             loss = loss + self.aux_weight * torch.nn.functional.binary_cross_entropy_with_logits(
                 logits, batch["scene_targets"])
-        mask = batch.get("cell_mask")
-        labelled = list(range(len(tokens))) if mask is None else mask.nonzero().flatten().tolist()
-        if self.cell is not None and labelled:
-            cells = batch["cell_targets"][labelled]
-            if any(tokens[i].shape[0] != cells.shape[1] for i in labelled):
-                raise ValueError(f"the cell head expects {cells.shape[1]} tokens per labelled image")
-            logits = self.cell(torch.stack([tokens[i] for i in labelled])).float()
-            per_fact = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, cells, reduction="none")  # (labelled images, cells, facts)
-            # averaged over all images' cells, so a batch's cell loss weighs its labelled pictures only
-            loss = loss + self.cell_weight * per_fact.sum(-1).mean() * len(labelled) / len(tokens)
+        if self.cell is not None:
+            cells = batch["cell_targets"]
+            mask = batch.get("cell_mask")
+            mask = torch.ones(cells.shape[:2], device=cells.device) if mask is None else mask
+            counts = mask.sum(-1).long().tolist()  # each image's labelled tokens: all of them or none
+            labelled = [i for i, count in enumerate(counts) if count]
+            wrong = [(i, tokens[i].shape[0], counts[i]) for i in labelled if tokens[i].shape[0] != counts[i]]
+            if wrong:
+                raise ValueError("the cell head needs one set of cell labels per image token; "
+                                 + ", ".join(f"image {i} has {n} tokens and {c} labelled cells" for i, n, c in wrong))
+            if labelled:
+                logits = self.cell(torch.cat([tokens[i] for i in labelled])).float()
+                per_fact = torch.nn.functional.binary_cross_entropy_with_logits(
+                    logits, cells[mask.bool()].to(logits.device), reduction="none")  # (labelled tokens, facts)
+                # the mean over the labelled pictures' tokens, weighed by their share of the batch's pictures
+                loss = loss + self.cell_weight * per_fact.sum(-1).mean() * len(labelled) / len(tokens)
         if self.position is not None:
             wrong = sorted({t.shape[0] for t in tokens} - {GRID * GRID})
             if wrong:

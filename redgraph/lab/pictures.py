@@ -4,10 +4,14 @@ the same scene (``tool_share``), and a scan or screenshot's degradation of eithe
 matplotlib takes 80-110 ms to draw a chart, against 0.1 ms for the own renderer, which would make a
 CPU training step wait on drawing. So charts are drawn ahead, in parallel processes, into shards
 (:func:`render_shards`, ``redgraph embedded render``): tar files in the WebDataset layout
-(``000123.png`` and ``000123.json`` per picture, the JSON holding the scene), which any tar or
-WebDataset reader opens. A training run given ``chart_shards`` shows those pictures and asks about
+(``000123.png`` and ``000123.json`` per picture, the JSON holding the scene and the layout of
+where matplotlib drew each bar), which any tar or WebDataset reader opens. A training run given ``chart_shards`` shows those pictures and asks about
 their scenes; without it, it draws each chart as it needs it (the same pictures' kind, slower).
 Documents in real fonts draw in 1-10 ms and are always drawn as needed.
+
+Every other tool's drawing comes with its :class:`~redgraph.data.tools.Layout` (each bar's box and
+end, each character's place and line), from which the cell loss labels the picture's squares as
+it does the own renderer's; a degraded picture (moved, scaled, turned) has none.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from PIL import Image
 
 from redgraph.data.scenes import BarScene, random_scene, scene_from_dict, scene_to_dict
 from redgraph.data.synthetic import SyntheticItem, make_item, split_of
-from redgraph.errors import ConfigError, check_whole_number
+from redgraph.data.tools import Layout
+from redgraph.errors import ConfigError, InputError, check_whole_number
 
 SHARDS_FILE = "shards.json"
 SHARD_PATTERN = "charts-{:05d}.tar"
@@ -43,17 +48,19 @@ def chart_scene(seed: int, index: int) -> BarScene:
 
 
 def _render_shard(folder: str, shard: int, first: int, count: int, seed: int) -> int:
-    from redgraph.data.tools import draw_with
+    from redgraph.data.tools import draw_laid_out
 
     path = Path(folder) / SHARD_PATTERN.format(shard)
     partial = path.with_suffix(".tar.partial")
     with tarfile.open(partial, "w") as tar:
         for index in range(first, first + count):
             scene = chart_scene(seed, index)
-            picture = draw_with("matplotlib", scene, random.Random(f"redgraph-charts-look:{seed}:{index}"), look="train")
+            picture, layout = draw_laid_out("matplotlib", scene, random.Random(f"redgraph-charts-look:{seed}:{index}"),
+                                            look="train")
             buffer = io.BytesIO()
             picture.save(buffer, format="PNG")
-            record = json.dumps({"scene": scene_to_dict(scene), "tool": "matplotlib", "look": "train"}).encode()
+            record = json.dumps({"scene": scene_to_dict(scene), "tool": "matplotlib", "look": "train",
+                                 "layout": layout.to_dict()}).encode()
             for name, data in ((f"{index:06d}.png", buffer.getvalue()), (f"{index:06d}.json", record)):
                 info = tarfile.TarInfo(name)
                 info.size, info.mtime = len(data), 0
@@ -95,9 +102,10 @@ def render_shards(folder: str | os.PathLike[str], count: int, *, seed: int = 0, 
 
 
 @functools.cache
-def load_shards(folder: str) -> tuple[tuple[BarScene, bytes], ...]:
-    """Every picture of the shards in ``folder`` (as :func:`render_shards` wrote them): its scene and PNG
-    bytes, in index order; read once per process."""
+def load_shards(folder: str) -> tuple[tuple[BarScene, bytes, Layout | None], ...]:
+    """Every picture of the shards in ``folder`` (as :func:`render_shards` wrote them): its scene, PNG
+    bytes and layout (None in shards drawn before layouts were kept), in index order; read once per
+    process."""
     root = Path(folder)
     try:
         description = json.loads((root / SHARDS_FILE).read_text(encoding="utf-8"))
@@ -121,29 +129,36 @@ def load_shards(folder: str) -> tuple[tuple[BarScene, bytes], ...]:
         parts = pictures[key]
         if "png" not in parts or "json" not in parts:
             raise ConfigError(f"the chart shards in {root} lack the png or json of picture {key}; draw them again")
-        out.append((scene_from_dict(json.loads(parts["json"])["scene"]), parts["png"]))
+        try:
+            record = json.loads(parts["json"])
+            layout = Layout.from_dict(record["layout"]) if "layout" in record else None
+            out.append((scene_from_dict(record["scene"]), parts["png"], layout))
+        except (ValueError, KeyError, TypeError, InputError) as exc:
+            raise ConfigError(f"the chart shards in {root} hold an unreadable record for picture {key} ({exc}); "
+                              "draw them again") from None
     if not out:
         raise ConfigError(f"the chart shards in {root} hold no pictures; draw them again with a --count above 0")
     return tuple(out)
 
 
 def training_picture(item: SyntheticItem, task: str, index: int, config, rng: random.Random
-                     ) -> tuple[SyntheticItem, Image.Image | None]:
-    """The item example ``index`` asks about and the picture it is shown (None: the own drawing), as
-    ``config.tool_share``, ``config.augment`` and ``config.chart_shards`` say. Draws from ``rng`` only where
-    those are set, so a run without them sees the examples it always did."""
-    from redgraph.data.tools import KIND_TOOLS, degrade, draw_with
+                     ) -> tuple[SyntheticItem, Image.Image | None, Layout | None]:
+    """The item example ``index`` asks about, the picture it is shown (None: the own drawing) and, for
+    another tool's undegraded drawing, its layout, as ``config.tool_share``, ``config.augment`` and
+    ``config.chart_shards`` say. Draws from ``rng`` only where those are set, so a run without them sees
+    the examples it always did."""
+    from redgraph.data.tools import KIND_TOOLS, degrade, draw_laid_out
 
-    picture = None
+    picture = layout = None
     if config.tool_share and item.kind in KIND_TOOLS and rng.random() < config.tool_share:
         tool = KIND_TOOLS[item.kind]
         if tool == "matplotlib" and config.chart_shards is not None:
-            scene, png = rng.choice(load_shards(config.chart_shards))
+            scene, png, layout = rng.choice(load_shards(config.chart_shards))
             item = make_item("train", index, seed=config.seed, category_weights=config.category_weight_map, scene=scene)
             with Image.open(io.BytesIO(png)) as opened:
                 picture = opened.convert("RGB")
         else:
-            picture = draw_with(tool, item.scene, rng, look="train")
+            picture, layout = draw_laid_out(tool, item.scene, rng, look="train")
     if config.augment and task != "rationale_answer" and rng.random() < config.augment:
-        picture = degrade(picture if picture is not None else item.image(), rng)
-    return item, picture
+        picture, layout = degrade(picture if picture is not None else item.image(), rng), None
+    return item, picture, layout

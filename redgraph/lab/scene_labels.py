@@ -78,49 +78,94 @@ def _cell_vocabulary() -> dict[str, int]:
 CELL_VOCABULARY = _cell_vocabulary()
 
 
-def cell_labels(scene: Scene, cell: int) -> tuple[tuple[int, ...], ...]:
-    """For each ``cell`` x ``cell`` square of the picture, row by row (the order of the merged image
-    tokens), the indices (into ``CELL_VOCABULARY``) of the facts that hold there."""
-    side = IMAGE_SIDE // cell
-    cells: list[set[str]] = [set() for _ in range(side * side)]
+class _Cells:
+    """The facts of each ``cell`` x ``cell`` square of a ``rows`` x ``columns`` grid, row by row."""
 
-    def at(x: float, y: float) -> set[str]:
-        column = min(side - 1, max(0, int(x // cell)))
-        row = min(side - 1, max(0, int(y // cell)))
-        return cells[row * side + column]
+    def __init__(self, rows: int, columns: int, cell: int) -> None:
+        self.rows, self.columns, self.cell = rows, columns, cell
+        self.facts: list[set[str]] = [set() for _ in range(rows * columns)]
+        # a cell is covered by a region when one of its 4 x 4 sample points lies inside it
+        self.samples = [cell * (2 * k + 1) / 8 for k in range(4)]
 
-    # a cell is covered by a shape when one of its 4 x 4 sample points lies inside it
-    samples = [cell * (2 * k + 1) / 8 for k in range(4)]
+    def at(self, x: float, y: float) -> set[str]:
+        column = min(self.columns - 1, max(0, int(x // self.cell)))
+        row = min(self.rows - 1, max(0, int(y // self.cell)))
+        return self.facts[row * self.columns + column]
 
-    def cover(inside, box: tuple[int, int, int, int], name: str) -> None:
+    def cover(self, inside, box: tuple[float, float, float, float], name: str) -> None:
         """Mark the cells whose sample points ``inside`` accepts, looking only at those ``box`` touches."""
-        left, top, right, bottom = (min(side - 1, max(0, int(v // cell))) for v in box)
+        left, right = (min(self.columns - 1, max(0, int(v // self.cell))) for v in (box[0], box[2]))
+        top, bottom = (min(self.rows - 1, max(0, int(v // self.cell))) for v in (box[1], box[3]))
         for row in range(top, bottom + 1):
             for column in range(left, right + 1):
-                if any(inside(column * cell + dx, row * cell + dy) for dx in samples for dy in samples):
-                    cells[row * side + column].add(name)
+                if any(inside(column * self.cell + dx, row * self.cell + dy) for dx in self.samples for dy in self.samples):
+                    self.facts[row * self.columns + column].add(name)
 
+    def box(self, box: tuple[float, float, float, float], name: str) -> None:
+        left, top, right, bottom = box
+        self.cover(lambda x, y: left <= x <= right and top <= y <= bottom, box, name)
+
+    def glyph(self, char: str, x: float, y: float, line: str) -> None:
+        here = self.at(x, y)
+        here.add(line)
+        if char.isalnum() and char.isascii():
+            here.add(f"char:{char.lower()}:{int(x % self.cell >= self.cell / 2)}")
+
+    def labels(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(sorted(CELL_VOCABULARY[name] for name in names)) for names in self.facts)
+
+
+def cell_labels(scene: Scene, cell: int) -> tuple[tuple[int, ...], ...]:
+    """For each ``cell`` x ``cell`` square of the picture the project's own renderer draws of ``scene``,
+    row by row (the order of the merged image tokens), the indices (into ``CELL_VOCABULARY``) of the
+    facts that hold there."""
+    side = IMAGE_SIDE // cell
+    cells = _Cells(side, side, cell)
     if isinstance(scene, ShapeScene):
         for shape in scene.objects:
             r = shape.radius
-            cover(functools.partial(_inside, shape), (shape.x - r, shape.y - r, shape.x + r, shape.y + r),
-                  f"colour:{shape.colour}")
-            at(shape.x, shape.y).add(f"centre:{shape.colour}:{shape.shape}:{shape.size}")
+            cells.cover(functools.partial(_inside, shape), (shape.x - r, shape.y - r, shape.x + r, shape.y + r),
+                        f"colour:{shape.colour}")
+            cells.at(shape.x, shape.y).add(f"centre:{shape.colour}:{shape.shape}:{shape.size}")
     elif isinstance(scene, BarScene):
         for box, (colour, value) in zip(bar_boxes(scene), scene.bars):
             left, top, right, bottom = box
-            cover(lambda x, y, box=box: left <= x <= right and top <= y <= bottom, box, f"colour:{colour}")
-            at((left + right) / 2, top + 1).add(f"bar_top:{value}")
+            cells.box(box, f"colour:{colour}")
+            cells.at((left + right) / 2, top + 1).add(f"bar_top:{value}")
     else:
         runs = document_text(scene)
         for index, run in enumerate(runs):
             line = f"title:{scene.title}" if index == 0 else f"line:{scene.fields[index - 1][0]}"
             for char, x, y in run.glyphs():
-                here = at(x, y)
-                here.add(line)
-                if char.isalnum():
-                    here.add(f"char:{char.lower()}:{int(x % cell >= cell / 2)}")
-    return tuple(tuple(sorted(CELL_VOCABULARY[name] for name in names)) for names in cells)
+                cells.glyph(char, x, y, line)
+    return cells.labels()
+
+
+def token_grid(width: int, height: int, cell: int, pixels: int = IMAGE_SIDE * IMAGE_SIDE) -> tuple[int, int]:
+    """``(rows, columns)`` of merged image tokens the processor gives a ``width`` x ``height`` picture
+    when it resizes pictures to about ``pixels`` pixels in steps of ``cell`` (Qwen2-VL's
+    ``smart_resize``, which keeps the aspect ratio near)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    resized_height, resized_width = smart_resize(height, width, factor=cell, min_pixels=pixels, max_pixels=pixels)
+    return resized_height // cell, resized_width // cell
+
+
+def layout_cell_labels(layout, cell: int) -> tuple[tuple[int, ...], ...]:
+    """:func:`cell_labels` of a picture another tool drew, from the :class:`~redgraph.data.tools.Layout`
+    of where it drew what: each square of the token grid the processor makes of the picture (see
+    :func:`token_grid`), row by row."""
+    width, height = layout.size
+    rows, columns = token_grid(width, height, cell)
+    cells = _Cells(rows, columns, cell)
+    scale_x, scale_y = columns * cell / width, rows * cell / height
+    for colour, left, top, right, bottom in layout.boxes:
+        cells.box((left * scale_x, top * scale_y, right * scale_x, bottom * scale_y), f"colour:{colour}")
+    for value, x, y in layout.ends:
+        cells.at(x * scale_x, y * scale_y).add(f"bar_top:{value}")
+    for char, x, y, line in layout.glyphs:
+        cells.glyph(char, x * scale_x, y * scale_y, line)
+    return cells.labels()
 
 
 def _inside(shape: Shape, x: float, y: float) -> bool:

@@ -21,7 +21,8 @@ from PIL import Image
 
 from redgraph.data.synthetic import SyntheticItem
 from redgraph.lab.architecture import CELL
-from redgraph.lab.scene_labels import cell_labels, scene_labels
+from redgraph.data.tools import Layout
+from redgraph.lab.scene_labels import cell_labels, layout_cell_labels, scene_labels
 from redgraph.models import prompts
 
 TASKS = ("answer", "rationale", "cot", "rationale_answer", "verify")
@@ -38,15 +39,17 @@ class Example:
 
 
 def make_example(item: SyntheticItem, task: str, processor, rng: random.Random,
-                 picture: Image.Image | None = None) -> Example:
+                 picture: Image.Image | None = None, layout: Layout | None = None) -> Example:
     """``task``'s example of ``item``, shown ``picture`` (another tool's drawing of the item's scene,
-    or a degraded one) instead of the project's own drawing where given. Only the own drawing has
-    cell labels: the cell loss knows where its renderer puts things, not where another tool does."""
+    or a degraded one) instead of the project's own drawing where given. The own drawing has cell
+    labels, and so has another tool's drawing given with its ``layout`` (where that tool drew what); a
+    picture without one (a degraded drawing) has none."""
     example = _example(item, task, processor, rng, picture)
     if example.image is None:
         return example
-    return dataclasses.replace(example, scene_labels=scene_labels(item.scene),
-                               cell_labels=cell_labels(item.scene, CELL) if picture is None else ())
+    cells = (cell_labels(item.scene, CELL) if picture is None
+             else layout_cell_labels(layout, CELL) if layout is not None else ())
+    return dataclasses.replace(example, scene_labels=scene_labels(item.scene), cell_labels=cells)
 
 
 def _example(item: SyntheticItem, task: str, processor, rng: random.Random, picture: Image.Image | None) -> Example:

@@ -85,13 +85,18 @@ def train(
         ``(lvlm, manifest)``: the trained model (in eval mode, on the CPU) and the run's record.
 
     Raises:
-        ConfigError: ``device`` is not available here, ``chart_shards`` cannot be read, ``workers`` is
-            negative, ``workers`` is asked of stream 1, ``stop_after`` is not a step of the schedule,
-            or ``keep_every`` is not a whole number of steps or has no ``out_dir`` to keep in.
+        ConfigError: ``device`` is not available here, ``chart_shards`` cannot be read (or lack the
+            layouts a cell loss needs), ``workers`` is negative, ``workers`` is asked of stream 1,
+            ``stop_after`` is not a step of the schedule, or ``keep_every`` is not a whole number of
+            steps or has no ``out_dir`` to keep in.
     """
     device = check_device(device)
     if config.chart_shards is not None:
-        load_shards(config.chart_shards)  # unreadable shards are refused before any training
+        charts = load_shards(config.chart_shards)  # unreadable shards are refused before any training
+        if config.tool_cells and any(layout is None for _, _, layout in charts):
+            raise ConfigError(f"the chart shards in {config.chart_shards} were drawn without the layout the cell "
+                              "loss labels their pictures from; draw them again with `redgraph embedded render`, "
+                              "or train without --tool-cells")
     if config.precision == AUTO_PRECISION:
         config = dataclasses.replace(config, precision=auto_precision(device, out_dir if resume else None))
     if config.rope_layout == AUTO_LAYOUT:
@@ -148,7 +153,7 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
     heads = None
     if config.aux_weight > 0 or config.cell_weight > 0 or config.position_weight > 0:
         heads = VisionHeads(config.dimensions.hidden, config.aux_weight, config.cell_weight,  # merged token width
-                            config.position_weight)
+                            config.position_weight, cell_init=config.cell_head_init)
         heads.to(device)
     model.to(device)
     parameters = list(model.parameters()) + (list(heads.parameters()) if heads is not None else [])

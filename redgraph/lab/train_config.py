@@ -22,7 +22,9 @@ ATTENTIONS = ("eager", "sdpa")
 # What a run saved before these settings existed was trained with.
 LEGACY_SETTINGS = {"precision": "float32", "data_stream": 1, "accumulate": 1, "cell_weight": 0.0, "init_from": None,
            "position_weight": 0.0, "rope_layout": "blocks", "category_weights": [1.0] * len(ALL_CATEGORIES),
-           "tool_share": 0.0, "augment": 0.0, "chart_shards": None, "image_side": 128}
+           "tool_share": 0.0, "augment": 0.0, "chart_shards": None, "image_side": 128, "tool_cells": False,
+           "cell_head_init": "random"}
+CELL_HEAD_INITS = ("random", "zero")
 EMBEDDED_BASE = "embedded"  # init_from's name for the model shipped in the package
 
 
@@ -78,11 +80,19 @@ class TrainConfig:
     augment: float = 0.0
     # A folder of charts drawn ahead (redgraph.lab.pictures.render_shards); None: drawn as needed.
     chart_shards: str | None = None
-    # The side in pixels every picture is resized to (a multiple of 16: one merged image token covers
-    # 16 x 16 pixels), so (side / 16)^2 image tokens a picture. The own renderer draws 128 x 128; a
+    # The side of the square whose pixel count every picture is resized to, its aspect ratio kept (a
+    # multiple of 16: one merged image token covers 16 x 16 pixels), so about (side / 16)^2 image tokens a
+    # picture. The own renderer draws 128 x 128; a
     # larger side gives a drawing's text and bars more tokens. The cell and position heads label an
     # 8 x 8 grid, so they need 128.
     image_side: int = IMAGE_SIDE
+    # Label other tools' undegraded drawings for the cell loss too, from the layout of where each tool
+    # drew what (redgraph.data.tools.Layout); without it only the own renderer's pictures have cell labels.
+    tool_cells: bool = False
+    # How the training-only cell head starts: "random" (PyTorch's default), or "zero": zero weights and a
+    # bias of -4 (a fact holds in a few per cent of squares), so a fresh head sends no gradient into the
+    # vision tower until it has learned something; a fine-tune then does not pay for its random start.
+    cell_head_init: str = "random"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads", "accumulate", "warmup_steps"):
@@ -137,6 +147,13 @@ class TrainConfig:
         if self.image_side != IMAGE_SIDE and (self.cell_weight or self.position_weight):
             raise ConfigError(f"the cell and position heads label the {IMAGE_SIDE}-pixel grid; with image_side "
                               f"{self.image_side} set cell_weight and position_weight to 0")
+        if not isinstance(self.tool_cells, bool):
+            raise ConfigError(f"tool_cells must be true or false, got {self.tool_cells!r}")
+        if self.tool_cells and not (self.cell_weight and self.tool_share):
+            raise ConfigError("tool_cells labels other tools' drawings for the cell loss; it needs a cell_weight and a "
+                              f"tool_share above 0 (got {self.cell_weight:g} and {self.tool_share:g})")
+        if self.cell_head_init not in CELL_HEAD_INITS:
+            raise ConfigError(f"cell_head_init must be one of {', '.join(CELL_HEAD_INITS)}, got {self.cell_head_init!r}")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise ConfigError(f"init_from must be a checkpoint folder or {EMBEDDED_BASE!r}, got {self.init_from!r}")
 
