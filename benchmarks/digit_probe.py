@@ -18,7 +18,6 @@ the language model's side, and a low probe at the tower's.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -98,6 +97,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from vision_probe import report
 
     from redgraph.lab.architecture import build_untrained
     from redgraph.models.loading import load_lvlm
@@ -112,11 +112,7 @@ def main() -> None:
         untrained.eval()
         for source in SOURCES:
             result.update({f"untrained_{k}": v for k, v in probe(untrained, processor, source, args.documents).items()})
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:>30}: {value}")
+    report(result, args.json)
 
 
 if __name__ == "__main__":

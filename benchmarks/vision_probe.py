@@ -226,7 +226,7 @@ def main() -> None:
     result.update(where_figures(tokens, scenes, train))
     result.update(rope_figures(lvlm.model.config, int(round(tokens.shape[1] ** 0.5))))
     if args.shapes_only:
-        print(json.dumps(result) if args.json else "\n".join(f"{k:>30}: {v}" for k, v in result.items()))
+        report(result, args.json)
         return
     documents = document_scenes(args.scenes)
     result.update(reading_figures(image_tokens(lvlm.model, lvlm.processor, documents), documents, train))
@@ -237,7 +237,12 @@ def main() -> None:
     result.update({f"untrained_{k}": v for k, v in where_figures(untrained_tokens, scenes, train).items()})
     result.update({f"untrained_{k}": v for k, v in
                    reading_figures(image_tokens(untrained, processor, documents), documents, train).items()})
-    if args.json:
+    report(result, args.json)
+
+
+def report(result: dict, as_json: bool) -> None:
+    """Print ``result``: one JSON object, or a line per figure."""
+    if as_json:
         print(json.dumps(result))
     else:
         for key, value in result.items():

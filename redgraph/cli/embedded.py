@@ -66,8 +66,8 @@ def embedded_train(
                                                              "embedded render` (default: drawn as needed, 80-110 ms "
                                                              "each).")] = None,
     image_side: Annotated[int, typer.Option(help="Side of the square whose pixel count every picture is resized to, "
-                                                 "its aspect kept (a multiple of 16; about (side/16)^2 image tokens). The cell and position heads need "
-                                                 "128.")] = 128,
+                                                 "its aspect kept (a multiple of 16; about (side/16)^2 image tokens). The "
+                                                 "cell and position heads need 128.")] = 128,
     tool_cells: Annotated[bool, typer.Option(help="Label other tools' undegraded drawings for the cell loss too, from "
                                                   "where each drew what (needs --cell-weight and --tool-share).")]
     = False,

@@ -5,13 +5,14 @@ matplotlib takes 80-110 ms to draw a chart, against 0.1 ms for the own renderer,
 CPU training step wait on drawing. So charts are drawn ahead, in parallel processes, into shards
 (:func:`render_shards`, ``redgraph embedded render``): tar files in the WebDataset layout
 (``000123.png`` and ``000123.json`` per picture, the JSON holding the scene and the layout of
-where matplotlib drew each bar), which any tar or WebDataset reader opens. A training run given ``chart_shards`` shows those pictures and asks about
-their scenes; without it, it draws each chart as it needs it (the same pictures' kind, slower).
+where matplotlib drew each bar), which any tar or WebDataset reader opens. A training run given
+``chart_shards`` shows those pictures and asks about their scenes; without it, it draws each chart
+as it needs it (the same pictures' kind, slower).
 Documents in real fonts draw in 1-10 ms and are always drawn as needed.
 
 Every other tool's drawing comes with its :class:`~redgraph.data.tools.Layout` (each bar's box and
-end, each character's place and line), from which the cell loss labels the picture's squares as
-it does the own renderer's; a degraded picture (moved, scaled, turned) has none.
+end, each character's place and line), from which a ``tool_cells`` run has the cell loss label the
+picture's squares as it does the own renderer's; a degraded picture (moved, scaled, turned) has none.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from PIL import Image
 
 from redgraph.data.synthetic import SyntheticItem
-from redgraph.lab.architecture import CELL
 from redgraph.data.tools import Layout
+from redgraph.lab.architecture import CELL
 from redgraph.lab.scene_labels import cell_labels, layout_cell_labels, scene_labels
 from redgraph.models import prompts
 

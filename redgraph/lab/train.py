@@ -86,7 +86,7 @@ def train(
 
     Raises:
         ConfigError: ``device`` is not available here, ``chart_shards`` cannot be read (or lack the
-            layouts a cell loss needs), ``workers`` is negative, ``workers`` is asked of stream 1,
+            layouts ``tool_cells`` needs), ``workers`` is negative, ``workers`` is asked of stream 1,
             ``stop_after`` is not a step of the schedule, or ``keep_every`` is not a whole number of
             steps or has no ``out_dir`` to keep in.
     """
