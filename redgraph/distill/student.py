@@ -290,8 +290,7 @@ def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfi
     lvlm.adapter_path = "(trained in this process, not saved)"
     if out_dir is not None:
         adapter.save(out_dir, base_digest=fingerprint, extra={"manifest": manifest})
-        if state_path.is_file():
-            state_path.unlink()
+        state_path.unlink(missing_ok=True)
         manifest["size_bytes"] = sum(f.stat().st_size for f in Path(out_dir).iterdir() if f.is_file())
         lvlm.adapter_path = os.fspath(out_dir)
     return adapter, manifest

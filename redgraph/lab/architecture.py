@@ -96,7 +96,7 @@ def build_untrained(dims: Dimensions = Dimensions(), *, seed: int = 0, rope_layo
                     image_side: int = IMAGE_SIDE):
     """A randomly initialised embedded-architecture model and its processor; ``rope_layout`` (one of
     ROPE_LAYOUTS) spreads the rotary frequencies over time, height and width; the processor resizes
-    every picture to ``image_side`` pixels square.
+    every picture to about ``image_side`` squared pixels, its aspect ratio kept.
 
     Returns:
         ``(model, processor)``; the model is in train mode, float32, on the CPU.

@@ -82,9 +82,8 @@ class TrainConfig:
     chart_shards: str | None = None
     # The side of the square whose pixel count every picture is resized to, its aspect ratio kept (a
     # multiple of 16: one merged image token covers 16 x 16 pixels), so about (side / 16)^2 image tokens a
-    # picture. The own renderer draws 128 x 128; a
-    # larger side gives a drawing's text and bars more tokens. The cell and position heads label an
-    # 8 x 8 grid, so they need 128.
+    # picture. The own renderer draws 128 x 128; a larger side gives a drawing's text and bars more
+    # tokens. The cell and position heads label the grid of a 128-pixel budget, so they need 128.
     image_side: int = IMAGE_SIDE
     # Label other tools' undegraded drawings for the cell loss too, from the layout of where each tool
     # drew what (redgraph.data.tools.Layout); without it only the own renderer's pictures have cell labels.
