@@ -8,6 +8,11 @@ import os
 # are imported, which read it once.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# scripts/test.sh runs the suite in one pytest-xdist worker per core: each worker's torch (and the
+# programs its tests start) then takes one thread, so two workers do not fight over two cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import functools  # noqa: E402
 
