@@ -260,13 +260,19 @@ def data_export(
     validation: Annotated[int, typer.Option(min=0, help="Validation items (0: no validation file).")] = 300,
     test: Annotated[int, typer.Option(min=0, help="Test items (0: no test file).")] = 600,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    vocabulary: Annotated[str, typer.Option(
+        help="The scenes' words and numbers: standard (the shipped model's: 5 colours, 10 titles, 6 fields, "
+             "bars 1-9, values 10-99) or wide (11 colours, 50 titles, 50 fields, bars 1-100, values such as "
+             "12.50, 1,204 and $3.99).")] = "standard",
 ) -> None:
     """Write the synthetic dataset as GQA-style JSONL + PNG images, with fixed splits."""
     from redgraph.data import export_dataset
+    from redgraph.data.vocabulary import vocabulary_named
 
     try:
         counts = {"train": train, "validation": validation, "test": test}
-        written = export_dataset(out_dir, {split: n for split, n in counts.items() if n > 0}, seed=seed)
+        written = export_dataset(out_dir, {split: n for split, n in counts.items() if n > 0}, seed=seed,
+                                 vocabulary=vocabulary_named(vocabulary))
     except RedgraphError as exc:
         fail(exc)
     for split, path in written.items():

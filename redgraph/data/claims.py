@@ -14,13 +14,14 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
-from redgraph.data.scenes import COLOURS, FIELDS, SHAPES, TITLES, BarScene, DocumentScene, Scene, ShapeScene
+from redgraph.data.scenes import SHAPES, BarScene, DocumentScene, Scene, ShapeScene, vocabulary_of
+from redgraph.data.vocabulary import STANDARD, Vocabulary
 
 RELATIONS = ("left of", "right of", "above", "below")
-_C = "|".join(COLOURS)
 _S = "|".join(SHAPES)
 
 
@@ -58,26 +59,31 @@ _RENDER = {
     "field": lambda name, v: f"The {name} is {v}.",
 }
 
-_PATTERNS = [
-    ("count_colour", rf"There (?:is|are) (\d+) ({_C}) shapes?", lambda n, c: (c, int(n))),
-    ("count_shape", rf"There (?:is|are) (\d+) ({_S})s?", lambda n, s: (s, int(n))),
-    ("shape_colour", rf"The ({_S}) is ({_C})", lambda s, c: (s, c)),
-    ("exists", rf"There is (a|no) ({_C}) ({_S})", lambda a, c, s: (c, s, a == "a")),
-    ("relation", rf"The ({_C}) ({_S}) is (left of|right of|above|below) the ({_C}) ({_S})", lambda *g: g),
-    ("size", rf"The ({_C}) ({_S}) is (bigger|smaller) than the ({_C}) ({_S})", lambda *g: g),
-    ("bar_value", rf"The ({_C}) bar is (\d+)", lambda c, v: (c, int(v))),
-    ("bar_extreme", rf"The ({_C}) bar is the (tallest|shortest)", lambda c, w: (c, w)),
-    ("bar_compare", rf"The ({_C}) bar is (higher|lower) than the ({_C}) bar", lambda *g: g),
-    ("title", rf"The title is ({'|'.join(TITLES)})", lambda t: (t,)),
-    ("field", rf"The ({'|'.join(FIELDS)}) is (\d+)", lambda f, v: (f, int(v))),
-]
-_COMPILED = [(kind, re.compile(pattern + r"\.?", re.IGNORECASE), build) for kind, pattern, build in _PATTERNS]
+@functools.cache
+def _grammar(vocabulary: Vocabulary):
+    """Each claim kind's compiled pattern in ``vocabulary``'s words, with what builds its arguments."""
+    c = "|".join(vocabulary.colours)
+    value = vocabulary.value_pattern()
+    patterns = [
+        ("count_colour", rf"There (?:is|are) (\d+) ({c}) shapes?", lambda n, c: (c, int(n))),
+        ("count_shape", rf"There (?:is|are) (\d+) ({_S})s?", lambda n, s: (s, int(n))),
+        ("shape_colour", rf"The ({_S}) is ({c})", lambda s, c: (s, c)),
+        ("exists", rf"There is (a|no) ({c}) ({_S})", lambda a, c, s: (c, s, a == "a")),
+        ("relation", rf"The ({c}) ({_S}) is (left of|right of|above|below) the ({c}) ({_S})", lambda *g: g),
+        ("size", rf"The ({c}) ({_S}) is (bigger|smaller) than the ({c}) ({_S})", lambda *g: g),
+        ("bar_value", rf"The ({c}) bar is (\d+)", lambda c, v: (c, int(v))),
+        ("bar_extreme", rf"The ({c}) bar is the (tallest|shortest)", lambda c, w: (c, w)),
+        ("bar_compare", rf"The ({c}) bar is (higher|lower) than the ({c}) bar", lambda *g: g),
+        ("title", rf"The title is ({'|'.join(vocabulary.titles)})", lambda t: (t,)),
+        ("field", rf"The ({'|'.join(vocabulary.fields)}) is ({value})", lambda f, v: (f, int(v) if v.isdigit() else v)),
+    ]
+    return [(kind, re.compile(pattern + r"\.?", re.IGNORECASE), build) for kind, pattern, build in patterns]
 
 
-def parse_claim(sentence: str) -> Claim | None:
-    """The claim a sentence states, or None when it is outside the grammar."""
+def parse_claim(sentence: str, vocabulary: Vocabulary = STANDARD) -> Claim | None:
+    """The claim a sentence states in ``vocabulary``'s words, or None when it is outside the grammar."""
     sentence = " ".join(sentence.split())
-    for kind, pattern, build in _COMPILED:
+    for kind, pattern, build in _grammar(vocabulary):
         match = pattern.fullmatch(sentence)
         if match:
             return Claim(kind, tuple(g.lower() if isinstance(g, str) else g for g in build(*match.groups())))
@@ -103,11 +109,13 @@ class RationaleCheck:
 
 
 def grade_rationale(text: str, scene: Scene) -> RationaleCheck:
-    """Grade each sentence of ``text`` against the scene record: true, false, or not a claim."""
+    """Grade each sentence of ``text`` against the scene record: true, false, or not a claim (in the
+    grammar of the scene's vocabulary, :func:`redgraph.data.scenes.vocabulary_of`)."""
     sentences = tuple(split_sentences(text))
+    vocabulary = vocabulary_of(scene)
     verdicts = []
     for sentence in sentences:
-        claim = parse_claim(sentence)
+        claim = parse_claim(sentence, vocabulary)
         verdicts.append(None if claim is None else claim.holds(scene))
     return RationaleCheck(sentences, tuple(verdicts))
 

@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping
 
 from redgraph.data import questions
 from redgraph.data.claims import Claim
-from redgraph.data.scenes import COLOURS, SHAPES, TITLES, BarScene, DocumentScene, Scene, ShapeScene
+from redgraph.data.vocabulary import STANDARD, Vocabulary
+from redgraph.data.scenes import SHAPES, BarScene, DocumentScene, Scene, ShapeScene, vocabulary_of
 from redgraph.errors import InputError, RedgraphError
 
 CATEGORIES = {
@@ -84,7 +85,7 @@ def _other_count(n: int, rng: random.Random) -> int:
 
 def _count_colour(scene: ShapeScene, rng):
     present = sorted({o.colour for o in scene.objects})
-    colour = rng.choice(present) if rng.random() < 0.8 else rng.choice(COLOURS)
+    colour = rng.choice(present) if rng.random() < 0.8 else rng.choice(vocabulary_of(scene).colours)
     members = [o for o in scene.objects if o.colour == colour]
     fake = [Claim("exists", (colour, s, True)) for s in SHAPES if scene.find(colour, s) is None]
     return _count(members, fake, Claim("count_colour", (colour, 0)), questions.count_colour(colour), rng)
@@ -93,7 +94,7 @@ def _count_colour(scene: ShapeScene, rng):
 def _count_shape(scene: ShapeScene, rng):
     shape = rng.choice(SHAPES)
     members = [o for o in scene.objects if o.shape == shape]
-    fake = [Claim("exists", (c, shape, True)) for c in COLOURS if scene.find(c, shape) is None]
+    fake = [Claim("exists", (c, shape, True)) for c in vocabulary_of(scene).colours if scene.find(c, shape) is None]
     return _count(members, fake, Claim("count_shape", (shape, 0)), questions.count_shape(shape), rng)
 
 
@@ -113,7 +114,7 @@ def _shape_colour(scene: ShapeScene, rng):
         return None
     shape = rng.choice(unique)
     colour = next(o.colour for o in scene.objects if o.shape == shape)
-    wrong = _other(COLOURS, colour, rng)
+    wrong = _other(vocabulary_of(scene).colours, colour, rng)
     return (questions.shape_colour(shape), colour, [Claim("shape_colour", (shape, colour))],
             [Claim("shape_colour", (shape, wrong))], wrong)
 
@@ -123,7 +124,7 @@ def _exists(scene: ShapeScene, rng):
         target = rng.choice(scene.objects)
         colour, shape = target.colour, target.shape
     else:
-        absent = [(c, s) for c in COLOURS for s in SHAPES if scene.find(c, s) is None]
+        absent = [(c, s) for c in vocabulary_of(scene).colours for s in SHAPES if scene.find(c, s) is None]
         colour, shape = rng.choice(absent)
     present = scene.find(colour, shape) is not None
     answer, wrong = ("yes", "no") if present else ("no", "yes")
@@ -173,7 +174,7 @@ def _extreme(scene: BarScene, rng, which: str):
 
 def _bar_value(scene: BarScene, rng):
     colour, value = rng.choice(scene.bars)
-    wrong = _other(range(1, 10), value, rng)
+    wrong = _other(vocabulary_of(scene).bar_values, value, rng)
     return (questions.bar_value(colour), str(value), [Claim("bar_value", (colour, value))],
             [Claim("bar_value", (colour, wrong))], str(wrong))
 
@@ -187,13 +188,13 @@ def _bar_compare(scene: BarScene, rng):
 
 
 def _title(scene: DocumentScene, rng):
-    wrong = _other(TITLES, scene.title, rng)
+    wrong = _other(vocabulary_of(scene).titles, scene.title, rng)
     return (questions.title(), scene.title, [Claim("title", (scene.title,))], [Claim("title", (wrong,))], wrong)
 
 
 def _field(scene: DocumentScene, rng):
     name, value = rng.choice(scene.fields)
-    wrong = _other(range(10, 100), value, rng)
+    wrong = vocabulary_of(scene).other_field_value(value, rng)
     return (questions.field(name), str(value), [Claim("field", (name, value))],
             [Claim("field", (name, wrong))], str(wrong))
 
@@ -221,11 +222,12 @@ def scene_facts(scene: Scene) -> list[Claim]:
     """True claims about ``scene`` (relations only where clear by at least 16 pixels)."""
     if isinstance(scene, ShapeScene):
         objs = scene.objects
-        facts = [Claim("count_colour", (c, sum(o.colour == c for o in objs))) for c in COLOURS]
+        colours = vocabulary_of(scene).colours
+        facts = [Claim("count_colour", (c, sum(o.colour == c for o in objs))) for c in colours]
         facts += [Claim("count_shape", (s, sum(o.shape == s for o in objs))) for s in SHAPES]
         facts += [Claim("shape_colour", (o.shape, o.colour)) for o in objs
                   if sum(p.shape == o.shape for p in objs) == 1]
-        facts += [Claim("exists", (c, s, scene.find(c, s) is not None)) for c in COLOURS for s in SHAPES]
+        facts += [Claim("exists", (c, s, scene.find(c, s) is not None)) for c in colours for s in SHAPES]
         for axis, (before, after) in (("x", ("left of", "right of")), ("y", ("above", "below"))):
             for a, b in _clear_pairs(scene, axis):
                 rel = before if getattr(a, axis) < getattr(b, axis) else after
@@ -249,30 +251,32 @@ _FLIP = {"left of": "right of", "right of": "left of", "above": "below", "below"
          "tallest": "shortest", "shortest": "tallest"}
 
 
-def falsify(claim: Claim, rng: random.Random) -> Claim:
-    """A claim of the same kind that says something else (false whenever ``claim`` is a fact)."""
+def falsify(claim: Claim, rng: random.Random, vocabulary: Vocabulary = STANDARD) -> Claim:
+    """A claim of the same kind that says something else (false whenever ``claim`` is a fact), its
+    other words and numbers from ``vocabulary``."""
     kind, args = claim.kind, claim.args
     if kind in ("count_colour", "count_shape"):
         return Claim(kind, (args[0], _other_count(args[1], rng)))
     if kind == "shape_colour":
-        return Claim(kind, (args[0], _other(COLOURS, args[1], rng)))
+        return Claim(kind, (args[0], _other(vocabulary.colours, args[1], rng)))
     if kind == "exists":
         return Claim(kind, (args[0], args[1], not args[2]))
     if kind in ("relation", "size"):
         return Claim(kind, (args[0], args[1], _FLIP[args[2]], args[3], args[4]))
     if kind == "bar_value":
-        return Claim(kind, (args[0], _other(range(1, 10), args[1], rng)))
+        return Claim(kind, (args[0], _other(vocabulary.bar_values, args[1], rng)))
     if kind == "bar_extreme":
         return Claim(kind, (args[0], _FLIP[args[1]]))
     if kind == "bar_compare":
         return Claim(kind, (args[0], _FLIP[args[1]], args[2]))
     if kind == "title":
-        return Claim(kind, (_other(TITLES, args[0], rng),))
-    return Claim(kind, (args[0], _other(range(10, 100), args[1], rng)))
+        return Claim(kind, (_other(vocabulary.titles, args[0], rng),))
+    return Claim(kind, (args[0], vocabulary.other_field_value(args[1], rng)))
 
 
 def random_claims(scene: Scene, rng: random.Random, count: int = 4) -> list[Claim]:
     """``count`` claims about ``scene``, half true and half false, in random order."""
     facts = scene_facts(scene)
     picked = [rng.choice(facts) for _ in range(count)]
-    return [falsify(claim, rng) if index % 2 else claim for index, claim in enumerate(picked)]
+    vocabulary = vocabulary_of(scene)
+    return [falsify(claim, rng, vocabulary) if index % 2 else claim for index, claim in enumerate(picked)]

@@ -15,23 +15,18 @@ from typing import Literal, Union
 
 from PIL import Image, ImageDraw, ImageFont
 
+from redgraph.data.vocabulary import RGB as _RGB
+from redgraph.data.vocabulary import STANDARD, WIDE, Vocabulary, value_of
 from redgraph.errors import InputError
 
 IMAGE_SIDE = 128
-COLOURS = ("red", "green", "blue", "yellow", "purple")
+# The standard vocabulary's words (redgraph.data.vocabulary has the wide one).
+COLOURS = STANDARD.colours
 SHAPES = ("circle", "square", "triangle")
-TITLES = ("receipt", "invoice", "menu", "report", "order", "budget", "sales", "ticket", "notes", "agenda")
-FIELDS = ("total", "tax", "price", "items", "score", "room")
+TITLES = STANDARD.titles
+FIELDS = STANDARD.fields
 KINDS = ("shapes", "bars", "document")
 Kind = Literal["shapes", "bars", "document"]
-
-_RGB = {
-    "red": (220, 30, 30),
-    "green": (30, 160, 60),
-    "blue": (40, 70, 220),
-    "yellow": (235, 200, 20),
-    "purple": (140, 50, 170),
-}
 _RADIUS = {"big": 15, "small": 9}
 
 
@@ -67,7 +62,8 @@ class ShapeScene:
 
 @dataclass(frozen=True)
 class BarScene:
-    """Three or four bars of distinct colours and distinct whole values from 1 to 9."""
+    """Three or four bars of distinct colours and distinct whole values (1-9 in the standard vocabulary,
+    1-100 in the wide one)."""
 
     bars: tuple[tuple[str, int], ...]  # (colour, value), left to right
     kind: Literal["bars"] = "bars"
@@ -78,11 +74,13 @@ class BarScene:
 
 @dataclass(frozen=True)
 class DocumentScene:
-    """A receipt or a slide: a title word and two or three ``field: value`` lines."""
+    """A receipt or a slide: a title word and two or three ``field: value`` lines. A value is a whole
+    number or, in the wide vocabulary, the text a document writes (``12.50``, ``1,204``, ``$3.99``;
+    see :func:`redgraph.data.vocabulary.value_of`)."""
 
     layout: Literal["receipt", "slide"]
     title: str
-    fields: tuple[tuple[str, int], ...]
+    fields: tuple[tuple[str, int | str], ...]
     dx: int = 0  # layout jitter in pixels
     dy: int = 0
     kind: Literal["document"] = "document"
@@ -91,30 +89,47 @@ class DocumentScene:
 Scene = Union[ShapeScene, BarScene, DocumentScene]
 
 
-def random_scene(kind: Kind, rng: random.Random) -> Scene:
-    """A random scene of ``kind``, drawn from ``rng`` only (deterministic given its state)."""
+def random_scene(kind: Kind, rng: random.Random, vocabulary: Vocabulary = STANDARD) -> Scene:
+    """A random scene of ``kind`` in ``vocabulary``'s words and numbers, drawn from ``rng`` only
+    (deterministic given its state)."""
     if kind == "shapes":
-        return _random_shapes(rng)
+        return _random_shapes(rng, vocabulary.colours)
     if kind == "bars":
         count = rng.choice((3, 4))
-        colours = rng.sample(COLOURS, count)
-        values = rng.sample(range(1, 10), count)
+        colours = rng.sample(vocabulary.colours, count)
+        values = rng.sample(vocabulary.bar_values, count)
         return BarScene(bars=tuple(zip(colours, values)))
     if kind == "document":
-        fields = rng.sample(FIELDS, rng.choice((2, 3)))
+        fields = rng.sample(vocabulary.fields, rng.choice((2, 3)))
         return DocumentScene(
             layout=rng.choice(("receipt", "slide")),
-            title=rng.choice(TITLES),
-            fields=tuple((name, rng.randint(10, 99)) for name in fields),
+            title=rng.choice(vocabulary.titles),
+            fields=tuple((name, vocabulary.field_value(rng)) for name in fields),
             dx=rng.randint(0, 12),
             dy=rng.randint(0, 10),
         )
     raise InputError(f"unknown scene kind {kind!r}; choose one of {', '.join(KINDS)}")
 
 
-def _random_shapes(rng: random.Random) -> ShapeScene:
+def vocabulary_of(scene: Scene) -> Vocabulary:
+    """The smallest vocabulary that holds every word and number of ``scene``: :data:`STANDARD` for
+    every scene the standard generator draws, else :data:`WIDE`; InputError for a scene neither holds."""
+    for vocabulary in (STANDARD, WIDE):
+        if isinstance(scene, ShapeScene):
+            holds = all(o.colour in vocabulary.colours for o in scene.objects)
+        elif isinstance(scene, BarScene):
+            holds = all(c in vocabulary.colours and v in vocabulary.bar_values for c, v in scene.bars)
+        else:
+            holds = scene.title in vocabulary.titles and all(
+                name in vocabulary.fields and vocabulary.holds_value(value) for name, value in scene.fields)
+        if holds:
+            return vocabulary
+    raise InputError(f"the scene {scene_to_dict(scene)!r:.200} holds words or numbers of no known vocabulary")
+
+
+def _random_shapes(rng: random.Random, colours: tuple[str, ...]) -> ShapeScene:
     count = rng.randint(2, 5)
-    pairs = rng.sample([(c, s) for c in COLOURS for s in SHAPES], count)
+    pairs = rng.sample([(c, s) for c in colours for s in SHAPES], count)
     placed: list[Shape] = []
     for colour, shape in pairs:
         size = rng.choice(("big", "small"))
@@ -129,12 +144,26 @@ def _random_shapes(rng: random.Random) -> ShapeScene:
 
 
 _BAR_BASE, _BAR_UNIT, _BAR_LEFT = 118, 11, 14
+_AXIS_LEFT, _AXIS_TOP = 26, 8  # a chart of values above 9: room for its tick labels
+
+
+def _bar_axis(scene: BarScene) -> tuple[int, float, int, int]:
+    """``(left, pixels per unit, top value, tick step)`` of a bar chart's axes. Values up to 9 are drawn
+    one gridline per unit, as always; higher ones against an axis with a labelled tick every 10 (to
+    50) or 20 (to 100), up to the tick above the highest bar."""
+    highest = max(value for _, value in scene.bars)
+    if highest <= 9:
+        return _BAR_LEFT, _BAR_UNIT, 9, 1
+    step = 10 if highest <= 50 else 20
+    top = step * -(-highest // step)
+    return _AXIS_LEFT, (_BAR_BASE - _AXIS_TOP) / top, top, step
 
 
 def bar_boxes(scene: BarScene) -> list[tuple[int, int, int, int]]:
     """Each bar's rectangle ``(left, top, right, bottom)`` in pixels, left to right, as drawn."""
-    width = (IMAGE_SIDE - _BAR_LEFT - 8) // len(scene.bars)
-    return [(_BAR_LEFT + index * width + 3, _BAR_BASE - value * _BAR_UNIT, _BAR_LEFT + index * width + width - 3,
+    left, unit, _, _ = _bar_axis(scene)
+    width = (IMAGE_SIDE - left - 8) // len(scene.bars)
+    return [(left + index * width + 3, _BAR_BASE - round(value * unit), left + index * width + width - 3,
              _BAR_BASE - 1) for index, (_, value) in enumerate(scene.bars)]
 
 
@@ -152,11 +181,17 @@ def draw_scene(scene: Scene) -> Image.Image:
             else:
                 draw.polygon([(o.x, box[1]), (box[2], box[3]), (box[0], box[3])], fill=_RGB[o.colour])
     elif isinstance(scene, BarScene):
-        base, unit, left = _BAR_BASE, _BAR_UNIT, _BAR_LEFT
-        for value in range(1, 10):
-            draw.line((left - 4, base - value * unit, IMAGE_SIDE - 4, base - value * unit), fill=(215, 215, 215))
+        base = _BAR_BASE
+        left, unit, top, step = _bar_axis(scene)
+        ticks = range(step, top + 1, step)
+        labelled = () if top == 9 else ticks
+        for value in ticks:
+            y = base - round(value * unit)
+            draw.line((left - 4, y, IMAGE_SIDE - 4, y), fill=(215, 215, 215))
+            if value in labelled:
+                draw.text((left - 6, y), str(value), font=_font(9), fill="black", anchor="rm")
         draw.line((left - 4, base, IMAGE_SIDE - 4, base), fill="black")
-        draw.line((left - 4, 8, left - 4, base), fill="black")
+        draw.line((left - 4, _AXIS_TOP, left - 4, base), fill="black")
         for box, (colour, _) in zip(bar_boxes(scene), scene.bars):
             draw.rectangle(box, fill=_RGB[colour])
     else:
@@ -241,8 +276,14 @@ def scene_from_dict(data: dict) -> Scene:
             return BarScene(bars=tuple((str(c), int(v)) for c, v in data["bars"]))
         if kind == "document":
             return DocumentScene(layout=data["layout"], title=data["title"],
-                                 fields=tuple((str(n), int(v)) for n, v in data["fields"]),
+                                 fields=tuple((str(n), _field_value(v)) for n, v in data["fields"]),
                                  dx=int(data["dx"]), dy=int(data["dy"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"not a valid scene record: {exc}: {data!r:.200}") from exc
     raise InputError(f"unknown scene kind {kind!r} in {data!r:.200}; expected one of {', '.join(KINDS)}")
+
+
+def _field_value(value) -> int | str:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"a field value is a whole number or its text, got {value!r}")
+    return value_of(str(value))

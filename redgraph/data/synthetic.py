@@ -39,6 +39,7 @@ from redgraph.data.scenes import (
     scene_to_dict,
 )
 from redgraph.data.posing import CATEGORIES, check_category_weights, pose, random_claims
+from redgraph.data.vocabulary import STANDARD, Vocabulary
 from redgraph.errors import InputError, check_whole_number
 
 Split = Literal["train", "validation", "test"]
@@ -106,19 +107,22 @@ def split_of(scene: Scene) -> Split:
     return "test" if bucket < 2 else "validation" if bucket == 2 else "train"
 
 
-def generate_items(split: Split, count: int, *, seed: int = 0, start: int = 0) -> Iterator[SyntheticItem]:
+def generate_items(split: Split, count: int, *, seed: int = 0, start: int = 0,
+                   vocabulary: Vocabulary = STANDARD) -> Iterator[SyntheticItem]:
     """Items ``start .. start+count-1`` of ``split``; the same arguments always give the same items.
 
-    Kinds rotate shapes, bars, document, so every three consecutive items cover all three.
+    Kinds rotate shapes, bars, document, so every three consecutive items cover all three. Their
+    scenes are made of ``vocabulary``'s words and numbers (:mod:`redgraph.data.vocabulary`).
     """
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     check_whole_number("count", count, minimum=0, error=InputError)
     for index in range(start, start + count):
-        yield make_item(split, index, seed=seed)
+        yield make_item(split, index, seed=seed, vocabulary=vocabulary)
 
 
-def items_of_kind(split: Split, kind: str, count: int, *, seed: int = 0) -> Iterator[SyntheticItem]:
+def items_of_kind(split: Split, kind: str, count: int, *, seed: int = 0,
+                  vocabulary: Vocabulary = STANDARD) -> Iterator[SyntheticItem]:
     """The first ``count`` items of ``split`` whose scene is of ``kind``, in :func:`generate_items`' order."""
     if kind not in KINDS:
         raise InputError(f"unknown scene kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -127,15 +131,15 @@ def items_of_kind(split: Split, kind: str, count: int, *, seed: int = 0) -> Iter
     made = 0
     while made < count:
         # Kinds rotate shapes, bars, document: every third item is of this kind.
-        item = make_item(split, index, seed=seed)
+        item = make_item(split, index, seed=seed, vocabulary=vocabulary)
         index += 1
         if item.kind == kind:
             made += 1
             yield item
 
 
-def make_item(split: Split, index: int, *, seed: int = 0,
-              category_weights: Mapping[str, float] | None = None, scene: Scene | None = None) -> SyntheticItem:
+def make_item(split: Split, index: int, *, seed: int = 0, category_weights: Mapping[str, float] | None = None,
+              scene: Scene | None = None, vocabulary: Vocabulary = STANDARD) -> SyntheticItem:
     """Item ``index`` of ``split``.
 
     Args:
@@ -143,11 +147,15 @@ def make_item(split: Split, index: int, *, seed: int = 0,
             relative to the others of its kind; a kind whose categories all weigh 0 is left out of the
             rotation. None (uniform) gives the items of :func:`generate_items`.
         scene: ask about this scene (of ``split``; a picture drawn before, say) instead of a new one.
+        vocabulary: the words and numbers of a new scene and of the irrelevant rationale's scene. The
+            standard one gives the items it always gave; another one's items are drawn apart from
+            them, and their ids say its name (``test-0-wide-000001``).
 
     Raises:
         InputError: ``scene`` is of another split, or ``category_weights`` leave nothing to ask about it.
     """
-    rng = random.Random(f"redgraph-synthetic:{seed}:{split}:{index}")
+    named = "" if vocabulary is STANDARD else f"{vocabulary.name}:"
+    rng = random.Random(f"redgraph-synthetic:{named}{seed}:{split}:{index}")
     kinds = KINDS
     if category_weights is not None:
         category_weights = check_category_weights(category_weights)
@@ -162,7 +170,7 @@ def make_item(split: Split, index: int, *, seed: int = 0,
     else:
         kind = kinds[index % len(kinds)]
     while scene is None:
-        candidate = random_scene(kind, rng)
+        candidate = random_scene(kind, rng, vocabulary)
         if split_of(candidate) != split:
             continue
         posed = pose(candidate, rng, category_weights)
@@ -170,11 +178,11 @@ def make_item(split: Split, index: int, *, seed: int = 0,
             scene = candidate
     category, question, answer, gold, misleading, misleading_answer = posed
     other_kind = rng.choice([k for k in KINDS if k != kind])
-    while (other := pose(random_scene(other_kind, rng), rng)) is None:
+    while (other := pose(random_scene(other_kind, rng, vocabulary), rng)) is None:
         pass
     claims = _labelled_claims(scene, gold + misleading + random_claims(scene, rng), rng)
     return SyntheticItem(
-        question_id=f"{split}-{seed}-{index:06d}",
+        question_id=f"{split}-{seed}-{named.replace(':', '-')}{index:06d}",
         split=split,
         kind=kind,
         category=category,
@@ -201,13 +209,15 @@ def _labelled_claims(scene: Scene, claims: list[Claim], rng: random.Random) -> t
 
 # --- export -------------------------------------------------------------------------------------
 
-def export_dataset(folder: str | os.PathLike[str], counts: dict[str, int], *, seed: int = 0) -> dict[str, Path]:
+def export_dataset(folder: str | os.PathLike[str], counts: dict[str, int], *, seed: int = 0,
+                   vocabulary: Vocabulary = STANDARD) -> dict[str, Path]:
     """Write ``{split}.jsonl`` files and ``images/*.png`` under ``folder``, GQA-style.
 
     Args:
         folder: created if missing; existing files of the same names are replaced.
         counts: items per split, e.g. ``{"train": 3000, "validation": 300, "test": 600}``.
         seed: the generator seed.
+        vocabulary: the scenes' words and numbers (:mod:`redgraph.data.vocabulary`).
 
     Returns:
         The path of each split's JSONL file.
@@ -221,12 +231,14 @@ def export_dataset(folder: str | os.PathLike[str], counts: dict[str, int], *, se
     for split, count in counts.items():
         path = root / f"{split}.jsonl"
         with open(path, "w", encoding="utf-8") as handle:
-            for item in generate_items(split, count, seed=seed):
+            for item in generate_items(split, count, seed=seed, vocabulary=vocabulary):
                 image_path = f"images/{item.question_id}.png"
                 item.image().save(root / image_path)
                 handle.write(json.dumps(item.to_record(image_path)) + "\n")
         written[split] = path
     meta = {"generator": "redgraph.data.synthetic", "seed": seed, "counts": counts, "image_side": 128}
+    if vocabulary is not STANDARD:
+        meta["vocabulary"] = vocabulary.name
     write_file(root / "dataset.json", json.dumps(meta, indent=2) + "\n", what="dataset description")
     return written
 

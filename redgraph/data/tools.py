@@ -57,7 +57,9 @@ TRAIN_FONTS = DEFAULT_FONTS + ("DejaVuSans-Oblique.ttf", "DejaVuSerif-Italic.ttf
                                "STIXGeneralBol.ttf")
 HELDOUT_FONTS = ("DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf")
 # matplotlib's names for the scenes' colours: its CSS names (the default look) and its tab10 palette.
-_TAB = {"red": "tab:red", "green": "tab:green", "blue": "tab:blue", "purple": "tab:purple", "yellow": "gold"}
+_TAB = {"red": "tab:red", "green": "tab:green", "blue": "tab:blue", "purple": "tab:purple", "yellow": "gold",
+        "orange": "tab:orange", "pink": "tab:pink", "brown": "tab:brown", "grey": "tab:gray", "black": "0.1",
+        "cyan": "tab:cyan"}
 
 
 def _matplotlib():
@@ -210,7 +212,11 @@ def _draw_bars(scene: BarScene, rng: random.Random, look: str) -> tuple[Image.Im
         draw = axes.barh if horizontal else axes.bar
         bars = draw(places, values, rng.uniform(0.4, 0.9) if horizontal else bar_width, color=colours,
                     label=names, **extra)
-        top = 10 if look == "default" or rng.random() < 0.6 else rng.choice((None, 11, 12))
+        # the value axis ends at 10, or for the wide vocabulary's values at the next multiple of 10 (or 20)
+        highest = max(values)
+        step = 1 if highest <= 10 else 10 if highest <= 50 else 20
+        end = 10 if highest <= 10 else step * -(-highest // step)
+        top = end if look == "default" or rng.random() < 0.6 else rng.choice((None, end + step, end + 2 * step))
         set_limit, set_ticks = (axes.set_xlim, axes.set_yticks) if horizontal else (axes.set_ylim, axes.set_xticks)
         if top is not None:
             set_limit(0, top)

@@ -1,0 +1,152 @@
+"""The wide vocabulary: its words and numbers, wide scenes through the generator, the claim grammar,
+the own renderer and matplotlib, and the standard items left exactly as they were."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+
+import pytest
+from typer.testing import CliRunner
+
+from redgraph.cli import app
+from redgraph.data import generate_items, read_items
+from redgraph.data.claims import grade_rationale, parse_claim
+from redgraph.data.scenes import BarScene, DocumentScene, bar_boxes, draw_scene, scene_from_dict, vocabulary_of
+from redgraph.data.synthetic import split_of
+from redgraph.data.tools import draw_laid_out, draw_with
+from redgraph.data.vocabulary import (
+    RGB,
+    STANDARD,
+    UNSEEN_FIELDS,
+    UNSEEN_TITLES,
+    WIDE,
+    form_of,
+    unseen_value,
+    vocabulary_named,
+)
+from redgraph.errors import InputError
+
+WIDE_ITEMS = list(generate_items("train", 240, vocabulary=WIDE))
+
+
+def test_the_standard_items_are_the_ones_the_shipped_model_was_trained_and_measured_on():
+    # the digest of the first 60 test items' records as the generator gave them before the wide
+    # vocabulary (commit 4b77996): splits, questions, rationales and claims unchanged
+    digest = hashlib.sha256()
+    for item in generate_items("test", 60):
+        digest.update(json.dumps(item.to_record("x"), sort_keys=True).encode())
+    assert digest.hexdigest() == "69509dece438705e4661ff228d7f1f67c9fb9ccbc88d1dea909221577051a20c"
+    assert all(vocabulary_of(item.scene) is STANDARD for item in generate_items("test", 60))
+
+
+def test_the_wide_vocabulary_holds_what_the_issue_asks_and_the_unseen_words_are_in_neither():
+    assert set(WIDE.colours) >= set(STANDARD.colours) | {"orange", "pink", "brown", "grey", "black", "cyan"}
+    assert len(set(WIDE.titles)) == len(WIDE.titles) >= 50 and len(set(WIDE.fields)) == len(WIDE.fields) >= 50
+    assert set(STANDARD.titles) <= set(WIDE.titles) and set(STANDARD.fields) <= set(WIDE.fields)
+    assert len(UNSEEN_TITLES) == 50 and not set(UNSEEN_TITLES) & (set(WIDE.titles) | set(WIDE.fields))
+    assert not set(UNSEEN_FIELDS) & (set(WIDE.titles) | set(WIDE.fields))
+    assert max(WIDE.bar_values) == 100 and all(word.isalpha() for word in WIDE.titles + WIDE.fields + UNSEEN_TITLES)
+    rng = random.Random(0)
+    written = [WIDE.field_value(rng) for _ in range(4000)]
+    assert max(int(v.replace(",", "")) for v in written if isinstance(v, str) and form_of(v) == "thousands") < 10_000
+    for _ in range(200):  # an unseen value: five digits with a separator, or a form no grammar knows
+        value = unseen_value(rng)
+        if "," in value:
+            assert form_of(value) == "thousands" and int(value.replace(",", "")) >= 10_000
+        else:
+            with pytest.raises(InputError, match="no known form"):
+                form_of(value)
+    with pytest.raises(InputError, match="unknown vocabulary 'huge'; choose one of standard, wide"):
+        vocabulary_named("huge")
+
+
+def test_the_own_renderer_paints_the_wide_colours_as_matplotlib_names_them():
+    from matplotlib.colors import to_rgb
+
+    for name in set(WIDE.colours) - set(STANDARD.colours):
+        assert RGB[name] == tuple(round(255 * c) for c in to_rgb(name)), name
+
+
+def test_wide_items_ask_in_the_wide_words_and_their_rationales_hold_or_fail_as_labelled():
+    scenes = [item.scene for item in WIDE_ITEMS]
+    assert all(item.question_id.startswith("train-0-wide-") and split_of(item.scene) == "train" for item in WIDE_ITEMS)
+    assert {vocabulary_of(scene) for scene in scenes} == {STANDARD, WIDE}
+    colours = {c for s in scenes if isinstance(s, BarScene) for c, _ in s.bars}
+    assert colours - set(STANDARD.colours)  # the new colours are drawn
+    assert max(v for s in scenes if isinstance(s, BarScene) for _, v in s.bars) > 50
+    values = [v for s in scenes if isinstance(s, DocumentScene) for _, v in s.fields]
+    assert {form_of(v) for v in values} == {"whole", "decimal", "thousands", "currency"}
+    for item in WIDE_ITEMS:
+        assert grade_rationale(item.gold_rationale, item.scene).all_true, item
+        assert False in grade_rationale(item.misleading_rationale, item.scene).verdicts, item
+        for text, label in item.claims:  # every claim parses in its scene's grammar and is labelled by the scene
+            claim = parse_claim(text, vocabulary_of(item.scene))
+            assert claim is not None and claim.text == text and claim.holds(item.scene) == label, text
+        if item.category == "field":
+            assert item.answer in {str(v) for _, v in item.scene.fields}
+        assert item.misleading_answer != item.answer
+
+
+def test_the_claim_grammar_reads_written_values_only_in_the_wide_vocabulary():
+    assert parse_claim("The total is $3.99.", WIDE).args == ("total", "$3.99")
+    assert parse_claim("The amount is 1,204.", WIDE).args == ("amount", "1,204")
+    assert parse_claim("The tip is 12.50.", WIDE).args == ("tip", "12.50")
+    assert parse_claim("The orange bar is 45.", WIDE).args == ("orange", 45)
+    assert parse_claim("The total is 42.", WIDE).args == parse_claim("The total is 42.").args == ("total", 42)
+    for sentence in ("The total is $3.99.", "The amount is 12.", "The orange bar is 4.", "The title is renewal."):
+        assert parse_claim(sentence) is None, sentence  # the standard grammar, the critic's default, is as it was
+    scene = DocumentScene(layout="receipt", title="renewal", fields=(("amount", "1,204"), ("tax", 12)))
+    assert grade_rationale("The title is renewal. The amount is 1,204. The tax is 13.", scene).verdicts == (
+        True, True, False)
+
+
+def test_wide_scenes_round_trip_through_records_and_an_export(tmp_path):
+    for item in WIDE_ITEMS[:30]:
+        assert scene_from_dict(json.loads(json.dumps(item.to_record("x")["scene"]))) == item.scene
+    with pytest.raises(InputError, match="not a valid scene record"):
+        scene_from_dict({"kind": "document", "layout": "receipt", "title": "memo", "fields": [["tax", 1.5]],
+                         "dx": 0, "dy": 0})
+    result = CliRunner().invoke(app, ["data", "export", str(tmp_path / "wide"), "--train", "0", "--validation", "0",
+                                      "--test", "9", "--vocabulary", "wide"])
+    assert result.exit_code == 0, result.output
+    read = read_items(tmp_path / "wide" / "test.jsonl")
+    assert read == list(generate_items("test", 9, vocabulary=WIDE))
+    assert json.loads((tmp_path / "wide" / "dataset.json").read_text())["vocabulary"] == "wide"
+    refused = CliRunner().invoke(app, ["data", "export", str(tmp_path / "no"), "--vocabulary", "huge"])
+    assert refused.exit_code == 2 and "unknown vocabulary 'huge'" in refused.output
+    assert not (tmp_path / "no").exists()
+
+
+def test_the_own_renderer_draws_wide_bars_against_a_labelled_axis_in_proportion():
+    charts = [item.scene for item in WIDE_ITEMS if isinstance(item.scene, BarScene)]
+    assert any(max(v for _, v in s.bars) > 9 for s in charts)
+    for scene in charts[:20]:
+        picture = draw_scene(scene)
+        boxes = bar_boxes(scene)
+        for (left, top, right, bottom), (colour, value) in zip(boxes, scene.bars):
+            if bottom - top >= 2:
+                assert picture.getpixel(((left + right) // 2, (top + bottom) // 2)) == RGB[colour]
+        base = boxes[0][3] + 1
+        heights = [(base - top) / value for (_, top, _, _), (_, value) in zip(boxes, scene.bars)]
+        assert max(heights) - min(heights) < 1.5 / min(v for _, v in scene.bars) + 0.05  # one scale for every bar
+        if max(v for _, v in scene.bars) > 9:  # tick labels left of the axis
+            assert any(picture.getpixel((x, y))[0] < 100 for x in range(2, 20) for y in range(4, 120))
+
+
+def test_matplotlib_draws_wide_charts_in_the_named_colours_with_their_ends_in_order():
+    charts = [item for item in WIDE_ITEMS if isinstance(item.scene, BarScene)][:8]
+    for index, item in enumerate(charts):
+        picture, layout = draw_laid_out("matplotlib", item.scene, random.Random(index), look="default")
+        assert [colour for colour, *_ in layout.boxes] == [colour for colour, _ in item.scene.bars]
+        tops = [y for _, _, y in layout.ends]
+        values = [value for value, _, _ in layout.ends]
+        assert sorted(range(len(values)), key=lambda i: -values[i]) == sorted(range(len(tops)), key=lambda i: tops[i])
+    documents = [item for item in WIDE_ITEMS if isinstance(item.scene, DocumentScene)][:8]
+    for index, item in enumerate(documents):
+        _, layout = draw_laid_out("fonts", item.scene, random.Random(index), look="train")
+        written = "".join(char for char, *_ in layout.glyphs)
+        for _, value in item.scene.fields:
+            assert str(value).replace(" ", "") in written
+    assert draw_with("fonts", documents[0].scene, random.Random(0)).size[0] >= 128
