@@ -8,6 +8,7 @@ import json
 import random
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from redgraph.cli import app
@@ -150,3 +151,64 @@ def test_matplotlib_draws_wide_charts_in_the_named_colours_with_their_ends_in_or
         for _, value in item.scene.fields:
             assert str(value).replace(" ", "") in written
     assert draw_with("fonts", documents[0].scene, random.Random(0)).size[0] >= 128
+
+
+def test_a_run_on_the_wide_vocabulary_labels_its_facts_and_is_evaluated_in_it(tmp_path):
+    import dataclasses
+
+    from redgraph.errors import ConfigError
+    from redgraph.lab.architecture import Dimensions, build_untrained
+    from redgraph.lab.batches import batch_tensors, step_examples
+    from redgraph.lab.evaluate import evaluate
+    from redgraph.lab.losses import VisionHeads, example_loss
+    from redgraph.lab.pictures import load_shards, render_shards
+    from redgraph.lab.scene_labels import CELL_VOCABULARY, VOCABULARY, cell_fact_names, scene_fact_names
+    from redgraph.lab.train import train
+    from redgraph.lab.train_config import TrainConfig
+
+    small = Dimensions(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, vision_hidden=32, vision_layers=1,
+                       vision_heads=2)
+    wide_facts, wide_cells = scene_fact_names(WIDE), cell_fact_names(WIDE)
+    assert list(wide_facts)[:5] == list(VOCABULARY)[:5] and len(wide_facts) > len(VOCABULARY)
+    assert {"bar:orange:100", "title:warranty", "field:amount:units9"} <= set(wide_facts)
+    assert {"bar_top:100", "char:$:0", "char:,:1", "line:amount"} <= set(wide_cells) and "char:$:0" not in CELL_VOCABULARY
+    config = TrainConfig(steps=1, batch_size=6, dimensions=small, aux_weight=1.0, cell_weight=1.0, tool_share=0.5,
+                         tool_cells=True, cell_head_init="zero", vocabulary="wide")
+    model, processor = build_untrained(small)
+    examples = step_examples(0, config, processor)
+    names = {index: name for name, index in wide_facts.items()}
+    for example in (e for e in examples if e.image is not None):
+        assert example.scene_labels and max(example.scene_labels) < len(wide_facts)
+    documents = [e for e in examples if e.image is not None and any(names[f].startswith("title:") for f in e.scene_labels)]
+    cells = {index: name for name, index in wide_cells.items()}
+    for example in documents:  # a document's title is one of the wide titles, and its cells name its characters
+        title = next(names[f] for f in example.scene_labels if names[f].startswith("title:"))
+        assert title.removeprefix("title:") in WIDE.titles
+        if example.cell_labels:
+            assert any(cells[f].startswith("char:") for facts in example.cell_labels for f in facts)
+    batch = batch_tensors(examples, processor, vocabulary=WIDE)
+    assert batch["scene_targets"].shape[-1] == len(wide_facts) and batch["cell_targets"].shape[-1] == len(wide_cells)
+    heads = VisionHeads(small.hidden, 1.0, 1.0, vocabulary=WIDE)
+    assert torch.isfinite(example_loss(model, batch, heads))
+    lvlm, manifest = train(tmp_path / "run", config)
+    assert manifest["command"].endswith("--vocabulary wide") and manifest["config"]["vocabulary"] == "wide"
+    summary = evaluate(lvlm, limit=3, vocabulary="wide")
+    assert summary["vocabulary"] == "wide" and summary["items"] == 3
+    render_shards(tmp_path / "standard-charts", 2, workers=1)
+    with pytest.raises(ConfigError, match="drawn in the standard vocabulary and this run trains on the wide one"):
+        train(None, dataclasses.replace(config, chart_shards=str(tmp_path / "standard-charts")),
+              on_progress=lambda *_: pytest.fail("trained"))
+    render_shards(tmp_path / "wide-charts", 3, workers=1, vocabulary=WIDE)
+    assert any(max(v for _, v in scene.bars) > 9 for scene, _, _ in load_shards(str(tmp_path / "wide-charts")))
+    with pytest.raises(ConfigError, match="vocabulary must be one of standard, wide, got 'huge'"):
+        TrainConfig(vocabulary="huge")
+    with pytest.raises(ConfigError, match="unknown vocabulary 'huge'"):
+        evaluate(lvlm, limit=1, vocabulary="huge")
+
+
+def test_the_commands_refuse_an_unknown_vocabulary_by_name(tmp_path):
+    for command in (["embedded", "render", str(tmp_path / "charts"), "--count", "1", "--vocabulary", "huge"],
+                    ["embedded", "train", str(tmp_path / "run"), "--steps", "1", "--vocabulary", "huge"]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2 and "huge" in result.output and "standard, wide" in result.output, result.output
+    assert not (tmp_path / "charts").exists() and not (tmp_path / "run").exists()

@@ -74,6 +74,10 @@ def embedded_train(
     cell_head_init: Annotated[str, typer.Option(help="How the cell head starts: random, or zero (no gradient into the "
                                                      "vision tower until the head has learned; for fine-tunes).")]
     = "random",
+    vocabulary: Annotated[str, typer.Option(help="The scenes' words and numbers: standard (the shipped model's) or "
+                                                 "wide (11 colours, 50 titles, 50 fields, bars 1-100, values such as "
+                                                 "12.50, 1,204 and $3.99); the vision heads read its facts.")]
+    = "standard",
     resume: Annotated[bool, typer.Option(help="Continue the stopped run saved in OUT_DIR (same settings); it ends "
                                               "with the weights an uninterrupted run gives.")] = False,
     stop_after: Annotated[Optional[int], typer.Option(help="Save and stop after this step of the --steps schedule "
@@ -98,7 +102,7 @@ def embedded_train(
                              precision=precision, data_stream=data_stream, accumulate=accumulate,
                              init_from=init_from, rope_layout=rope_layout, tool_share=tool_share, augment=augment,
                              chart_shards=chart_shards, image_side=image_side, tool_cells=tool_cells,
-                             cell_head_init=cell_head_init, **weights)
+                             cell_head_init=cell_head_init, vocabulary=vocabulary, **weights)
     except RedgraphError as exc:
         fail(exc)
     columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
@@ -197,6 +201,8 @@ def embedded_evaluate(
                                              "matplotlib (bar charts, its default style), fonts (documents in DejaVu "
                                              "fonts) or heldout (charts and documents in a style sheet and a font "
                                              "training never draws).")] = "synthetic",
+    vocabulary: Annotated[str, typer.Option(help="The items' words and numbers: standard (the shipped model's) or "
+                                                 "wide (redgraph.data.vocabulary).")] = "standard",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Held-out accuracy: answers from the image, from the gold rationale, rationale facts, claim checks."""
@@ -212,6 +218,7 @@ def embedded_evaluate(
             task = progress.add_task("evaluating", total=limit)
             chosen = None if categories is None else [c.strip() for c in categories.split(",") if c.strip()]
             summary = evaluate(lvlm, split=split, limit=limit, seed=seed, categories=chosen, source=source,
+                               vocabulary=vocabulary,
                                on_progress=lambda done, total: progress.update(task, completed=done))
     except RedgraphError as exc:
         fail(exc)
@@ -237,16 +244,21 @@ def embedded_render(
     seed: Annotated[int, typer.Option(help="Seeds the scenes and their looks.")] = 0,
     workers: Annotated[int, typer.Option(help="Processes drawing at once.")] = 2,
     shard_size: Annotated[int, typer.Option(help="Charts per shard.")] = 1000,
+    vocabulary: Annotated[str, typer.Option(help="The charts' colours and values: standard or wide (the run that "
+                                                 "reads the shards trains on the same).")] = "standard",
 ) -> None:
     """Draw training charts with matplotlib ahead of training (`embedded train --chart-shards OUT_DIR`)."""
     from rich.progress import Progress
 
+    from redgraph.data.vocabulary import vocabulary_named
     from redgraph.lab.pictures import render_shards
 
     try:
+        chosen = vocabulary_named(vocabulary)
         with Progress(console=console) as progress:
             task = progress.add_task("drawing charts", total=count)
             description = render_shards(out_dir, count, seed=seed, workers=workers, shard_size=shard_size,
+                                        vocabulary=chosen,
                                         on_progress=lambda done, total: progress.update(task, completed=done))
     except RedgraphError as exc:
         fail(exc)

@@ -19,7 +19,8 @@ import torch
 
 from redgraph.data.synthetic import make_item
 from redgraph.lab.pictures import training_picture
-from redgraph.lab.scene_labels import CELL_VOCABULARY, VOCABULARY
+from redgraph.data.vocabulary import STANDARD, Vocabulary
+from redgraph.lab.scene_labels import cell_fact_names, scene_fact_names
 from redgraph.lab.tasks import TASKS, Example, make_example
 
 STREAMS = (1, 2)
@@ -32,8 +33,9 @@ def step_examples(step: int, config, processor, rng: random.Random | None = None
         rng: stream 1's run-wide task generator (advanced in place); unused by stream 2.
     """
     start = step * config.batch_size
-    weights = config.category_weight_map
-    items = [make_item("train", start + i, seed=config.seed, category_weights=weights) for i in range(config.batch_size)]
+    weights, vocabulary = config.category_weight_map, config.scene_vocabulary
+    items = [make_item("train", start + i, seed=config.seed, category_weights=weights, vocabulary=vocabulary)
+             for i in range(config.batch_size)]
     if config.data_stream == 1:
         if rng is None:
             raise ValueError("stream 1 draws from the run's task generator; pass rng")
@@ -41,13 +43,14 @@ def step_examples(step: int, config, processor, rng: random.Random | None = None
             tasks = [rng.choice(TASKS) for _ in items]
         else:
             tasks = rng.choices(TASKS, weights=config.task_weights, k=len(items))
-        return [make_example(item, task, processor, rng) for item, task in zip(items, tasks)]
+        return [make_example(item, task, processor, rng, vocabulary=vocabulary) for item, task in zip(items, tasks)]
     examples = []
     for offset, item in enumerate(items):
         own = random.Random(f"redgraph-train:{config.seed}:{start + offset}")
         task = own.choices(TASKS, weights=config.task_weights)[0]
         item, picture, layout = training_picture(item, task, start + offset, config, own)
-        examples.append(make_example(item, task, processor, own, picture, layout if config.tool_cells else None))
+        examples.append(make_example(item, task, processor, own, picture, layout if config.tool_cells else None,
+                                     vocabulary))
     return examples
 
 
@@ -101,8 +104,10 @@ def rope_index(model_config) -> RopeIndex:
     return RopeIndex(model_config)
 
 
-def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = None) -> dict[str, torch.Tensor]:
-    """Tokenise prompts (with their images) and targets into right-padded training tensors.
+def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = None,
+                  vocabulary: Vocabulary = STANDARD) -> dict[str, torch.Tensor]:
+    """Tokenise prompts (with their images) and targets into right-padded training tensors (the vision
+    heads' targets over the facts of ``vocabulary``, the one the examples were labelled in).
 
     ``labels`` is -100 everywhere except the target tokens and the closing end-of-turn token. With
     ``rope``, also ``position_ids`` (3, B, T) and the vision tower's patch positions and image
@@ -140,7 +145,8 @@ def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = N
     if pixel:
         # Qwen2-VL's 3-D positions need to know which tokens are image tokens (1) and which text (0).
         pixel["mm_token_type_ids"] = (input_ids == processor.image_token_id).long()
-        pixel.update(vision_targets([e.scene_labels for e in with_image], [e.cell_labels for e in with_image]))
+        pixel.update(vision_targets([e.scene_labels for e in with_image], [e.cell_labels for e in with_image],
+                                    vocabulary))
         batch.update(pixel)
     if rope is not None:
         types = batch.get("mm_token_type_ids", torch.zeros_like(input_ids))
@@ -150,20 +156,20 @@ def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = N
     return batch
 
 
-def vision_targets(scene_facts: list[tuple[int, ...]], cell_facts: list[tuple[tuple[int, ...], ...]]
-                   ) -> dict[str, torch.Tensor]:
+def vision_targets(scene_facts: list[tuple[int, ...]], cell_facts: list[tuple[tuple[int, ...], ...]],
+                   vocabulary: Vocabulary = STANDARD) -> dict[str, torch.Tensor]:
     """The vision heads' multi-hot targets of a batch's images, from each image's
     :func:`~redgraph.lab.scene_labels.scene_labels` and cell labels (one tuple of facts per image
-    token, none where the picture has no cell labels): ``scene_targets`` (images, ``VOCABULARY``),
-    ``cell_targets`` (images, cells, ``CELL_VOCABULARY``; pictures of other shapes have other counts
+    token, none where the picture has no cell labels) in ``vocabulary``'s facts: ``scene_targets``
+    (images, scene facts), ``cell_targets`` (images, cells, cell facts; pictures of other shapes have other counts
     of tokens, and the shorter rows are padded) and ``cell_mask`` (images, cells): 1 at each labelled
     image token, 0 at padding and in the rows of pictures without cell labels (a degraded drawing),
     which the loss leaves out."""
-    scene = torch.zeros((len(scene_facts), len(VOCABULARY)))
+    scene = torch.zeros((len(scene_facts), len(scene_fact_names(vocabulary))))
     for row, facts in enumerate(scene_facts):
         scene[row, list(facts)] = 1.0
     width = max(map(len, cell_facts), default=0)
-    cell = torch.zeros((len(cell_facts), width, len(CELL_VOCABULARY)))
+    cell = torch.zeros((len(cell_facts), width, len(cell_fact_names(vocabulary))))
     where = [(row, index, fact) for row, cells in enumerate(cell_facts) for index, facts in enumerate(cells)
              for fact in facts]
     if where:
@@ -181,7 +187,8 @@ HOST_ONLY = ("image_cu_seqlens",)
 
 def micro_batches(examples: list[Example], config, processor, rope: RopeIndex | None) -> list[dict[str, torch.Tensor]]:
     """A step's examples as its ``config.accumulate`` micro-batches, ready to run."""
-    return [batch_tensors(group, processor, rope) for group in split_by_length(examples, config.accumulate)]
+    return [batch_tensors(group, processor, rope, config.scene_vocabulary)
+            for group in split_by_length(examples, config.accumulate)]
 
 
 class StepBatches(torch.utils.data.Dataset):

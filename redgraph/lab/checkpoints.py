@@ -142,6 +142,8 @@ def train_command(config: TrainConfig) -> str:
         flags.append("--tool-cells")
     if config.cell_head_init != default.cell_head_init:
         flags.append(f"--cell-head-init {config.cell_head_init}")
+    if config.vocabulary != default.vocabulary:
+        flags.append(f"--vocabulary {config.vocabulary}")
     return "redgraph embedded train OUT " + " ".join(flags)
 
 

@@ -34,6 +34,7 @@ from PIL import Image
 from redgraph.data.claims import grade_rationale
 from redgraph.data.posing import check_categories
 from redgraph.data.synthetic import SPLITS, SyntheticItem, generate_items
+from redgraph.data.vocabulary import STANDARD, VOCABULARIES, Vocabulary
 from redgraph.decoding.claim_scoring import claim_support
 from redgraph.errors import ConfigError, check_whole_number
 from redgraph.eval.normalize import answers_match
@@ -56,12 +57,14 @@ def evaluate(
     seed: int = 0,
     categories: Sequence[str] | None = None,
     source: str = "synthetic",
+    vocabulary: str = "standard",
     batch_size: int = 16,
     max_rationale_tokens: int = 64,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Evaluate ``lvlm`` on ``limit`` generated items of ``split``; with ``categories``, on the first
-    ``limit`` items of those question categories (the same items the whole split gives them).
+    ``limit`` items of those question categories (the same items the whole split gives them). The items
+    are made of ``vocabulary``'s words and numbers (:mod:`redgraph.data.vocabulary`).
 
     Returns:
         ``{"overall": {metric: value}, "per_kind": {kind: {...}}, "per_category": {...}, ...}``.
@@ -70,13 +73,16 @@ def evaluate(
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if source not in SOURCES:
         raise ConfigError(f"unknown picture source {source!r}; choose one of {', '.join(SOURCES)}")
+    if vocabulary not in VOCABULARIES:
+        raise ConfigError(f"unknown vocabulary {vocabulary!r}; choose one of {', '.join(VOCABULARIES)}")
     check_whole_number("limit", limit)
     started = time.perf_counter()
     if categories is None:
-        items = list(itertools.islice(_source_items(split, seed, source), limit))
+        items = list(itertools.islice(_source_items(split, seed, source, VOCABULARIES[vocabulary]), limit))
     else:
         chosen = set(check_categories(categories, ConfigError))
-        wanted = (item for item in _source_items(split, seed, source) if item.category in chosen)
+        wanted = (item for item in _source_items(split, seed, source, VOCABULARIES[vocabulary])
+                  if item.category in chosen)
         items = list(itertools.islice(wanted, limit))
     scores: dict[str, list[tuple[SyntheticItem, bool]]] = defaultdict(list)
     for start in range(0, len(items), batch_size):
@@ -109,6 +115,7 @@ def evaluate(
         "model": getattr(lvlm, "name", "model"),
         "split": split,
         "source": source,
+        "vocabulary": vocabulary,
         "categories": None if categories is None else list(categories),
         "items": len(items),
         "claims": len(scores["claim_verification_acc"]),
@@ -121,12 +128,13 @@ def evaluate(
     }
 
 
-def _source_items(split: str, seed: int, source: str) -> Iterator[SyntheticItem]:
+def _source_items(split: str, seed: int, source: str, vocabulary: Vocabulary = STANDARD) -> Iterator[SyntheticItem]:
     """``split``'s items in the generator's order, those of the scene kinds ``source`` draws."""
     from redgraph.data.tools import TOOL_KINDS
 
     kinds = {"synthetic": None, "heldout": set(TOOL_KINDS.values())}.get(source, {TOOL_KINDS.get(source)})
-    return (item for item in generate_items(split, 10**9, seed=seed) if kinds is None or item.kind in kinds)
+    return (item for item in generate_items(split, 10**9, seed=seed, vocabulary=vocabulary)
+            if kinds is None or item.kind in kinds)
 
 
 def source_picture(item: SyntheticItem, source: str) -> Image.Image:

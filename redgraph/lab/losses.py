@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 from redgraph.lab.architecture import GRID
-from redgraph.lab.scene_labels import CELL_VOCABULARY, VOCABULARY
+from redgraph.data.vocabulary import STANDARD, Vocabulary
+from redgraph.lab.scene_labels import cell_fact_names, scene_fact_names
 
 
 # What a batch holds for the loss, not for the model's forward.
@@ -17,8 +18,9 @@ class VisionHeads(torch.nn.Module):
     """Training-only linear heads on the merged image tokens, dropped after training (the saved model
     is a plain Qwen2-VL):
 
-    - ``scene`` (``aux_weight``): the scene's facts (``VOCABULARY``) from the mean image token;
-    - ``cell`` (``cell_weight``): each token's own square's facts (``CELL_VOCABULARY``) from that
+    - ``scene`` (``aux_weight``): the scene's facts (``scene_fact_names(vocabulary)``) from the mean
+      image token;
+    - ``cell`` (``cell_weight``): each token's own square's facts (``cell_fact_names(vocabulary)``) from that
       token: where each colour and object is, where each bar ends, which characters are written
       where. Its loss is summed over the facts and averaged over the cells.
     - ``position`` (``position_weight``): each token's own row and column of the grid of merged
@@ -27,11 +29,11 @@ class VisionHeads(torch.nn.Module):
     """
 
     def __init__(self, width: int, aux_weight: float, cell_weight: float, position_weight: float = 0.0, *,
-                 cell_init: str = "random") -> None:
+                 cell_init: str = "random", vocabulary: Vocabulary = STANDARD) -> None:
         super().__init__()
         self.aux_weight, self.cell_weight, self.position_weight = aux_weight, cell_weight, position_weight
-        self.scene = torch.nn.Linear(width, len(VOCABULARY)) if aux_weight > 0 else None
-        self.cell = torch.nn.Linear(width, len(CELL_VOCABULARY)) if cell_weight > 0 else None
+        self.scene = torch.nn.Linear(width, len(scene_fact_names(vocabulary))) if aux_weight > 0 else None
+        self.cell = torch.nn.Linear(width, len(cell_fact_names(vocabulary))) if cell_weight > 0 else None
         if self.cell is not None and cell_init == "zero":  # TrainConfig.cell_head_init
             torch.nn.init.zeros_(self.cell.weight)
             torch.nn.init.constant_(self.cell.bias, -4.0)

@@ -33,29 +33,32 @@ from PIL import Image
 from redgraph.data.scenes import BarScene, random_scene, scene_from_dict, scene_to_dict
 from redgraph.data.synthetic import SyntheticItem, make_item, split_of
 from redgraph.data.tools import Layout
+from redgraph.data.vocabulary import STANDARD, VOCABULARIES, Vocabulary
 from redgraph.errors import ConfigError, InputError, check_whole_number
 
 SHARDS_FILE = "shards.json"
 SHARD_PATTERN = "charts-{:05d}.tar"
 
 
-def chart_scene(seed: int, index: int) -> BarScene:
-    """Training chart ``index`` of the shards seeded ``seed``: a train-split bar scene."""
-    rng = random.Random(f"redgraph-charts:{seed}:{index}")
+def chart_scene(seed: int, index: int, vocabulary: Vocabulary = STANDARD) -> BarScene:
+    """Training chart ``index`` of the shards seeded ``seed``: a train-split bar scene in ``vocabulary``'s
+    colours and values."""
+    named = "" if vocabulary is STANDARD else f"{vocabulary.name}:"
+    rng = random.Random(f"redgraph-charts:{named}{seed}:{index}")
     while True:
-        scene = random_scene("bars", rng)
+        scene = random_scene("bars", rng, vocabulary)
         if split_of(scene) == "train":
             return scene
 
 
-def _render_shard(folder: str, shard: int, first: int, count: int, seed: int) -> int:
+def _render_shard(folder: str, shard: int, first: int, count: int, seed: int, vocabulary: str) -> int:
     from redgraph.data.tools import draw_laid_out
 
     path = Path(folder) / SHARD_PATTERN.format(shard)
     partial = path.with_suffix(".tar.partial")
     with tarfile.open(partial, "w") as tar:
         for index in range(first, first + count):
-            scene = chart_scene(seed, index)
+            scene = chart_scene(seed, index, VOCABULARIES[vocabulary])
             picture, layout = draw_laid_out("matplotlib", scene, random.Random(f"redgraph-charts-look:{seed}:{index}"),
                                             look="train")
             buffer = io.BytesIO()
@@ -71,9 +74,11 @@ def _render_shard(folder: str, shard: int, first: int, count: int, seed: int) ->
 
 
 def render_shards(folder: str | os.PathLike[str], count: int, *, seed: int = 0, workers: int = 2,
-                  shard_size: int = 1000, on_progress: Callable[[int, int], None] | None = None) -> dict:
+                  shard_size: int = 1000, on_progress: Callable[[int, int], None] | None = None,
+                  vocabulary: Vocabulary = STANDARD) -> dict:
     """Draw ``count`` training charts with matplotlib's ``train`` look into tar shards under ``folder``,
-    ``workers`` processes at once; the same ``count`` and ``seed`` give the same pictures.
+    ``workers`` processes at once; the same ``count``, ``seed`` and ``vocabulary`` (the charts' colours
+    and values) give the same pictures.
 
     Returns:
         The description written to ``folder/shards.json``: counts, seed, seconds and pictures per second.
@@ -89,17 +94,28 @@ def render_shards(folder: str | os.PathLike[str], count: int, *, seed: int = 0, 
     jobs = [(shard, first, min(shard_size, count - first)) for shard, first in enumerate(range(0, count, shard_size))]
     done = 0
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        drawing = [pool.submit(_render_shard, str(root), shard, first, size, seed) for shard, first, size in jobs]
+        drawing = [pool.submit(_render_shard, str(root), shard, first, size, seed, vocabulary.name)
+                   for shard, first, size in jobs]
         for future in drawing:  # in shard order, as the progress counts them
             done += future.result()
             if on_progress is not None:
                 on_progress(done, count)
     seconds = time.perf_counter() - started
-    description = {"pictures": count, "seed": seed, "tool": "matplotlib", "look": "train",
+    description = {"pictures": count, "seed": seed, "tool": "matplotlib", "look": "train", "vocabulary": vocabulary.name,
                    "shards": [SHARD_PATTERN.format(shard) for shard, _, _ in jobs], "workers": workers,
                    "seconds": round(seconds, 1), "pictures_per_second": round(count / seconds, 1)}
     (root / SHARDS_FILE).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
     return description
+
+
+def shards_vocabulary(folder: str) -> str:
+    """The vocabulary the charts in ``folder`` were drawn in (shards drawn before it was recorded:
+    standard); ConfigError where ``folder`` holds no shards."""
+    try:
+        return str(json.loads((Path(folder) / SHARDS_FILE).read_text(encoding="utf-8")).get("vocabulary", "standard"))
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{folder} holds no chart shards ({SHARDS_FILE}: {exc}); draw them first with "
+                          "`redgraph embedded render FOLDER --count N`") from None
 
 
 @functools.cache
@@ -155,7 +171,8 @@ def training_picture(item: SyntheticItem, task: str, index: int, config, rng: ra
         tool = KIND_TOOLS[item.kind]
         if tool == "matplotlib" and config.chart_shards is not None:
             scene, png, layout = rng.choice(load_shards(config.chart_shards))
-            item = make_item("train", index, seed=config.seed, category_weights=config.category_weight_map, scene=scene)
+            item = make_item("train", index, seed=config.seed, category_weights=config.category_weight_map, scene=scene,
+                             vocabulary=config.scene_vocabulary)
             with Image.open(io.BytesIO(png)) as opened:
                 picture = opened.convert("RGB")
         else:

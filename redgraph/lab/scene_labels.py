@@ -13,12 +13,9 @@ from __future__ import annotations
 import functools
 
 from redgraph.data.scenes import (
-    COLOURS,
-    FIELDS,
     IMAGE_SIDE,
     KINDS,
     SHAPES,
-    TITLES,
     BarScene,
     DocumentScene,
     Scene,
@@ -27,37 +24,49 @@ from redgraph.data.scenes import (
     bar_boxes,
     document_text,
 )
+from redgraph.data.vocabulary import STANDARD, Vocabulary
 
 
-def _vocabulary() -> dict[str, int]:
+@functools.cache
+def scene_fact_names(vocabulary: Vocabulary = STANDARD) -> dict[str, int]:
+    """The facts the scene head reads, by name, in ``vocabulary``'s words (the standard ones:
+    ``VOCABULARY``). A field's value is labelled by its last two digits."""
+    colours, titles, fields = vocabulary.colours, vocabulary.titles, vocabulary.fields
     names = [f"kind:{k}" for k in KINDS]
-    names += [f"shape:{c}:{s}" for c in COLOURS for s in SHAPES]
-    names += [f"shape:{c}:{s}:{axis}{third}" for c in COLOURS for s in SHAPES for axis in "xy" for third in range(3)]
-    names += [f"bar:{c}:{v}" for c in COLOURS for v in range(1, 10)]
-    names += [f"title:{t}" for t in TITLES]
-    names += [f"field:{f}" for f in FIELDS]
-    names += [f"field:{f}:{place}{d}" for f in FIELDS for place in ("tens", "units") for d in range(10)]
+    names += [f"shape:{c}:{s}" for c in colours for s in SHAPES]
+    names += [f"shape:{c}:{s}:{axis}{third}" for c in colours for s in SHAPES for axis in "xy" for third in range(3)]
+    names += [f"bar:{c}:{v}" for c in colours for v in vocabulary.bar_values]
+    names += [f"title:{t}" for t in titles]
+    names += [f"field:{f}" for f in fields]
+    names += [f"field:{f}:{place}{d}" for f in fields for place in ("tens", "units") for d in range(10)]
     return {name: index for index, name in enumerate(names)}
 
 
-VOCABULARY = _vocabulary()
+VOCABULARY = scene_fact_names(STANDARD)
 
 
-def scene_labels(scene: Scene) -> tuple[int, ...]:
-    """The indices (into ``VOCABULARY``) of the facts that hold for ``scene``."""
+def _last_digits(value: int | str) -> list[str]:
+    """A field's value's labels of its last two digits (one for a one-digit value)."""
+    digits = [char for char in str(value) if char.isdigit()]
+    return [f"{place}{digit}" for place, digit in zip(("tens", "units")[-len(digits[-2:]):], digits[-2:])]
+
+
+def scene_labels(scene: Scene, vocabulary: Vocabulary = STANDARD) -> tuple[int, ...]:
+    """The indices (into :func:`scene_fact_names` of ``vocabulary``) of the facts that hold for ``scene``."""
+    index = scene_fact_names(vocabulary)
     names = [f"kind:{scene.kind}"]
     if isinstance(scene, BarScene):
         names += [f"bar:{colour}:{value}" for colour, value in scene.bars]
     elif isinstance(scene, DocumentScene):
         names.append(f"title:{scene.title}")
         for field, value in scene.fields:
-            names += [f"field:{field}", f"field:{field}:tens{value // 10}", f"field:{field}:units{value % 10}"]
+            names += [f"field:{field}"] + [f"field:{field}:{digit}" for digit in _last_digits(value)]
     else:
         for shape in scene.objects:
             names.append(f"shape:{shape.colour}:{shape.shape}")
             for axis, position in (("x", shape.x), ("y", shape.y)):
                 names.append(f"shape:{shape.colour}:{shape.shape}:{axis}{min(2, position * 3 // IMAGE_SIDE)}")
-    return tuple(sorted({VOCABULARY[name] for name in names}))
+    return tuple(sorted({index[name] for name in names}))
 
 
 # Facts of one cell of the picture (the square one merged image token covers): which colours cover
@@ -65,24 +74,37 @@ def scene_labels(scene: Scene) -> tuple[int, ...]:
 # field line are written there (a character's left or right half of the cell by its centre). A
 # head reads them from each image token separately, so the tower learns where things are and to
 # read text locally; the mean-token labels above cannot say which digits belong to which field.
-def _cell_vocabulary() -> dict[str, int]:
-    names = [f"colour:{c}" for c in COLOURS]
-    names += [f"centre:{c}:{s}:{size}" for c in COLOURS for s in SHAPES for size in ("big", "small")]
-    names += [f"bar_top:{v}" for v in range(1, 10)]
-    names += [f"char:{ch}:{half}" for ch in "abcdefghijklmnopqrstuvwxyz0123456789" for half in (0, 1)]
-    names += [f"title:{t}" for t in TITLES]
-    names += [f"line:{f}" for f in FIELDS]
+_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
+_WRITTEN = "$,."  # what the wide vocabulary's values write besides digits
+
+
+def _characters(vocabulary: Vocabulary) -> str:
+    return _CHARACTERS if vocabulary.forms == ("whole",) else _CHARACTERS + _WRITTEN
+
+
+@functools.cache
+def cell_fact_names(vocabulary: Vocabulary = STANDARD) -> dict[str, int]:
+    """The facts the cell head reads, by name, in ``vocabulary``'s words (the standard ones:
+    ``CELL_VOCABULARY``); a vocabulary whose values are written with ``$ , .`` has those characters too."""
+    colours = vocabulary.colours
+    names = [f"colour:{c}" for c in colours]
+    names += [f"centre:{c}:{s}:{size}" for c in colours for s in SHAPES for size in ("big", "small")]
+    names += [f"bar_top:{v}" for v in vocabulary.bar_values]
+    names += [f"char:{ch}:{half}" for ch in _characters(vocabulary) for half in (0, 1)]
+    names += [f"title:{t}" for t in vocabulary.titles]
+    names += [f"line:{f}" for f in vocabulary.fields]
     return {name: index for index, name in enumerate(names)}
 
 
-CELL_VOCABULARY = _cell_vocabulary()
+CELL_VOCABULARY = cell_fact_names(STANDARD)
 
 
 class _Cells:
     """The facts of each ``cell`` x ``cell`` square of a ``rows`` x ``columns`` grid, row by row."""
 
-    def __init__(self, rows: int, columns: int, cell: int) -> None:
+    def __init__(self, rows: int, columns: int, cell: int, vocabulary: Vocabulary = STANDARD) -> None:
         self.rows, self.columns, self.cell = rows, columns, cell
+        self.names, self.characters = cell_fact_names(vocabulary), _characters(vocabulary)
         self.facts: list[set[str]] = [set() for _ in range(rows * columns)]
         # a cell is covered by a region when one of its 4 x 4 sample points lies inside it
         self.samples = [cell * (2 * k + 1) / 8 for k in range(4)]
@@ -108,19 +130,19 @@ class _Cells:
     def glyph(self, char: str, x: float, y: float, line: str) -> None:
         here = self.at(x, y)
         here.add(line)
-        if char.isalnum() and char.isascii():
+        if char.lower() in self.characters:
             here.add(f"char:{char.lower()}:{int(x % self.cell >= self.cell / 2)}")
 
     def labels(self) -> tuple[tuple[int, ...], ...]:
-        return tuple(tuple(sorted(CELL_VOCABULARY[name] for name in names)) for names in self.facts)
+        return tuple(tuple(sorted(self.names[name] for name in names)) for names in self.facts)
 
 
-def cell_labels(scene: Scene, cell: int) -> tuple[tuple[int, ...], ...]:
+def cell_labels(scene: Scene, cell: int, vocabulary: Vocabulary = STANDARD) -> tuple[tuple[int, ...], ...]:
     """For each ``cell`` x ``cell`` square of the picture the project's own renderer draws of ``scene``,
-    row by row (the order of the merged image tokens), the indices (into ``CELL_VOCABULARY``) of the
-    facts that hold there."""
+    row by row (the order of the merged image tokens), the indices (into :func:`cell_fact_names` of
+    ``vocabulary``) of the facts that hold there."""
     side = IMAGE_SIDE // cell
-    cells = _Cells(side, side, cell)
+    cells = _Cells(side, side, cell, vocabulary)
     if isinstance(scene, ShapeScene):
         for shape in scene.objects:
             r = shape.radius
@@ -151,13 +173,13 @@ def token_grid(width: int, height: int, cell: int, pixels: int = IMAGE_SIDE * IM
     return resized_height // cell, resized_width // cell
 
 
-def layout_cell_labels(layout, cell: int) -> tuple[tuple[int, ...], ...]:
+def layout_cell_labels(layout, cell: int, vocabulary: Vocabulary = STANDARD) -> tuple[tuple[int, ...], ...]:
     """:func:`cell_labels` of a picture another tool drew, from the :class:`~redgraph.data.tools.Layout`
     of where it drew what: each square of the token grid the processor makes of the picture (see
     :func:`token_grid`), row by row."""
     width, height = layout.size
     rows, columns = token_grid(width, height, cell)
-    cells = _Cells(rows, columns, cell)
+    cells = _Cells(rows, columns, cell, vocabulary)
     scale_x, scale_y = columns * cell / width, rows * cell / height
     for colour, left, top, right, bottom in layout.boxes:
         cells.box((left * scale_x, top * scale_y, right * scale_x, bottom * scale_y), f"colour:{colour}")

@@ -21,6 +21,7 @@ from PIL import Image
 
 from redgraph.data.synthetic import SyntheticItem
 from redgraph.data.tools import Layout
+from redgraph.data.vocabulary import STANDARD, Vocabulary
 from redgraph.lab.architecture import CELL
 from redgraph.lab.scene_labels import cell_labels, layout_cell_labels, scene_labels
 from redgraph.models import prompts
@@ -39,17 +40,19 @@ class Example:
 
 
 def make_example(item: SyntheticItem, task: str, processor, rng: random.Random,
-                 picture: Image.Image | None = None, layout: Layout | None = None) -> Example:
+                 picture: Image.Image | None = None, layout: Layout | None = None,
+                 vocabulary: Vocabulary = STANDARD) -> Example:
     """``task``'s example of ``item``, shown ``picture`` (another tool's drawing of the item's scene,
     or a degraded one) instead of the project's own drawing where given. The own drawing has cell
     labels, and so has another tool's drawing given with its ``layout`` (where that tool drew what); a
-    picture without one (a degraded drawing) has none."""
+    picture without one (a degraded drawing) has none. The labels name the facts of ``vocabulary``
+    (the run's; :mod:`redgraph.data.vocabulary`)."""
     example = _example(item, task, processor, rng, picture)
     if example.image is None:
         return example
-    cells = (cell_labels(item.scene, CELL) if picture is None
-             else layout_cell_labels(layout, CELL) if layout is not None else ())
-    return dataclasses.replace(example, scene_labels=scene_labels(item.scene), cell_labels=cells)
+    cells = (cell_labels(item.scene, CELL, vocabulary) if picture is None
+             else layout_cell_labels(layout, CELL, vocabulary) if layout is not None else ())
+    return dataclasses.replace(example, scene_labels=scene_labels(item.scene, vocabulary), cell_labels=cells)
 
 
 def _example(item: SyntheticItem, task: str, processor, rng: random.Random, picture: Image.Image | None) -> Example:

@@ -34,7 +34,7 @@ from redgraph.lab.checkpoints import (
     write_manifest,
 )
 from redgraph.lab.losses import VisionHeads, example_loss
-from redgraph.lab.pictures import load_shards
+from redgraph.lab.pictures import load_shards, shards_vocabulary
 from redgraph.lab.precision import auto_precision, check_device, training_process
 from redgraph.lab.tasks import Example
 from redgraph.lab.train_config import ATTENTIONS, AUTO_LAYOUT, AUTO_PRECISION, ProgressCallback, TrainConfig
@@ -93,6 +93,11 @@ def train(
     device = check_device(device)
     if config.chart_shards is not None:
         charts = load_shards(config.chart_shards)  # unreadable shards are refused before any training
+        drawn_in = shards_vocabulary(config.chart_shards)
+        if drawn_in != config.vocabulary:
+            raise ConfigError(f"the chart shards in {config.chart_shards} were drawn in the {drawn_in} vocabulary and "
+                              f"this run trains on the {config.vocabulary} one; draw shards with `redgraph embedded "
+                              f"render --vocabulary {config.vocabulary}`, or leave --chart-shards out")
         if config.tool_cells and any(layout is None for _, _, layout in charts):
             raise ConfigError(f"the chart shards in {config.chart_shards} were drawn without the layout the cell "
                               "loss labels their pictures from; draw them again with `redgraph embedded render`, "
@@ -153,7 +158,8 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
     heads = None
     if config.aux_weight > 0 or config.cell_weight > 0 or config.position_weight > 0:
         heads = VisionHeads(config.dimensions.hidden, config.aux_weight, config.cell_weight,  # merged token width
-                            config.position_weight, cell_init=config.cell_head_init)
+                            config.position_weight, cell_init=config.cell_head_init,
+                            vocabulary=config.scene_vocabulary)
         heads.to(device)
     model.to(device)
     parameters = list(model.parameters()) + (list(heads.parameters()) if heads is not None else [])

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from redgraph.data.posing import ALL_CATEGORIES
 from redgraph.data.scenes import IMAGE_SIDE
+from redgraph.data.vocabulary import VOCABULARIES, Vocabulary
 from redgraph.errors import ConfigError, check_whole_number
 from redgraph.lab.architecture import CELL, ROPE_LAYOUTS, Dimensions
 from redgraph.lab.batches import STREAMS
@@ -23,7 +24,7 @@ ATTENTIONS = ("eager", "sdpa")
 LEGACY_SETTINGS = {"precision": "float32", "data_stream": 1, "accumulate": 1, "cell_weight": 0.0, "init_from": None,
            "position_weight": 0.0, "rope_layout": "blocks", "category_weights": [1.0] * len(ALL_CATEGORIES),
            "tool_share": 0.0, "augment": 0.0, "chart_shards": None, "image_side": 128, "tool_cells": False,
-           "cell_head_init": "random"}
+           "cell_head_init": "random", "vocabulary": "standard"}
 CELL_HEAD_INITS = ("random", "zero")
 EMBEDDED_BASE = "embedded"  # init_from's name for the model shipped in the package
 
@@ -92,6 +93,10 @@ class TrainConfig:
     # bias of -4 (a fact holds in a few per cent of squares), so a fresh head sends no gradient into the
     # vision tower until it has learned something; a fine-tune then does not pay for its random start.
     cell_head_init: str = "random"
+    # The words and numbers of the run's scenes (redgraph.data.vocabulary): "standard", the shipped
+    # model's, or "wide" (11 colours, 50 titles, 50 field names, bars 1-100, written values). The scene
+    # and cell heads read that vocabulary's facts.
+    vocabulary: str = "standard"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads", "accumulate", "warmup_steps"):
@@ -153,8 +158,15 @@ class TrainConfig:
                               f"tool_share above 0 (got {self.cell_weight:g} and {self.tool_share:g})")
         if self.cell_head_init not in CELL_HEAD_INITS:
             raise ConfigError(f"cell_head_init must be one of {', '.join(CELL_HEAD_INITS)}, got {self.cell_head_init!r}")
+        if self.vocabulary not in VOCABULARIES:
+            raise ConfigError(f"vocabulary must be one of {', '.join(VOCABULARIES)}, got {self.vocabulary!r}")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise ConfigError(f"init_from must be a checkpoint folder or {EMBEDDED_BASE!r}, got {self.init_from!r}")
+
+    @property
+    def scene_vocabulary(self) -> Vocabulary:
+        """The :class:`~redgraph.data.vocabulary.Vocabulary` called ``vocabulary``."""
+        return VOCABULARIES[self.vocabulary]
 
     @property
     def uniform_tasks(self) -> bool:
