@@ -32,7 +32,7 @@ from redgraph.errors import InputError
 WIDE_ITEMS = list(generate_items("train", 240, vocabulary=WIDE))
 
 
-def test_the_standard_items_are_the_ones_the_shipped_model_was_trained_and_measured_on():
+def test_the_standard_items_and_labels_are_the_ones_the_shipped_model_was_trained_and_measured_on():
     # the digest of the first 60 test items' records as the generator gave them before the wide
     # vocabulary (commit 4b77996): splits, questions, rationales and claims unchanged
     digest = hashlib.sha256()
@@ -40,6 +40,14 @@ def test_the_standard_items_are_the_ones_the_shipped_model_was_trained_and_measu
         digest.update(json.dumps(item.to_record("x"), sort_keys=True).encode())
     assert digest.hexdigest() == "69509dece438705e4661ff228d7f1f67c9fb9ccbc88d1dea909221577051a20c"
     assert all(vocabulary_of(item.scene) is STANDARD for item in generate_items("test", 60))
+    # and the scene and cell heads' facts and the scene labels of the first 90 train items, as before
+    # the heads took a vocabulary (commit c7f7749)
+    from redgraph.lab.scene_labels import CELL_VOCABULARY, VOCABULARY, scene_labels
+
+    digest = hashlib.sha256(json.dumps([VOCABULARY, CELL_VOCABULARY]).encode())
+    for item in generate_items("train", 90):
+        digest.update(json.dumps(scene_labels(item.scene)).encode())
+    assert digest.hexdigest() == "561e9d4a1d135e15b3d1502f3e97b560de23a6e3f8058963f476da397a952761"
 
 
 def test_the_wide_vocabulary_holds_what_the_issue_asks_and_the_unseen_words_are_in_neither():
