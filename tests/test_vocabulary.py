@@ -202,6 +202,24 @@ def test_a_run_on_the_wide_vocabulary_labels_its_facts_and_is_evaluated_in_it(tm
     assert manifest["command"].endswith("--vocabulary wide") and manifest["config"]["vocabulary"] == "wide"
     summary = evaluate(lvlm, limit=3, vocabulary="wide")
     assert summary["vocabulary"] == "wide" and summary["items"] == 3
+    # the critic of a model trained on the wide vocabulary checks claims in its words, from its manifest
+    from redgraph.agents.critic import LocalCritic
+    from redgraph.agents.decompose import GrammarDecomposer, model_vocabulary
+    from redgraph.models import load_lvlm
+
+    saved = load_lvlm(str(tmp_path / "run"))
+    assert model_vocabulary(saved) is WIDE and model_vocabulary(lvlm) is STANDARD  # in memory: no manifest
+    [decomposer] = LocalCritic(saved).decomposers
+    [probes] = decomposer.decompose(["The orange bar is 45."])
+    assert probes[0].claimed == "45" and len(probes[0].alternatives) == 100
+    assert GrammarDecomposer().decompose(["The orange bar is 45."]) == [None]
+    manifest_file = tmp_path / "run" / "redgraph_manifest.json"
+    manifest_file.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ConfigError, match="redgraph_manifest.json cannot be read"):
+        model_vocabulary(saved)
+    manifest_file.write_text(json.dumps({"config": {"vocabulary": "klingon"}}), encoding="utf-8")
+    with pytest.raises(ConfigError, match="names the vocabulary 'klingon'"):
+        model_vocabulary(saved)
     render_shards(tmp_path / "standard-charts", 2, workers=1)
     with pytest.raises(ConfigError, match="drawn in the standard vocabulary and this run trains on the wide one"):
         train(None, dataclasses.replace(config, chart_shards=str(tmp_path / "standard-charts")),

@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from redgraph.agents.decompose import Decomposer, GrammarDecomposer, decompose_all
+from redgraph.agents.decompose import Decomposer, GrammarDecomposer, decompose_all, model_vocabulary
 from redgraph.agents.experts import Combine, Expert, ExpertReading, check_combine, combine
 from redgraph.agents.rationale_text import find_injections, split_claims
 from redgraph.agents.verdicts import (ClaimCheck, ClaimStatus, CriticReport, Method, RationaleReview, RationaleStatus,
@@ -192,7 +192,7 @@ class LocalCritic(ClaimCritic):
         super().__init__(accept_at=accept_at)
         if scoring not in SCORINGS:
             raise ConfigError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
-        decomposers = (GrammarDecomposer(),) if decomposers is None else tuple(decomposers)
+        decomposers = (GrammarDecomposer(model_vocabulary(lvlm)),) if decomposers is None else tuple(decomposers)
         for decomposer in decomposers:
             if not isinstance(decomposer, Decomposer):
                 raise ConfigError(f"each decomposer needs a name and a decompose(claims) method, got "

@@ -27,14 +27,13 @@ from pydantic import BaseModel, Field, ValidationError
 
 from redgraph.data import questions
 from redgraph.data.claims import Claim, parse_claim
-from redgraph.data.scenes import COLOURS, TITLES
+from redgraph.data.vocabulary import STANDARD, VOCABULARIES, Vocabulary
 from redgraph.decoding.probes import Probe
 from redgraph.errors import ConfigError, InputError, RemoteModelError, check_whole_number
 
 Probes = tuple[Probe, ...]
 _YES_NO = ("yes", "no")
 _COUNTS = tuple(str(n) for n in range(10))
-_BAR_VALUES = tuple(str(n) for n in range(1, 10))
 
 
 @runtime_checkable
@@ -47,7 +46,9 @@ class Decomposer(Protocol):
 
 
 class GrammarDecomposer:
-    """Probes for claims the synthetic claim grammar parses (:func:`redgraph.data.claims.parse_claim`).
+    """Probes for claims the synthetic claim grammar parses (:func:`redgraph.data.claims.parse_claim`),
+    in ``vocabulary``'s words (the model's: :func:`model_vocabulary`), whose colours, titles and bar
+    values are also the candidate answers of the probes.
 
     A relation or size claim also asks whether both shapes are there: the claim is false when
     either is missing, whatever the relation.
@@ -55,24 +56,52 @@ class GrammarDecomposer:
 
     name = "grammar"
 
+    def __init__(self, vocabulary: Vocabulary = STANDARD) -> None:
+        self.vocabulary = vocabulary
+
     def decompose(self, claims: Sequence[str]) -> list[Probes | None]:
-        return [None if (claim := parse_claim(text)) is None else grammar_probes(claim) for text in claims]
+        return [None if (claim := parse_claim(text, self.vocabulary)) is None else grammar_probes(claim, self.vocabulary)
+                for text in claims]
 
 
-def grammar_probes(claim: Claim) -> Probes | None:
-    """The probes of one parsed claim, each of the claim's kind as its family; None for one that
-    compares a thing with itself (no question about the image can check it)."""
-    probes = _grammar_probes(claim)
+def model_vocabulary(lvlm) -> Vocabulary:
+    """The vocabulary ``lvlm`` was trained on: the one its training manifest (beside its weights, as
+    ``redgraph embedded train`` saves it) names; the standard one for a model without a manifest.
+
+    Raises:
+        ConfigError: the manifest cannot be read or names no known vocabulary.
+    """
+    path = getattr(lvlm, "path", None)
+    if path is None:
+        return STANDARD
+    from redgraph.models.embedded import MANIFEST_FILE, manifest
+
+    try:
+        name = manifest(path).get("config", {}).get("vocabulary", STANDARD.name)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"the training manifest {path}/{MANIFEST_FILE} cannot be read ({exc}); repair or remove "
+                          "it (without it the model is taken to know the standard vocabulary)") from None
+    if name not in VOCABULARIES:
+        raise ConfigError(f"the training manifest {path}/{MANIFEST_FILE} names the vocabulary {name!r}, which this "
+                          f"redgraph does not know ({', '.join(VOCABULARIES)})")
+    return VOCABULARIES[name]
+
+
+def grammar_probes(claim: Claim, vocabulary: Vocabulary = STANDARD) -> Probes | None:
+    """The probes of one parsed claim, each of the claim's kind as its family, their candidate answers
+    from ``vocabulary``; None for one that compares a thing with itself (no question about the image
+    can check it)."""
+    probes = _grammar_probes(claim, vocabulary)
     return None if probes is None else tuple(dataclasses.replace(p, family=claim.kind) for p in probes)
 
 
-def _grammar_probes(claim: Claim) -> Probes | None:
+def _grammar_probes(claim: Claim, vocabulary: Vocabulary) -> Probes | None:
     kind, args = claim.kind, claim.args
     if kind in ("count_colour", "count_shape"):
         ask = questions.count_colour if kind == "count_colour" else questions.count_shape
         return (Probe(ask(args[0]), str(args[1]), _with(_COUNTS, str(args[1]))),)
     if kind == "shape_colour":
-        return (Probe(questions.shape_colour(args[0]), args[1], COLOURS),)
+        return (Probe(questions.shape_colour(args[0]), args[1], vocabulary.colours),)
     if kind == "exists":
         return (Probe(questions.exists(args[0], args[1]), "yes" if args[2] else "no", _YES_NO),)
     if kind in ("relation", "size"):
@@ -89,16 +118,17 @@ def _grammar_probes(claim: Claim) -> Probes | None:
         there = tuple(Probe(questions.exists(c, s), "yes", _YES_NO) for c, s in ((c1, s1), (c2, s2)))
         return (asked, *there)
     if kind == "bar_value":
-        return (Probe(questions.bar_value(args[0]), str(args[1]), _with(_BAR_VALUES, str(args[1]))),)
+        values = tuple(str(n) for n in vocabulary.bar_values)
+        return (Probe(questions.bar_value(args[0]), str(args[1]), _with(values, str(args[1]))),)
     if kind == "bar_extreme":
-        return (Probe(questions.bar_extreme(args[1]), args[0], COLOURS),)
+        return (Probe(questions.bar_extreme(args[1]), args[0], vocabulary.colours),)
     if kind == "bar_compare":
         c1, rel, c2 = args
         if c1 == c2:
             return None
         return (Probe(questions.bar_compare(c1, c2), c1 if rel == "higher" else c2, (c1, c2)),)
     if kind == "title":
-        return (Probe(questions.title(), args[0], TITLES),)
+        return (Probe(questions.title(), args[0], vocabulary.titles),)
     if kind == "field":
         return (Probe(questions.field(args[0]), str(args[1]), None),)
     raise InputError(f"no probes are defined for claims of kind {kind!r}")

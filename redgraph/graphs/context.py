@@ -229,12 +229,13 @@ def make_context(
 
 def _decomposers(name: str, lvlm, base_url: str | None) -> tuple:
     """The grammar first; then the named decomposer for claims outside it."""
-    from redgraph.agents.decompose import ChatDecomposer, GrammarDecomposer, LVLMDecomposer
+    from redgraph.agents.decompose import ChatDecomposer, GrammarDecomposer, LVLMDecomposer, model_vocabulary
 
+    grammar = GrammarDecomposer(model_vocabulary(lvlm))  # in the words the critic's model was trained on
     if name == "lvlm":
-        return GrammarDecomposer(), LVLMDecomposer(lvlm)
+        return grammar, LVLMDecomposer(lvlm)
     if name.startswith("openai:"):
         from redgraph.agents.remote import OpenAIReasoner
 
-        return GrammarDecomposer(), ChatDecomposer(OpenAIReasoner(name.split(":", 1)[1], base_url=base_url))
-    return (GrammarDecomposer(),)
+        return grammar, ChatDecomposer(OpenAIReasoner(name.split(":", 1)[1], base_url=base_url))
+    return (grammar,)
