@@ -18,8 +18,8 @@ import random
 import torch
 
 from redgraph.data.synthetic import make_item
-from redgraph.lab.pictures import training_picture
 from redgraph.data.vocabulary import STANDARD, Vocabulary
+from redgraph.lab.pictures import training_picture
 from redgraph.lab.scene_labels import cell_fact_names, scene_fact_names
 from redgraph.lab.tasks import TASKS, Example, make_example
 
@@ -161,8 +161,8 @@ def vision_targets(scene_facts: list[tuple[int, ...]], cell_facts: list[tuple[tu
     """The vision heads' multi-hot targets of a batch's images, from each image's
     :func:`~redgraph.lab.scene_labels.scene_labels` and cell labels (one tuple of facts per image
     token, none where the picture has no cell labels) in ``vocabulary``'s facts: ``scene_targets``
-    (images, scene facts), ``cell_targets`` (images, cells, cell facts; pictures of other shapes have other counts
-    of tokens, and the shorter rows are padded) and ``cell_mask`` (images, cells): 1 at each labelled
+    (images, scene facts), ``cell_targets`` (images, cells, cell facts; pictures of other shapes have
+    other counts of tokens, and the shorter rows are padded) and ``cell_mask`` (images, cells): 1 at each labelled
     image token, 0 at padding and in the rows of pictures without cell labels (a degraded drawing),
     which the loss leaves out."""
     scene = torch.zeros((len(scene_facts), len(scene_fact_names(vocabulary))))
