@@ -238,3 +238,34 @@ def test_the_commands_refuse_an_unknown_vocabulary_by_name(tmp_path):
         result = CliRunner().invoke(app, command)
         assert result.exit_code == 2 and "huge" in result.output and "standard, wide" in result.output, result.output
     assert not (tmp_path / "charts").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_wide_run_keeps_a_share_of_standard_items_labelled_in_its_own_facts():
+    from redgraph.errors import ConfigError
+    from redgraph.lab.architecture import Dimensions, build_untrained
+    from redgraph.lab.batches import item_vocabulary, step_examples
+    from redgraph.lab.checkpoints import train_command
+    from redgraph.lab.scene_labels import scene_fact_names
+    from redgraph.lab.train_config import TrainConfig
+
+    mixed = TrainConfig(steps=1, batch_size=40, vocabulary="wide", standard_share=0.5)
+    drawn = [item_vocabulary(mixed, index) for index in range(400)]
+    assert 0.4 < drawn.count(STANDARD) / 400 < 0.6 and set(drawn) == {STANDARD, WIDE}
+    assert drawn == [item_vocabulary(mixed, index) for index in range(400)]  # by index: the same every time
+    assert {item_vocabulary(TrainConfig(vocabulary="wide", standard_share=1.0), i) for i in range(50)} == {STANDARD}
+    assert train_command(mixed).endswith("--vocabulary wide --standard-share 0.5")
+    small = Dimensions(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, vision_hidden=32, vision_layers=1,
+                       vision_heads=2)
+    processor = build_untrained(small)[1]
+    examples = step_examples(0, TrainConfig(steps=1, batch_size=8, dimensions=small, aux_weight=1.0, vocabulary="wide",
+                                            standard_share=1.0), processor)
+    standard = step_examples(0, TrainConfig(steps=1, batch_size=8, dimensions=small, aux_weight=1.0), processor)
+    assert [e.target for e in examples] == [e.target for e in standard]  # the standard run's own items
+    names = {index: name for name, index in scene_fact_names(WIDE).items()}
+    relabelled = [[names[f] for f in e.scene_labels] for e in examples]
+    assert relabelled == [[{i: n for n, i in scene_fact_names(STANDARD).items()}[f] for f in e.scene_labels]
+                          for e in standard]  # the same facts, numbered in the wide heads' names
+    with pytest.raises(ConfigError, match=r"standard_share \(0.5\) mixes standard items into a run on another"):
+        TrainConfig(standard_share=0.5)
+    with pytest.raises(ConfigError, match="standard_share must be a share from 0 to 1, got 2"):
+        TrainConfig(vocabulary="wide", standard_share=2)

@@ -78,6 +78,10 @@ def embedded_train(
                                                  "wide (11 colours, 50 titles, 50 fields, bars 1-100, values such as "
                                                  "12.50, 1,204 and $3.99); the vision heads read its facts.")]
     = "standard",
+    standard_share: Annotated[float, typer.Option(help="With --vocabulary wide: the share of items drawn from the "
+                                                       "standard vocabulary instead (its charts of values up to 9, "
+                                                       "two-digit fields), so the shipped model's world stays in the "
+                                                       "mix (0-1).")] = 0.0,
     resume: Annotated[bool, typer.Option(help="Continue the stopped run saved in OUT_DIR (same settings); it ends "
                                               "with the weights an uninterrupted run gives.")] = False,
     stop_after: Annotated[Optional[int], typer.Option(help="Save and stop after this step of the --steps schedule "
@@ -102,7 +106,8 @@ def embedded_train(
                              precision=precision, data_stream=data_stream, accumulate=accumulate,
                              init_from=init_from, rope_layout=rope_layout, tool_share=tool_share, augment=augment,
                              chart_shards=chart_shards, image_side=image_side, tool_cells=tool_cells,
-                             cell_head_init=cell_head_init, vocabulary=vocabulary, **weights)
+                             cell_head_init=cell_head_init, vocabulary=vocabulary, standard_share=standard_share,
+                             **weights)
     except RedgraphError as exc:
         fail(exc)
     columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),

@@ -34,8 +34,8 @@ def step_examples(step: int, config, processor, rng: random.Random | None = None
     """
     start = step * config.batch_size
     weights, vocabulary = config.category_weight_map, config.scene_vocabulary
-    items = [make_item("train", start + i, seed=config.seed, category_weights=weights, vocabulary=vocabulary)
-             for i in range(config.batch_size)]
+    items = [make_item("train", start + i, seed=config.seed, category_weights=weights,
+                       vocabulary=item_vocabulary(config, start + i)) for i in range(config.batch_size)]
     if config.data_stream == 1:
         if rng is None:
             raise ValueError("stream 1 draws from the run's task generator; pass rng")
@@ -52,6 +52,14 @@ def step_examples(step: int, config, processor, rng: random.Random | None = None
         examples.append(make_example(item, task, processor, own, picture, layout if config.tool_cells else None,
                                      vocabulary))
     return examples
+
+
+def item_vocabulary(config, index: int) -> Vocabulary:
+    """The vocabulary of training item ``index``: the run's, or the standard one for a
+    ``config.standard_share`` of them (drawn by the item's index, so any worker count gives the same)."""
+    if config.standard_share and random.Random(f"redgraph-vocabulary:{config.seed}:{index}").random() < config.standard_share:
+        return STANDARD
+    return config.scene_vocabulary
 
 
 def split_by_length(examples: list[Example], parts: int) -> list[list[Example]]:

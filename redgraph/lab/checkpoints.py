@@ -144,6 +144,8 @@ def train_command(config: TrainConfig) -> str:
         flags.append(f"--cell-head-init {config.cell_head_init}")
     if config.vocabulary != default.vocabulary:
         flags.append(f"--vocabulary {config.vocabulary}")
+    if config.standard_share:
+        flags.append(f"--standard-share {config.standard_share:g}")
     return "redgraph embedded train OUT " + " ".join(flags)
 
 

@@ -24,7 +24,7 @@ ATTENTIONS = ("eager", "sdpa")
 LEGACY_SETTINGS = {"precision": "float32", "data_stream": 1, "accumulate": 1, "cell_weight": 0.0, "init_from": None,
            "position_weight": 0.0, "rope_layout": "blocks", "category_weights": [1.0] * len(ALL_CATEGORIES),
            "tool_share": 0.0, "augment": 0.0, "chart_shards": None, "image_side": 128, "tool_cells": False,
-           "cell_head_init": "random", "vocabulary": "standard"}
+           "cell_head_init": "random", "vocabulary": "standard", "standard_share": 0.0}
 CELL_HEAD_INITS = ("random", "zero")
 EMBEDDED_BASE = "embedded"  # init_from's name for the model shipped in the package
 
@@ -97,6 +97,10 @@ class TrainConfig:
     # model's, or "wide" (11 colours, 50 titles, 50 field names, bars 1-100, written values). The scene
     # and cell heads read that vocabulary's facts.
     vocabulary: str = "standard"
+    # In a run on another vocabulary, the share of items drawn from the standard one instead (the
+    # shipped model's world, which the wide vocabulary all but never draws: charts of values up to 9,
+    # two-digit fields), each item's draw seeded by its index. Labels stay in the run's vocabulary.
+    standard_share: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads", "accumulate", "warmup_steps"):
@@ -160,6 +164,13 @@ class TrainConfig:
             raise ConfigError(f"cell_head_init must be one of {', '.join(CELL_HEAD_INITS)}, got {self.cell_head_init!r}")
         if self.vocabulary not in VOCABULARIES:
             raise ConfigError(f"vocabulary must be one of {', '.join(VOCABULARIES)}, got {self.vocabulary!r}")
+        share = self.standard_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise ConfigError(f"standard_share must be a share from 0 to 1, got {share!r}")
+        object.__setattr__(self, "standard_share", float(share))
+        if share and self.vocabulary == "standard":
+            raise ConfigError(f"standard_share ({share:g}) mixes standard items into a run on another vocabulary; "
+                              "this run is on the standard one: set --vocabulary wide, or leave it out")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise ConfigError(f"init_from must be a checkpoint folder or {EMBEDDED_BASE!r}, got {self.init_from!r}")
 
