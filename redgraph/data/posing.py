@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 
 from redgraph.data import questions
 from redgraph.data.claims import Claim
-from redgraph.data.vocabulary import STANDARD, Vocabulary
 from redgraph.data.scenes import SHAPES, BarScene, DocumentScene, Scene, ShapeScene, vocabulary_of
+from redgraph.data.vocabulary import STANDARD, Vocabulary
 from redgraph.errors import InputError, RedgraphError
 
 CATEGORIES = {
