@@ -156,7 +156,7 @@ VOCABULARIES = {vocabulary.name: vocabulary for vocabulary in (STANDARD, WIDE)}
 
 def vocabulary_named(name: str) -> Vocabulary:
     """The vocabulary called ``name``; InputError naming the known ones otherwise."""
-    if name not in VOCABULARIES:
+    if not isinstance(name, str) or name not in VOCABULARIES:
         raise InputError(f"unknown vocabulary {name!r}; choose one of {', '.join(VOCABULARIES)}")
     return VOCABULARIES[name]
 

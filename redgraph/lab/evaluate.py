@@ -73,7 +73,7 @@ def evaluate(
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if source not in SOURCES:
         raise ConfigError(f"unknown picture source {source!r}; choose one of {', '.join(SOURCES)}")
-    if vocabulary not in VOCABULARIES:
+    if not isinstance(vocabulary, str) or vocabulary not in VOCABULARIES:
         raise ConfigError(f"unknown vocabulary {vocabulary!r}; choose one of {', '.join(VOCABULARIES)}")
     check_whole_number("limit", limit)
     started = time.perf_counter()

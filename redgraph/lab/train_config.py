@@ -162,7 +162,7 @@ class TrainConfig:
                               f"tool_share above 0 (got {self.cell_weight:g} and {self.tool_share:g})")
         if self.cell_head_init not in CELL_HEAD_INITS:
             raise ConfigError(f"cell_head_init must be one of {', '.join(CELL_HEAD_INITS)}, got {self.cell_head_init!r}")
-        if self.vocabulary not in VOCABULARIES:
+        if not isinstance(self.vocabulary, str) or self.vocabulary not in VOCABULARIES:
             raise ConfigError(f"vocabulary must be one of {', '.join(VOCABULARIES)}, got {self.vocabulary!r}")
         share = self.standard_share
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
