@@ -29,7 +29,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from redgraph.errors import InputError
+from redgraph.errors import InputError, RedgraphError
 
 _STANDARD_COLOURS = ("red", "green", "blue", "yellow", "purple")
 _STANDARD_TITLES = ("receipt", "invoice", "menu", "report", "order", "budget", "sales", "ticket", "notes", "agenda")
@@ -111,7 +111,18 @@ class Vocabulary:
 
     def field_value(self, rng: random.Random) -> int | str:
         """A random field value of this vocabulary (see :func:`value_of` for its type)."""
-        form = self.forms[0] if len(self.forms) == 1 else rng.choice(self.forms)
+        return self._of_form(self.forms[0] if len(self.forms) == 1 else rng.choice(self.forms), rng)
+
+    def other_field_value(self, value: int | str, rng: random.Random) -> int | str:
+        """Another value of ``value``'s form (a misleading rationale's, a false claim's)."""
+        form = form_of(value)
+        if form == "whole":
+            return rng.choice([v for v in self.whole if v != value])
+        while (other := self._of_form(form, rng)) == value:
+            pass
+        return other
+
+    def _of_form(self, form: str, rng: random.Random) -> int | str:
         if form == "whole":
             return rng.randint(self.whole.start, self.whole.stop - 1)
         if form == "decimal":
@@ -119,16 +130,6 @@ class Vocabulary:
         if form == "thousands":
             return f"{rng.randint(1, 9)},{rng.randint(0, 999):03d}"
         return f"${rng.randint(1, 99)}.{rng.randint(0, 99):02d}"
-
-    def other_field_value(self, value: int | str, rng: random.Random) -> int | str:
-        """Another value of ``value``'s form (a misleading rationale's, a false claim's)."""
-        form = form_of(value)
-        if form == "whole":
-            return rng.choice([v for v in self.whole if v != value])
-        one_form = Vocabulary(self.name, self.colours, self.titles, self.fields, self.bar_values, self.whole, (form,))
-        while (other := one_form.field_value(rng)) == value:
-            pass
-        return other
 
     def holds_value(self, value: int | str) -> bool:
         return value in self.whole if isinstance(value, int) else form_of(value) in self.forms
@@ -154,10 +155,10 @@ WIDE = Vocabulary("wide", tuple(RGB), _WIDE_TITLES, _WIDE_FIELDS, range(1, 101),
 VOCABULARIES = {vocabulary.name: vocabulary for vocabulary in (STANDARD, WIDE)}
 
 
-def vocabulary_named(name: str) -> Vocabulary:
-    """The vocabulary called ``name``; InputError naming the known ones otherwise."""
+def vocabulary_named(name: str, error: type[RedgraphError] = InputError) -> Vocabulary:
+    """The vocabulary called ``name``; ``error`` naming the known ones otherwise."""
     if not isinstance(name, str) or name not in VOCABULARIES:
-        raise InputError(f"unknown vocabulary {name!r}; choose one of {', '.join(VOCABULARIES)}")
+        raise error(f"unknown vocabulary {name!r}; choose one of {', '.join(VOCABULARIES)}")
     return VOCABULARIES[name]
 
 

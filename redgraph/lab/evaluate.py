@@ -34,7 +34,7 @@ from PIL import Image
 from redgraph.data.claims import grade_rationale
 from redgraph.data.posing import check_categories
 from redgraph.data.synthetic import SPLITS, SyntheticItem, generate_items
-from redgraph.data.vocabulary import STANDARD, VOCABULARIES, Vocabulary
+from redgraph.data.vocabulary import STANDARD, Vocabulary, vocabulary_named
 from redgraph.decoding.claim_scoring import claim_support
 from redgraph.errors import ConfigError, check_whole_number
 from redgraph.eval.normalize import answers_match
@@ -73,16 +73,14 @@ def evaluate(
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if source not in SOURCES:
         raise ConfigError(f"unknown picture source {source!r}; choose one of {', '.join(SOURCES)}")
-    if not isinstance(vocabulary, str) or vocabulary not in VOCABULARIES:
-        raise ConfigError(f"unknown vocabulary {vocabulary!r}; choose one of {', '.join(VOCABULARIES)}")
+    words = vocabulary_named(vocabulary, ConfigError)
     check_whole_number("limit", limit)
     started = time.perf_counter()
     if categories is None:
-        items = list(itertools.islice(_source_items(split, seed, source, VOCABULARIES[vocabulary]), limit))
+        items = list(itertools.islice(_source_items(split, seed, source, words), limit))
     else:
         chosen = set(check_categories(categories, ConfigError))
-        wanted = (item for item in _source_items(split, seed, source, VOCABULARIES[vocabulary])
-                  if item.category in chosen)
+        wanted = (item for item in _source_items(split, seed, source, words) if item.category in chosen)
         items = list(itertools.islice(wanted, limit))
     scores: dict[str, list[tuple[SyntheticItem, bool]]] = defaultdict(list)
     for start in range(0, len(items), batch_size):
