@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import random
 import shutil
 from collections import Counter
@@ -156,8 +157,42 @@ def test_a_larger_image_side_gives_more_image_tokens_and_is_saved_and_named(tmp_
     for bad, message in ((200, "multiple of 16"), (32, "image_side must be"), (1024, "image_side must be")):
         with pytest.raises(ConfigError, match=message):
             TrainConfig(image_side=bad)
-    with pytest.raises(ConfigError, match="set cell_weight and position_weight to 0"):
-        TrainConfig(image_side=192, cell_weight=1.0)
+    with pytest.raises(ConfigError, match="set position_weight to 0"):
+        TrainConfig(image_side=192, position_weight=1.0)
+    # the cell loss at that side, on the own renderer's pictures and on other tools' (their layouts)
+    _, manifest = train(None, TrainConfig(steps=2, batch_size=4, dimensions=SMALL, image_side=192, cell_weight=1.0,
+                                          tool_share=1.0, tool_cells=True, seed=3))
+    assert math.isfinite(manifest["first_loss"]) and math.isfinite(manifest["final_loss_mean_last_50"])
+
+
+@pytest.mark.parametrize("side", [192, 256])
+def test_cell_labels_at_a_larger_image_side_are_the_128_grids_facts_finer(side):
+    """The own renderer's cell labels at another side: one set per token of the processor's grid, and
+    each point fact (a character, a line, a shape's centre, a bar's end) in the token that covers the
+    same place of the 128-pixel grid's."""
+    from redgraph.lab.architecture import CELL
+    from redgraph.lab.scene_labels import CELL_VOCABULARY, cell_labels
+
+    names = {index: name for name, index in CELL_VOCABULARY.items()}
+    processor = build_untrained(SMALL, image_side=side)[1]
+
+    def points(facts):  # a character without the half of its square it is in
+        kept = {names[f] for f in facts if names[f].split(":")[0] in ("char", "line", "title", "centre", "bar_top")}
+        return {":".join(n.split(":")[:2]) if n.startswith("char:") else n for n in kept}
+
+    for item in list(generate_items("train", 9))[:9]:
+        coarse, fine = cell_labels(item.scene, CELL), cell_labels(item.scene, CELL, image_side=side)
+        grid = processor.image_processor(images=[item.image()], return_tensors="pt")["image_grid_thw"][0].tolist()
+        assert len(fine) == grid[1] * grid[2] // 4 == (side // CELL) ** 2
+        fine_side, coarse_side = side // CELL, 128 // CELL
+        found = set()
+        for index, facts in enumerate(fine):
+            row, column = divmod(index, fine_side)
+            parent = coarse[(row * coarse_side // fine_side) * coarse_side + column * coarse_side // fine_side]
+            if side == 256:  # each 256 token is a quarter of one 128 token
+                assert points(facts) <= points(parent), (item.question_id, index)
+            found |= points(facts)
+        assert found == set().union(*map(points, coarse))  # nothing lost, nothing new
 
 
 def test_position_loss_trains_and_is_named_in_the_manifest():

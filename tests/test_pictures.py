@@ -266,6 +266,24 @@ def test_a_documents_layout_puts_each_character_on_its_ink_and_in_its_lines_cell
                            for facts in cells for half in (0, 1)), (name, value, digit)
 
 
+def test_a_layouts_cell_labels_follow_a_larger_pixel_budget():
+    processor = build_untrained(SMALL, image_side=256)[1]
+    names = {index: name for name, index in CELL_VOCABULARY.items()}
+    document = next(i for i in generate_items("train", 12) if i.kind == "document")
+    picture, layout = draw_laid_out("fonts", document.scene, random.Random(3), look="default")
+    small, large = layout_cell_labels(layout, 16), layout_cell_labels(layout, 16, pixels=256 * 256)
+    grid = processor.image_processor(images=[picture], return_tensors="pt")["image_grid_thw"][0].tolist()
+    assert len(large) == grid[1] * grid[2] // 4 > 3 * len(small)  # one per token of the 256-pixel grid
+
+    def digits(cells) -> list[str]:  # each labelled digit fact, in the grid's reading order
+        return [names[f].split(":")[1] for facts in cells for f in facts
+                if names[f].startswith("char:") and names[f].split(":")[1].isdigit()]
+    # every digit of the values is labelled at both sides; at 256 two digits share a square less often
+    written = sorted(d for _, value in document.scene.fields for d in str(value))
+    assert sorted(set(digits(large))) == sorted(set(written)) == sorted(set(digits(small)))
+    assert len(digits(large)) >= len(digits(small))
+
+
 def test_a_charts_layout_boxes_each_bar_in_its_colour_and_marks_where_it_ends():
     from matplotlib.colors import to_rgb
 

@@ -67,7 +67,7 @@ def embedded_train(
                                                              "each).")] = None,
     image_side: Annotated[int, typer.Option(help="Side of the square whose pixel count every picture is resized to, "
                                                  "its aspect kept (a multiple of 16; about (side/16)^2 image tokens). The "
-                                                 "cell and position heads need 128.")] = 128,
+                                                 "position head needs 128.")] = 128,
     tool_cells: Annotated[bool, typer.Option(help="Label other tools' undegraded drawings for the cell loss too, from "
                                                   "where each drew what (needs --cell-weight and --tool-share).")]
     = False,

@@ -43,14 +43,15 @@ def step_examples(step: int, config, processor, rng: random.Random | None = None
             tasks = [rng.choice(TASKS) for _ in items]
         else:
             tasks = rng.choices(TASKS, weights=config.task_weights, k=len(items))
-        return [make_example(item, task, processor, rng, vocabulary=vocabulary) for item, task in zip(items, tasks)]
+        return [make_example(item, task, processor, rng, vocabulary=vocabulary, image_side=config.image_side)
+                for item, task in zip(items, tasks)]
     examples = []
     for offset, item in enumerate(items):
         own = random.Random(f"redgraph-train:{config.seed}:{start + offset}")
         task = own.choices(TASKS, weights=config.task_weights)[0]
         item, picture, layout = training_picture(item, task, start + offset, config, own)
         examples.append(make_example(item, task, processor, own, picture, layout if config.tool_cells else None,
-                                     vocabulary))
+                                     vocabulary, config.image_side))
     return examples
 
 

@@ -102,7 +102,7 @@ CELL_VOCABULARY = cell_fact_names(STANDARD)
 class _Cells:
     """The facts of each ``cell`` x ``cell`` square of a ``rows`` x ``columns`` grid, row by row."""
 
-    def __init__(self, rows: int, columns: int, cell: int, vocabulary: Vocabulary = STANDARD) -> None:
+    def __init__(self, rows: int, columns: int, cell: float, vocabulary: Vocabulary = STANDARD) -> None:
         self.rows, self.columns, self.cell = rows, columns, cell
         self.names, self.characters = cell_fact_names(vocabulary), _characters(vocabulary)
         self.facts: list[set[str]] = [set() for _ in range(rows * columns)]
@@ -137,12 +137,14 @@ class _Cells:
         return tuple(tuple(sorted(self.names[name] for name in names)) for names in self.facts)
 
 
-def cell_labels(scene: Scene, cell: int, vocabulary: Vocabulary = STANDARD) -> tuple[tuple[int, ...], ...]:
+def cell_labels(scene: Scene, cell: int, vocabulary: Vocabulary = STANDARD, *,
+                image_side: int = IMAGE_SIDE) -> tuple[tuple[int, ...], ...]:
     """For each ``cell`` x ``cell`` square of the picture the project's own renderer draws of ``scene``,
     row by row (the order of the merged image tokens), the indices (into :func:`cell_fact_names` of
-    ``vocabulary``) of the facts that hold there."""
-    side = IMAGE_SIDE // cell
-    cells = _Cells(side, side, cell, vocabulary)
+    ``vocabulary``) of the facts that hold there. ``image_side``: the side the processor resizes the
+    renderer's square picture to; each token then covers ``cell * IMAGE_SIDE / image_side`` of its pixels."""
+    side = image_side // cell
+    cells = _Cells(side, side, cell * IMAGE_SIDE / image_side, vocabulary)
     if isinstance(scene, ShapeScene):
         for shape in scene.objects:
             r = shape.radius
@@ -173,12 +175,13 @@ def token_grid(width: int, height: int, cell: int, pixels: int = IMAGE_SIDE * IM
     return resized_height // cell, resized_width // cell
 
 
-def layout_cell_labels(layout, cell: int, vocabulary: Vocabulary = STANDARD) -> tuple[tuple[int, ...], ...]:
+def layout_cell_labels(layout, cell: int, vocabulary: Vocabulary = STANDARD, *,
+                       pixels: int = IMAGE_SIDE * IMAGE_SIDE) -> tuple[tuple[int, ...], ...]:
     """:func:`cell_labels` of a picture another tool drew, from the :class:`~redgraph.data.tools.Layout`
     of where it drew what: each square of the token grid the processor makes of the picture (see
-    :func:`token_grid`), row by row."""
+    :func:`token_grid`; ``pixels``: the processor's pixel budget), row by row."""
     width, height = layout.size
-    rows, columns = token_grid(width, height, cell)
+    rows, columns = token_grid(width, height, cell, pixels)
     cells = _Cells(rows, columns, cell, vocabulary)
     scale_x, scale_y = columns * cell / width, rows * cell / height
     for colour, left, top, right, bottom in layout.boxes:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from redgraph.data.scenes import IMAGE_SIDE
 from redgraph.data.synthetic import SyntheticItem
 from redgraph.data.tools import Layout
 from redgraph.data.vocabulary import STANDARD, Vocabulary
@@ -41,17 +42,19 @@ class Example:
 
 def make_example(item: SyntheticItem, task: str, processor, rng: random.Random,
                  picture: Image.Image | None = None, layout: Layout | None = None,
-                 vocabulary: Vocabulary = STANDARD) -> Example:
+                 vocabulary: Vocabulary = STANDARD, image_side: int = IMAGE_SIDE) -> Example:
     """``task``'s example of ``item``, shown ``picture`` (another tool's drawing of the item's scene,
     or a degraded one) instead of the project's own drawing where given. The own drawing has cell
     labels, and so has another tool's drawing given with its ``layout`` (where that tool drew what); a
     picture without one (a degraded drawing) has none. The labels name the facts of ``vocabulary``
-    (the run's; :mod:`redgraph.data.vocabulary`)."""
+    (the run's; :mod:`redgraph.data.vocabulary`), one set per token of the grid the processor makes
+    at ``image_side`` (the run's)."""
     example = _example(item, task, processor, rng, picture)
     if example.image is None:
         return example
-    cells = (cell_labels(item.scene, CELL, vocabulary) if picture is None
-             else layout_cell_labels(layout, CELL, vocabulary) if layout is not None else ())
+    cells = (cell_labels(item.scene, CELL, vocabulary, image_side=image_side) if picture is None
+             else layout_cell_labels(layout, CELL, vocabulary, pixels=image_side * image_side) if layout is not None
+             else ())
     return dataclasses.replace(example, scene_labels=scene_labels(item.scene, vocabulary), cell_labels=cells)
 
 

@@ -84,7 +84,7 @@ class TrainConfig:
     # The side of the square whose pixel count every picture is resized to, its aspect ratio kept (a
     # multiple of 16: one merged image token covers 16 x 16 pixels), so about (side / 16)^2 image tokens a
     # picture. The own renderer draws 128 x 128; a larger side gives a drawing's text and bars more
-    # tokens. The cell and position heads label the grid of a 128-pixel budget, so they need 128.
+    # tokens. The cell head labels the grid at any side; the position head the 128-pixel grid only.
     image_side: int = IMAGE_SIDE
     # Label other tools' undegraded drawings for the cell loss too, from the layout of where each tool
     # drew what (redgraph.data.tools.Layout); without it only the own renderer's pictures have cell labels.
@@ -152,9 +152,9 @@ class TrainConfig:
         if self.image_side % CELL:
             raise ConfigError(f"image_side must be a multiple of {CELL} (the pixels one merged image token covers), "
                               f"got {self.image_side}")
-        if self.image_side != IMAGE_SIDE and (self.cell_weight or self.position_weight):
-            raise ConfigError(f"the cell and position heads label the {IMAGE_SIDE}-pixel grid; with image_side "
-                              f"{self.image_side} set cell_weight and position_weight to 0")
+        if self.image_side != IMAGE_SIDE and self.position_weight:
+            raise ConfigError(f"the position head labels the {IMAGE_SIDE}-pixel grid; with image_side "
+                              f"{self.image_side} set position_weight to 0")
         if not isinstance(self.tool_cells, bool):
             raise ConfigError(f"tool_cells must be true or false, got {self.tool_cells!r}")
         if self.tool_cells and not (self.cell_weight and self.tool_share):
