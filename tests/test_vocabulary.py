@@ -238,6 +238,9 @@ def test_the_commands_refuse_an_unknown_vocabulary_by_name(tmp_path):
         result = CliRunner().invoke(app, command)
         assert result.exit_code == 2 and "huge" in result.output and "standard, wide" in result.output, result.output
     assert not (tmp_path / "charts").exists() and not (tmp_path / "run").exists()
+    # evaluate names the vocabulary before it loads a model (this one does not exist)
+    result = CliRunner().invoke(app, ["embedded", "evaluate", "--model", str(tmp_path / "none"), "--vocabulary", "huge"])
+    assert result.exit_code == 2 and "huge" in result.output and "none" not in result.output, result.output
 
 
 def test_a_wide_run_keeps_a_share_of_standard_items_labelled_in_its_own_facts():

@@ -214,9 +214,10 @@ def embedded_evaluate(
     machine_output(as_json)
     from rich.progress import Progress
 
-    from redgraph.lab.evaluate import METRICS, evaluate
+    from redgraph.lab.evaluate import METRICS, check_items, evaluate
 
     try:
+        check_items(split, source, vocabulary)  # before the model loads
         with console.status(f"loading {model or 'the embedded model'} ..."):
             lvlm = load_model(model, adapter=adapter)
         with Progress(console=console, transient=True) as progress:

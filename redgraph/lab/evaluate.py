@@ -49,6 +49,16 @@ SOURCES = ("synthetic", "matplotlib", "fonts", "heldout")
 METRICS = ("image_answer_acc", "rationale_answer_acc", "cot_answer_acc", "rationale_fact_acc", "claim_verification_acc")
 
 
+def check_items(split: str, source: str, vocabulary: str):
+    """The vocabulary named ``vocabulary``, once ``split``, ``source`` and it name what :func:`evaluate`
+    knows (a caller checks them before loading a model)."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if source not in SOURCES:
+        raise ConfigError(f"unknown picture source {source!r}; choose one of {', '.join(SOURCES)}")
+    return vocabulary_named(vocabulary, ConfigError)
+
+
 def evaluate(
     lvlm,
     *,
@@ -69,11 +79,7 @@ def evaluate(
     Returns:
         ``{"overall": {metric: value}, "per_kind": {kind: {...}}, "per_category": {...}, ...}``.
     """
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    if source not in SOURCES:
-        raise ConfigError(f"unknown picture source {source!r}; choose one of {', '.join(SOURCES)}")
-    words = vocabulary_named(vocabulary, ConfigError)
+    words = check_items(split, source, vocabulary)
     check_whole_number("limit", limit)
     started = time.perf_counter()
     if categories is None:
