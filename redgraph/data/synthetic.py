@@ -154,8 +154,7 @@ def make_item(split: Split, index: int, *, seed: int = 0, category_weights: Mapp
     Raises:
         InputError: ``scene`` is of another split, or ``category_weights`` leave nothing to ask about it.
     """
-    named = "" if vocabulary is STANDARD else f"{vocabulary.name}:"
-    rng = random.Random(f"redgraph-synthetic:{named}{seed}:{split}:{index}")
+    rng = random.Random(f"redgraph-synthetic:{vocabulary.seed_prefix}{seed}:{split}:{index}")
     kinds = KINDS
     if category_weights is not None:
         category_weights = check_category_weights(category_weights)
@@ -182,7 +181,7 @@ def make_item(split: Split, index: int, *, seed: int = 0, category_weights: Mapp
         pass
     claims = _labelled_claims(scene, gold + misleading + random_claims(scene, rng), rng)
     return SyntheticItem(
-        question_id=f"{split}-{seed}-{named.replace(':', '-')}{index:06d}",
+        question_id=f"{split}-{seed}-{vocabulary.seed_prefix.replace(':', '-')}{index:06d}",
         split=split,
         kind=kind,
         category=category,

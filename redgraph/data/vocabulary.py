@@ -109,6 +109,12 @@ class Vocabulary:
     whole: range
     forms: tuple[str, ...]
 
+    @property
+    def seed_prefix(self) -> str:
+        """What this vocabulary's random streams put before their seed: nothing for the standard one
+        (its items and charts are the ones they always were), else its name and a colon."""
+        return "" if self.name == "standard" else f"{self.name}:"
+
     def field_value(self, rng: random.Random) -> int | str:
         """A random field value of this vocabulary (see :func:`value_of` for its type)."""
         return self._of_form(self.forms[0] if len(self.forms) == 1 else rng.choice(self.forms), rng)

@@ -43,8 +43,7 @@ SHARD_PATTERN = "charts-{:05d}.tar"
 def chart_scene(seed: int, index: int, vocabulary: Vocabulary = STANDARD) -> BarScene:
     """Training chart ``index`` of the shards seeded ``seed``: a train-split bar scene in ``vocabulary``'s
     colours and values."""
-    named = "" if vocabulary is STANDARD else f"{vocabulary.name}:"
-    rng = random.Random(f"redgraph-charts:{named}{seed}:{index}")
+    rng = random.Random(f"redgraph-charts:{vocabulary.seed_prefix}{seed}:{index}")
     while True:
         scene = random_scene("bars", rng, vocabulary)
         if split_of(scene) == "train":
