@@ -18,6 +18,7 @@ the language model's side, and a low probe at the tower's.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import sys
@@ -51,19 +52,21 @@ def digit_tokens(model, processor, source: str, documents: int):
     from redgraph.lab.scene_labels import CELL_VOCABULARY, cell_labels, layout_cell_labels
 
     names = {index: name for name, index in CELL_VOCABULARY.items()}
+    pixels = int(processor.image_processor.size["longest_edge"])  # the model's budget: side x side
+    side = math.isqrt(pixels)
     scenes = [item.scene for item in generate_items("train", 3 * documents, seed=77) if item.kind == "document"]
     features, digits, owners = [], [], []
     for number, scene in enumerate(scenes[:documents]):
         if source == "own":
-            picture, cells = draw_scene(scene), cell_labels(scene, CELL)
+            picture, cells = draw_scene(scene), cell_labels(scene, CELL, image_side=side)
         else:
             look = "default" if source == "fonts" else "heldout"
             picture, layout = draw_laid_out("fonts", scene, random.Random(f"digit-probe:{number}"), look=look)
-            cells = layout_cell_labels(layout, CELL)
+            cells = layout_cell_labels(layout, CELL, pixels=pixels)
         tokens = _tokens(model, processor, picture)
         if tokens.shape[0] != len(cells):
             raise SystemExit(f"{tokens.shape[0]} image tokens but {len(cells)} labelled cells: the model's processor "
-                             "does not resize pictures to the 128 x 128 pixel budget the cell labels assume")
+                             f"does not resize pictures to a square budget of {side} x {side} pixels")
         for token, facts in zip(tokens, cells):
             held = {names[f].split(":")[1] for f in facts if names[f].startswith("char:")}
             held = [c for c in held if c.isdigit()]
