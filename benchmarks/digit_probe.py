@@ -49,9 +49,8 @@ def digit_tokens(model, processor, source: str, documents: int):
     from redgraph.data.scenes import draw_scene
     from redgraph.data.tools import draw_laid_out
     from redgraph.lab.architecture import CELL
-    from redgraph.lab.scene_labels import CELL_VOCABULARY, cell_labels, layout_cell_labels
+    from redgraph.lab.scene_labels import cell_labels, layout_cell_labels
 
-    names = {index: name for name, index in CELL_VOCABULARY.items()}
     pixels = int(processor.image_processor.size["longest_edge"])  # the model's budget: side x side
     side = math.isqrt(pixels)
     scenes = [item.scene for item in generate_items("train", 3 * documents, seed=77) if item.kind == "document"]
@@ -67,14 +66,25 @@ def digit_tokens(model, processor, source: str, documents: int):
         if tokens.shape[0] != len(cells):
             raise SystemExit(f"{tokens.shape[0]} image tokens but {len(cells)} labelled cells: the model's processor "
                              f"does not resize pictures to a square budget of {side} x {side} pixels")
-        for token, facts in zip(tokens, cells):
-            held = {names[f].split(":")[1] for f in facts if names[f].startswith("char:")}
-            held = [c for c in held if c.isdigit()]
-            if len(held) == 1:
-                features.append(token)
-                digits.append(int(held[0]))
-                owners.append(number)
+        for index, digit in digit_cells(cells):
+            features.append(tokens[index])
+            digits.append(digit)
+            owners.append(number)
     return torch.stack(features), torch.tensor(digits), owners
+
+
+def digit_cells(cells) -> list[tuple[int, int]]:
+    """(token index, digit) of each token whose square holds exactly one digit's centre, of a
+    picture's cell labels (:data:`~redgraph.lab.scene_labels.CELL_VOCABULARY`'s facts)."""
+    from redgraph.lab.scene_labels import CELL_VOCABULARY
+
+    names = {index: name for name, index in CELL_VOCABULARY.items()}
+    found = []
+    for index, facts in enumerate(cells):
+        held = [c for c in {names[f].split(":")[1] for f in facts if names[f].startswith("char:")} if c.isdigit()]
+        if len(held) == 1:
+            found.append((index, int(held[0])))
+    return found
 
 
 def probe(model, processor, source: str, documents: int) -> dict:

@@ -61,24 +61,11 @@ def drawn(scene, rng, look: str, pixels: int):
     return picture, layout_cell_labels(layout, CELL, pixels=pixels)
 
 
-def digit_cells(cells) -> list[tuple[int, int]]:
-    """(token index, digit) of each token whose square holds exactly one digit's centre."""
-    from redgraph.lab.scene_labels import CELL_VOCABULARY
-
-    names = {index: name for name, index in CELL_VOCABULARY.items()}
-    found = []
-    for index, facts in enumerate(cells):
-        digits = {names[f].split(":")[1] for f in facts if names[f].startswith("char:")}
-        digits = [c for c in digits if c.isdigit()]
-        if len(digits) == 1:
-            found.append((index, int(digits[0])))
-    return found
-
-
 def measure(visual, heads, processor, sets, pixels: int) -> dict:
     """``head`` and ``probe`` digit figures on each test set of (scene, look) documents."""
     import torch
 
+    from digit_probe import digit_cells
     from redgraph.lab.scene_labels import CELL_VOCABULARY
     from vision_probe import token_probe
 
@@ -145,6 +132,7 @@ def main() -> None:
     from redgraph.lab.batches import vision_targets
     from redgraph.lab.losses import VisionHeads
     from redgraph.lab.train import warmup_cosine
+    from tower_heads import optimise
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -178,12 +166,7 @@ def main() -> None:
         drew = time.perf_counter()
         targets = vision_targets([()] * len(cells), cells)
         loss = heads.loss(merged_tokens(visual, processor, pictures), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        scheduler.step()
-        losses.append(loss.item())
+        losses.append(optimise(loss, optimizer, scheduler, parameters))
         drawing += drew - started
         trained += time.perf_counter() - drew
         if step % args.probe_every == 0 or step == args.steps:

@@ -27,6 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+def optimise(loss, optimizer, scheduler, parameters) -> float:
+    """One optimiser and schedule step on ``loss``, gradients clipped to norm 1; the loss's value."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -73,12 +85,7 @@ def main() -> None:
             merged = getattr(output, "pooler_output", None)
             merged = merged if merged is not None else output
             loss = heads.loss(merged.reshape(len(scenes), -1, merged.shape[-1]), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        scheduler.step()
-        losses.append(loss.item())
+        losses.append(optimise(loss, optimizer, scheduler, parameters))
     seconds = time.perf_counter() - started
     visual.eval()
     shapes, labels = colour_scenes(args.scenes)
