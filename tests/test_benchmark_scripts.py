@@ -155,6 +155,20 @@ def test_digit_probe_smoke_run_reads_the_own_renderers_digits_from_single_tokens
     assert report["own_digit_probe_acc"] >= 0.6
 
 
+def test_reading_curve_smoke_run_probes_at_the_side_it_trains_at():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reading_curve.py"), "--json", "--image-side", "192",
+                           "--steps", "2", "--probe-every", "1", "--documents", "12", "--batch-size", "4"],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    report = json.loads(done.stdout)
+    assert report["image_side"] == 192 and report["tokens_per_document"] > 64  # more tokens than at 128
+    assert [point["step"] for point in report["curve"]] == [0, 1, 2]
+    for point in report["curve"]:
+        for source in ("fonts", "heldout"):
+            assert point[f"{source}_tokens"] > 0
+            assert 0 <= point[f"{source}_head"] <= 1 and 0 <= point[f"{source}_probe"] <= 1
+    assert all(point["loss"] > 0 for point in report["curve"][1:])
+
+
 def test_vision_probe_reads_the_rope_angles_of_either_layout():
     import importlib.util
 
