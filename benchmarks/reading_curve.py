@@ -119,7 +119,7 @@ def main() -> None:
     if args.image_side % 16 or not 64 <= args.image_side <= 512:
         parser.error(f"--image-side must be a multiple of 16 from 64 to 512, got {args.image_side}")
     if args.steps < 1 or args.probe_every < 1:
-        parser.error("--steps and --probe-every must be at least 1")
+        parser.error(f"--steps and --probe-every must be at least 1, got {args.steps} and {args.probe_every}")
     if args.init == "embedded" and (args.vision_hidden or args.vision_layers):
         parser.error("--vision-hidden and --vision-layers size a tower from scratch; leave them out with --init embedded")
 
