@@ -108,6 +108,17 @@ def test_bad_adapter_settings_are_named():
         AdapterConfig(layers=(), skip_layer=None)
 
 
+def test_the_vision_skip_on_a_family_it_cannot_read_is_refused_by_name_and_the_intervention_alone_runs():
+    from redgraph.errors import UnsupportedError
+
+    model = build_tiny_lvlm("llava_clip", seed=3).model
+    with pytest.raises(UnsupportedError, match="LlavaForConditionalGeneration has none: use skip_layer=None"):
+        Adapter.for_model(model, AdapterConfig(layers=(0,), skip_layer=1))
+    adapter = Adapter.for_model(model, AdapterConfig(layers=(0,), skip_layer=None)).attach(model)
+    assert adapter.attached
+    adapter.detach()
+
+
 def test_the_decode_command_takes_an_adapter(tmp_path):
     import json
 

@@ -236,3 +236,37 @@ def test_a_trace_set_of_another_source_keeps_the_identity_it_had_before_the_pict
     identity = TraceConfig(limit=3).identity()
     assert not {"questions", "kind", "holdout", "part"} & set(identity)
     assert TraceConfig(source="pictures:x", kind="bars", holdout=0.2, part="adapt").identity()["part"] == "adapt"
+
+
+# one family of each way the trainer feeds a vision tower (the others share one of these; each passed
+# when written): Qwen2-VL's grid, LLaVA's plain pixels, Idefics3's text_model and pixel mask, Gemma 3's
+# token types
+@pytest.mark.parametrize("family", ["qwen2_vl", "llava_clip", "idefics3", "gemma3"])
+def test_adapt_runs_on_a_real_architecture_through_the_lora_path(tmp_path, family):
+    """The label-free loop on a tiny random model of a real LVLM family: traces of a pictures folder,
+    a LoRA student, the held-out report; the base model is left as it was."""
+    import torch
+
+    from redgraph.distill.adapt import AdaptConfig, adapt
+    from redgraph.distill.student import DistillConfig
+    from redgraph.models.adapter import AdapterConfig
+    from tests.conftest import tiny
+
+    root = tmp_path / "mine"
+    root.mkdir()
+    for number, item in enumerate(ITEMS[:8]):
+        item.image().save(root / f"chart{number}.png")  # some held out at 0.5, some not (the test above)
+    lvlm = tiny(family)
+    before = {name: value.clone() for name, value in lvlm.model.state_dict().items()}
+    config = AdaptConfig(pictures=str(root), kind="bars", holdout=0.5, per_style=2, max_new_tokens=6,
+                         distill=DistillConfig(steps=2, batch_size=2, warmup_steps=1, precision="float32",
+                                               weighting=WeightConfig(threshold=0.0),
+                                               adapter=AdapterConfig(layers=(0,), rank=2, skip_layer=None, kind="lora")))
+    report = adapt(config, tmp_path / "out", lvlm=lvlm)
+    saved = json.loads((tmp_path / "out" / "adapter" / "adapter_config.json").read_text())
+    assert saved["manifest"]["config"]["adapter"]["kind"] == "lora"
+    assert report["pictures"]["adapt_traces"] == 2 * report["pictures"]["adapt_questions"] > 0
+    assert report["heldout"]["questions"] > 0
+    assert set(report["heldout"]["change"]) >= {"self_agreement", "support", "unsure_share"}
+    after = lvlm.model.state_dict()
+    assert set(after) == set(before) and all(torch.equal(after[name], before[name]) for name in before)

@@ -113,6 +113,9 @@ def rope_index(model_config) -> RopeIndex:
     return RopeIndex(model_config)
 
 
+PIXEL_INPUTS = ("pixel_values", "image_grid_thw", "image_sizes", "pixel_attention_mask")
+
+
 def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = None,
                   vocabulary: Vocabulary = STANDARD) -> dict[str, torch.Tensor]:
     """Tokenise prompts (with their images) and targets into right-padded training tensors (the vision
@@ -128,9 +131,11 @@ def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = N
     targets: list[int] = []
     pixel = {}
     if with_image:
-        encoded = processor(text=[e.prompt for e in with_image], images=[e.image for e in with_image],
+        # one list of images per prompt: SmolVLM's and Gemma 3's processors take a flat list as one prompt's
+        encoded = processor(text=[e.prompt for e in with_image], images=[[e.image] for e in with_image],
                             return_tensors="pt", padding=True)
-        pixel = {"pixel_values": encoded["pixel_values"], "image_grid_thw": encoded["image_grid_thw"]}
+        # what the family's processor gives its vision tower (Qwen2-VL also the grid, LLaVA-NeXT the sizes)
+        pixel = {key: encoded[key] for key in PIXEL_INPUTS if key in encoded}
         image_rows = iter(
             ids[mask.bool()].tolist() for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"])
         )
@@ -152,8 +157,14 @@ def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = N
         labels[i, len(row) - n_target : len(row)] = torch.tensor(row[-n_target:])
     batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
     if pixel:
-        # Qwen2-VL's 3-D positions need to know which tokens are image tokens (1) and which text (0).
-        pixel["mm_token_type_ids"] = (input_ids == processor.image_token_id).long()
+        # Which tokens are image tokens (1) and which text (0), for the rows as padded here: Qwen2-VL's
+        # 3-D positions need it, and Gemma 3's attention within an image (its processor calls it
+        # token_type_ids).
+        image_tokens = (input_ids == processor.image_token_id).long()
+        if "image_grid_thw" in pixel or "mm_token_type_ids" in encoded:
+            pixel["mm_token_type_ids"] = image_tokens
+        if "token_type_ids" in encoded:
+            pixel["token_type_ids"] = image_tokens
         pixel.update(vision_targets([e.scene_labels for e in with_image], [e.cell_labels for e in with_image],
                                     vocabulary))
         batch.update(pixel)

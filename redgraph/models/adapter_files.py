@@ -63,13 +63,17 @@ class AdapterConfig:
 
 
 
+LANGUAGE_MODELS = ("language_model", "text_model")  # where families keep their language model's layers
+
+
 def language_layers(model) -> nn.ModuleList:
+    """The decoder layers of ``model``'s language model (``text_model`` in Idefics3 and SmolVLM)."""
     inner = getattr(model, "model", None)
-    language = getattr(inner, "language_model", None)
-    layers = getattr(language, "layers", None)
-    if layers is None:
-        raise UnsupportedError(f"{type(model).__name__} has no language_model.layers to attach an adapter to")
-    return layers
+    for name in LANGUAGE_MODELS:
+        layers = getattr(getattr(inner, name, None), "layers", None)
+        if layers is not None:
+            return layers
+    raise UnsupportedError(f"{type(model).__name__} has no language_model.layers to attach an adapter to")
 
 
 def save_folder(path, state: dict[str, torch.Tensor], config: AdapterConfig, base_digest: str,

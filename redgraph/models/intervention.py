@@ -60,6 +60,12 @@ class VisionSkip(nn.Module):
 
 
 
+def _has_merged_vision_tower(model) -> bool:
+    """Whether ``model`` is of the Qwen-VL families, whose vision tower (``model.visual``) the skip reads."""
+    return (hasattr(getattr(model, "model", None), "visual")
+            and hasattr(getattr(model.config, "vision_config", None), "spatial_merge_size"))
+
+
 def _vision_width(model) -> int:
     """Width of the vision tower's output tokens (what the language model receives at image positions)."""
     return int(model.config.get_text_config().hidden_size)
@@ -92,6 +98,10 @@ class Adapter(nn.Module):
         if config.skip_layer is not None and not hasattr(model.config, "image_token_id"):
             raise UnsupportedError(f"the vision skip needs image_token_id in the config; {type(model).__name__} has "
                                    "none (use skip_layer=None)")
+        if config.skip_layer is not None and not _has_merged_vision_tower(model):
+            raise UnsupportedError(f"the vision skip reads a Qwen-VL-family vision tower (model.visual, with merged "
+                                   f"patches); {type(model).__name__} has none: use skip_layer=None (--skip-layer "
+                                   "none), or a LoRA student (--kind lora)")
         width = int(model.config.get_text_config().hidden_size)
         with torch.random.fork_rng(devices=[]):  # seeded here; the caller's generator is left as it was
             torch.manual_seed(seed)

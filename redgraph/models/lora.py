@@ -54,7 +54,7 @@ class LoraAdapter:
         self.config.check(model)
         layers = "|".join(str(layer) for layer in self.config.layers)
         lora = peft.LoraConfig(r=self.config.rank, lora_alpha=2 * self.config.rank, lora_dropout=0.0,
-                               target_modules=rf".*language_model\.layers\.({layers})\.self_attn\.(q_proj|v_proj)")
+                               target_modules=rf".*(language_model|text_model)\.layers\.({layers})\.self_attn\.(q_proj|v_proj)")
         with torch.random.fork_rng(devices=[]):  # A's initial values; B starts at zero
             torch.manual_seed(self.seed)
             peft.inject_adapter_in_model(lora, model, adapter_name=LORA_NAME)
