@@ -176,6 +176,17 @@ def test_the_command_line_writes_traces_of_a_pictures_folder(folder, tmp_path):
     refused = CliRunner().invoke(app, ["distill", "adapt", str(folder), str(tmp_path / "b"), "--kind", "bars",
                                        "--holdout", "1"])
     assert refused.exit_code != 0 and "holdout must be a share" in refused.output
+    # a LoRA student, on every language layer unless --layers names some (as `distill train` does)
+    lora = CliRunner().invoke(app, ["distill", "adapt", str(folder), str(tmp_path / "l"), "--kind", "bars",
+                                    "--holdout", "0.5", "--per-style", "1", "--steps", "1", "--max-new-tokens", "8",
+                                    "--adapter-kind", "lora", "--json"])
+    assert lora.exit_code == 0, lora.output
+    saved = json.loads((tmp_path / "l" / "adapter" / "adapter_config.json").read_text())
+    assert saved["config"] == {"layers": [0, 1, 2, 3], "rank": 4, "skip_layer": None, "kind": "lora"}
+    bad = CliRunner().invoke(app, ["distill", "adapt", str(folder), str(tmp_path / "c"), "--kind", "bars",
+                                   "--skip-layer", "two"])
+    assert bad.exit_code != 0 and "--skip-layer must be a layer number or none, got 'two'" in bad.output
+    assert not (tmp_path / "c").exists()  # refused before anything was written
 
 
 def test_adapt_goes_from_a_folder_to_an_adapter_and_a_report_and_resumes(tmp_path, monkeypatch):

@@ -84,6 +84,32 @@ def _skip_layer(text: str) -> int | None:
         raise ConfigError(f"--skip-layer must be a layer number or none, got {text!r}") from None
 
 
+def _adapter(kind: str, layers: str | None, rank: int, skip_layer: str | None):
+    """The adapter the options name, checked before the model loads (LoRA's default layers, all of the
+    model's, are filled in by :func:`_every_layer_for_lora` once it has)."""
+    from redgraph.models.adapter import AdapterConfig
+
+    lora = kind == "lora"
+    return AdapterConfig(layers=_layers(layers or ("0" if lora else "1")), rank=rank, kind=kind,
+                         skip_layer=_skip_layer(skip_layer or ("none" if lora else "2")))
+
+
+def _every_layer_for_lora(adapter, layers: str | None, lvlm):
+    """``adapter`` with every language layer of ``lvlm`` when it is LoRA and no layers were named."""
+    if adapter.kind != "lora" or layers is not None:
+        return adapter
+    from redgraph.models.adapter import language_layers
+
+    return dataclasses.replace(adapter, layers=tuple(range(len(language_layers(lvlm.model)))))
+
+
+KIND_HELP = "sdrt: representation intervention + vision skip; lora: LoRA through peft (pip install 'redgraph[distill]')."
+LAYERS_HELP = ("Language layers the intervention edits (LoRA: adapts), e.g. '1' or '0,1,2,3'; none: no intervention. "
+               "Default: 1 (sdrt), all (lora).")
+SKIP_HELP = ("Language layer the vision skip enters before (Qwen-VL families); none: no skip. Default: 2 (sdrt), "
+             "none (lora).")
+
+
 @distill_app.command("train")
 def distill_train(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the adapter to; the same command run again on a "
@@ -100,14 +126,10 @@ def distill_train(
     precision: Annotated[str, typer.Option(help="auto: bfloat16 on CUDA and on CPUs that run it faster than float32, "
                                                 "else float32; bfloat16 (autocast) or float32.")] = "auto",
     device: Annotated[str, typer.Option(help="cpu or cuda (cuda:N); the adapter is saved for the CPU either way.")] = "cpu",
-    kind: Annotated[str, typer.Option(help="sdrt: representation intervention + vision skip; lora: LoRA through peft "
-                                           "(pip install 'redgraph[distill]').")] = "sdrt",
-    layers: Annotated[Optional[str], typer.Option(help="Language layers the intervention edits (LoRA: adapts), e.g. "
-                                                       "'1' or '0,1,2,3'; none: no intervention. Default: 1 (sdrt), "
-                                                       "all (lora).")] = None,
+    kind: Annotated[str, typer.Option(help=KIND_HELP)] = "sdrt",
+    layers: Annotated[Optional[str], typer.Option(help=LAYERS_HELP)] = None,
     rank: Annotated[int, typer.Option(help="The intervention's (or LoRA's) rank.")] = 4,
-    skip_layer: Annotated[Optional[str], typer.Option(help="Language layer the vision skip enters before; none: no "
-                                                           "skip. Default: 2 (sdrt), none (lora).")] = None,
+    skip_layer: Annotated[Optional[str], typer.Option(help=SKIP_HELP)] = None,
     critic: Annotated[bool, typer.Option("--critic/--no-critic", help="Weigh traces by the critic's support.")] = True,
     agreement: Annotated[bool, typer.Option("--agreement/--no-agreement", help="Weigh traces by answer agreement.")]
     = True,
@@ -127,13 +149,9 @@ def distill_train(
     from redgraph.distill.student import DistillConfig, distill
     from redgraph.distill.traces import read_traces
     from redgraph.distill.weights import WeightConfig
-    from redgraph.models.adapter import AdapterConfig
 
     try:  # precision "auto" is decided by distill(), for the device
-        lora = kind == "lora"
-        # Every value is checked before the model loads; LoRA's default (all layers) is filled in after.
-        adapter = AdapterConfig(layers=_layers(layers or ("0" if lora else "1")), rank=rank, kind=kind,
-                                skip_layer=_skip_layer(skip_layer or ("none" if lora else "2")))
+        adapter = _adapter(kind, layers, rank, skip_layer)
         config = DistillConfig(
             steps=steps, batch_size=batch_size, learning_rate=learning_rate, warmup_steps=warmup_steps, seed=seed,
             threads=threads, precision=precision, targets="gold" if control else "traces", adapter=adapter,
@@ -144,11 +162,7 @@ def distill_train(
         records, identity = read_traces([str(t) for t in traces])
         with console.status(f"loading {model or identity.get('model') or 'the embedded model'} ..."):
             lvlm = load_model(model or identity.get("model"))
-        if lora and layers is None:
-            from redgraph.models.adapter import language_layers
-
-            every = tuple(range(len(language_layers(lvlm.model))))
-            config = dataclasses.replace(config, adapter=dataclasses.replace(adapter, layers=every))
+        config = dataclasses.replace(config, adapter=_every_layer_for_lora(adapter, layers, lvlm))
         columns = (TextColumn("distilling"), BarColumn(),
                    TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"), TimeElapsedColumn(),
                    TimeRemainingColumn())
@@ -190,6 +204,10 @@ def distill_adapt(
     drop_unsure: Annotated[bool, typer.Option(help="Drop a trace the critic was sure of no claim of (else: weigh it "
                                                    "by agreement alone).")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="Longest rationale or answer.")] = 64,
+    adapter_kind: Annotated[str, typer.Option("--adapter-kind", help=KIND_HELP)] = "sdrt",
+    layers: Annotated[Optional[str], typer.Option(help=LAYERS_HELP)] = None,
+    rank: Annotated[int, typer.Option(help="The intervention's (or LoRA's) rank.")] = 4,
+    skip_layer: Annotated[Optional[str], typer.Option(help=SKIP_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:
     """From a folder of unlabelled pictures to an SDRT adapter and a report of what it changed on held-out ones."""
@@ -205,10 +223,13 @@ def distill_adapt(
                              holdout=holdout, styles=tuple(style or ("facts",)), per_style=per_style, limit=limit,
                              model=model, check=check, check_limit=check_limit, max_new_tokens=max_new_tokens,
                              distill=DistillConfig(steps=steps, learning_rate=learning_rate,
+                                                   adapter=_adapter(adapter_kind, layers, rank, skip_layer),
                                                    weighting=WeightConfig(threshold=threshold,
                                                                           unsure="drop" if drop_unsure else "ignore")))
         with console.status(f"loading {model or 'the embedded model'} ..."):
             lvlm = load_model(model)
+        config = dataclasses.replace(config, distill=dataclasses.replace(
+            config.distill, adapter=_every_layer_for_lora(config.distill.adapter, layers, lvlm)))
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=console, transient=True) as progress:
             tasks: dict[str, object] = {}
