@@ -186,3 +186,44 @@ def test_a_lora_student_is_exact_when_new_round_trips_and_detaches_cleanly(tmp_p
         AdapterConfig(layers=(0,), kind="lora")
     with pytest.raises(ConfigError, match="adapter kind must be"):
         AdapterConfig(kind="prefix")
+
+
+def test_a_vision_lora_changes_what_the_model_sees_and_the_vision_cache_follows_it(tmp_path):
+    from redgraph.errors import UnsupportedError
+    from redgraph.models.adapter import vision_blocks
+    from redgraph.models.vision_cache import vision_cache_of, vision_inputs
+
+    lvlm = _fresh()
+    model = lvlm.model
+    inputs = lvlm.encode_image_branch(scene("green"), QUESTION)
+
+    def seen():  # as a run's prefill sees the picture: its features from the model's vision cache
+        with torch.inference_mode():
+            return model(**vision_inputs(model, dict(inputs))).logits
+
+    before = seen()
+    assert vision_cache_of(model).misses == 1 and torch.allclose(before, _logits(lvlm, inputs), atol=1e-6)
+    config = AdapterConfig(layers=(), rank=2, skip_layer=None, kind="lora", vision_layers=(0,))
+    adapter = LoraAdapter.for_model(model, config).attach(model)
+    adapted = {name.rsplit(".lora_", 1)[0] for name, _ in model.named_parameters() if ".lora_" in name}
+    assert adapted and all(name.startswith("model.visual.blocks.0.") for name in adapted)
+    assert torch.equal(seen(), before)  # B starts at zero: exactly the base
+    _lora_trained(adapter)
+    after = seen()
+    assert not torch.allclose(after, before)  # the cache did not serve the base tower's features
+    assert torch.allclose(after, _logits(lvlm, inputs), atol=1e-5)  # and equals a pass without the cache
+    adapter.save(tmp_path / "vision", base_digest=base_fingerprint(_fresh().model))
+    adapter.detach()
+    assert torch.allclose(seen(), before, atol=1e-6)
+    loaded = _fresh()
+    load_adapter(loaded, tmp_path / "vision")
+    assert torch.allclose(_logits(loaded, inputs), after, atol=1e-5)
+    blocks = len(vision_blocks(model))
+    with pytest.raises(ConfigError, match=f"vision layer {blocks} is not a block of this model's vision tower"):
+        LoraAdapter.for_model(_fresh().model, AdapterConfig(layers=(), skip_layer=None, kind="lora",
+                                                            vision_layers=(blocks,)))
+    with pytest.raises(ConfigError, match="vision layers are adapted by a LoRA student"):
+        AdapterConfig(vision_layers=(0,))
+    with pytest.raises(UnsupportedError, match="LlavaForConditionalGeneration has no Qwen-VL vision tower"):
+        LoraAdapter.for_model(build_tiny_lvlm("llava_clip").model,
+                              AdapterConfig(layers=(), skip_layer=None, kind="lora", vision_layers=(0,)))

@@ -447,3 +447,25 @@ def test_adapt_pictures_smoke_run_reports_the_held_out_change_and_the_check_set(
     assert check["items"] >= 2 * 5  # 2 charts: a value per bar (3-4), the tallest and the shortest
     assert set(check["per_kind"]) <= {"bar_value", "tallest", "shortest"}
     assert sum(kind["items"] for kind in check["per_kind"].values()) == check["items"]
+
+
+def test_adapt_family_smoke_run_measures_each_variant_against_the_base_and_reads_no_answer(tmp_path, capsys):
+    from redgraph.distill.traces import read_traces
+
+    report = _benchmark("adapt_family").main([
+        "--pictures", "3", "--check", "2", "--steps", "1", "--batch-size", "2", "--per-style", "2",
+        "--max-new-tokens", "8", "--only", "sdrt,uniform_styles,pseudo_labels,gold", "--out", str(tmp_path), "--json"])
+    assert json.loads(capsys.readouterr().out) == report
+    assert set(report["models"]) == {"base", "sdrt", "pseudo_labels", "gold"}
+    assert report["variants"]["uniform_styles"]["same_as"] == "sdrt"  # one style: nothing to make uniform
+    for name, parts in report["models"].items():
+        assert set(parts) == {"degraded", "plain", "gold_rationale"}
+        for part in parts.values():
+            assert 0 <= part["accuracy"] <= 1 and part["ci95"][0] <= part["accuracy"] <= part["ci95"][1]
+            assert ("change" in part) == (name != "base")
+    records, _ = read_traces([tmp_path / "run" / "traces"])
+    assert records and all(record["gold_answer"] is None for record in records)  # the loop never saw an answer
+    questions = report["pictures"]["adapt_questions"]
+    assert report["variants"]["gold"]["weighting"] == {"items": questions, "targets": "gold"}
+    assert report["variants"]["pseudo_labels"]["weighting"] == {"items": questions, "targets": "gold"}
+    assert len(json.loads((tmp_path / "answers.json").read_text())) == 3  # p00000 held out, the others adapted on

@@ -272,7 +272,19 @@ def test_the_command_line_round(tmp_path):
                                "--batch-size", "2", "--kind", "lora", "--json"])
     assert lora.exit_code == 0, lora.output
     assert json.loads(lora.stdout)["config"]["adapter"] == {"layers": [0, 1, 2, 3], "rank": 4, "skip_layer": None,
-                                                            "kind": "lora"}
+                                                            "kind": "lora", "vision_layers": []}
+    seeing = runner.invoke(app, ["distill", "train", str(tmp_path / "v"), str(tmp_path / "t"), "--steps", "1",
+                                 "--batch-size", "2", "--kind", "lora", "--layers", "none", "--vision-layers", "all",
+                                 "--json"])
+    assert seeing.exit_code == 0, seeing.output
+    manifest = json.loads(seeing.stdout)
+    assert manifest["config"]["adapter"] == {"layers": [], "rank": 4, "skip_layer": None, "kind": "lora",
+                                             "vision_layers": [0, 1, 2]}  # the embedded model's three blocks
+    assert "--layers none" in manifest["command"] and "--vision-layers 0,1,2" in manifest["command"]
+    refused = runner.invoke(app, ["distill", "train", str(tmp_path / "w"), str(tmp_path / "t"), "--kind", "lora",
+                                  "--vision-layers", "two"])
+    assert refused.exit_code == 2 and "--vision-layers must be layer numbers separated by commas, all, or none" \
+        in refused.output
     assert load_lvlm(None, adapter=tmp_path / "l").adapter_path == str(tmp_path / "l")
     bad = runner.invoke(app, ["distill", "train", str(tmp_path / "b"), str(tmp_path / "t"), "--layers", "one"])
     assert bad.exit_code == 2 and "--layers must be layer numbers" in bad.output

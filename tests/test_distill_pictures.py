@@ -182,7 +182,8 @@ def test_the_command_line_writes_traces_of_a_pictures_folder(folder, tmp_path):
                                     "--adapter-kind", "lora", "--json"])
     assert lora.exit_code == 0, lora.output
     saved = json.loads((tmp_path / "l" / "adapter" / "adapter_config.json").read_text())
-    assert saved["config"] == {"layers": [0, 1, 2, 3], "rank": 4, "skip_layer": None, "kind": "lora"}
+    assert saved["config"] == {"layers": [0, 1, 2, 3], "rank": 4, "skip_layer": None, "kind": "lora",
+                               "vision_layers": []}
     bad = CliRunner().invoke(app, ["distill", "adapt", str(folder), str(tmp_path / "c"), "--kind", "bars",
                                    "--skip-layer", "two"])
     assert bad.exit_code != 0 and "--skip-layer must be a layer number or none, got 'two'" in bad.output
@@ -220,6 +221,12 @@ def test_adapt_goes_from_a_folder_to_an_adapter_and_a_report_and_resumes(tmp_pat
     assert report["weighting"]["traces"] == report["pictures"]["adapt_traces"]
     # Again on the same folder: nothing is written or trained anew, and the report is the same.
     monkeypatch.setattr("redgraph.distill.student.distill", lambda *a, **k: pytest.fail("trained again"))
+    assert adapt(config, tmp_path / "out", lvlm=load_lvlm(None)) == report
+    # an adapter saved before a setting existed (vision_layers) is the same adapter: resumed, not refused
+    saved_file = tmp_path / "out" / "adapter" / "adapter_config.json"
+    saved = json.loads(saved_file.read_text())
+    del saved["manifest"]["config"]["adapter"]["vision_layers"]
+    saved_file.write_text(json.dumps(saved))
     assert adapt(config, tmp_path / "out", lvlm=load_lvlm(None)) == report
     other = AdaptConfig(**{**config.__dict__, "distill": DistillConfig(steps=3, batch_size=4, precision="float32")})
     with pytest.raises(InputError, match="holds an adapter trained with other settings"):

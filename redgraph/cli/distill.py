@@ -66,13 +66,14 @@ def distill_traces(
         out.print(f"{result['traces']} traces of {result['items']} items in {out_dir} ({result['written']} written now)")
 
 
-def _layers(text: str) -> tuple[int, ...]:
+def _layers(text: str, option: str = "--layers") -> tuple[int, ...]:
     if text.strip().lower() == "none":
         return ()
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise ConfigError(f"--layers must be layer numbers separated by commas, or none; got {text!r}") from None
+        every = ", all" if option == "--vision-layers" else ""
+        raise ConfigError(f"{option} must be layer numbers separated by commas{every}, or none; got {text!r}") from None
 
 
 def _skip_layer(text: str) -> int | None:
@@ -84,28 +85,35 @@ def _skip_layer(text: str) -> int | None:
         raise ConfigError(f"--skip-layer must be a layer number or none, got {text!r}") from None
 
 
-def _adapter(kind: str, layers: str | None, rank: int, skip_layer: str | None):
-    """The adapter the options name, checked before the model loads (LoRA's default layers, all of the
-    model's, are filled in by :func:`_every_layer_for_lora` once it has)."""
+def _adapter(kind: str, layers: str | None, rank: int, skip_layer: str | None, vision_layers: str | None = None):
+    """The adapter the options name, checked before the model loads (what needs the model, LoRA's default
+    layers and ``--vision-layers all``, is filled in by :func:`_fill_layers` once it has loaded)."""
     from redgraph.models.adapter import AdapterConfig
 
     lora = kind == "lora"
+    every_block = vision_layers is not None and vision_layers.strip().lower() == "all"
     return AdapterConfig(layers=_layers(layers or ("0" if lora else "1")), rank=rank, kind=kind,
-                         skip_layer=_skip_layer(skip_layer or ("none" if lora else "2")))
+                         skip_layer=_skip_layer(skip_layer or ("none" if lora else "2")),
+                         vision_layers=(0,) if every_block else _layers(vision_layers or "none", "--vision-layers"))
 
 
-def _every_layer_for_lora(adapter, layers: str | None, lvlm):
-    """``adapter`` with every language layer of ``lvlm`` when it is LoRA and no layers were named."""
-    if adapter.kind != "lora" or layers is not None:
-        return adapter
-    from redgraph.models.adapter import language_layers
+def _fill_layers(adapter, layers: str | None, vision_layers: str | None, lvlm):
+    """``adapter`` with every language layer of ``lvlm`` when it is LoRA and no layers were named, and
+    every vision block with ``--vision-layers all``."""
+    from redgraph.models.adapter import language_layers, vision_blocks
 
-    return dataclasses.replace(adapter, layers=tuple(range(len(language_layers(lvlm.model)))))
+    if adapter.kind == "lora" and layers is None:
+        adapter = dataclasses.replace(adapter, layers=tuple(range(len(language_layers(lvlm.model)))))
+    if vision_layers is not None and vision_layers.strip().lower() == "all":
+        adapter = dataclasses.replace(adapter, vision_layers=tuple(range(len(vision_blocks(lvlm.model)))))
+    return adapter
 
 
 KIND_HELP = "sdrt: representation intervention + vision skip; lora: LoRA through peft (pip install 'redgraph[distill]')."
 LAYERS_HELP = ("Language layers the intervention edits (LoRA: adapts), e.g. '1' or '0,1,2,3'; none: no intervention. "
                "Default: 1 (sdrt), all (lora).")
+VISION_HELP = ("LoRA only (--kind lora): vision-tower blocks whose attention and MLP it adapts too, e.g. '0,1' or all "
+               "(Qwen-VL families); what lets the student change what the model sees. Default: none.")
 SKIP_HELP = ("Language layer the vision skip enters before (Qwen-VL families); none: no skip. Default: 2 (sdrt), "
              "none (lora).")
 
@@ -130,6 +138,7 @@ def distill_train(
     layers: Annotated[Optional[str], typer.Option(help=LAYERS_HELP)] = None,
     rank: Annotated[int, typer.Option(help="The intervention's (or LoRA's) rank.")] = 4,
     skip_layer: Annotated[Optional[str], typer.Option(help=SKIP_HELP)] = None,
+    vision_layers: Annotated[Optional[str], typer.Option(help=VISION_HELP)] = None,
     critic: Annotated[bool, typer.Option("--critic/--no-critic", help="Weigh traces by the critic's support.")] = True,
     agreement: Annotated[bool, typer.Option("--agreement/--no-agreement", help="Weigh traces by answer agreement.")]
     = True,
@@ -151,7 +160,7 @@ def distill_train(
     from redgraph.distill.weights import WeightConfig
 
     try:  # precision "auto" is decided by distill(), for the device
-        adapter = _adapter(kind, layers, rank, skip_layer)
+        adapter = _adapter(kind, layers, rank, skip_layer, vision_layers)
         config = DistillConfig(
             steps=steps, batch_size=batch_size, learning_rate=learning_rate, warmup_steps=warmup_steps, seed=seed,
             threads=threads, precision=precision, targets="gold" if control else "traces", adapter=adapter,
@@ -162,7 +171,7 @@ def distill_train(
         records, identity = read_traces([str(t) for t in traces])
         with console.status(f"loading {model or identity.get('model') or 'the embedded model'} ..."):
             lvlm = load_model(model or identity.get("model"))
-        config = dataclasses.replace(config, adapter=_every_layer_for_lora(adapter, layers, lvlm))
+        config = dataclasses.replace(config, adapter=_fill_layers(adapter, layers, vision_layers, lvlm))
         columns = (TextColumn("distilling"), BarColumn(),
                    TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"), TimeElapsedColumn(),
                    TimeRemainingColumn())
@@ -208,6 +217,7 @@ def distill_adapt(
     layers: Annotated[Optional[str], typer.Option(help=LAYERS_HELP)] = None,
     rank: Annotated[int, typer.Option(help="The intervention's (or LoRA's) rank.")] = 4,
     skip_layer: Annotated[Optional[str], typer.Option(help=SKIP_HELP)] = None,
+    vision_layers: Annotated[Optional[str], typer.Option(help=VISION_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:
     """From a folder of unlabelled pictures to an SDRT adapter and a report of what it changed on held-out ones."""
@@ -223,13 +233,14 @@ def distill_adapt(
                              holdout=holdout, styles=tuple(style or ("facts",)), per_style=per_style, limit=limit,
                              model=model, check=check, check_limit=check_limit, max_new_tokens=max_new_tokens,
                              distill=DistillConfig(steps=steps, learning_rate=learning_rate,
-                                                   adapter=_adapter(adapter_kind, layers, rank, skip_layer),
+                                                   adapter=_adapter(adapter_kind, layers, rank, skip_layer,
+                                                                    vision_layers),
                                                    weighting=WeightConfig(threshold=threshold,
                                                                           unsure="drop" if drop_unsure else "ignore")))
         with console.status(f"loading {model or 'the embedded model'} ..."):
             lvlm = load_model(model)
         config = dataclasses.replace(config, distill=dataclasses.replace(
-            config.distill, adapter=_every_layer_for_lora(config.distill.adapter, layers, lvlm)))
+            config.distill, adapter=_fill_layers(config.distill.adapter, layers, vision_layers, lvlm)))
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=console, transient=True) as progress:
             tasks: dict[str, object] = {}

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from redgraph.errors import ConfigError, check_whole_number
+from redgraph.errors import ConfigError, RedgraphError, check_whole_number
 
 REPORT = "report.json"
 BOOTSTRAP = 2000  # resamples behind each interval
@@ -142,6 +142,13 @@ def adapt(config: AdaptConfig, out_dir: str | os.PathLike[str], *, lvlm=None, on
         saved, wanted = manifest.get("config") or {}, json.loads(json.dumps(asdict(config.distill)))
         if wanted["precision"] == "auto":  # the run decided it for its machine
             wanted["precision"] = saved.get("precision")
+        if isinstance(saved.get("adapter"), dict):  # settings added since it was saved take their defaults
+            from redgraph.models.adapter import AdapterConfig
+
+            try:
+                saved = {**saved, "adapter": json.loads(json.dumps(asdict(AdapterConfig(**saved["adapter"]))))}
+            except (TypeError, RedgraphError):
+                pass  # not a config of ours: it differs, and is reported so below
         if saved != wanted:
             raise InputError(f"{os.fspath(folder)!r} holds an adapter trained with other settings "
                              f"({manifest.get('command', 'unknown')}); use a new output folder, or the same settings")

@@ -315,6 +315,8 @@ def distill_command(config: DistillConfig) -> str:
         flags.append(f"--skip-layer {'none' if adapter.skip_layer is None else adapter.skip_layer}")
     if adapter.kind != base.kind:
         flags.append(f"--kind {adapter.kind}")
+    if adapter.vision_layers:
+        flags.append("--vision-layers " + ",".join(map(str, adapter.vision_layers)))
     weighting = config.weighting
     if not weighting.critic:
         flags.append("--no-critic")

@@ -23,12 +23,12 @@ from pathlib import Path
 
 from redgraph.errors import InputError
 from redgraph.models.adapter_files import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, FORMAT, KINDS, AdapterConfig,
-                                           base_fingerprint, language_layers)
+                                           base_fingerprint, language_layers, vision_blocks)
 from redgraph.models.intervention import Adapter
 from redgraph.models.lora import LoraAdapter
 
 __all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "FORMAT", "KINDS", "Adapter", "AdapterConfig", "LoraAdapter",
-           "base_fingerprint", "language_layers", "load_adapter", "make_adapter"]
+           "base_fingerprint", "language_layers", "load_adapter", "make_adapter", "vision_blocks"]
 
 
 def make_adapter(model, config: AdapterConfig, *, seed: int = 0) -> Adapter | LoraAdapter:

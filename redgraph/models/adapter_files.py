@@ -33,15 +33,23 @@ class AdapterConfig:
         skip_layer: the language layer before which the vision skip is added; None for no skip
             (and always None with LoRA).
         kind: ``"sdrt"`` (intervention and skip) or ``"lora"`` (through ``peft``).
+        vision_layers: with ``kind="lora"``, vision-tower blocks (0-based) whose attention and MLP
+            projections LoRA adapts too (Qwen-VL families): what lets the student change what the
+            model sees, not only how it words it. Empty: the vision tower stays as it is.
     """
 
     layers: tuple[int, ...] = (1,)
     rank: int = 4
     skip_layer: int | None = 2
     kind: str = "sdrt"
+    vision_layers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "vision_layers", tuple(self.vision_layers))
+        if self.vision_layers and self.kind != "lora":
+            raise ConfigError(f"vision layers are adapted by a LoRA student; use kind lora (--kind lora), or no vision "
+                              f"layers (got {list(self.vision_layers)} with kind {self.kind!r})")
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
             raise ConfigError(f"rank must be a whole number >= 1, got {self.rank!r}")
         if self.kind not in KINDS:
@@ -49,9 +57,9 @@ class AdapterConfig:
         if self.kind == "lora":
             if self.skip_layer is not None:
                 raise ConfigError(f"a LoRA adapter has no vision skip; pass skip_layer=None (got {self.skip_layer!r})")
-            if not self.layers:
-                raise ConfigError("a LoRA adapter needs at least one language layer to adapt")
-        if not self.layers and self.skip_layer is None:
+            if not self.layers and not self.vision_layers:
+                raise ConfigError("a LoRA adapter needs at least one language or vision layer to adapt")
+        if not self.layers and self.skip_layer is None and not self.vision_layers:
             raise ConfigError("an adapter with no intervention layer and no skip connection changes nothing; "
                               "give layers, skip_layer or both")
 
@@ -60,6 +68,12 @@ class AdapterConfig:
         for layer in (*self.layers, *(() if self.skip_layer is None else (self.skip_layer,))):
             if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < count:
                 raise ConfigError(f"layer {layer!r} is not a language layer of this model (it has {count}: 0-{count - 1})")
+        if self.vision_layers:
+            blocks = len(vision_blocks(model))
+            for layer in self.vision_layers:
+                if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < blocks:
+                    raise ConfigError(f"vision layer {layer!r} is not a block of this model's vision tower (it has "
+                                      f"{blocks}: 0-{blocks - 1})")
 
 
 
@@ -74,6 +88,15 @@ def language_layers(model) -> nn.ModuleList:
         if layers is not None:
             return layers
     raise UnsupportedError(f"{type(model).__name__} has no language_model.layers to attach an adapter to")
+
+
+def vision_blocks(model) -> nn.ModuleList:
+    """The blocks of a Qwen-VL-family vision tower (``model.visual.blocks``)."""
+    blocks = getattr(getattr(getattr(model, "model", None), "visual", None), "blocks", None)
+    if blocks is None:
+        raise UnsupportedError(f"{type(model).__name__} has no Qwen-VL vision tower (model.visual.blocks) whose layers a "
+                               "LoRA student could adapt; adapt its language layers only (no vision layers)")
+    return blocks
 
 
 def save_folder(path, state: dict[str, torch.Tensor], config: AdapterConfig, base_digest: str,

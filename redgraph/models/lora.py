@@ -1,5 +1,6 @@
 """The LoRA student (``kind="lora"``) through ``peft``: low-rank updates of the query and value
-projections of chosen language layers, injected into the model in place (no wrapper class, so RED
+projections of chosen language layers (and, with ``vision_layers``, of chosen vision blocks' attention
+and MLP projections), injected into the model in place (no wrapper class, so RED
 and the graph see the same model), with B starting at zero (exactly no change). It has the same
 interface as the SDRT student (:class:`redgraph.models.intervention.Adapter`).
 """
@@ -23,6 +24,23 @@ def _peft():
     except ImportError:
         raise ConfigError("a LoRA adapter needs peft: pip install 'redgraph[distill]' (or pip install peft)") from None
     return peft
+
+
+# the projections of a Qwen-VL vision block's MLP, by family: Qwen2-VL; Qwen2.5-VL; Qwen3-VL
+VISION_MLP = ("fc1", "fc2", "gate_proj", "up_proj", "down_proj", "linear_fc1", "linear_fc2")
+
+
+def target_modules(config: AdapterConfig) -> str:
+    """The module names LoRA adapts (one regular expression, as peft takes it): the query and value
+    projections of ``config.layers``; the attention and MLP projections of ``config.vision_layers``."""
+    parts = []
+    if config.layers:
+        layers = "|".join(str(layer) for layer in config.layers)
+        parts.append(rf".*(language_model|text_model)\.layers\.({layers})\.self_attn\.(q_proj|v_proj)")
+    if config.vision_layers:
+        blocks = "|".join(str(layer) for layer in config.vision_layers)
+        parts.append(rf".*visual\.blocks\.({blocks})\.(attn\.(qkv|proj)|mlp\.({'|'.join(VISION_MLP)}))")
+    return "|".join(f"(?:{part})" for part in parts)
 
 
 class LoraAdapter:
@@ -52,9 +70,8 @@ class LoraAdapter:
             raise ConfigError("this model already carries peft adapters; load the student on a model without them")
         peft = _peft()
         self.config.check(model)
-        layers = "|".join(str(layer) for layer in self.config.layers)
         lora = peft.LoraConfig(r=self.config.rank, lora_alpha=2 * self.config.rank, lora_dropout=0.0,
-                               target_modules=rf".*(language_model|text_model)\.layers\.({layers})\.self_attn\.(q_proj|v_proj)")
+                               target_modules=target_modules(self.config))
         with torch.random.fork_rng(devices=[]):  # A's initial values; B starts at zero
             torch.manual_seed(self.seed)
             peft.inject_adapter_in_model(lora, model, adapter_name=LORA_NAME)
