@@ -288,3 +288,48 @@ def test_adapt_runs_on_a_real_architecture_through_the_lora_path(tmp_path, famil
     assert set(report["heldout"]["change"]) >= {"self_agreement", "support", "unsure_share"}
     after = lvlm.model.state_dict()
     assert set(after) == set(before) and all(torch.equal(after[name], before[name]) for name in before)
+
+
+def test_the_critic_of_an_adaptation_may_have_the_ocr_expert_beside_the_models_eyes(tmp_path, monkeypatch):
+    """--experts lvlm,ocr: the traces of documents in a font the model never saw get sure claims from
+    the OCR expert, where the model's eyes alone are unsure of every one; bad expert names are
+    refused before anything runs."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from redgraph.cli import app
+    from redgraph.data.tools import draw_with
+    from redgraph.distill.adapt import AdaptConfig, adapt
+    from redgraph.distill.student import DistillConfig
+    from redgraph.distill.traces import read_traces
+    from redgraph.models import load_lvlm
+    from redgraph.models.ocr import ocr_available
+
+    with pytest.raises(ConfigError, match="unknown expert 'ocrx'"):
+        AdaptConfig(pictures="x", kind="document", experts="lvlm,ocrx")
+    refused = CliRunner().invoke(app, ["distill", "adapt", "x", str(tmp_path / "r"), "--kind", "document",
+                                       "--experts", "ocr"])
+    assert refused.exit_code != 0 and "leave out the model's own eyes" in refused.output
+    missing = ocr_available()
+    if missing:
+        if os.environ.get("REDGRAPH_REQUIRE_OCR"):
+            pytest.fail(f"REDGRAPH_REQUIRE_OCR is set but the OCR engine is missing: {missing}")
+        pytest.skip(missing)
+    import random
+
+    root = tmp_path / "forms"
+    root.mkdir()
+    documents = [item for item in generate_items("test", 80, seed=5) if item.kind == "document"][:2]
+    for number, item in zip((1, 2), documents):  # chart1 adapted on, chart2 held out at 0.5
+        draw_with("fonts", item.scene, random.Random(number), look="heldout").save(root / f"chart{number}.png")
+    sure = {}
+    for experts in ("lvlm", "lvlm,ocr"):
+        config = AdaptConfig(pictures=str(root), kind="document", holdout=0.5, per_style=1, max_new_tokens=24,
+                             experts=experts, distill=DistillConfig(steps=1, batch_size=2, warmup_steps=1,
+                                                                    precision="float32"))
+        out = tmp_path / experts.replace(",", "-")
+        adapt(config, out, lvlm=load_lvlm(None))
+        records, _ = read_traces([out / "traces"])
+        sure[experts] = sum(claim["status"] in ("supported", "unsupported") for r in records for claim in r["claims"])
+    assert sure["lvlm"] == 0 < sure["lvlm,ocr"]

@@ -204,6 +204,9 @@ def distill_adapt(
     limit: Annotated[int, typer.Option(help="At most this many questions to adapt on.")] = 5000,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="The local model to adapt (and the critic); "
                                                                        "default: the embedded model.")] = None,
+    experts: Annotated[str, typer.Option(help="The critic's experts: lvlm (the model's own eyes), or lvlm,ocr (an OCR "
+                                              "engine beside them: sure support on documents' text the model cannot "
+                                              "read; pip install 'redgraph[ocr]' and Tesseract).")] = "lvlm",
     check: Annotated[Optional[str], typer.Option(help="A labelled check set (a dataset folder or file as `redgraph "
                                                       "eval` reads): accuracy there is reported too.")] = None,
     check_limit: Annotated[int, typer.Option(help="Items of the check set.")] = 200,
@@ -231,7 +234,8 @@ def distill_adapt(
     try:
         config = AdaptConfig(pictures=str(pictures), questions=None if questions is None else str(questions), kind=kind,
                              holdout=holdout, styles=tuple(style or ("facts",)), per_style=per_style, limit=limit,
-                             model=model, check=check, check_limit=check_limit, max_new_tokens=max_new_tokens,
+                             model=model, experts=experts, check=check, check_limit=check_limit,
+                             max_new_tokens=max_new_tokens,
                              distill=DistillConfig(steps=steps, learning_rate=learning_rate,
                                                    adapter=_adapter(adapter_kind, layers, rank, skip_layer,
                                                                     vision_layers),

@@ -52,6 +52,8 @@ class AdaptConfig:
             (:class:`redgraph.distill.traces.TraceConfig`).
         limit: at most this many questions to adapt on (and as many held out).
         model: the local model adapted (and the critic); None: the embedded model.
+        experts: the critic's experts (``"lvlm"``, or ``"lvlm,ocr"``: the OCR expert beside the model's
+            own eyes, :mod:`redgraph.agents.experts`), on the adapted pictures and the held-out ones.
         check: a labelled check set (a dataset folder or file); ``check_limit`` of its items.
         distill: the adapter's training (:class:`redgraph.distill.student.DistillConfig`).
         seed: seeds the bootstrap.
@@ -67,6 +69,7 @@ class AdaptConfig:
     critic_scoring: str = "probes"
     limit: int = 5000
     model: str | None = None
+    experts: str = "lvlm"
     check: str | None = None
     check_limit: int = 200
     distill: Any = None  # DistillConfig; None: its defaults
@@ -83,6 +86,9 @@ class AdaptConfig:
         if self.distill.targets != "traces":
             raise ConfigError("adapting to unlabelled pictures learns from traces; its pictures have no gold answers")
         check_whole_number("check_limit", self.check_limit)
+        from redgraph.agents.experts import parse_experts
+
+        object.__setattr__(self, "experts", ",".join(parse_experts(self.experts)))
         self.traces("adapt")  # checks the trace settings before anything runs
 
     def traces(self, part: str):
@@ -130,7 +136,9 @@ def adapt(config: AdaptConfig, out_dir: str | os.PathLike[str], *, lvlm=None, on
                              + ("raise --holdout" if part == "heldout" else "lower --holdout") + " or add pictures")
     out.mkdir(parents=True, exist_ok=True)
     base = lvlm if lvlm is not None else load_lvlm(config.model)
-    critic = LocalCritic(base, scoring=config.critic_scoring)
+    from redgraph.agents.experts import make_experts
+
+    critic = LocalCritic(base, scoring=config.critic_scoring, experts=make_experts(config.experts))
     adapting = config.traces("adapt")
     generate_traces(adapting, out / "traces", lvlm=base, critic=critic, on_progress=progress("traces"),
                     items=items["adapt"])
