@@ -48,8 +48,9 @@ class AdapterConfig:
         object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "vision_layers", tuple(self.vision_layers))
         if self.vision_layers and self.kind != "lora":
-            raise ConfigError(f"vision layers are adapted by a LoRA student; use kind lora (--kind lora), or no vision "
-                              f"layers (got {list(self.vision_layers)} with kind {self.kind!r})")
+            raise ConfigError(f"vision layers are adapted by a LoRA student; use kind lora (distill train --kind lora, "
+                              f"distill adapt --adapter-kind lora), or no vision layers (got {list(self.vision_layers)} "
+                              f"with kind {self.kind!r})")
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
             raise ConfigError(f"rank must be a whole number >= 1, got {self.rank!r}")
         if self.kind not in KINDS:

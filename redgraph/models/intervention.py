@@ -101,7 +101,8 @@ class Adapter(nn.Module):
         if config.skip_layer is not None and not _has_merged_vision_tower(model):
             raise UnsupportedError(f"the vision skip reads a Qwen-VL-family vision tower (model.visual, with merged "
                                    f"patches); {type(model).__name__} has none: use skip_layer=None (--skip-layer "
-                                   "none), or a LoRA student (--kind lora)")
+                                   "none), or a LoRA student (distill train --kind lora, distill adapt --adapter-kind "
+                                   "lora)")
         width = int(model.config.get_text_config().hidden_size)
         with torch.random.fork_rng(devices=[]):  # seeded here; the caller's generator is left as it was
             torch.manual_seed(seed)
