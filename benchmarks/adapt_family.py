@@ -125,12 +125,13 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
 
     from redgraph.data.synthetic import generate_items
-    from redgraph.distill.adapt import AdaptConfig, adapt
+    from redgraph.distill.adapt import AdaptConfig, adapt, copy_lvlm
     from redgraph.distill.student import DistillConfig, distill
     from redgraph.distill.traces import read_traces
     from redgraph.distill.weights import WeightConfig
     from redgraph.models import load_lvlm
     from redgraph.models.adapter import ADAPTER_CONFIG, load_adapter
+    from redgraph.models.images import load_image
 
     root = Path(args.out)
     folder = root / "pictures"
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
         from redgraph.models import prompts
 
         names = sorted({Path(r["item"]["image"]).name: r for r in records}.items())
-        said = answer_all(base, [(prompts.image_branch_text(base.processor, r["question"]), degraded_file(folder / n))
+        said = answer_all(base, [(prompts.image_branch_text(base.processor, r["question"]), load_image(os.fspath(folder / n)))
                                  for n, r in names])
         greedy = {n: a.strip() for (n, _), a in zip(names, said)}
     configs = {
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
         if name == "uniform_styles" and len(styles) == 1:  # one style weighs 1 either way: the sdrt adapter
             adapters[name] = {"same_as": "sdrt", "why": f"the traces have one style ({next(iter(styles))})"}
             continue
-        model = dataclasses.replace(base, model=__import__("copy").deepcopy(base.model))
+        model = copy_lvlm(base)
         if args.student != "default":
             where = root / args.student / name
         else:
@@ -216,15 +217,10 @@ def main(argv: list[str] | None = None) -> dict:
     if "pseudo_labels" in models and "sdrt" in models:
         result["sdrt_minus_pseudo_labels"] = round(
             models["sdrt"]["degraded"]["accuracy"] - models["pseudo_labels"]["degraded"]["accuracy"], 4)
-    (root / f"family_report{'' if args.student == 'default' else '-' + args.student}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    name = "family_report.json" if args.student == "default" else f"family_report-{args.student}.json"
+    (root / name).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return result
-
-
-def degraded_file(path: Path):
-    from redgraph.models.images import load_image
-
-    return load_image(os.fspath(path))
 
 
 if __name__ == "__main__":

@@ -91,10 +91,15 @@ def _adapter(kind: str, layers: str | None, rank: int, skip_layer: str | None, v
     from redgraph.models.adapter import AdapterConfig
 
     lora = kind == "lora"
-    every_block = vision_layers is not None and vision_layers.strip().lower() == "all"
     return AdapterConfig(layers=_layers(layers or ("0" if lora else "1")), rank=rank, kind=kind,
                          skip_layer=_skip_layer(skip_layer or ("none" if lora else "2")),
-                         vision_layers=(0,) if every_block else _layers(vision_layers or "none", "--vision-layers"))
+                         vision_layers=(0,) if _every_block(vision_layers) else _layers(vision_layers or "none",
+                                                                                        "--vision-layers"))
+
+
+def _every_block(vision_layers: str | None) -> bool:
+    """Whether ``--vision-layers`` asks for every block of the vision tower (``all``)."""
+    return vision_layers is not None and vision_layers.strip().lower() == "all"
 
 
 def _fill_layers(adapter, layers: str | None, vision_layers: str | None, lvlm):
@@ -104,7 +109,7 @@ def _fill_layers(adapter, layers: str | None, vision_layers: str | None, lvlm):
 
     if adapter.kind == "lora" and layers is None:
         adapter = dataclasses.replace(adapter, layers=tuple(range(len(language_layers(lvlm.model)))))
-    if vision_layers is not None and vision_layers.strip().lower() == "all":
+    if _every_block(vision_layers):
         adapter = dataclasses.replace(adapter, vision_layers=tuple(range(len(vision_blocks(lvlm.model)))))
     return adapter
 

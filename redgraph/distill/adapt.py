@@ -143,7 +143,7 @@ def adapt(config: AdaptConfig, out_dir: str | os.PathLike[str], *, lvlm=None, on
     generate_traces(adapting, out / "traces", lvlm=base, critic=critic, on_progress=progress("traces"),
                     items=items["adapt"])
     records, identity = read_traces([out / "traces"])
-    adapted = _copy(base)
+    adapted = copy_lvlm(base)
     folder = out / "adapter"
     if (folder / ADAPTER_CONFIG).is_file():
         manifest = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("manifest", {})
@@ -197,8 +197,8 @@ def adapt(config: AdaptConfig, out_dir: str | os.PathLike[str], *, lvlm=None, on
     return report
 
 
-def _copy(lvlm):
-    """A second copy of ``lvlm`` (its model deep-copied) for the adapter, the base left as it is."""
+def copy_lvlm(lvlm):
+    """A second copy of ``lvlm`` (its model deep-copied) for an adapter, the base left as it is."""
     import copy
 
     return replace(lvlm, model=copy.deepcopy(lvlm.model))

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from redgraph.errors import ConfigError, InputError
-from redgraph.models.adapter_files import AdapterConfig, save_folder
+from redgraph.models.adapter_files import LANGUAGE_MODELS, AdapterConfig, save_folder
 
 LORA_NAME = "redgraph"
 
@@ -36,7 +36,7 @@ def target_modules(config: AdapterConfig) -> str:
     parts = []
     if config.layers:
         layers = "|".join(str(layer) for layer in config.layers)
-        parts.append(rf".*(language_model|text_model)\.layers\.({layers})\.self_attn\.(q_proj|v_proj)")
+        parts.append(rf".*({'|'.join(LANGUAGE_MODELS)})\.layers\.({layers})\.self_attn\.(q_proj|v_proj)")
     if config.vision_layers:
         blocks = "|".join(str(layer) for layer in config.vision_layers)
         parts.append(rf".*visual\.blocks\.({blocks})\.(attn\.(qkv|proj)|mlp\.({'|'.join(VISION_MLP)}))")
