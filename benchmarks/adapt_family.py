@@ -12,7 +12,8 @@ was never trained on such pictures.
 3. Adapters from the same traces and settings but one thing changed: ``drop_unsure`` (traces
    with no claim the critic was sure of dropped, ``--drop-unsure``), ``no_critic``,
    ``no_agreement``, ``uniform_styles`` (the ``sdrt`` adapter itself while the traces have one
-   style, the default: not trained again);
+   style, the default: not trained again), ``no_experts`` (the experts' answers do not teach, with
+   ``--experts lvlm,ocr``);
    ``pseudo_labels``, the base model's own greedy answers to the adapted pictures, unweighted; and
    ``gold``, the pictures' true answers: the ceiling.
 4. Every model on ``--check`` labelled degraded pictures of other scenes (the test split, seed 0):
@@ -20,6 +21,13 @@ was never trained on such pictures.
    pictures and from their gold rationales alone (what must not get worse), with Wilson intervals.
 
     python benchmarks/adapt_family.py --json [--pictures 1000] [--check 600] [--steps 300] [--out runs/adapt-scans]
+        [--student vision-lora] [--experts lvlm,ocr] [--keep synthetic:train]
+
+``--experts lvlm,ocr`` puts the OCR expert beside the critic (``distill adapt --experts``): its
+traces and the adapters made from them go into their own folders; ``pseudo_labels`` and ``gold``
+do not depend on the critic and are shared. ``--keep synthetic:train`` trains every variant with
+keep lessons (``distill adapt --keep``: the base model's own answers on 400 of its own pictures, a
+quarter of every batch), each into a folder of its own.
 
 Everything is written under ``--out``; running again resumes the traces and loads finished adapters.
 """
@@ -39,7 +47,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-VARIANTS = ("sdrt", "drop_unsure", "no_critic", "no_agreement", "uniform_styles", "pseudo_labels", "gold")
+VARIANTS = ("sdrt", "drop_unsure", "no_critic", "no_agreement", "uniform_styles", "no_experts", "pseudo_labels", "gold")
+FROM_TRACES = ("sdrt", "drop_unsure", "no_critic", "no_agreement", "uniform_styles", "no_experts")  # depend on the critic
 
 
 def degraded(item):
@@ -103,6 +112,21 @@ def summary(hits: list[int], base: list[int] | None, seed: str) -> dict:
     return out
 
 
+def recovered(base: list[int], adapted: list[int], ceiling: list[int]) -> tuple[float | None, list[float] | None]:
+    """The share of the ceiling's gain over the base that ``adapted`` gains, and its 95% interval
+    (bootstrap over items, all three models on the same resampled items; draws with no gap left out)."""
+    def share(draw) -> float | None:
+        gap = sum(ceiling[k] - base[k] for k in draw)
+        return None if gap <= 0 else sum(adapted[k] - base[k] for k in draw) / gap
+
+    whole = share(range(len(base)))
+    if whole is None:
+        return None, None
+    rng = random.Random("gap-recovered")
+    draws = sorted(v for v in (share([rng.randrange(len(base)) for _ in base]) for _ in range(2000)) if v is not None)
+    return round(whole, 3), [round(draws[int(0.025 * (len(draws) - 1))], 3), round(draws[int(0.975 * (len(draws) - 1))], 3)]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
@@ -116,6 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="default: the command's adapter (intervention + vision skip); vision-lora: LoRA of rank "
                              "--rank on every vision block and language layer (--adapter-kind lora --vision-layers all)")
     parser.add_argument("--rank", type=int, default=8, help="the vision-lora student's rank")
+    parser.add_argument("--experts", default="lvlm", help="the critic's experts: lvlm, or lvlm,ocr (distill adapt --experts)")
+    parser.add_argument("--keep", default=None, help="keep lessons for every variant (distill adapt --keep)")
     parser.add_argument("--only", default=",".join(VARIANTS), help="variants to train and measure")
     parser.add_argument("--out", default="runs/adapt-scans")
     args = parser.parse_args(argv)
@@ -142,14 +168,18 @@ def main(argv: list[str] | None = None) -> dict:
     answers = json.loads(answers_file.read_text(encoding="utf-8"))
     base = load_lvlm(None)
     started = time.perf_counter()
+    suffix = "" if args.experts == "lvlm" else "-" + args.experts.replace(",", "-")
     default = DistillConfig(steps=args.steps, batch_size=args.batch_size,
                             warmup_steps=min(DistillConfig().warmup_steps, args.steps))
     report = adapt(AdaptConfig(pictures=str(folder), questions=str(folder / "questions.jsonl"), distill=default,
-                               per_style=args.per_style, max_new_tokens=args.max_new_tokens),
-                   root / "run", lvlm=base,
+                               per_style=args.per_style, max_new_tokens=args.max_new_tokens, experts=args.experts),
+                   root / f"run{suffix}", lvlm=base,
                    on_stage=lambda stage, done, total: print(f"{stage}: {done}/{total}", file=sys.stderr, flush=True)
                    if done == total or done % 100 == 0 else None)
-    records, _ = read_traces([root / "run" / "traces"])
+    records, _ = read_traces([root / f"run{suffix}" / "traces"])
+    kept = "" if args.keep is None else "-keep"
+    if args.keep is not None:
+        default = dataclasses.replace(default, keep=args.keep)
     timings = {"adapt_seconds": round(time.perf_counter() - started, 1)}
     if args.student == "vision-lora":  # the same traces, another student
         from redgraph.models.adapter import AdapterConfig, language_layers, vision_blocks
@@ -175,6 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
         "no_critic": (dataclasses.replace(default, weighting=WeightConfig(critic=False)), records),
         "no_agreement": (dataclasses.replace(default, weighting=WeightConfig(agreement=False)), records),
         "uniform_styles": (dataclasses.replace(default, weighting=WeightConfig(style_weights="uniform")), records),
+        "no_experts": (dataclasses.replace(default, weighting=WeightConfig(experts=False)), records),
         "pseudo_labels": (dataclasses.replace(default, targets="gold"), with_gold(greedy) if greedy else None),
         "gold": (dataclasses.replace(default, targets="gold"), with_gold(answers)),
     }
@@ -188,11 +219,17 @@ def main(argv: list[str] | None = None) -> dict:
         if name == "uniform_styles" and len(styles) == 1:  # one style weighs 1 either way: the sdrt adapter
             adapters[name] = {"same_as": "sdrt", "why": f"the traces have one style ({next(iter(styles))})"}
             continue
+        if name == "no_experts" and args.experts == "lvlm":
+            adapters[name] = {"same_as": "sdrt", "why": "the critic had no expert beside the model's own eyes"}
+            continue
+        mine = suffix if name in FROM_TRACES else ""
         model = copy_lvlm(base)
         if args.student != "default":
-            where = root / args.student / name
+            where = root / f"{args.student}{mine}{kept}" / name
+        elif name == "sdrt" and not kept:  # the command's own adapter
+            where = root / f"run{suffix}" / "adapter"
         else:
-            where = root / "run" / "adapter" if name == "sdrt" else root / name
+            where = root / f"{name}{mine}{kept}"
         began = time.perf_counter()
         if (where / ADAPTER_CONFIG).is_file():
             load_adapter(model, where)
@@ -203,21 +240,21 @@ def main(argv: list[str] | None = None) -> dict:
         adapters[name] = {"weighting": manifest.get("weighting"), "command": manifest.get("command")}
         measured[name] = scores(model, check_items, pictures)
         print(f"{name}: {sum(measured[name]['degraded']) / len(check_items):.3f}", file=sys.stderr, flush=True)
-    result = {"student": args.student, "adapter": json.loads(json.dumps(dataclasses.asdict(default.adapter))),
+    result = {"student": args.student, "experts": args.experts, "keep": args.keep,
+              "adapter": json.loads(json.dumps(dataclasses.asdict(default.adapter))),
               "pictures": report["pictures"],
               "label_free_report": report["heldout"], "check_items": len(check_items), "variants": adapters,
               "timings": timings}
     result["models"] = {name: {part: summary(hits, None if name == "base" else measured["base"][part], f"{name}:{part}")
                                for part, hits in parts.items()} for name, parts in measured.items()}
     models = result["models"]
+    hits = {name: parts["degraded"] for name, parts in measured.items()}
     if "gold" in models and "sdrt" in models:
-        gap = models["gold"]["degraded"]["accuracy"] - models["base"]["degraded"]["accuracy"]
-        result["gap_recovered"] = None if gap <= 0 else round(
-            (models["sdrt"]["degraded"]["accuracy"] - models["base"]["degraded"]["accuracy"]) / gap, 3)
+        result["gap_recovered"], result["gap_recovered_ci95"] = recovered(hits["base"], hits["sdrt"], hits["gold"])
     if "pseudo_labels" in models and "sdrt" in models:
-        result["sdrt_minus_pseudo_labels"] = round(
-            models["sdrt"]["degraded"]["accuracy"] - models["pseudo_labels"]["degraded"]["accuracy"], 4)
-    name = "family_report.json" if args.student == "default" else f"family_report-{args.student}.json"
+        paired = summary(hits["sdrt"], hits["pseudo_labels"], "sdrt-pseudo")
+        result["sdrt_minus_pseudo_labels"], result["sdrt_minus_pseudo_labels_ci95"] = paired["change"], paired["change_ci95"]
+    name = ("family_report" if args.student == "default" else f"family_report-{args.student}") + f"{suffix}{kept}.json"
     (root / name).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return result

@@ -469,3 +469,8 @@ def test_adapt_family_smoke_run_measures_each_variant_against_the_base_and_reads
     assert report["variants"]["gold"]["weighting"] == {"items": questions, "targets": "gold"}
     assert report["variants"]["pseudo_labels"]["weighting"] == {"items": questions, "targets": "gold"}
     assert len(json.loads((tmp_path / "answers.json").read_text())) == 3  # p00000 held out, the others adapted on
+    assert {"gap_recovered", "gap_recovered_ci95", "sdrt_minus_pseudo_labels", "sdrt_minus_pseudo_labels_ci95"} <= set(report)
+    recovered = _benchmark("adapt_family").recovered
+    share, (low, high) = recovered([0, 0, 0, 0, 1], [1, 0, 0, 0, 1], [1, 1, 0, 0, 1])
+    assert share == 0.5 and 0 <= low <= 0.5 <= high <= 1
+    assert recovered([1, 0], [1, 1], [1, 0]) == (None, None)  # no gap to recover

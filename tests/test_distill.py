@@ -232,6 +232,48 @@ def test_a_stopped_distillation_goes_on_to_the_adapter_an_uninterrupted_run_give
         distill(load_lvlm(None), records, config, out_dir=tmp_path / "broken")
 
 
+def test_keep_lessons_put_the_base_models_own_answers_in_every_batch(embedded, traces, tmp_path, monkeypatch):
+    """--keep: the base model's own answers on other pictures (no label read), a share of every batch."""
+    import redgraph.lab.batches
+    from redgraph.distill.keep import keep_lessons
+    from redgraph.distill.traces import trace_items
+    from redgraph.models.generation import generate_with_hf
+    from redgraph.models.prompts import image_branch_text
+
+    keep = keep_lessons(embedded, "synthetic:validation", 4)
+    items = trace_items(TraceConfig(source="synthetic:validation", limit=4))
+    assert [lesson.ref for lesson in keep] == [item.ref for item in items]
+    for lesson, item in zip(keep, items):  # each target is what the model answers from that picture alone
+        [said] = generate_with_hf(embedded, [image_branch_text(embedded.processor, item.question)], [item.image()], 16)
+        assert lesson.task == "answer" and lesson.target == said.strip() and lesson.instruction == item.question
+    drawn = []
+    real = redgraph.lab.batches.batch_tensors
+
+    def spy(examples, processor):
+        drawn.append([(e.prompt, e.target) for e in examples])
+        return real(examples, processor)
+
+    monkeypatch.setattr(redgraph.lab.batches, "batch_tensors", spy)
+    records, _ = read_traces([traces])
+    config = DistillConfig(steps=3, batch_size=8, warmup_steps=1, precision="float32", keep="synthetic:validation",
+                           keep_limit=4, keep_share=0.25)
+    _, manifest = distill(load_lvlm(None), records, config, out_dir=tmp_path / "kept")
+    from redgraph.models.prompts import render
+
+    kept = {(render(embedded.processor, lesson.instruction, with_image=True), lesson.target) for lesson in keep}
+    assert len(drawn) == 3 and all(len(batch) == 8 for batch in drawn)
+    assert all(set(batch[-2:]) <= kept for batch in drawn)  # a quarter of each batch: keep lessons
+    assert manifest["weighting"]["keep_lessons"] == 4
+    assert "--keep synthetic:validation --keep-limit 4 --keep-share 0.25" in manifest["command"]
+    for bad, message in (({"keep_share": 0.0}, "keep_share must be a share above 0"),
+                         ({"keep": "synthetic:train", "batch_size": 2}, "leaves no room"),
+                         ({"keep_limit": 0}, "keep_limit")):
+        with pytest.raises(ConfigError, match=message):
+            DistillConfig(**bad)
+    with pytest.raises(ConfigError, match="keep must be synthetic:SPLIT or a dataset"):
+        keep_lessons(embedded, "pictures:somewhere", 4)
+
+
 def test_distill_refuses_an_adapted_model_and_an_absent_device(traces, tmp_path):
     records, _ = read_traces([traces])
     with pytest.raises(ConfigError, match="already has an adapter"):
@@ -288,6 +330,11 @@ def test_the_command_line_round(tmp_path):
     assert load_lvlm(None, adapter=tmp_path / "l").adapter_path == str(tmp_path / "l")
     bad = runner.invoke(app, ["distill", "train", str(tmp_path / "b"), str(tmp_path / "t"), "--layers", "one"])
     assert bad.exit_code == 2 and "--layers must be layer numbers" in bad.output
+    unlearned = runner.invoke(app, ["distill", "train", str(tmp_path / "n"), str(tmp_path / "t"), "--steps", "1",
+                                    "--batch-size", "2", "--no-experts", "--json"])
+    assert unlearned.exit_code == 0 and "--no-experts" in json.loads(unlearned.stdout)["command"]
+    no_eyes = runner.invoke(app, ["distill", "traces", str(tmp_path / "o"), "--experts", "ocr"])
+    assert no_eyes.exit_code != 0 and "leave out the model's own eyes" in no_eyes.output
     missing = runner.invoke(app, ["distill", "train", str(tmp_path / "b"), str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "not a trace folder" in missing.output
 
@@ -295,9 +342,9 @@ def test_the_command_line_round(tmp_path):
 def test_distill_command_names_every_changed_setting():
     config = DistillConfig(steps=10, learning_rate=0.01, adapter=AdapterConfig(layers=(), skip_layer=3),
                            weighting=WeightConfig(agreement=False, style_weights="uniform", threshold=0.5,
-                                                  unsure="drop"),
+                                                  unsure="drop", experts=False),
                            precision="float32")
     assert distill_command(config) == ("redgraph distill train OUT TRACES --steps 10 --seed 0 --precision float32 "
                                        "--learning-rate 0.01 "
                                        "--layers none --skip-layer 3 --no-agreement --uniform-styles --threshold 0.5 "
-                                       "--drop-unsure")
+                                       "--drop-unsure --no-experts")

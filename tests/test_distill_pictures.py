@@ -152,6 +152,50 @@ def test_claims_the_critic_was_unsure_of_are_left_out_of_a_traces_support():
         WeightConfig(unsure="maybe")
 
 
+def _read(question, answer, sure=True, expert="ocr"):
+    return {"expert": expert, "question": question, "answer": answer, "sure": sure}
+
+
+def test_an_experts_sure_answer_to_the_items_question_teaches_it():
+    """Where the OCR expert read the asked field, its answer teaches: traces that differ are dropped,
+    the item gets an answer lesson of it (in the model's spelling) weighing as a full item's would,
+    and an expert's reading of another question, an unsure one, or experts that disagree teach nothing."""
+    from redgraph.distill.student import DistillConfig, lessons
+
+    def trace(qid, question, answer, readings, support=0.9):
+        record = _trace(qid, answer, [(support, "supported")], support)
+        record.update(question=question, item={"image": f"{qid}.png", "page": None})
+        record["claims"][0]["readings"] = readings
+        return record
+
+    total = "What is the total?"
+    corrected = [trace("a", total, "41", [_read("What is the total ?", "47")]) for _ in range(3)]  # all misread
+    agreed = [trace("b", total, "12", [_read(total, "12")]), trace("b", total, "13", [_read(total, "12")])]
+    titled = [trace("c", "What is the title?", "budget", [_read("What is the title?", "INVOICE")])]
+    spelt = [trace("g", "What is the title?", "Invoice", [_read("What is the title?", "INVOICE")]),
+             trace("g", "What is the title?", "Budget", [])]
+    other = [trace("d", total, "5", [_read("What is the price?", "9")])]  # another question's reading
+    unsure = [trace("e", total, "5", [_read(total, "9", sure=False)])]
+    split = [trace("f", total, "5", [_read(total, "9")]), trace("f", total, "5", [_read(total, "8")])]
+    records = corrected + agreed + titled + spelt + other + unsure + split
+    result = weigh_traces(records, WeightConfig(threshold=0.1))
+    assert result.dropped == {"expert_contradicts": 3 + 1 + 1 + 1}
+    assert {(r["question_id"], answer): round(w, 3) for r, answer, w in result.taught} == {
+        ("a", "47"): 3.0,  # nothing agreed: the item's three traces' worth
+        ("b", "12"): round(2 - 0.5 * 0.9, 3),  # one kept trace agreed (agreement 1/2, support 0.9)
+        ("c", "invoice"): 1.0,  # the model writes lower case
+        ("g", "Invoice"): round(2 - 0.5 * 0.9, 3),  # a trace's own spelling
+    }
+    summary = result.summary()
+    assert summary["expert_answers"] == 4 and summary["expert_corrections"] == 2  # a and c: no trace agreed
+    assert {r["question_id"] for r, _ in result.kept} == {"b", "d", "e", "f", "g"}
+    examples, _ = lessons(records, DistillConfig(weighting=WeightConfig(threshold=0.1)))
+    assert [(e.task, e.target, e.weight) for e in examples if e.ref["image"] == "a.png"] == [("answer", "47", 3.0)]
+    assert next(e.instruction for e in examples if e.ref["image"] == "a.png") == total
+    plain = weigh_traces(records, WeightConfig(threshold=0.1, experts=False))  # the ablation
+    assert not plain.taught and "expert_contradicts" not in plain.dropped and "expert_answers" not in plain.summary()
+
+
 def test_the_command_line_writes_traces_of_a_pictures_folder(folder, tmp_path):
     from typer.testing import CliRunner
 
@@ -333,3 +377,17 @@ def test_the_critic_of_an_adaptation_may_have_the_ocr_expert_beside_the_models_e
         records, _ = read_traces([out / "traces"])
         sure[experts] = sum(claim["status"] in ("supported", "unsupported") for r in records for claim in r["claims"])
     assert sure["lvlm"] == 0 < sure["lvlm,ocr"]
+    # what the expert read is kept in the traces, and its answer to the title teaches the adapter
+    from redgraph.distill.weights import expert_answer
+    from redgraph.eval.normalize import answers_match
+
+    records, identity = read_traces([tmp_path / "lvlm-ocr" / "traces"])
+    assert identity["experts"] == "lvlm,ocr" and "experts" not in read_traces([tmp_path / "lvlm" / "traces"])[1]
+    assert {reading["expert"] for r in records for claim in r["claims"] for reading in claim.get("readings", [])} == {"ocr"}
+    taught = expert_answer(records)
+    assert taught is not None and answers_match(taught, documents[0].scene.title)  # chart1's title, read by OCR
+    weighting = json.loads((tmp_path / "lvlm-ocr" / "adapter" / "adapter_config.json").read_text())["manifest"]["weighting"]
+    assert weighting["expert_answers"] == 1
+    with pytest.raises(ConfigError, match="other settings"):  # one critic's traces are not resumed by another's
+        adapt(AdaptConfig(pictures=str(root), kind="document", holdout=0.5, per_style=1, max_new_tokens=24),
+              tmp_path / "lvlm-ocr", lvlm=load_lvlm(None))

@@ -38,6 +38,9 @@ def distill_traces(
                                                                        "critic); default: the embedded model.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Longest analysis, rationale or answer.")] = 64,
     critic_scoring: Annotated[str, typer.Option(help="How the critic checks claims: probes, p_yes or both.")] = "probes",
+    experts: Annotated[str, typer.Option(help="The critic's experts: lvlm (the model's own eyes), or lvlm,ocr (an OCR "
+                                              "engine beside them; what it reads is kept in the traces and teaches "
+                                              "the adapter: see `distill train --no-experts`).")] = "lvlm",
     shard: Annotated[str, typer.Option(help="i/n: this process's share of the items; train reads all shards' folders.")]
     = "0/1",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -52,7 +55,7 @@ def distill_traces(
         config = TraceConfig(source=source, split=split, limit=limit, seed=seed, styles=tuple(style or ("facts",)),
                              per_style=per_style, teacher=teacher, model=model, base_url=base_url,
                              max_new_tokens=max_new_tokens, critic_scoring=critic_scoring, shard=parse_shard(shard),
-                             questions=None if questions is None else str(questions), kind=kind)
+                             questions=None if questions is None else str(questions), kind=kind, experts=experts)
         with Progress(TextColumn("traces"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
                       transient=True) as progress:
             task = progress.add_task("traces", total=None)
@@ -121,6 +124,10 @@ VISION_HELP = ("LoRA only (--kind lora): vision-tower blocks whose attention and
                "(Qwen-VL families); what lets the student change what the model sees. Default: none.")
 SKIP_HELP = ("Language layer the vision skip enters before (Qwen-VL families); none: no skip. Default: 2 (sdrt), "
              "none (lora).")
+KEEP_HELP = ("Pictures whose answers the adapter must keep, each with the base model's own answer (no label "
+             "read): synthetic:train (the project's own pictures) or a dataset folder or file; default: none.")
+KEEP_LIMIT_HELP = "How many of --keep's pictures."
+KEEP_SHARE_HELP = "The share of every batch drawn from --keep's pictures."
 
 
 @distill_app.command("train")
@@ -151,7 +158,13 @@ def distill_train(
     threshold: Annotated[float, typer.Option(help="Traces weighing less are dropped.")] = 0.25,
     drop_unsure: Annotated[bool, typer.Option(help="Drop a trace the critic was sure of no claim of (else: weigh it "
                                                    "without the critic).")] = False,
+    experts: Annotated[bool, typer.Option("--experts/--no-experts", help="Where the critic's experts (traces written "
+                                          "with --experts lvlm,ocr) answered an item's question, their answer teaches "
+                                          "it and traces that differ are dropped.")] = True,
     control: Annotated[bool, typer.Option(help="Train on the same items' gold answers instead (the control).")] = False,
+    keep: Annotated[Optional[str], typer.Option(help=KEEP_HELP)] = None,
+    keep_limit: Annotated[int, typer.Option(help=KEEP_LIMIT_HELP)] = 400,
+    keep_share: Annotated[float, typer.Option(help=KEEP_SHARE_HELP)] = 0.25,
     save_every: Annotated[int, typer.Option(help="Save the run's state every this many steps, to go on from after a "
                                                  "stop; 0: never.")] = 25,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest only.")] = False,
@@ -169,9 +182,10 @@ def distill_train(
         config = DistillConfig(
             steps=steps, batch_size=batch_size, learning_rate=learning_rate, warmup_steps=warmup_steps, seed=seed,
             threads=threads, precision=precision, targets="gold" if control else "traces", adapter=adapter,
+            keep=keep, keep_limit=keep_limit, keep_share=keep_share,
             weighting=WeightConfig(critic=critic, agreement=agreement,
                                    style_weights="uniform" if uniform_styles else "learned", threshold=threshold,
-                                   unsure="drop" if drop_unsure else "ignore"),
+                                   unsure="drop" if drop_unsure else "ignore", experts=experts),
         )
         records, identity = read_traces([str(t) for t in traces])
         with console.status(f"loading {model or identity.get('model') or 'the embedded model'} ..."):
@@ -226,6 +240,9 @@ def distill_adapt(
     rank: Annotated[int, typer.Option(help="The intervention's (or LoRA's) rank.")] = 4,
     skip_layer: Annotated[Optional[str], typer.Option(help=SKIP_HELP)] = None,
     vision_layers: Annotated[Optional[str], typer.Option(help=VISION_HELP)] = None,
+    keep: Annotated[Optional[str], typer.Option(help=KEEP_HELP)] = None,
+    keep_limit: Annotated[int, typer.Option(help=KEEP_LIMIT_HELP)] = 400,
+    keep_share: Annotated[float, typer.Option(help=KEEP_SHARE_HELP)] = 0.25,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:
     """From a folder of unlabelled pictures to an SDRT adapter and a report of what it changed on held-out ones."""
@@ -241,7 +258,8 @@ def distill_adapt(
                              holdout=holdout, styles=tuple(style or ("facts",)), per_style=per_style, limit=limit,
                              model=model, experts=experts, check=check, check_limit=check_limit,
                              max_new_tokens=max_new_tokens,
-                             distill=DistillConfig(steps=steps, learning_rate=learning_rate,
+                             distill=DistillConfig(steps=steps, learning_rate=learning_rate, keep=keep,
+                                                   keep_limit=keep_limit, keep_share=keep_share,
                                                    adapter=_adapter(adapter_kind, layers, rank, skip_layer,
                                                                     vision_layers),
                                                    weighting=WeightConfig(threshold=threshold,

@@ -98,7 +98,7 @@ class AdaptConfig:
         return TraceConfig(source=f"pictures:{self.pictures}", questions=self.questions, kind=self.kind,
                            holdout=self.holdout, part=part, limit=self.limit, styles=tuple(self.styles),
                            per_style=self.per_style, model=self.model, max_new_tokens=self.max_new_tokens,
-                           critic_scoring=self.critic_scoring)
+                           critic_scoring=self.critic_scoring, experts=self.experts)
 
 
 Stage = Callable[[str, int, int], None]  # (stage, done, total)
@@ -150,7 +150,14 @@ def adapt(config: AdaptConfig, out_dir: str | os.PathLike[str], *, lvlm=None, on
         saved, wanted = manifest.get("config") or {}, json.loads(json.dumps(asdict(config.distill)))
         if wanted["precision"] == "auto":  # the run decided it for its machine
             wanted["precision"] = saved.get("precision")
-        if isinstance(saved.get("adapter"), dict):  # settings added since it was saved take their defaults
+        # settings added since it was saved take their defaults
+        from redgraph.distill.student import DistillConfig
+
+        defaults = json.loads(json.dumps(asdict(DistillConfig())))
+        saved = {**{name: value for name, value in defaults.items() if name not in saved}, **saved}
+        if isinstance(saved.get("weighting"), dict):
+            saved = {**saved, "weighting": {**defaults["weighting"], **saved["weighting"]}}
+        if isinstance(saved.get("adapter"), dict):
             from redgraph.models.adapter import AdapterConfig
 
             try:
@@ -187,7 +194,7 @@ def adapt(config: AdaptConfig, out_dir: str | os.PathLike[str], *, lvlm=None, on
 
         checking = TraceConfig(source=config.check, limit=config.check_limit, styles=tuple(config.styles[:1]),
                                per_style=1, model=config.model, max_new_tokens=config.max_new_tokens,
-                               critic_scoring=config.critic_scoring)
+                               critic_scoring=config.critic_scoring, experts=config.experts)
         generate_traces(checking, out / "check-base", lvlm=base, critic=critic, on_progress=progress("check, base"))
         generate_traces(checking, out / "check-adapted", teacher=make_teacher(checking, adapted), critic=critic,
                         lvlm=base, on_progress=progress("check, adapted"))

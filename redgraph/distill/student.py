@@ -5,7 +5,10 @@ Each kept trace teaches, through the adapter only (:mod:`redgraph.models.adapter
 - ``answer``: image + question -> the trace's answer (what RED's image branch and plain answers use);
 - ``rationale``: image + the style's rationale prompt (with the trace's analysis for a two-step
   style) -> the trace's rationale (what the local reasoner writes);
-- ``analysis`` (two-step styles): image + the style's analysis prompt -> the trace's analysis.
+- ``analysis`` (two-step styles): image + the style's analysis prompt -> the trace's analysis;
+
+and each item whose question the critic's experts answered teaches that answer (``answer``), as
+:mod:`redgraph.distill.weights` says.
 
 A step's examples are drawn with probability proportional to their trace's weight (the same
 expected gradient as weighting each example's loss, with less noise), from a generator seeded by
@@ -52,6 +55,10 @@ class DistillConfig:
         targets: ``"traces"`` (SDRT) or ``"gold"`` (the control).
         precision: ``"bfloat16"`` autocast, ``"float32"``, or ``"auto"`` (bfloat16 where the device runs it
             faster, see :func:`redgraph.lab.precision.auto_precision`; the manifest records which).
+        keep: pictures whose answers the adapter must keep (``synthetic:SPLIT`` or a dataset): the
+            first ``keep_limit`` of them, each with the base model's own answer, are *keep lessons*
+            (:mod:`redgraph.distill.keep`) and ``keep_share`` of every batch is drawn from them; None:
+            no keep lessons.
     """
 
     steps: int = 300
@@ -64,9 +71,12 @@ class DistillConfig:
     weighting: WeightConfig = field(default_factory=WeightConfig)
     targets: Literal["traces", "gold"] = "traces"
     precision: str = "auto"
+    keep: str | None = None
+    keep_limit: int = 400
+    keep_share: float = 0.25
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "threads", "warmup_steps"):
+        for name in ("steps", "batch_size", "threads", "warmup_steps", "keep_limit"):
             check_whole_number(name, getattr(self, name))
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
             raise ConfigError(f"learning_rate must be between 0 and 1, got {self.learning_rate!r}")
@@ -74,6 +84,12 @@ class DistillConfig:
             raise ConfigError(f"targets must be one of {', '.join(TARGETS)}, got {self.targets!r}")
         if self.precision not in ("float32", "bfloat16", "auto"):
             raise ConfigError(f"precision must be float32, bfloat16 or auto, got {self.precision!r}")
+        if isinstance(self.keep_share, bool) or not isinstance(self.keep_share, (int, float)) \
+                or not 0 < self.keep_share < 1:
+            raise ConfigError(f"keep_share must be a share above 0 and below 1 of each batch, got {self.keep_share!r}")
+        if self.keep is not None and round(self.batch_size * self.keep_share) in (0, self.batch_size):
+            raise ConfigError(f"keep_share {self.keep_share} of a batch of {self.batch_size} leaves no room for "
+                              "keep lessons or for the others; choose a share between them")
 
 
 @dataclass(frozen=True)
@@ -115,6 +131,8 @@ def lessons(records: list[dict], config: DistillConfig) -> tuple[list[Lesson], d
             examples.append(Lesson("analysis", style.analysis_prompt(record["question"]), analysis, record["item"], weight))
         examples.append(Lesson("rationale", style.rationale_prompt(record["question"], analysis=analysis),
                                record["rationale"].strip(), record["item"], weight))
+    for record, answer, weight in weighting.taught:  # the experts' answers (see redgraph.distill.weights)
+        examples.append(Lesson("answer", question.format(question=record["question"]), answer, record["item"], weight))
     if not examples:
         raise InputError(f"no trace is left to learn from: {weighting.summary()['dropped']} of {len(records)} were "
                          "dropped; lower the weight threshold, or write more traces")
@@ -139,7 +157,8 @@ def distill(
 
     The adapter is left attached to ``lvlm``'s model (``lvlm.adapter_path`` then names it, so traces
     of runs on ``lvlm`` say so); with ``out_dir`` it is also saved there with its manifest (settings,
-    weighting counts, losses, time). ``extra`` goes into the manifest.
+    weighting counts, losses, time). ``extra`` goes into the manifest. With ``config.keep``, the
+    base model (``lvlm`` before the adapter) first answers the keep pictures.
 
     With ``out_dir``, the run's state (the adapter, optimiser, schedule and losses) is saved there
     every ``save_every`` steps (0: never) as ``training_state.pt``, and a run started on a folder
@@ -147,8 +166,8 @@ def distill(
     when the adapter is saved.
 
     Raises:
-        ConfigError: ``lvlm`` already has an adapter, ``device`` is not available here, or ``out_dir``
-            holds a stopped run of other settings, examples or base weights.
+        ConfigError: ``lvlm`` already has an adapter, ``device`` is not available here, ``out_dir``
+            holds a stopped run of other settings, examples or base weights; ``config.keep`` is refused.
         InputError: no trace survives the weighting.
     """
     from redgraph.lab.precision import auto_precision, check_device, training_process
@@ -160,8 +179,16 @@ def distill(
         config = replace(config, precision=auto_precision(target))
     check_whole_number("save_every", save_every, minimum=0)
     examples, weighting = lessons(records, config)
+    keep: list[Lesson] = []
+    if config.keep is not None:
+        from redgraph.distill.keep import keep_lessons
+
+        keep = keep_lessons(lvlm, config.keep, config.keep_limit)
+        if not keep:
+            raise InputError(f"the base model answered none of keep {config.keep!r}'s pictures; choose another keep source")
+        weighting = {**weighting, "keep_lessons": len(keep)}
     with training_process(config.threads, target):
-        return _distill(lvlm, examples, weighting, config, out_dir, target, on_progress, extra or {}, save_every)
+        return _distill(lvlm, examples, weighting, config, out_dir, target, on_progress, extra or {}, save_every, keep)
 
 
 def _examples_digest(examples: list[Lesson]) -> str:
@@ -172,13 +199,14 @@ def _examples_digest(examples: list[Lesson]) -> str:
 
 
 def _run_key(config: DistillConfig, examples: list[Lesson], fingerprint: str) -> dict:
-    """What a stopped run must share with this one to be continued by it."""
+    """What a stopped run must share with this one to be continued by it (``examples``: the keep
+    lessons too, after the others)."""
     return {"config": json.loads(json.dumps(asdict(config))), "examples": _examples_digest(examples),
             "base": fingerprint}
 
 
 def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfig, out_dir, device: torch.device,
-             on_progress: ProgressCallback | None, extra: dict, save_every: int = 0):
+             on_progress: ProgressCallback | None, extra: dict, save_every: int = 0, keep: list[Lesson] = ()):
     from redgraph.lab.batches import batch_tensors
     from redgraph.lab.tasks import Example
     from redgraph.lab.losses import example_loss
@@ -212,7 +240,8 @@ def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfi
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16")
     losses: list[float] = []
     state_path = Path(out_dir) / RUN_STATE if out_dir is not None else None
-    key = _run_key(config, examples, fingerprint)
+    key = _run_key(config, examples + list(keep), fingerprint)
+    kept = round(config.batch_size * config.keep_share) if keep else 0
     earlier_seconds = 0.0
 
     def resume() -> int:
@@ -249,8 +278,8 @@ def _distill(lvlm, examples: list[Lesson], weighting: dict, config: DistillConfi
         first = resume()
         started = time.perf_counter()
         for step in range(first, config.steps):
-            draw = random.Random(f"redgraph-distill:{config.seed}:{step}").choices(examples, weights=weights,
-                                                                                  k=config.batch_size)
+            rng = random.Random(f"redgraph-distill:{config.seed}:{step}")
+            draw = rng.choices(examples, weights=weights, k=config.batch_size - kept) + rng.choices(keep, k=kept)
             batch = batch_tensors([Example(e.task, render(lvlm.processor, e.instruction, with_image=True), image(e.ref),
                                            e.target) for e in draw], lvlm.processor)
             batch = {k: v.to(device) for k, v in batch.items()}
@@ -328,6 +357,10 @@ def distill_command(config: DistillConfig) -> str:
         flags.append(f"--threshold {weighting.threshold:g}")
     if weighting.unsure == "drop":
         flags.append("--drop-unsure")
+    if not weighting.experts:
+        flags.append("--no-experts")
     if config.targets == "gold":
         flags.append("--control")
+    if config.keep is not None:
+        flags.append(f"--keep {config.keep} --keep-limit {config.keep_limit} --keep-share {config.keep_share:g}")
     return "redgraph distill train OUT TRACES " + " ".join(flags)

@@ -58,6 +58,8 @@ class TraceConfig:
             (see :data:`redgraph.distill.pictures.KIND_QUESTIONS`).
         holdout, part: a ``pictures:`` source's share of pictures kept out of adaptation, and which
             part these traces are of: "all", "adapt" (the others) or "heldout" (those).
+        experts: the critic's experts (``"lvlm"``, or ``"lvlm,ocr"``: :mod:`redgraph.agents.experts`); what
+            each expert beside the model read for a claim is kept in its trace (``readings``).
     """
 
     source: str = "synthetic:train"
@@ -76,10 +78,14 @@ class TraceConfig:
     kind: str | None = None
     holdout: float = 0.0
     part: str = "all"
+    experts: str = "lvlm"
 
     def __post_init__(self) -> None:
         from redgraph.agents.critic import SCORINGS
+        from redgraph.agents.experts import parse_experts
         from redgraph.agents.prompt_library import get_style
+
+        object.__setattr__(self, "experts", ",".join(parse_experts(self.experts)))
 
         object.__setattr__(self, "styles", tuple(self.styles))
         object.__setattr__(self, "shard", tuple(self.shard))
@@ -133,7 +139,7 @@ class TraceConfig:
         for name in ("shard", "limit"):
             data.pop(name)
         # the pictures source's settings only where set, so folders written before they existed resume
-        for name, unset in (("questions", None), ("kind", None), ("holdout", 0.0), ("part", "all")):
+        for name, unset in (("questions", None), ("kind", None), ("holdout", 0.0), ("part", "all"), ("experts", "lvlm")):
             if data[name] == unset:
                 data.pop(name)
         return data
@@ -188,7 +194,7 @@ def generate_traces(
     Args:
         teacher: a reasoner (``write`` and ``complete``, as every redgraph reasoner has); None
             builds the one ``config.teacher`` names.
-        critic: a critic (``review``); None: the local critic on ``lvlm``.
+        critic: a critic (``review``); None: the local critic on ``lvlm``, with ``config.experts``.
         lvlm: the local model; None loads ``config.model``.
         on_progress: called with ``(items done, items)`` after each item.
         items: ``trace_items(config)``, where the caller has made them already.
@@ -213,8 +219,9 @@ def generate_traces(
         teacher = teacher if teacher is not None else make_teacher(config, lvlm)
         if critic is None:
             from redgraph.agents.critic import LocalCritic
+            from redgraph.agents.experts import make_experts
 
-            critic = LocalCritic(lvlm, scoring=config.critic_scoring)
+            critic = LocalCritic(lvlm, scoring=config.critic_scoring, experts=make_experts(config.experts))
         with open(path, "a", encoding="utf-8") as handle:
             for count, item in enumerate(todo, len(items) - len(todo) + 1):
                 records = item_traces(item, config, teacher, critic)
@@ -265,11 +272,21 @@ def item_traces(item: TraceItem, config: TraceConfig, teacher, critic) -> list[d
             "rationale": rationale.text, "answer": answer,
             "support": None if review is None else review.support,
             "status": None if review is None else review.status,
-            "claims": [] if review is None else [{"text": c.text, "support": round(c.support, 4), "method": c.method,
-                                                  "status": c.status} for c in review.claims],
+            "claims": [] if review is None else [_claim(c) for c in review.claims],
             "injections": 0 if review is None else len(review.injections),
         })
     return records
+
+
+def _claim(check) -> dict:
+    """A claim as a trace record keeps it; with experts beside the critic's own eyes, also what each of
+    them read for each of the claim's questions (``readings``: its own answer, and whether it counts)."""
+    claim = {"text": check.text, "support": round(check.support, 4), "method": check.method, "status": check.status}
+    readings = [{"expert": r.expert, "question": check.probes[r.probe].question, "answer": r.answer, "sure": r.sure}
+                for r in check.experts if r.expert != "lvlm" and r.probe < len(check.probes)]
+    if readings:
+        claim["readings"] = readings
+    return claim
 
 
 def read_traces(folders: list[str | os.PathLike[str]]) -> tuple[list[dict], dict[str, Any]]:

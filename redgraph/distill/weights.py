@@ -20,8 +20,19 @@ For trace ``t`` of item ``i``, written in style ``s``::
   instead. Divided by the best style's, so the best style weighs 1.
 
 A trace with no rationale or no answer is dropped (``empty``), and so is one whose weight is below
-``threshold`` (``below_threshold``); all three reasons are counted. The ablations switch a factor to 1:
+``threshold`` (``below_threshold``); all reasons are counted. The ablations switch a factor to 1:
 ``critic=False``, ``agreement=False``, ``style_weights="uniform"``.
+
+**Experts teach.** Where the critic had experts beside the model's own eyes (the OCR expert,
+:mod:`redgraph.agents.experts`), a trace keeps what each read for its claims' questions. When the
+experts' sure readings of the item's own question agree on an answer (``expert_answers``), that
+answer teaches: a trace whose answer differs is dropped (``expert_contradicts``), and the item gets
+an answer lesson of the expert's answer (as the model spells it) weighing what its traces' answer
+lessons would weigh at full weight (its answered traces' count, less the weight of the kept traces
+that agree), so an item the model misreads and the expert reads (``expert_corrections``) teaches as
+much as one it reads well. The model's traces alone cannot teach it what it cannot see; an expert
+with other eyes can. ``experts=False`` is the ablation (the readings then count only through the
+critic's support).
 
 Example:
     >>> records = [
@@ -56,6 +67,7 @@ class WeightConfig:
         threshold: traces weighing less are dropped.
         unsure: a trace the critic was sure of no claim of: ``"ignore"`` weighs it without the critic's
             factor, ``"drop"`` drops it.
+        experts: experts' sure answers to an item's question teach it (see the module).
     """
 
     critic: bool = True
@@ -63,6 +75,7 @@ class WeightConfig:
     style_weights: Literal["learned", "uniform"] = "learned"
     threshold: float = 0.25
     unsure: Literal["ignore", "drop"] = "ignore"
+    experts: bool = True
 
     def __post_init__(self) -> None:
         if self.unsure not in UNSURE:
@@ -81,14 +94,21 @@ class Weighting:
     dropped: Counter = field(default_factory=Counter)
     style_weights: dict[str, float] = field(default_factory=dict)
     without_critic: int = 0  # kept traces weighed without the critic's factor (it was sure of no claim)
+    taught: list[tuple[dict, str, float]] = field(default_factory=list)  # (an item's trace, the experts' answer, weight)
+    expert_answers: int = 0  # items whose question the experts answered
+    expert_corrections: int = 0  # of them, items no kept trace answered so
 
     def summary(self) -> dict:
         kept_weights = [w for _, w in self.kept]
-        return {"traces": len(self.kept) + sum(self.dropped.values()), "kept": len(self.kept),
-                "dropped": dict(sorted(self.dropped.items())),
-                "items_kept": len({r["question_id"] for r, _ in self.kept}), "without_critic": self.without_critic,
-                "mean_weight_kept": round(sum(kept_weights) / len(kept_weights), 4) if kept_weights else None,
-                "style_weights": {k: round(v, 4) for k, v in self.style_weights.items()}}
+        out = {"traces": len(self.kept) + sum(self.dropped.values()), "kept": len(self.kept),
+               "dropped": dict(sorted(self.dropped.items())),
+               "items_kept": len({r["question_id"] for r, _ in self.kept} | {r["question_id"] for r, _, _ in self.taught}),
+               "without_critic": self.without_critic,
+               "mean_weight_kept": round(sum(kept_weights) / len(kept_weights), 4) if kept_weights else None,
+               "style_weights": {k: round(v, 4) for k, v in self.style_weights.items()}}
+        if self.expert_answers:
+            out.update(expert_answers=self.expert_answers, expert_corrections=self.expert_corrections)
+        return out
 
 
 def weigh_traces(records: list[dict], config: WeightConfig = WeightConfig()) -> Weighting:
@@ -109,9 +129,15 @@ def weigh_traces(records: list[dict], config: WeightConfig = WeightConfig()) -> 
             agreement[id(record)] = counts[normalize_answer(record["answer"])] / len(group)
     style_weights = _style_weights(answered, plurality, uniform=config.style_weights == "uniform")
     result = Weighting(kept=[], style_weights=style_weights)
+    taught = {qid: answer for qid, group in items.items() if (answer := expert_answer(group)) is not None} \
+        if config.experts else {}
     for record in records:
         if not _usable(record):
             result.dropped["empty"] += 1
+            continue
+        if record["question_id"] in taught and \
+                normalize_answer(record["answer"]) != normalize_answer(taught[record["question_id"]]):
+            result.dropped["expert_contradicts"] += 1
             continue
         weight = style_weights[record["style"]]
         if config.agreement:
@@ -127,7 +153,54 @@ def weigh_traces(records: list[dict], config: WeightConfig = WeightConfig()) -> 
         else:
             result.kept.append((record, weight))
             result.without_critic += support is None
+    agreeing: Counter = Counter()
+    for record, weight in result.kept:
+        agreeing[record["question_id"]] += weight
+    for qid, answer in taught.items():
+        answer = _as_the_model_writes(answer, answered[qid])
+        full = len(answered[qid]) or 1
+        result.expert_answers += 1
+        result.expert_corrections += agreeing[qid] == 0
+        if full - agreeing[qid] > 0:
+            result.taught.append((items[qid][0], answer, full - agreeing[qid]))
     return result
+
+
+def _as_the_model_writes(answer: str, traces: list[dict]) -> str:
+    """The experts' answer as the model spells it: a trace's answer that means the same, else the
+    expert's text, lower-cased where the model's answers to the item are all lower case (OCR reads
+    a title as printed, "INVOICE", where the model writes "invoice")."""
+    from redgraph.eval.normalize import normalize_answer
+
+    wanted = normalize_answer(answer)
+    same = [r["answer"].strip() for r in traces if normalize_answer(r["answer"]) == wanted]
+    if same:
+        return Counter(same).most_common(1)[0][0]
+    written = [r["answer"].strip() for r in traces]
+    return answer.lower() if written and all(a == a.lower() for a in written) else answer
+
+
+def _question_key(text: str) -> str:
+    return " ".join(text.lower().split()).rstrip("?.! ")
+
+
+def expert_answer(group: list[dict]) -> str | None:
+    """The answer the experts beside the model gave the item's own question, where their sure readings
+    (kept in the traces' claims, ``readings``) agree on one; else None."""
+    from redgraph.eval.normalize import normalize_answer
+
+    readings = [reading for record in group for claim in record.get("claims") or []
+                for reading in claim.get("readings") or []]
+    if not readings:  # traces of a critic with no expert beside it
+        return None
+    asked = _question_key(group[0]["question"])
+    answers: dict[str, str] = {}
+    for reading in readings:
+        text = reading.get("answer")
+        if reading.get("sure") and isinstance(text, str) and normalize_answer(text) \
+                and _question_key(reading.get("question") or "") == asked:
+            answers.setdefault(normalize_answer(text), text.strip())
+    return next(iter(answers.values())) if len(answers) == 1 else None
 
 
 def sure_support(record: dict) -> float | None:
