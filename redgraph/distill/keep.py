@@ -34,7 +34,7 @@ def keep_lessons(lvlm, source: str, limit: int, *, on_progress: Callable[[int, i
     """
     from redgraph.distill.items import item_image
     from redgraph.distill.pictures import PICTURES
-    from redgraph.distill.student import Lesson
+    from redgraph.distill.lesson import Lesson
     from redgraph.distill.traces import TraceConfig, trace_items
     from redgraph.models.generation import generate_with_hf
     from redgraph.models.prompts import PromptFormat, image_branch_text

@@ -33,6 +33,7 @@ from typing import Literal
 
 import torch
 
+from redgraph.distill.lesson import Lesson
 from redgraph.distill.weights import WeightConfig, weigh_traces
 from redgraph.errors import ConfigError, InputError, check_whole_number
 from redgraph.models.adapter import Adapter, AdapterConfig, LoraAdapter, base_fingerprint, make_adapter
@@ -90,17 +91,6 @@ class DistillConfig:
         if self.keep is not None and round(self.batch_size * self.keep_share) in (0, self.batch_size):
             raise ConfigError(f"keep_share {self.keep_share} of a batch of {self.batch_size} leaves no room for "
                               "keep lessons or for the others; choose a share between them")
-
-
-@dataclass(frozen=True)
-class Lesson:
-    """One training example before tensors: what the student reads and what it should write."""
-
-    task: str
-    instruction: str
-    target: str
-    ref: dict  # the item's image reference
-    weight: float
 
 
 def lessons(records: list[dict], config: DistillConfig) -> tuple[list[Lesson], dict]:
