@@ -10,7 +10,7 @@ to keep is the model's behaviour there, right or wrong.
 
 Example:
     >>> keep = keep_lessons(lvlm, "synthetic:train", 400)  # doctest: +SKIP
-    >>> distill(adapted, records, DistillConfig(keep_share=0.25), keep=keep)  # doctest: +SKIP
+    >>> distill(lvlm, records, DistillConfig(keep="synthetic:train", keep_share=0.25))  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -86,7 +86,6 @@ class TraceConfig:
         from redgraph.agents.prompt_library import get_style
 
         object.__setattr__(self, "experts", ",".join(parse_experts(self.experts)))
-
         object.__setattr__(self, "styles", tuple(self.styles))
         object.__setattr__(self, "shard", tuple(self.shard))
         if not self.styles:
