@@ -266,10 +266,12 @@ def test_adapt_goes_from_a_folder_to_an_adapter_and_a_report_and_resumes(tmp_pat
     # Again on the same folder: nothing is written or trained anew, and the report is the same.
     monkeypatch.setattr("redgraph.distill.student.distill", lambda *a, **k: pytest.fail("trained again"))
     assert adapt(config, tmp_path / "out", lvlm=load_lvlm(None)) == report
-    # an adapter saved before a setting existed (vision_layers) is the same adapter: resumed, not refused
+    # an adapter saved before settings existed (vision_layers, experts, keep) is the same adapter: resumed, not refused
     saved_file = tmp_path / "out" / "adapter" / "adapter_config.json"
     saved = json.loads(saved_file.read_text())
-    del saved["manifest"]["config"]["adapter"]["vision_layers"]
+    settings = saved["manifest"]["config"]
+    del settings["adapter"]["vision_layers"], settings["weighting"]["experts"]
+    del settings["keep"], settings["keep_limit"], settings["keep_share"]
     saved_file.write_text(json.dumps(saved))
     assert adapt(config, tmp_path / "out", lvlm=load_lvlm(None)) == report
     other = AdaptConfig(**{**config.__dict__, "distill": DistillConfig(steps=3, batch_size=4, precision="float32")})
