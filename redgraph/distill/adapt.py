@@ -150,21 +150,7 @@ def adapt(config: AdaptConfig, out_dir: str | os.PathLike[str], *, lvlm=None, on
         saved, wanted = manifest.get("config") or {}, json.loads(json.dumps(asdict(config.distill)))
         if wanted["precision"] == "auto":  # the run decided it for its machine
             wanted["precision"] = saved.get("precision")
-        # settings added since it was saved take their defaults
-        from redgraph.distill.student import DistillConfig
-
-        defaults = json.loads(json.dumps(asdict(DistillConfig())))
-        saved = {**{name: value for name, value in defaults.items() if name not in saved}, **saved}
-        if isinstance(saved.get("weighting"), dict):
-            saved = {**saved, "weighting": {**defaults["weighting"], **saved["weighting"]}}
-        if isinstance(saved.get("adapter"), dict):
-            from redgraph.models.adapter import AdapterConfig
-
-            try:
-                saved = {**saved, "adapter": json.loads(json.dumps(asdict(AdapterConfig(**saved["adapter"]))))}
-            except (TypeError, RedgraphError):
-                pass  # not a config of ours: it differs, and is reported so below
-        if saved != wanted:
+        if _as_written_now(saved) != wanted:
             raise InputError(f"{os.fspath(folder)!r} holds an adapter trained with other settings "
                              f"({manifest.get('command', 'unknown')}); use a new output folder, or the same settings")
         load_adapter(adapted, folder)
@@ -202,6 +188,21 @@ def adapt(config: AdaptConfig, out_dir: str | os.PathLike[str], *, lvlm=None, on
                                          seed=config.seed)
     (out / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _as_written_now(saved: dict) -> dict:
+    """A saved distillation config as this version writes it: settings added since it was saved take
+    their defaults. One that is not a config of ours is returned as it is (it differs, and is reported so)."""
+    from redgraph.distill.student import DistillConfig
+    from redgraph.distill.weights import WeightConfig
+    from redgraph.models.adapter import AdapterConfig
+
+    try:
+        config = DistillConfig(**{**saved, "adapter": AdapterConfig(**saved["adapter"]),
+                                  "weighting": WeightConfig(**saved["weighting"])})
+    except (TypeError, KeyError, RedgraphError):
+        return saved
+    return json.loads(json.dumps(asdict(config)))
 
 
 def copy_lvlm(lvlm):

@@ -15,15 +15,13 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from redgraph.errors import ConfigError, check_whole_number
 
 ANSWER_TOKENS = 16  # longest kept answer
 BATCH = 16  # pictures answered per forward
 
 
-def keep_lessons(lvlm, source: str, limit: int, *, on_progress: Callable[[int, int], None] | None = None) -> list:
+def keep_lessons(lvlm, source: str, limit: int) -> list:
     """Answer lessons of the first ``limit`` items of ``source`` (``synthetic:SPLIT``, or a dataset
     folder or file as ``redgraph eval`` reads), each with ``lvlm``'s own greedy answer from the image.
 
@@ -52,6 +50,4 @@ def keep_lessons(lvlm, source: str, limit: int, *, on_progress: Callable[[int, i
                                 [item_image(item.ref) for item in chunk], ANSWER_TOKENS)
         lessons += [Lesson("answer", question.format(question=item.question), answer.strip(), item.ref, 1.0)
                     for item, answer in zip(chunk, said) if answer and answer.strip()]
-        if on_progress is not None:
-            on_progress(min(start + BATCH, len(items)), len(items))
     return lessons
