@@ -260,6 +260,22 @@ def test_graph_overhead_smoke_run_prints_the_ratios_and_where_the_time_went():
     assert sum(parts.values()) == pytest.approx(1000 * report["ask_seconds_median"], rel=0.5)
 
 
+def test_graph_phases_smoke_run_times_every_variant_phase_by_phase():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "graph_phases.py"), "--json", "--repeats", "1"],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    report = json.loads(done.stdout)
+    assert report["runs_per_variant"] == 3
+    assert set(report["variants"]) == {"shipped", "default_executor", "inline_writes", "no_step_writes"}
+    for figures in report["variants"].values():
+        assert 0 < figures["share_median"] < 1 and 0 < figures["outside_ms_median"] < figures["ask_ms_median"]
+        phases = figures["phases_ms"]
+        assert {f"inside {node}" for node in ("receive", "reason", "critique", "decide", "answer")} <= set(phases)
+        assert "ask -> stream" in phases and "stream end -> done" in phases
+        assert all(ms >= 0 for ms in phases.values())
+        # the phases outside the models add up to the median's neighbourhood, not to the models' time
+        assert sum(phases.values()) < 0.5 * figures["ask_ms_median"]
+
+
 def test_concurrent_graph_smoke_run_prints_the_ratios_and_the_batches():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "concurrent_graph.py"), "--json", "--tiny", "--runs", "4",
                            "--repeats", "1"], capture_output=True, text=True, check=True, cwd=ROOT)

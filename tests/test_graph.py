@@ -253,6 +253,60 @@ def test_kill_and_resume_in_a_subprocess(image_path, tmp_path):
     assert result["nodes"] == ["receive", "reason", "critique", "decide", "answer"]
 
 
+def test_a_run_without_a_token_consumer_writes_its_checkpoints_on_one_thread(image_path, tmp_path):
+    """``ask`` runs its one-node steps with ``max_concurrency=1``: LangGraph's executor then writes the
+    run's SQLite checkpoints on one thread (by default it starts two or three per run)."""
+    import threading
+
+    from redgraph.graphs import ask
+
+    context = RunContext(answerer=tiny("llava_clip"), reasoner=ScriptedReasoner([["The circle is red."]] * 3),
+                         critic=ScriptedCritic({"The circle is red.": 0.9}), max_new_tokens=3)
+    ask(image_path, QUESTION, context, checkpoint=tmp_path / "c.sqlite")  # the saver opened, the model warm
+    started, start = [], threading.Thread.start
+
+    def counted(thread):
+        started.append(thread.name)
+        return start(thread)
+
+    threading.Thread.start = counted
+    try:
+        result = ask(image_path, QUESTION, context, checkpoint=tmp_path / "c.sqlite")
+    finally:
+        threading.Thread.start = start
+    assert result.answer is not None and len(started) == 1, started
+
+
+def test_the_agents_see_the_callers_langchain_concurrency_limit_not_the_graphs(image_path):
+    """What a reasoner or critic calls through LangChain inherits the config of the caller of ``ask``
+    (no limit, or the caller's own), not the one step at a time of the graph's loop."""
+    from langchain_core.runnables import RunnableLambda
+    from langchain_core.runnables.config import ensure_config
+
+    from redgraph.graphs import ask
+
+    seen = []
+
+    class Looking(ScriptedReasoner):
+        def write(self, *args, **kwargs):
+            seen.append(("reason", ensure_config().get("max_concurrency")))
+            return super().write(*args, **kwargs)
+
+    class LookingCritic(ScriptedCritic):
+        def review(self, *args, **kwargs):
+            seen.append(("critique", ensure_config().get("max_concurrency")))
+            return super().review(*args, **kwargs)
+
+    def run(_):
+        context = RunContext(answerer=tiny("llava_clip"), reasoner=Looking([["The circle is red."]]),
+                             critic=LookingCritic({"The circle is red.": 0.9}), max_new_tokens=2)
+        return ask(image_path, QUESTION, context, checkpoint="memory").answer
+
+    assert run(None) is not None
+    assert RunnableLambda(run).invoke(None, {"max_concurrency": 3}) is not None
+    assert seen == [("reason", None), ("critique", None), ("reason", 3), ("critique", 3)]
+
+
 def test_ask_pauses_for_review_and_resumes_with_the_persons_choice(image_path, tmp_path):
     from redgraph.errors import InputError
     from redgraph.graphs import ask

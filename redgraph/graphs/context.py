@@ -9,9 +9,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -239,3 +241,56 @@ def _decomposers(name: str, lvlm, base_url: str | None) -> tuple:
 
         return grammar, ChatDecomposer(OpenAIReasoner(name.split(":", 1)[1], base_url=base_url))
     return (grammar,)
+
+
+# The LangChain ``max_concurrency`` of whoever called ``ask``, while its graph runs (unset elsewhere).
+_CALLERS_LIMIT: ContextVar[int | None] = ContextVar("redgraph_callers_max_concurrency")
+
+
+@contextlib.contextmanager
+def one_step_at_a_time(on_token: object) -> Iterator[dict]:
+    """The LangChain config keys a run of ``ask`` streams its graph with, while it runs.
+
+    Each step of the graph runs one node, so without a token consumer (the nodes then run in the
+    caller's thread) the run says ``max_concurrency=1``: LangGraph's executor then writes the run's
+    checkpoints on one thread instead of starting two or three per run (measured in BENCHMARKS.md,
+    "Graph overhead"). With a token consumer LangGraph runs each node on that executor beside a
+    waiter, so the limit stays LangChain's default. LangChain hands a run's config down to whatever
+    its nodes call; :func:`callers_config` puts the caller's own limit back around the agents.
+    """
+    token = _CALLERS_LIMIT.set(_callers_limit())
+    try:
+        yield {} if on_token is not None else {"max_concurrency": 1}
+    finally:
+        _CALLERS_LIMIT.reset(token)
+
+
+def _callers_limit() -> int | None:
+    from langchain_core.runnables.config import var_child_runnable_config
+
+    return (var_child_runnable_config.get() or {}).get("max_concurrency")
+
+
+@contextlib.contextmanager
+def callers_config() -> Iterator[None]:
+    """Around an agent's call in a node: LangChain's ``max_concurrency`` as the caller of ``ask``
+    had it (None: no limit), not the one step at a time of the graph's own loop. A reasoner's own
+    parallel chain keeps its parallel branches. Outside a run of ``ask`` (a LangGraph server's run)
+    nothing changes."""
+    try:
+        limit = _CALLERS_LIMIT.get()
+    except LookupError:
+        yield
+        return
+    from langchain_core.runnables.config import var_child_runnable_config
+
+    config = dict(var_child_runnable_config.get() or {})
+    if config.get("max_concurrency") == limit:
+        yield
+        return
+    config["max_concurrency"] = limit  # None is LangChain's "not set": ensure_config leaves it out
+    token = var_child_runnable_config.set(config)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        var_child_runnable_config.reset(token)

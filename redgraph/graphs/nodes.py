@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from redgraph.errors import Cancelled, InputError
-from redgraph.graphs.context import RUN_SETTINGS, RunContext, resolve_context, run_setting
+from redgraph.graphs.context import RUN_SETTINGS, RunContext, callers_config, resolve_context, run_setting
 from redgraph.graphs.state import GraphState
 from redgraph.models.images import load_image_file
 from redgraph.trace.chain import chain_event
@@ -98,7 +98,7 @@ def reason(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     critique = (state.get("critique") or None) if state.get("round", 0) > 0 else None
     from redgraph.decoding.generate import stopping
 
-    with stopping(ctx.should_stop):  # a local reasoner stops mid-rationale when the run should stop
+    with stopping(ctx.should_stop), callers_config():  # a local reasoner stops mid-rationale when asked
         written = ctx.reasoner.write(_image(state, ctx), state["question"], run_setting(state, ctx, "rationales"),
                                      critique=critique)
     rationales = [asdict(r) if hasattr(r, "__dataclass_fields__") else dict(r) for r in written]
@@ -115,7 +115,7 @@ def critique(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     texts = [r["text"] for r in state["rationales"]]
     from redgraph.decoding.generate import stopping
 
-    with stopping(ctx.should_stop):  # a decomposer that generates with a local model stops too
+    with stopping(ctx.should_stop), callers_config():  # a decomposer generating locally stops too
         report = ctx.critic.review(_image(state, ctx), state["question"], texts)
     reviews = [
         {"support": r.support, "accepted": r.accepted, "status": r.status,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from redgraph.errors import ConfigError, InputError, RedgraphError
-from redgraph.graphs.context import RunContext, make_context
+from redgraph.graphs.context import RunContext, make_context, one_step_at_a_time
 from redgraph.graphs.storage import close_checkpointer, open_checkpointer, redgraph_home
 from redgraph.models.images import ImageInput, image_sha256, load_image, load_image_file_digests
 from redgraph.trace.chain import KEY_ENV, Trace, chain_event
@@ -205,23 +205,24 @@ def _run(graph, image, question, context, *, thread_id, resume, trace_path, sign
     (a PDF's page); ``close=False`` leaves the trace unsigned and unwritten, for the caller to add to."""
     from langgraph.types import Command
 
+    named = thread_id is not None
     thread_id = thread_id or uuid.uuid4().hex
     config = {"configurable": {"thread_id": thread_id}}
     # The image is loaded and limited here, once; the nodes take these pixels (a run resumed in
     # another process, or through a server, has none and reads the file, checking its sha256).
     reference, picture = loaded if loaded is not None else _load_and_refer(image)
     context = dataclasses.replace(context, images={reference["sha256"]: picture})
-    existing = graph.get_state(config)
-    finished = bool(existing.values.get("answer"))
+    existing = graph.get_state(config) if named else None  # a thread id made here holds nothing yet
+    finished = existing is not None and bool(existing.values.get("answer"))
     if resume is not None:
-        if not existing.interrupts:
+        if existing is None or not existing.interrupts:
             raise InputError(f"run {thread_id!r} is not waiting for review; nothing to resume")
         from redgraph.graphs.nodes import human_choice
 
         # Checked here first: a bad value sent into the graph would stay recorded as the reply.
         human_choice(resume, existing.interrupts[0].value["rationales"])
         payload: Any = Command(resume=resume)
-    elif existing.values:
+    elif existing is not None and existing.values:
         stored = existing.values
         if stored.get("question") != question or stored.get("image", {}).get("sha256") != reference["sha256"]:
             raise InputError(f"thread {thread_id!r} holds a run for another question or image "
@@ -236,9 +237,11 @@ def _run(graph, image, question, context, *, thread_id, resume, trace_path, sign
             # them: with a "custom" stream LangGraph runs every node in a worker thread beside a
             # waiter thread, without one it runs a step's single node in this thread.
             modes = ["custom", "updates"] if on_token is not None else ["updates"]
-            for mode, chunk in graph.stream(payload, config, context=context, stream_mode=modes, durability="sync"):
-                if mode == "custom":
-                    on_token(chunk)
+            with one_step_at_a_time(on_token) as limits:
+                for mode, chunk in graph.stream(payload, {**config, **limits}, context=context, stream_mode=modes,
+                                                durability="sync"):
+                    if mode == "custom":
+                        on_token(chunk)
     except Exception as exc:
         state = graph.get_state(config).values
         _write_trace(_failed_trace(thread_id, state, exc), trace_path)
