@@ -40,18 +40,20 @@ def step_examples(step: int, config, processor, rng: random.Random | None = None
         if rng is None:
             raise ValueError("stream 1 draws from the run's task generator; pass rng")
         if config.uniform_tasks:  # the shipped model's draw
-            tasks = [rng.choice(TASKS) for _ in items]
+            tasks = [rng.choice(TASKS[:len(config.task_weights)]) for _ in items]
         else:
-            tasks = rng.choices(TASKS, weights=config.task_weights, k=len(items))
-        return [make_example(item, task, processor, rng, vocabulary=vocabulary, image_side=config.image_side)
+            tasks = rng.choices(TASKS[:len(config.task_weights)], weights=config.task_weights, k=len(items))
+        return [make_example(item, task, processor, rng, vocabulary=vocabulary, image_side=config.image_side,
+                             copy_short=config.copy_short_share)
                 for item, task in zip(items, tasks)]
     examples = []
     for offset, item in enumerate(items):
         own = random.Random(f"redgraph-train:{config.seed}:{start + offset}")
-        task = own.choices(TASKS, weights=config.task_weights)[0]
+        # five weights: the tasks before copy (the same draw as before copy existed)
+        task = own.choices(TASKS[:len(config.task_weights)], weights=config.task_weights)[0]
         item, picture, layout = training_picture(item, task, start + offset, config, own)
         examples.append(make_example(item, task, processor, own, picture, layout if config.tool_cells else None,
-                                     vocabulary, config.image_side))
+                                     vocabulary, config.image_side, config.copy_short_share))
     return examples
 
 
@@ -117,13 +119,17 @@ PIXEL_INPUTS = ("pixel_values", "image_grid_thw", "image_sizes", "pixel_attentio
 
 
 def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = None,
-                  vocabulary: Vocabulary = STANDARD) -> dict[str, torch.Tensor]:
+                  vocabulary: Vocabulary = STANDARD, prompt_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """Tokenise prompts (with their images) and targets into right-padded training tensors (the vision
     heads' targets over the facts of ``vocabulary``, the one the examples were labelled in).
 
     ``labels`` is -100 everywhere except the target tokens and the closing end-of-turn token. With
     ``rope``, also ``position_ids`` (3, B, T) and the vision tower's patch positions and image
     boundaries, as the model would compute them itself.
+
+    With ``prompt_weight`` above 0, the tokens of each example's ``prompt_span`` are labelled too, and
+    ``label_weights`` weighs each labelled token: an example's loss is then its targets' mean
+    cross-entropy plus ``prompt_weight`` times its span's mean.
     """
     tokenizer = processor.tokenizer
     with_image = [e for e in examples if e.image is not None]
@@ -139,14 +145,22 @@ def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = N
         image_rows = iter(
             ids[mask.bool()].tolist() for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"])
         )
+    spans: list[list[int]] = []  # per row: the prompt token indices also learned
     for example in examples:
+        span: list[int] = []
         if example.image is not None:
             prompt_ids = next(image_rows)
+        elif prompt_weight and example.prompt_span:
+            encoded_prompt = tokenizer(example.prompt, add_special_tokens=False, return_offsets_mapping=True)
+            prompt_ids = encoded_prompt["input_ids"]
+            first, last = example.prompt_span
+            span = [i for i, (a, b) in enumerate(encoded_prompt["offset_mapping"]) if a >= first and b <= last and b > a]
         else:
             prompt_ids = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
         target_ids = tokenizer(example.target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         rows.append(prompt_ids + target_ids)
         targets.append(len(target_ids))
+        spans.append(span)
     width = max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -156,6 +170,16 @@ def batch_tensors(examples: list[Example], processor, rope: RopeIndex | None = N
         attention[i, : len(row)] = 1
         labels[i, len(row) - n_target : len(row)] = torch.tensor(row[-n_target:])
     batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    if prompt_weight:
+        # label position p is predicted from p - 1: a span token from the first onward (not the first
+        # itself, which nothing before it in the span gives away)
+        weights = (labels != -100).float() / torch.tensor(targets, dtype=torch.float).unsqueeze(1)
+        for i, span in enumerate(spans):
+            learned = span[1:]
+            if learned:
+                labels[i, learned] = input_ids[i, learned]
+                weights[i, learned] = prompt_weight / len(learned)
+        batch["label_weights"] = weights
     if pixel:
         # Which tokens are image tokens (1) and which text (0), for the rows as padded here: Qwen2-VL's
         # 3-D positions need it, and Gemma 3's attention within an image (its processor calls it
@@ -207,7 +231,7 @@ HOST_ONLY = ("image_cu_seqlens",)
 
 def micro_batches(examples: list[Example], config, processor, rope: RopeIndex | None) -> list[dict[str, torch.Tensor]]:
     """A step's examples as its ``config.accumulate`` micro-batches, ready to run."""
-    return [batch_tensors(group, processor, rope, config.scene_vocabulary)
+    return [batch_tensors(group, processor, rope, config.scene_vocabulary, config.copy_prompt_weight)
             for group in split_by_length(examples, config.accumulate)]
 
 

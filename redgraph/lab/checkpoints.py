@@ -128,6 +128,12 @@ def train_command(config: TrainConfig) -> str:
         flags.append(f"--task-weights {format_task_weights(config.task_weights)}")
     if config.init_from is not None:
         flags.append(f"--init-from {shlex.quote(config.init_from)}")
+    if config.freeze_vision:
+        flags.append("--freeze-vision")
+    if config.copy_prompt_weight:
+        flags.append(f"--copy-prompt-weight {config.copy_prompt_weight:g}")
+    if config.copy_short_share:
+        flags.append(f"--copy-short-share {config.copy_short_share:g}")
     if config.category_weight_map is not None:
         flags.append(f"--category-weights {format_category_weights(config.category_weights)}")
     if config.tool_share:

@@ -11,7 +11,7 @@ from redgraph.lab.scene_labels import cell_fact_names, scene_fact_names
 
 
 # What a batch holds for the loss, not for the model's forward.
-TARGETS = ("labels", "scene_targets", "cell_targets", "cell_mask")
+TARGETS = ("labels", "label_weights", "scene_targets", "cell_targets", "cell_mask")
 
 
 class VisionHeads(torch.nn.Module):
@@ -108,8 +108,11 @@ def example_loss(model, batch: dict[str, torch.Tensor], heads: VisionHeads | Non
     per_token = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(), shifted.reshape(-1), ignore_index=-100, reduction="none"
     ).view(shifted.shape)
-    mask = (shifted != -100).float()
-    loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean() * shares[0]
+    if "label_weights" in batch:  # each labelled token's weight within its example (batch_tensors)
+        loss = (per_token * batch["label_weights"][:, 1:]).sum(1).mean() * shares[0]
+    else:
+        mask = (shifted != -100).float()
+        loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean() * shares[0]
     if captured:
         merge = model.config.vision_config.spatial_merge_size
         counts = (batch["image_grid_thw"].prod(-1) // (merge * merge)).tolist()

@@ -176,6 +176,6 @@ def training_picture(item: SyntheticItem, task: str, index: int, config, rng: ra
                 picture = opened.convert("RGB")
         else:
             picture, layout = draw_laid_out(tool, item.scene, rng, look="train")
-    if config.augment and task != "rationale_answer" and rng.random() < config.augment:
+    if config.augment and task not in ("rationale_answer", "copy") and rng.random() < config.augment:
         picture, layout = degrade(picture if picture is not None else item.image(), rng), None
     return item, picture, layout

@@ -106,6 +106,9 @@ def train(
         config = dataclasses.replace(config, precision=auto_precision(device, out_dir if resume else None))
     if config.rope_layout == AUTO_LAYOUT:
         config = dataclasses.replace(config, rope_layout=auto_rope_layout(config, out_dir if resume else None))
+    if config.freeze_vision and config.init_from is None:
+        raise ConfigError("freeze_vision keeps the base's vision tower as it is; it needs init_from (a run from "
+                          "scratch would keep a random one)")
     check_whole_number("workers", workers, minimum=0)
     if stop_after is not None:
         check_whole_number("stop_after", stop_after)
@@ -162,7 +165,10 @@ def _train(out_dir, config: TrainConfig, on_progress: ProgressCallback | None, s
                             vocabulary=config.scene_vocabulary)
         heads.to(device)
     model.to(device)
-    parameters = list(model.parameters()) + (list(heads.parameters()) if heads is not None else [])
+    if config.freeze_vision:  # the base's eyes, exactly: no gradient, no optimiser state, no weight decay
+        model.model.visual.requires_grad_(False)
+    parameters = [p for p in model.parameters() if p.requires_grad] + (list(heads.parameters()) if heads is not None
+                                                                         else [])
     decay = [p for p in parameters if p.ndim >= 2]
     no_decay = [p for p in parameters if p.ndim < 2]
     optimizer = torch.optim.AdamW(

@@ -14,7 +14,7 @@ from redgraph.data.vocabulary import VOCABULARIES, Vocabulary
 from redgraph.errors import ConfigError, check_whole_number
 from redgraph.lab.architecture import CELL, ROPE_LAYOUTS, Dimensions
 from redgraph.lab.batches import STREAMS
-from redgraph.lab.tasks import TASKS
+from redgraph.lab.tasks import LEGACY_TASKS, TASKS
 
 PRECISIONS = ("float32", "bfloat16")
 AUTO_PRECISION = "auto"  # bfloat16 where the device runs it faster than float32, else float32
@@ -24,7 +24,8 @@ ATTENTIONS = ("eager", "sdpa")
 LEGACY_SETTINGS = {"precision": "float32", "data_stream": 1, "accumulate": 1, "cell_weight": 0.0, "init_from": None,
            "position_weight": 0.0, "rope_layout": "blocks", "category_weights": [1.0] * len(ALL_CATEGORIES),
            "tool_share": 0.0, "augment": 0.0, "chart_shards": None, "image_side": 128, "tool_cells": False,
-           "cell_head_init": "random", "vocabulary": "standard", "standard_share": 0.0}
+           "cell_head_init": "random", "vocabulary": "standard", "standard_share": 0.0, "freeze_vision": False,
+           "copy_prompt_weight": 0.0, "copy_short_share": 0.0}
 CELL_HEAD_INITS = ("random", "zero")
 EMBEDDED_BASE = "embedded"  # init_from's name for the model shipped in the package
 
@@ -51,8 +52,9 @@ class TrainConfig:
     # benchmarks/vision_probe.py), so left of / above can be read from the tokens.
     position_weight: float = 0.0
     # How often each task is drawn, in the order of TASKS (answer, rationale, cot, rationale_answer,
-    # verify); equal weights draw uniformly, as the shipped model was trained.
-    task_weights: tuple[float, ...] = (1.0,) * len(TASKS)
+    # verify, copy); equal weights draw uniformly, as the shipped model was trained. Five weights (the
+    # tasks before copy existed) draw no copy examples; six with copy at 0 are kept as those five.
+    task_weights: tuple[float, ...] = (1.0,) * len(LEGACY_TASKS)
     # bfloat16: forward and backward under bf16 autocast (weights and optimiser stay float32);
     # auto: bfloat16 where the training device runs it faster than float32, decided by train()
     # (auto_precision) and recorded resolved.
@@ -101,6 +103,17 @@ class TrainConfig:
     # shipped model's world, which the wide vocabulary all but never draws: charts of values up to 9,
     # two-digit fields), each item's draw seeded by its index. Labels stay in the run's vocabulary.
     standard_share: float = 0.0
+    # Train the language model only: the vision tower (patch embedding, its blocks and the merger) keeps
+    # the base's weights exactly (no gradient, no optimiser state, no weight decay), so the image
+    # branch's eyes stay as they are; for fine-tunes of the text skills (e.g. the copy task).
+    freeze_vision: bool = False
+    # In copy examples, also learn the rationale's own tokens (a reader's rationale names each label two
+    # or three times, so predicting its repeats trains copying), weighed this much against the answer;
+    # 0: the answer alone, as every other task.
+    copy_prompt_weight: float = 0.0
+    # The share of copy examples cut to the sentence that answers and 0-2 others (an easier start: the
+    # answer's place is found at once); the rest are whole rationales.
+    copy_short_share: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads", "accumulate", "warmup_steps"):
@@ -124,13 +137,20 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 100:
                 raise ConfigError(f"{name} must be a number from 0 to 100, got {value!r}")
+        weights = self.task_weights
+        if isinstance(weights, (tuple, list)) and len(weights) == len(TASKS) and weights[-1] == 0 \
+                and not isinstance(weights[-1], bool):
+            object.__setattr__(self, "task_weights", tuple(weights[:len(LEGACY_TASKS)]))  # no copy: the five
         for name, names, each in (("task_weights", TASKS, "task"), ("category_weights", ALL_CATEGORIES, "category")):
             weights = getattr(self, name)
-            if (not isinstance(weights, (tuple, list)) or len(weights) != len(names)
+            lengths = (len(LEGACY_TASKS), len(TASKS)) if name == "task_weights" else (len(names),)
+            if (not isinstance(weights, (tuple, list)) or len(weights) not in lengths
                     or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf
                            for w in weights)
                     or not any(weights)):
-                raise ConfigError(f"{name} must be {len(names)} numbers of at least 0, not all 0 (one per {each}: "
+                count = (f"{len(LEGACY_TASKS)} numbers (or {len(TASKS)}, with copy)" if name == "task_weights"
+                         else f"{len(names)} numbers")
+                raise ConfigError(f"{name} must be {count} of at least 0, not all 0 (one per {each}: "
                                   f"{', '.join(names)}), got {weights!r}")
             object.__setattr__(self, name, tuple(float(w) for w in weights))
         if self.rope_layout not in ROPE_LAYOUTS + (AUTO_LAYOUT,):
@@ -171,6 +191,16 @@ class TrainConfig:
         if share and self.vocabulary == "standard":
             raise ConfigError(f"standard_share ({share:g}) mixes standard items into a run on another vocabulary; "
                               "this run is on the standard one: set --vocabulary wide, or leave it out")
+        value = self.copy_prompt_weight
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 100:
+            raise ConfigError(f"copy_prompt_weight must be a number from 0 to 100, got {value!r}")
+        object.__setattr__(self, "copy_prompt_weight", float(value))
+        value = self.copy_short_share
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ConfigError(f"copy_short_share must be a share from 0 to 1, got {value!r}")
+        object.__setattr__(self, "copy_short_share", float(value))
+        if not isinstance(self.freeze_vision, bool):
+            raise ConfigError(f"freeze_vision must be true or false, got {self.freeze_vision!r}")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise ConfigError(f"init_from must be a checkpoint folder or {EMBEDDED_BASE!r}, got {self.init_from!r}")
 
@@ -181,7 +211,8 @@ class TrainConfig:
 
     @property
     def uniform_tasks(self) -> bool:
-        return len(set(self.task_weights)) == 1
+        """The five tasks before copy, drawn alike (the shipped model's draw)."""
+        return len(self.task_weights) == len(LEGACY_TASKS) and len(set(self.task_weights)) == 1
 
     @property
     def category_weight_map(self) -> dict[str, float] | None:
@@ -192,8 +223,10 @@ class TrainConfig:
 
 
 def parse_task_weights(text: str) -> tuple[float, ...]:
-    """``"verify=3,cot=0.5"`` -> weights in TASKS order; tasks not named keep weight 1."""
-    return _parse_weights(text, TASKS, "--task-weights", "TASK")
+    """``"verify=3,cot=0.5"`` -> weights in TASKS order; tasks not named keep weight 1, but copy, which
+    weighs 0 unless named (then the five weights of the tasks before it are given)."""
+    weights = _parse_weights(text, TASKS, "--task-weights", "TASK", defaults={"copy": 0.0})
+    return weights if weights[-1] else weights[:len(LEGACY_TASKS)]
 
 
 def parse_category_weights(text: str) -> tuple[float, ...]:
@@ -201,8 +234,9 @@ def parse_category_weights(text: str) -> tuple[float, ...]:
     return _parse_weights(text, ALL_CATEGORIES, "--category-weights", "CATEGORY")
 
 
-def _parse_weights(text: str, names: tuple[str, ...], option: str, what: str) -> tuple[float, ...]:
-    weights = dict.fromkeys(names, 1.0)
+def _parse_weights(text: str, names: tuple[str, ...], option: str, what: str,
+                   defaults: dict[str, float] | None = None) -> tuple[float, ...]:
+    weights = {**dict.fromkeys(names, 1.0), **(defaults or {})}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.partition("=")
         name = name.strip()
