@@ -53,11 +53,12 @@ def test_demo_runs_the_graph_offline_and_writes_verifiable_traces(tmp_path):
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["model"] == "redgraph-embedded"
-    assert [run["run"] for run in payload["runs"]] == ["shapes", "bars", "document", "bars-lying-reasoner"]
+    assert [run["run"] for run in payload["runs"]] == ["shapes", "bars", "document", "sales_chart", "receipt",
+                                                       "bars-lying-reasoner", "sales_chart-lying-reasoner"]
     for run in payload["runs"]:
         assert runner.invoke(app, ["trace", "verify", run["trace"]]).exit_code == 0
         assert "<html" in Path(run["report"]).read_text()
-    lying = payload["runs"][-1]
+    lying = payload["runs"][-2]
     assert lying["rationales"][0]["text"] == "The blue bar is 5."
     # The critic asked the image; its critique says what the image answered. The shipped model reads
     # bar values, titles and (0.82 held out) left/right (BENCHMARKS.md), so the lie is caught and
@@ -71,6 +72,17 @@ def test_demo_runs_the_graph_offline_and_writes_verifiable_traces(tmp_path):
     # probability under the calibrated unsure_below, so the run says "unsure" rather than accepting.
     assert answers["shapes"] == ("unsure", "left")
     assert payload["runs"][0]["unsure"] is True and payload["runs"][0]["flags"] == ["image_unsure"]
+    # The user's pictures (matplotlib, a receipt PDF in DejaVu Sans): the readers write what they read,
+    # the critic accepts it, and the answer is unsure unless RED wrote exactly that.
+    runs = {run["run"]: run for run in payload["runs"]}
+    for name, reading in (("sales_chart", "Q2"), ("receipt", "$11.25")):
+        [rationale] = runs[name]["rationales"]
+        assert rationale["model"].startswith("readers:") and rationale["status"] == "accepted"
+        assert runs[name]["readings"] == [reading]
+        assert runs[name]["unsure"] == (runs[name]["answer"] != reading)
+    # The planted liar on the user's chart is contradicted by the chart reader; the readers' rationale stands.
+    liar = {r["model"]: r for r in runs["sales_chart-lying-reasoner"]["rationales"]}
+    assert liar["planted-liar"]["status"] == "rejected" and liar["readers:chart"]["status"] == "accepted"
 
 
 REFERENCE = reference_checkpoint()

@@ -356,7 +356,10 @@ def _verbal(text: str, support: float, supported: bool) -> dict:
     """A claim as a chat critic's verbal yes/no checked it: no probes, no probabilities."""
     return {"text": text, "support": support, "supported": supported, "method": "p_yes", "probes": [],
             "p_yes": None, "decomposer": None, "status": "supported" if supported else "unsupported",
-            "experts": [], "disagreed": []}
+            "experts": [], "disagreed": [],
+            # The fake chat model wrote the claim and checked it: never shown as independently supported.
+            "written_by": "langchain:GenericFakeChatModel", "checked_by": ["langchain:GenericFakeChatModel"],
+            "independent": False}
 
 
 def test_graph_with_fake_chat_models_as_reasoner_and_critic(image_path):
@@ -385,7 +388,8 @@ def test_graph_with_fake_chat_models_as_reasoner_and_critic(image_path):
                      "on_unsure": "image_only", "max_new_tokens": 3},
         "round": 2,
         "rationales": [{"text": "The circle is red. The square is blue.", "style": "step_by_step",
-                        "model": "langchain:GenericFakeChatModel", "analysis": None, "sampled": False}],
+                        "model": "langchain:GenericFakeChatModel", "analysis": None, "sampled": False,
+                                 "evidence": (), "reading": None, "notes": ()}],
         "reviews": [{"support": 1.0, "accepted": True, "status": "accepted", "injections": [],
                      "claims": [_verbal("The circle is red.", 1.0, True),
                                 _verbal("The square is blue.", 1.0, True)]}],
@@ -395,14 +399,17 @@ def test_graph_with_fake_chat_models_as_reasoner_and_critic(image_path):
             {"round": 1, "verdict": "revise",
              "critique": 'Rationale 1: "The circle is blue." is not supported by the image (P(true) = 0.00).',
              "rationales": [{"text": "The circle is blue. The square is blue.", "style": "step_by_step",
-                             "model": "langchain:GenericFakeChatModel", "analysis": None, "sampled": False}],
+                             "model": "langchain:GenericFakeChatModel", "analysis": None, "sampled": False,
+                                 "evidence": (), "reading": None, "notes": ()}],
              "reviews": [{"support": 0.0, "accepted": False, "status": "rejected", "injections": [],
                           "claims": [_verbal("The circle is blue.", 0.0, False),
                                      _verbal("The square is blue.", 1.0, True)]}], "unasked": [],
-                 "picture": {"novelty": None, "novel": False, "calibration": None}},
+                 "picture": {"novelty": None, "novel": False, "calibration": None},
+                     "reader_failures": []},
             {"round": 2, "verdict": "accept", "critique": "",
              "rationales": final["rationales"], "reviews": final["reviews"], "unasked": [],
-                 "picture": {"novelty": None, "novel": False, "calibration": None}},
+                 "picture": {"novelty": None, "novel": False, "calibration": None},
+                     "reader_failures": []},
         ],
         "outcome": "accepted",
         "flags": [],

@@ -12,7 +12,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "redgraph"
 # Bottom to top. Modules at the package root sit with the layer they belong to.
-LAYERS = ["errors", "data", "examples", "trace", "models", "decoding", "agents", "graphs", "tools", "eval", "lab",
+LAYERS = ["errors", "data", "examples", "trace", "models", "readers", "decoding", "agents", "graphs", "tools", "eval", "lab",
           "distill", "serve", "cli"]
 ROOT_MODULES = {"errors": "errors"}
 

@@ -44,10 +44,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from redgraph.agents.decompose import Decomposer, GrammarDecomposer, decompose_all, model_vocabulary
+from redgraph.agents.decompose import (Decomposer, GrammarDecomposer, ReadingDecomposer, decompose_all,
+                                      model_vocabulary)
 from redgraph.agents.experts import Combine, Expert, ExpertReading, check_combine, combine
 from redgraph.agents.rationale_text import find_injections, split_claims
 from redgraph.agents.verdicts import (ClaimCheck, ClaimStatus, CriticReport, Method, RationaleReview, RationaleStatus,
@@ -90,6 +92,8 @@ class ClaimCritic:
             raise ConfigError(f"accept_at must be between 0 and 1 (exclusive), got {accept_at!r}")
         self.accept_at = float(accept_at)
         self._novelty: tuple[float | None, bool] = (None, False)
+        # The readers that failed in this thread's current review (a critic serves concurrent runs).
+        self._failures: ContextVar[list[str] | None] = ContextVar(f"redgraph_critic_failures_{id(self)}", default=None)
 
     def review(self, image: ImageInput, question: str, rationales: Sequence[str]) -> CriticReport:
         check_question(question)
@@ -102,6 +106,7 @@ class ClaimCritic:
         claims = [[] if found else split_claims(r) for r, found in zip(rationales, injections)]
         flat = [claim for group in claims for claim in group]
         novelty, novel = self._picture_range(picture)
+        self._failures.set([])
         checked = iter(self._checks(picture, flat, novel=novel))
         reviews = []
         for rationale, group, found in zip(rationales, claims, injections):
@@ -113,7 +118,7 @@ class ClaimCritic:
         verdict: Verdict = ("revise" if not reviews or statuses & {"rejected", "unchecked"}
                             else "unsure" if "unsure" in statuses else "accept")
         return CriticReport(tuple(reviews), verdict, "" if verdict == "accept" else critique_text(reviews),
-                            novelty, novel)
+                            novelty, novel, tuple(self._failures.get() or ()))
 
     def _rationale_status(self, checks: tuple[ClaimCheck, ...], injections) -> RationaleStatus:
         if injections:
@@ -180,6 +185,11 @@ class LocalCritic(ClaimCritic):
         experts: experts beside the LVLM (:mod:`redgraph.agents.experts`, e.g. an
             :class:`~redgraph.agents.experts.OcrExpert`); each probe one of them answers is decided
             by all the readings, by ``combine`` (``"agree"`` or ``"veto"``). Needs ``scoring="probes"``.
+        readers: experts asked only on pictures beyond the model's calibrated range, where its eyes
+            are not evidence (:func:`~redgraph.agents.experts.make_readers`: the text reader,
+            Tesseract where installed, the chart reader's two readings); there the claims' forms of
+            the readers (:class:`~redgraph.agents.decompose.ReadingDecomposer`) are asked too. A reader
+            that fails is named in the report (``failures``) and its probes stay unsure.
 
     A claim none of the decomposers handles is scored by P(yes) and flagged; a rationale none of
     whose claims they handle is ``unchecked``, never accepted (with ``scoring="p_yes"``, which asks
@@ -188,7 +198,7 @@ class LocalCritic(ClaimCritic):
 
     def __init__(self, lvlm, *, accept_at: float = 0.5, scoring: Scoring = "probes",
                  decomposers: Sequence[Decomposer] | None = None, calibrated: bool = True,
-                 experts: Sequence[Expert] = (), combine: Combine = "agree") -> None:
+                 experts: Sequence[Expert] = (), combine: Combine = "agree", readers: Sequence[Expert] = ()) -> None:
         super().__init__(accept_at=accept_at)
         if scoring not in SCORINGS:
             raise ConfigError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
@@ -199,13 +209,13 @@ class LocalCritic(ClaimCritic):
                                   f"{type(decomposer).__name__}")
         if not isinstance(calibrated, bool):
             raise ConfigError(f"calibrated must be True or False, got {calibrated!r}")
-        experts = tuple(experts)
-        for expert in experts:
+        experts, readers = tuple(experts), tuple(readers)
+        for expert in (*experts, *readers):
             if not isinstance(expert, Expert):
                 raise ConfigError(f"each expert needs a name and a read(picture, probes) method, got {type(expert).__name__}")
-        if experts and scoring != "probes":
+        if (experts or readers) and scoring != "probes":
             raise ConfigError(f"experts answer the claims' probes; scoring={scoring!r} asks none (use scoring='probes')")
-        self.experts = experts
+        self.experts, self.readers = experts, readers
         self.combine = check_combine(combine)
         self.lvlm = lvlm
         self.scoring = scoring
@@ -240,28 +250,26 @@ class LocalCritic(ClaimCritic):
     def _load(self, image: ImageInput):
         return ready_image(image, max_pixels=self.lvlm.max_image_pixels)
 
-    @property
-    def expert_names(self) -> tuple[str, ...]:
-        """Who checks the claims: the LVLM, then the experts beside it."""
-        return ("lvlm", *(e.name for e in self.experts))
-
     def _score(self, picture, claims: list[str], *, novel: bool = False) -> list[_Score]:
         from redgraph.decoding.claim_scoring import claim_support
         from redgraph.decoding.probes import score_probes
 
         if self.scoring == "p_yes":
             return [_Score(p, "p_yes", p_yes=p) for p in claim_support(self.lvlm, picture, claims)]
-        decomposed = decompose_all(self.decomposers, claims)
+        readers = self.readers if novel else ()
+        decomposers = (*self.decomposers, ReadingDecomposer()) if readers else self.decomposers
+        decomposed = decompose_all(decomposers, claims)
         asked = [i for i, (probes, _) in enumerate(decomposed) if probes]
         flat = [probe for i in asked for probe in decomposed[i][0]]
         answers = iter([self._calibrated(r) for r in score_probes(self.lvlm, picture, flat)])
         others = [expert.read(picture, flat) for expert in self.experts]
+        others += [self._read_or_fail(reader, picture, flat) for reader in readers]
         results, unsure, decided, offset = {}, {}, {}, 0
         for i in asked:
             pairs = [next(answers) for _ in decomposed[i][0]]
             results[i] = tuple(r for r, _ in pairs)
             unsure[i] = _unsure_claim([r for r, _ in pairs], [u for _, u in pairs], self.accept_at)
-            if self.experts:
+            if others:
                 decided[i] = self._with_experts(pairs, [read[offset:offset + len(pairs)] for read in others], novel)
             offset += len(pairs)
         need_p_yes = [i for i in range(len(claims)) if i not in results or self.scoring == "both"]
@@ -282,6 +290,28 @@ class LocalCritic(ClaimCritic):
             else:
                 scores.append(_Score(support, "probes", results[index], decomposer=decomposer, unsure=unsure[index]))
         return scores
+
+    def _read_or_fail(self, reader: Expert, picture, probes) -> list[ExpertReading | None]:
+        """A reader's readings; one that fails (or is missing) is named in the report, and reads
+        nothing: its probes are decided by the others, or stay unsure."""
+        try:
+            return reader.read(picture, probes)
+        except Exception as exc:  # noqa: BLE001 - a reader failing on a picture is recorded, never the run's end
+            failures = self._failures.get()
+            if failures is not None:  # None: claims scored outside a review (score_claims)
+                failures.append(f"{reader.name}: {type(exc).__name__}: {exc}")
+            return [None] * len(probes)
+
+    @property
+    def expert_names(self) -> tuple[str, ...]:
+        """Who checks the claims: the LVLM, then the experts beside it (the readers, asked beyond the
+        model's range, are :attr:`reader_names`)."""
+        return ("lvlm", *(e.name for e in self.experts))
+
+    @property
+    def reader_names(self) -> tuple[str, ...]:
+        """Who checks the claims on pictures beyond the model's range, beside the experts."""
+        return tuple(r.name for r in self.readers)
 
     def _with_experts(self, pairs, readings_per_expert, novel: bool):
         """A claim's status, support, every expert's readings and who disagreed, probe by probe

@@ -292,3 +292,47 @@ def decompose_all(decomposers: Sequence[Decomposer], claims: Sequence[str]) -> l
             if probes:
                 found[index] = (tuple(probes), decomposer.name)
     return found
+
+
+# --- the readers' claims ------------------------------------------------------------------------
+
+COLOUR_NAMES = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "grey", "gray", "black",
+                "white", "cyan", "teal", "olive", "navy", "violet", "magenta", "gold", "beige", "maroon", "lime")
+_READING_FORMS: tuple[tuple[re.Pattern, object], ...] = (
+    (re.compile(r"The title is (?P<v>.+?)\.?", re.IGNORECASE),
+     lambda m: Probe("What is the title?", m["v"], family="title")),
+    (re.compile(r"There (?:is|are) (?P<n>\d+) bars?\.?", re.IGNORECASE),
+     lambda m: Probe("How many bars are there?", m["n"], family="bar_count")),
+    (re.compile(r"The (?P<bar>.+?) bar is the (?P<which>tallest|shortest)\.?", re.IGNORECASE),
+     lambda m: Probe(f"Which bar is the {m['which'].lower()}?", m["bar"], family="bar_extreme")),
+    (re.compile(rf"The (?P<bar>.+?) bar is (?P<c>{'|'.join(COLOUR_NAMES)})\.?", re.IGNORECASE),
+     lambda m: Probe(f"What colour is the {m['bar']} bar?", m["c"].lower(), family="bar_colour")),
+    (re.compile(r"The (?P<bar>.+?) bar is (?P<v>[-−$€£]?\s?\d(?:[\d.,]*\d)?\s?%?)\.?", re.IGNORECASE),
+     lambda m: Probe(f"What is the value of the {m['bar']} bar?", m["v"], family="bar_value")),
+    (re.compile(r"The (?P<name>[^.]{1,60}?) is (?P<v>.+?)\.?", re.IGNORECASE),
+     lambda m: Probe(f"What is the {m['name']}?", m["v"], family="field")),
+)
+
+
+class ReadingDecomposer:
+    """Probes for the claims the reading reasoner writes (:mod:`redgraph.agents.reading`) and claims
+    of the same forms about users' pictures: a title, a field or item's value (``The total is
+    $11.25.``), a bar's value, colour or rank, and the number of bars, with open answers as written.
+
+    The critic uses it on pictures beyond the model's calibrated range, after the grammar, so the
+    readers (its experts there) can check what any reasoner claims about a user's picture.
+    """
+
+    name = "reading"
+
+    def decompose(self, claims: Sequence[str]) -> list[Probes | None]:
+        found: list[Probes | None] = []
+        for claim in claims:
+            text = " ".join(claim.split())
+            probes = None
+            for pattern, build in _READING_FORMS:
+                if (match := pattern.fullmatch(text)) and all(part.strip() for part in match.groups()):
+                    probes = (build(match),)
+                    break
+            found.append(probes)
+        return found

@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,6 +135,34 @@ def make_experts(names: object) -> tuple[Expert, ...]:
     return tuple(OcrExpert() for name in parse_experts(names) if name == "ocr")
 
 
+def make_readers() -> tuple[Expert, ...]:
+    """The readers that check claims on pictures beyond the model's range: the text reader
+    (RapidOCR, installed with redgraph), Tesseract where it is installed (a second, independent
+    engine), and the chart reader's two readings of a bar's value (against the axis; a printed
+    label). A text reader that is not installed stays in the list as a :class:`MissingReader`, so
+    each run that needs it says so by name."""
+    from redgraph.models.ocr import OcrEngine, ocr_available, rapidocr_available, text_reader
+
+    missing = rapidocr_available()
+    if missing:
+        readers: list[Expert] = [MissingReader("rapidocr", missing)]
+    else:
+        readers = [DocumentExpert(text_reader()), ChartExpert("axis"), ChartExpert("label")]
+    if ocr_available() is None:
+        readers.append(DocumentExpert(OcrEngine()))
+    return tuple(readers)
+
+
+class MissingReader:
+    """A reader that is not installed: asked, it fails with what to install (the critic names it)."""
+
+    def __init__(self, name: str, install: str) -> None:
+        self.name, self.install = name, install
+
+    def read(self, picture, probes: Sequence[Probe]) -> list[ExpertReading | None]:
+        raise ConfigError(self.install)
+
+
 # --- OCR ---------------------------------------------------------------------------------------
 
 _FIELD_QUESTION = re.compile(r"what is the (.+?)\s*\??", re.IGNORECASE)
@@ -230,3 +259,153 @@ class OcrExpert:
         note = ("" if sure else "the line names the field but no value was read" if not answer
                 else f"read with confidence {confidence:.2f}, below {self.sure_at:.2f}")
         return ExpertReading(self.name, index, answer or None, round(support, 4), sure, evidence, note)
+
+
+# --- the readers: documents and bar charts ----------------------------------------------------------
+
+_NUMBER_TEXT = re.compile(r"[-−]?\d[\d,.' ]*\d|\d")
+
+
+def reading_key(text: str) -> str:
+    """How a reader's value and a claimed one are compared: :func:`_key`, with spaces inside
+    amounts and dates ignored ("$ 11.25", "15 Mar2024")."""
+    return _key(text).replace(" ", "")
+
+
+class DocumentExpert:
+    """Answers title and field probes (``What is the total?``, ``What is the price of Coffee?``) from
+    an OCR engine's page read as a document (:func:`redgraph.readers.documents.read_document`).
+
+    Its name is its engine's (``rapidocr``, ``tesseract``), so a claim's check says which engine read
+    it, and a claim an engine wrote is known to be checked by another engine or by itself only.
+
+    Args:
+        engine: an OCR engine with ``name`` and ``read(picture) -> OcrPage``.
+        sure_at, accuracy: as :class:`OcrExpert`'s.
+    """
+
+    families = ("title", "field")
+
+    def __init__(self, engine, *, sure_at: float = 0.6, accuracy: float = 0.99) -> None:
+        for name, value in (("sure_at", sure_at), ("accuracy", accuracy)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1, got {value!r}")
+        self.engine, self.name = engine, engine.name
+        self.sure_at, self.accuracy = float(sure_at), float(accuracy)
+
+    def read(self, picture, probes: Sequence[Probe]) -> list[ExpertReading | None]:
+        from redgraph.agents.reading import field_name, parse_question
+        from redgraph.readers.documents import read_document
+
+        if not any(p.family in self.families for p in probes):
+            return [None] * len(probes)
+        document = read_document(self.engine.read(picture))
+        readings: list[ExpertReading | None] = []
+        for index, probe in enumerate(probes):
+            asked = parse_question(probe.question) if probe.family in self.families else None
+            if asked is None or asked.kind not in ("title", "field"):
+                readings.append(None)
+                continue
+            fact = document.title if asked.kind == "title" else document.field(field_name(asked.name))
+            if fact is None:
+                what = "no title" if asked.kind == "title" else f"no field or item named {field_name(asked.name)!r}"
+                readings.append(ExpertReading(self.name, index, None, 0.5, False, note=f"{what} was read"))
+                continue
+            agrees = reading_key(fact.value) == reading_key(probe.claimed)
+            sure = fact.confidence >= self.sure_at
+            right = self.accuracy if sure else fact.confidence
+            evidence = (Evidence(fact.value, fact.box, fact.confidence, document.size),)
+            note = "" if sure else f"read with confidence {fact.confidence:.2f}, below {self.sure_at:.2f}"
+            readings.append(ExpertReading(self.name, index, fact.value, round(right if agrees else 1 - right, 4), sure,
+                                          evidence, note))
+        return readings
+
+
+class ChartExpert:
+    """Answers bar-chart probes from the chart reader (:mod:`redgraph.readers.charts`), one of its two
+    readings of a bar's value: ``source="axis"`` (the bar's end against the fitted axis; it also
+    answers which bar is the tallest or shortest, how many bars there are and a bar's colour, from
+    the bars' pixels) or ``source="label"`` (the value printed at the bar's end, where there is one).
+    The two are independent readings of the same value: where both read it, both are used.
+
+    Args:
+        source: ``"axis"`` or ``"label"``.
+        tolerance: an axis reading agrees with a claimed value within this share of the value (or of
+            the axis's span, for values near 0); a printed label must match exactly.
+        accuracy: the support a sure reading gives the answer it read (1 − accuracy to another).
+    """
+
+    families = ("bar_value", "bar_extreme", "bar_count", "bar_colour")
+
+    def __init__(self, source: str = "axis", *, tolerance: float = 0.05, accuracy: float = 0.98) -> None:
+        if source not in ("axis", "label"):
+            raise ConfigError(f"source must be 'axis' or 'label', got {source!r}")
+        for name, value in (("tolerance", tolerance), ("accuracy", accuracy)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1, got {value!r}")
+        self.source, self.name = source, f"chart_{source}"
+        self.tolerance, self.accuracy = float(tolerance), float(accuracy)
+
+    def read(self, picture, probes: Sequence[Probe]) -> list[ExpertReading | None]:
+        from redgraph.agents.reading import read_picture
+        from redgraph.readers.charts import Abstention
+
+        mine = [p.family in self.families and (self.source == "axis" or p.family == "bar_value") for p in probes]
+        if not any(mine):
+            return [None] * len(probes)
+        _, chart = read_picture(picture)
+        if isinstance(chart, Abstention):
+            return [ExpertReading(self.name, i, None, 0.5, False, note=f"the chart reader abstains: {chart.reason}")
+                    if wanted else None for i, wanted in enumerate(mine)]
+        return [self._reading(chart, probe, i) if wanted else None for i, (probe, wanted) in enumerate(zip(probes, mine))]
+
+    def _reading(self, chart, probe: Probe, index: int) -> ExpertReading:
+        from redgraph.agents.reading import parse_question
+
+        asked = parse_question(probe.question)
+        size = chart.size
+        if asked is None:
+            return ExpertReading(self.name, index, None, 0.5, False, note="the question is not one the chart reader answers")
+        if asked.kind == "bar_count":
+            return self._judge(index, str(len(chart.bars)), _key(probe.claimed) == str(len(chart.bars)), (), size)
+        if asked.kind in ("tallest", "shortest"):
+            bar = chart.tallest() if asked.kind == "tallest" else chart.shortest()
+            if bar is None:
+                return ExpertReading(self.name, index, None, 0.5, False, note=f"no single {asked.kind} bar: they tie")
+            name = bar.label or bar.colour
+            return self._judge(index, name, reading_key(name) == reading_key(probe.claimed), (bar,), size)
+        bar = chart.bar(asked.name or "") or next((b for b in chart.bars if b.label is None
+                                                  and b.colour == _key(asked.name or "")), None)
+        if bar is None:
+            return ExpertReading(self.name, index, None, 0.5, False, note=f"no bar labelled {asked.name!r} was read")
+        if asked.kind == "bar_colour":
+            return self._judge(index, bar.colour, _key(probe.claimed) in (bar.colour, bar.colour.replace("grey", "gray")),
+                               (bar,), size)
+        claimed = _number(probe.claimed)
+        if self.source == "label":
+            if bar.label_value is None:
+                return ExpertReading(self.name, index, None, 0.5, False, note="no value is printed at the bar")
+            agrees = claimed is not None and math.isclose(claimed, bar.label_value, rel_tol=1e-9, abs_tol=1e-9)
+            return self._judge(index, bar.label_text, agrees, (bar,), size)
+        if bar.axis_value is None or chart.axis is None:
+            return ExpertReading(self.name, index, None, 0.5, False, note="no axis could be read for the bar")
+        allowed = max(self.tolerance * abs(bar.axis_value), 0.01 * chart.axis.span)
+        agrees = claimed is not None and abs(claimed - bar.axis_value) <= allowed
+        return self._judge(index, chart.axis.format(bar.axis_value), agrees, (bar,), size)
+
+    def _judge(self, index: int, answer: str, agrees: bool, bars, size) -> ExpertReading:
+        evidence = tuple(Evidence(answer, tuple(int(v) for v in b.box), 1.0, tuple(size)) for b in bars)
+        support = self.accuracy if agrees else 1.0 - self.accuracy
+        return ExpertReading(self.name, index, answer, round(support, 4), True, evidence)
+
+
+def _number(text: str) -> float | None:
+    """The number a claimed value writes ("1,204", "$27.5", "40 %"), else None."""
+    match = _NUMBER_TEXT.search(text.replace("−", "-"))
+    if match is None:
+        return None
+    digits = match.group().replace(",", "").replace("'", "").replace(" ", "")
+    try:
+        return float(digits)
+    except ValueError:
+        return None

@@ -33,6 +33,11 @@ class Rationale:
     model: str
     analysis: str | None = None  # the first step of a two-step style
     sampled: bool = False
+    # A reading rationale's: each claim's evidence (its reader, the text or bar read, its box) and
+    # what the readers read for the question itself (None: a model's rationale, which says no such thing).
+    evidence: tuple[dict, ...] = ()
+    reading: str | None = None
+    notes: tuple[str, ...] = ()  # what the writer could not do (a reader that failed or could not read)
 
 
 class Reasoner(Protocol):

@@ -99,6 +99,7 @@ class CriticReport:
     critique: str  # empty when accepted
     novelty: float | None = None  # how far the picture lies from the model's own (None: not measured)
     novel: bool = False  # beyond the model's calibrated range: its eyes' answers are not evidence
+    failures: tuple[str, ...] = ()  # readers that were asked and failed, each named with what it said
 
     @property
     def weights(self) -> tuple[float, ...]:

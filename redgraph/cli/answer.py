@@ -89,10 +89,11 @@ def demo(
     if as_json:
         out.print_json(json.dumps(demo_run))
         return
-    table = Table("run", "question", "expected", "answer", "rationale (support)", "outcome")
+    table = Table("run", "question", "expected", "answer", "rationale (writer: support, status)", "outcome")
     for run in runs:
-        rationale = "; ".join(f"{r['text']} ({r['support']:.2f})" for r in run["rationales"])
-        table.add_row(run["run"], escape(run["question"]), escape(run["expected"]), escape(str(run["answer"])),
+        rationale = "; ".join(f"{r['model']}: {r['text']} ({r['support']:.2f}, {r['status']})" for r in run["rationales"])
+        answer = f"{run['answer']} (unsure)" if run["unsure"] else str(run["answer"])
+        table.add_row(run["run"], escape(run["question"]), escape(run["expected"]), escape(answer),
                       escape(rationale), escape(", ".join([run["outcome"] or "", *run["flags"]])))
     out.print(table)
     for run in runs:

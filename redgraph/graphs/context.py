@@ -95,6 +95,9 @@ class RunContext:
             "decomposers": [d.name for d in getattr(self.critic, "decomposers", ())],
             # Who checks the claims (the LVLM alone, or with an OCR expert beside it), and how they combine.
             "experts": list(getattr(self.critic, "expert_names", ())),
+            # When the readers write and check (pictures beyond the model's range, by default), and which.
+            "readers": getattr(self.reasoner, "readers", "never"),
+            "reader_experts": list(getattr(self.critic, "reader_names", ())),
             "combine": getattr(self.critic, "combine", None),
         }
 
@@ -110,7 +113,8 @@ def run_setting(state: Mapping[str, Any], context: RunContext, name: str) -> Any
 
 
 # What a JSON context (LangGraph server, Studio) may set: the model and reasoner, and RunContext's settings.
-CONTEXT_SETTINGS = ("model", "reasoner", "base_url", "styles", "critic_scoring", "decomposer", "experts", "rationale_weight",
+CONTEXT_SETTINGS = ("model", "reasoner", "base_url", "styles", "critic_scoring", "decomposer", "experts", "readers",
+                    "rationale_weight",
                     "rationales", "rounds", "on_exhausted", "on_unsure", "max_new_tokens")
 
 
@@ -125,6 +129,7 @@ class ServedContext(TypedDict, total=False):
     critic_scoring: Literal["probes", "p_yes", "both"]
     decomposer: str
     experts: list[str]  # who checks the claims: ["lvlm"] (the default) or ["lvlm", "ocr"]
+    readers: Literal["out_of_range", "always", "never"]  # when the readers write and check
     rationale_weight: float
     rationales: int
     rounds: int
@@ -177,6 +182,7 @@ def make_context(
     accept_at: float = 0.5,
     experts: str | Sequence[str] = "lvlm",
     combine: str = "agree",
+    readers: str = "out_of_range",
     **settings: Any,
 ) -> RunContext:
     """A :class:`RunContext` whose answerer (and local reasoner and critic) is ``model`` (a path,
@@ -193,9 +199,14 @@ def make_context(
     OCR expert beside it for titles and fields: ``pip install 'redgraph[ocr]'`` and the tesseract
     program); ``combine``: how their readings decide a claim, ``"agree"`` or ``"veto"``
     (:mod:`redgraph.agents.experts`).
+    ``readers``: when the readers (the text reader installed with redgraph, Tesseract where installed,
+    the bar-chart reader; :mod:`redgraph.agents.reading`) write a rationale beside the reasoner and
+    check claims for the critic: ``"out_of_range"`` (the default: on pictures beyond the model's
+    calibrated range, where its eyes cannot read), ``"always"`` (they write on every picture, and check
+    where the model's eyes cannot) or ``"never"``.
     ``settings`` are RunContext fields (rationale_weight, rationales, rounds, on_exhausted, ...)."""
     from redgraph.agents.critic import LocalCritic
-    from redgraph.agents.experts import check_combine, make_experts, parse_experts
+    from redgraph.agents.experts import check_combine, make_experts, make_readers, parse_experts
     from redgraph.agents.reasoner import LocalReasoner
     from redgraph.models.loading import LVLM, load_lvlm
 
@@ -203,8 +214,12 @@ def make_context(
         raise ConfigError(f"reasoner {reasoner!r} is not understood; use 'local', 'openai:MODEL' or a reasoner object")
     if isinstance(critic, str) and critic != "local":
         raise ConfigError(f"critic {critic!r} is not understood; use 'local' or a critic object")
+    from redgraph.agents.reading import WHEN, ReasonerTeam
+
     names = parse_experts(experts)
     check_combine(combine)
+    if readers not in WHEN:
+        raise ConfigError(f"readers must be one of {', '.join(WHEN)}, got {readers!r}")
     if not isinstance(critic, str) and ((critic_scoring, decomposer, accept_at, names, combine)
                                         != ("probes", "grammar", 0.5, ("lvlm",), "agree")):
         raise ConfigError("critic_scoring, decomposer, accept_at, experts and combine configure the local critic; a "
@@ -220,13 +235,13 @@ def make_context(
     if critic == "local":
         critic = LocalCritic(lvlm, accept_at=accept_at, scoring=critic_scoring,
                              decomposers=_decomposers(decomposer, lvlm, base_url), experts=make_experts(names),
-                             combine=combine)
-    return RunContext(
-        answerer=lvlm,
-        reasoner=LocalReasoner(lvlm, styles=styles or ("facts",)) if reasoner == "local" else reasoner,
-        critic=critic,
-        **settings,
-    )
+                             combine=combine,
+                             readers=make_readers() if readers != "never" and critic_scoring == "probes" else ())
+    if reasoner == "local":
+        reasoner = LocalReasoner(lvlm, styles=styles or ("facts",))
+    if readers != "never" and not isinstance(reasoner, ReasonerTeam):
+        reasoner = ReasonerTeam(reasoner, lvlm, readers=readers)
+    return RunContext(answerer=lvlm, reasoner=reasoner, critic=critic, **settings)
 
 
 def _decomposers(name: str, lvlm, base_url: str | None) -> tuple:

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 LYING_RUN = "bars-lying-reasoner"
+# The user's pictures among the examples (drawn by matplotlib and as a PDF in a real font, which the
+# model never trained on): the readers write there, and a planted liar is caught there too.
+USERS_PICTURES = ("sales_chart.png", "receipt.pdf")
 
 
 def run_demo(
@@ -24,7 +27,9 @@ def run_demo(
     rationale_weight: float = 1.0,
     on_status: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the graph on each bundled example and once with a planted liar; write traces and reports.
+    """Run the graph on each bundled example (the model's own pictures, then a matplotlib chart and a
+    receipt PDF, where the readers write) and with a planted liar on a bar chart of each kind; write
+    traces and reports.
 
     Args:
         out_dir: where ``NAME.trace.json``, ``NAME.report.html`` and the checkpoints go.
@@ -54,8 +59,12 @@ def run_demo(
     context = make_context(model, rationale_weight=rationale_weight, rounds=2, max_new_tokens=8)
     liar = ScriptedReasoner([examples[1]["misleading_rationale"]], name="planted-liar")
     lying = make_context(context.answerer, reasoner=liar, rationale_weight=rationale_weight, rounds=2, max_new_tokens=8)
-    plan = [(example, context, example["image"].removesuffix(".png")) for example in examples]
+    plan = [(example, context, Path(example["image"]).stem) for example in examples]
     plan.append((examples[1], lying, LYING_RUN))
+    chart = next(example for example in examples if example["image"] == USERS_PICTURES[0])
+    users_liar = ScriptedReasoner([chart["misleading_rationale"]], name="planted-liar")
+    plan.append((chart, make_context(context.answerer, reasoner=users_liar, rationale_weight=rationale_weight, rounds=2,
+                                     max_new_tokens=8), f"{Path(chart['image']).stem}-lying-reasoner"))
     runs = []
     for example, run_context, name in plan:
         status(f"{name}: reasoning, checking, answering ...")

@@ -7,6 +7,7 @@ run resumed elsewhere or served, reload the image from its path and check its sh
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict
 from typing import Any
@@ -109,27 +110,79 @@ def reason(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     return {"rationales": rationales, "round": round_number, "trace": [event]}
 
 
+EMPTY_RATIONALE = "the reasoner wrote nothing"
+
+
 def critique(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     ctx = _live_context(runtime)
     started = time.perf_counter()
     texts = [r["text"] for r in state["rationales"]]
+    # A rationale the reasoner left empty (or none at all) is the reasoner's failure: recorded and
+    # revised, never the caller's error and never sent to the critic.
+    written = [i for i, text in enumerate(texts) if text.strip()]
     from redgraph.decoding.generate import stopping
 
-    with stopping(ctx.should_stop), callers_config():  # a decomposer generating locally stops too
-        report = ctx.critic.review(_image(state, ctx), state["question"], texts)
-    reviews = [
-        {"support": r.support, "accepted": r.accepted, "status": r.status,
-         "claims": [c.to_dict() for c in r.claims], "injections": [asdict(f) for f in r.injections]}
-        for r in report.reviews
-    ]
+    report = None
+    if written:
+        with stopping(ctx.should_stop), callers_config():  # a decomposer generating locally stops too
+            report = ctx.critic.review(_image(state, ctx), state["question"], [texts[i] for i in written])
+    reviews = [{"support": 0.0, "accepted": False, "status": "unchecked", "claims": [], "injections": [],
+                "note": EMPTY_RATIONALE} for _ in texts]
+    # Whose eyes a local critic asks (its "lvlm" expert); a chat critic checks by its model's name.
+    eyes = getattr(getattr(ctx.critic, "lvlm", None), "name", None)
+    own = "lvlm" if eyes is not None else getattr(_model_ref(ctx.critic), "id", None) or type(ctx.critic).__name__
+    for i, r in zip(written, report.reviews if report else ()):
+        claims = [_with_checkers(c.to_dict(), state["rationales"][i], eyes, own) for c in r.claims]
+        reviews[i] = {"support": r.support, "accepted": r.accepted, "status": r.status, "claims": claims,
+                      "injections": [asdict(f) for f in r.injections]}
+    if report is not None and len(written) == len(texts):
+        verdict, critique_text = report.verdict, report.critique
+    else:
+        empty = "; ".join(f"Rationale {i + 1}: {EMPTY_RATIONALE}." for i in range(len(texts)) if i not in written)
+        verdict = "revise"
+        critique_text = " ".join(part for part in (report.critique if report else "", empty or
+                                                   "The reasoner wrote no rationale.") if part)
     entry = {"round": state["round"], "rationales": state["rationales"], "reviews": reviews,
-             "verdict": report.verdict, "critique": report.critique, "unasked": list(report.unasked),
-             "picture": {"novelty": report.novelty, "novel": report.novel,
-                         "calibration": _calibration_of(ctx.critic)}}
+             "verdict": verdict, "critique": critique_text, "unasked": list(report.unasked) if report else [],
+             "picture": {"novelty": report.novelty if report else None, "novel": report.novel if report else None,
+                         "calibration": _calibration_of(ctx.critic)},
+             "reader_failures": list(report.failures) if report else []}
     event = _event(state, "critique", "verdict", inputs={"rationales": texts}, outputs=entry,
                    model=_model_ref(ctx.critic), started=started)
-    return {"reviews": reviews, "verdict": report.verdict, "critique": report.critique, "history": [entry],
+    return {"reviews": reviews, "verdict": verdict, "critique": critique_text, "history": [entry],
             "trace": [event]}
+
+
+def _writer_of(claim: str, rationale: dict, eyes: str | None) -> str:
+    """Who wrote ``claim``: the reader behind a reading rationale's claim (the text engine, or the
+    chart reader's axis or printed-label reading), else the rationale's model, named ``lvlm`` when
+    it is the model whose eyes the critic asks (``eyes``)."""
+    for item in rationale.get("evidence") or ():
+        if " ".join(item.get("claim", "").split()) != " ".join(claim.split()):
+            continue
+        if item.get("reader") != "chart":
+            return item.get("reader") or "readers"
+        if item.get("kind") == "title":
+            return item.get("text_reader") or "readers"
+        return "chart_label" if item.get("value_source") == "label" and item.get("kind") == "bar_value" else "chart_axis"
+    model = rationale.get("model") or "reasoner"
+    return "lvlm" if model == eyes else model
+
+
+def _with_checkers(claim: dict, rationale: dict, eyes: str | None, critic: str) -> dict:
+    """A claim's check, with who wrote it, who checked it (the experts sure of it, else the critic's
+    own model where its reading decided: ``critic``) and whether a checker other than its writer
+    supports it: a claim checked only by the engine that wrote it is never shown as independently
+    supported."""
+    writer = _writer_of(claim["text"], rationale, eyes)
+    readings = claim.get("experts") or []
+    if readings:
+        checkers = sorted({r["expert"] for r in readings if r.get("sure")})
+        supporting = {r["expert"] for r in readings if r.get("sure") and r.get("support", 0) >= 0.5}
+    else:  # the critic's own model alone, where it could tell
+        checkers = [critic] if claim.get("status") in ("supported", "unsupported") else []
+        supporting = {critic} if claim.get("status") == "supported" else set()
+    return {**claim, "written_by": writer, "checked_by": checkers, "independent": bool(supporting - {writer})}
 
 
 def _calibration_of(critic) -> dict | None:
@@ -149,14 +202,23 @@ def decide(state: GraphState, runtime: Runtime[RunContext]) -> dict:
         flags.append("claims_checked_by_p_yes_only")  # no question could be asked of them
     if any(r.get("status") == "unchecked" for r in state["reviews"]):
         flags.append("rationale_unchecked")  # it said nothing a question could check
+    last = (state.get("history") or [{}])[-1]
+    if last.get("reader_failures") or any("readers failed" in note for r in state["rationales"]
+                                          for note in r.get("notes") or ()):
+        flags.append("reader_failed")  # named in the trace: the critic's entry, the rationale's notes
     if state["verdict"] == "accept":
         outcome = "accepted"
         chosen = {"rationales": texts, "weights": supports}
     elif state["verdict"] == "unsure":
         outcome, chosen = "unsure", _unsure_choice(state, ctx, texts, supports, flags)
     elif (policy := run_setting(state, ctx, "on_exhausted")) == "image_only":
-        outcome, chosen = "image_only", {"rationales": [], "weights": []}
-        flags.append("rationales_rejected_answered_from_image")
+        # The rejected rationales are left out; those the critic accepted beside them (another
+        # reasoner's: the readers' beside a model that lies) still speak, at their support.
+        accepted = [i for i, review in enumerate(state["reviews"]) if review.get("status") == "accepted"]
+        outcome = "image_only"
+        chosen = {"rationales": [texts[i] for i in accepted], "weights": [supports[i] for i in accepted]}
+        flags.append("rationales_rejected_answered_with_accepted" if accepted
+                     else "rationales_rejected_answered_from_image")
     elif policy == "best_supported":
         outcome = "best_supported"
         best = max(range(len(texts)), key=supports.__getitem__)
@@ -170,6 +232,9 @@ def decide(state: GraphState, runtime: Runtime[RunContext]) -> dict:
         outcome = "human_review"
         chosen = _ask_a_person(state, texts, supports)
         flags.append("human_reviewed")
+    if (last.get("picture") or {}).get("novel") and not any(w > 0 for w in chosen["weights"]):
+        # The model's eyes cannot read this picture, and nothing accepted speaks for the answer.
+        flags.append("picture_out_of_range_answered_from_image")
     event = _event(state, "decide", "decision", inputs={"verdict": state["verdict"], "supports": supports},
                    outputs={"outcome": outcome, "chosen": chosen, "flags": flags})
     return {"outcome": outcome, "chosen": chosen, "flags": flags, "trace": [event]}
@@ -248,9 +313,33 @@ def answer(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     if result.result.finish_reason == "cancelled":
         raise Cancelled("the answer was stopped mid-way: the run's caller went away or its deadline passed")
     record = result.to_dict()
+    record["decoded_text"], record["text"] = record["text"], clean_answer(record["text"])
     flags = list(state.get("flags", []))
-    if not record["text"].strip():
+    if not record["text"]:
         flags.append("empty_answer")  # the model said nothing: shown as such, never as a blank
+    readings = [r["reading"] for r in state["rationales"] if r.get("reading") and r["text"] in chosen["rationales"]]
+    if readings:
+        record["readings"] = readings
+        if not any(same_reading(record["text"], reading) for reading in readings):
+            flags.append("answer_differs_from_reading")  # RED did not write what the readers read
     event = _event(state, "answer", "answer", inputs=chosen, outputs={**record, "flags": flags},
                    model=_model_ref(ctx.answerer), config=_runtime_of(ctx.answerer), started=started)
     return {"answer": record, "flags": flags, "trace": [event]}
+
+
+_SPECIAL = re.compile(r"<\|[^|>]{1,40}\|>|</?s>|<pad>|<unk>")
+
+
+def clean_answer(text: str) -> str:
+    """An answer as a user reads it: no special tokens, no spaces around it, no trailing period
+    (a decimal point inside a number stays)."""
+    text = " ".join(_SPECIAL.sub(" ", text).split())
+    return text[:-1].rstrip() if text.endswith(".") else text
+
+
+def same_reading(answer: str, reading: str) -> bool:
+    """Whether an answer writes what a reader read (case, spacing, thousands commas and edge
+    punctuation aside)."""
+    from redgraph.agents.experts import reading_key
+
+    return bool(answer) and reading_key(answer) == reading_key(reading)

@@ -52,6 +52,11 @@ def _load_and_refer(image: ImageInput, store: Path | None = None) -> tuple[dict[
     return reference, picture
 
 
+# The flags of an answer the project cannot stand behind, whatever path produced it (AskResult.unsure).
+UNSURE_FLAGS = frozenset({"image_unsure", "picture_out_of_range_answered_from_image", "reader_failed",
+                          "answer_differs_from_reading", "empty_answer"})
+
+
 @dataclass
 class AskResult:
     """What ``ask`` returns: the answer, the rationales with the critic's support, the verdict, the trace."""
@@ -74,9 +79,11 @@ class AskResult:
 
     @property
     def unsure(self) -> bool:
-        """The image could not tell whether the rationale's claims hold (flag ``image_unsure``):
-        the answer is the image's, and the image is not sure of it."""
-        return "image_unsure" in self.flags
+        """The project cannot stand behind the answer (any of :data:`UNSURE_FLAGS`): the image could
+        not tell whether the rationale's claims hold; the picture is beyond the model's range and
+        nothing accepted speaks for the answer; a reader failed; the answer is not what the readers
+        read; or the model wrote no answer."""
+        return any(flag in UNSURE_FLAGS for flag in self.flags)
 
     def summary(self) -> dict[str, Any]:
         """The short form a calling agent or a person reads first: answer, whether the image was
@@ -88,6 +95,9 @@ class AskResult:
             "rationales": self.rationales,
             "rationale_dependence": (self.state.get("answer") or {}).get("rationale_dependence"),
         }
+        readings = (self.state.get("answer") or {}).get("readings")
+        if readings:  # what the readers read for the question, which the answer is held to
+            summary["readings"] = readings
         if self.page is not None:
             summary["page"] = self.page
         if self.document is not None:
@@ -306,9 +316,17 @@ def open_document_of(image: ImageInput):
 def load_document_page(document, page: int, context: RunContext) -> tuple[dict, Any]:
     """A document's page rendered for the answerer, saved by content (a resumed run reads it back), and its
     reference: pixel digest, path, the document's file digest, and the page."""
-    from redgraph.models.documents import page_reference, render_page, target_pixels
+    from redgraph.models.documents import READING_PIXELS, page_reference, render_page, target_pixels
 
-    picture = render_page(document, page, target=target_pixels(context.answerer))
+    from redgraph.agents.reading import picture_out_of_range
+
+    target = target_pixels(context.answerer)
+    picture = render_page(document, page, target=target)
+    # A page the model's eyes cannot read goes to the readers, and OCR needs the pixels: rendered
+    # again at their size. A page of the model's own kind stays as the model reads it.
+    if (getattr(context.reasoner, "readers", "never") != "never" and target < READING_PIXELS
+            and picture_out_of_range(context.answerer, picture)):
+        picture = render_page(document, page, target=READING_PIXELS)
     reference, picture = _load_and_refer(picture)
     reference["file_sha256"] = document.sha256
     reference["document"] = page_reference(document, page)

@@ -36,6 +36,9 @@ MAX_PAGES = 1000  # a longer document is refused: split it, or give the pages th
 MAX_PAGE_POINTS = 14_400  # the PDF specification's largest page side (200 in at 72 points an inch)
 MIN_DPI, MAX_DPI = 36, 300
 DEFAULT_TARGET_PIXELS = 1024 * 1024
+# Where the readers read a page (the graph's default): at least this many pixels (about 145 dpi on a
+# letter page), as OCR needs; a model reading small pictures scales the page down itself.
+READING_PIXELS = 2_000_000
 PDF_MAGIC = b"%PDF-"
 
 _PDFIUM = threading.Lock()  # PDFium is not thread-safe: every call into it holds this lock
@@ -283,4 +286,4 @@ def page_reference(document: PdfFile | TiffFile, page: int) -> dict[str, Any]:
 
 
 __all__ = ["MAX_PAGES", "PdfFile", "TiffFile", "is_document", "is_pdf", "is_tiff", "open_document", "open_pdf",
-           "open_tiff", "page_image", "page_reference", "render_page", "target_pixels"]
+           "open_tiff", "page_image", "page_reference", "render_page", "target_pixels", "READING_PIXELS"]

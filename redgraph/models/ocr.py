@@ -1,10 +1,14 @@
-"""Reading the words on a picture with an OCR engine: Tesseract, through ``pytesseract``.
+"""Reading the words on a picture with an OCR engine: RapidOCR (installed with redgraph) or Tesseract.
 
-Tesseract is Debian's ``tesseract-ocr`` (``apt install tesseract-ocr``; Homebrew and conda have it
-too), run offline on the CPU with the English model it ships; ``pytesseract`` (``pip install
-'redgraph[ocr]'``) calls it. It was chosen over an ONNX OCR wheel (RapidOCR) by measurement on the
-project's own documents and on documents in DejaVu fonts: both read every title and field there,
-Tesseract in about 250 ms a picture and RapidOCR in about 600 ms (BENCHMARKS.md, "OCR expert").
+:class:`RapidOcrEngine` runs PaddleOCR's PP-OCRv4 models on onnxruntime; the models ship inside the
+``rapidocr-onnxruntime`` wheel, so ``pip install redgraph`` (and ``scripts/setup.sh``) gives a text
+reader on a fresh machine, offline, without root or a system package. It reads one box per run of
+text (a title, "Total:", "$11.25"); :meth:`OcrPage.rows` groups runs on one line.
+
+:class:`OcrEngine` is Tesseract, a second and independent engine where it is installed: Debian's
+``tesseract-ocr`` (``apt install tesseract-ocr``; Homebrew and conda have it too), run with the
+English model it ships; ``pytesseract`` (``pip install 'redgraph[ocr]'``) calls it. Where both are
+there, a claim one of them wrote is checked by the other (:mod:`redgraph.agents.experts`).
 
 A page is read once and kept (:class:`OcrPage`: lines of words, each with its box in the picture's
 pixels and the engine's confidence); the same picture read again, by another probe or another
@@ -18,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import shutil
@@ -66,42 +71,60 @@ class OcrLine:
 class OcrPage:
     size: tuple[int, int]  # the picture's width and height: what the boxes are measured in
     lines: tuple[OcrLine, ...]
+    engine: str = "tesseract"  # who read it
+    skew: float = 0.0  # the text's slope (dy/dx) on a scan fed in slightly rotated; rows follow it
+
+    def rows(self) -> tuple[OcrLine, ...]:
+        """The lines joined into rows of the page, top to bottom, each row's words left to right: runs
+        whose vertical middles lie within each other's height are one row (a label and its value at
+        the right margin, the cells of a table row)."""
+        def level(box: Box) -> float:  # a box's top as if the page were not skewed
+            return -self.skew * (box[0] + box[2]) / 2
+
+        rows: list[list[OcrWord]] = []
+        for line in sorted(self.lines, key=lambda line: (line.box[1] + line.box[3]) / 2 + level(line.box)):
+            top, bottom = line.box[1] + level(line.box), line.box[3] + level(line.box)
+            middle = (top + bottom) / 2
+            if rows:
+                last = rows[-1]
+                last_top = min(w.box[1] + level(w.box) for w in last)
+                last_bottom = max(w.box[3] + level(w.box) for w in last)
+                if last_top <= middle <= last_bottom and top <= (last_top + last_bottom) / 2 <= bottom:
+                    last.extend(line.words)
+                    continue
+            rows.append(list(line.words))
+        return tuple(OcrLine(tuple(sorted(words, key=lambda w: w.box[0]))) for words in rows)
+
+
+RAPIDOCR_INSTALL = ("the text reader needs rapidocr-onnxruntime, which redgraph installs: pip install "
+                    "rapidocr-onnxruntime (Python 3.10-3.12)")
 
 
 def ocr_available() -> str | None:
-    """None when the engine can run here, else what to install."""
+    """None when Tesseract can run here, else what to install."""
     if importlib.util.find_spec("pytesseract") is None or shutil.which("tesseract") is None:
         return INSTALL
     return None
 
 
-class OcrEngine:
-    """Tesseract, reading whole pictures into :class:`OcrPage` (the last ``keep`` pages are kept).
+def rapidocr_available() -> str | None:
+    """None when RapidOCR can run here, else what to install."""
+    if importlib.util.find_spec("rapidocr_onnxruntime") is None:
+        return RAPIDOCR_INSTALL
+    return None
 
-    Args:
-        psm: Tesseract's page segmentation mode; 6 (one uniform block of text) read the project's
-            and the font documents best (BENCHMARKS.md); 3 is its automatic layout analysis.
-        timeout_s: a picture the engine has not read in this time is an error.
-        scale: pictures whose shorter side is below 300 px are enlarged by this factor first
-            (1: as they are).
-    """
 
-    def __init__(self, *, psm: int = 6, timeout_s: float = 30.0, scale: int = 1, keep: int = 64) -> None:
-        if isinstance(psm, bool) or psm not in range(14):
-            raise ConfigError(f"psm must be one of Tesseract's page segmentation modes 0-13, got {psm!r}")
-        if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= 4:
-            raise ConfigError(f"scale must be a whole number from 1 to 4, got {scale!r}")
-        if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or not timeout_s > 0:
-            raise ConfigError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
-        missing = ocr_available()
-        if missing:
-            raise ConfigError(missing)
-        self.psm, self.timeout_s, self.scale, self.keep = psm, float(timeout_s), scale, keep
+class _KeptPages:
+    """The last ``keep`` pages an engine read, by the picture's pixels: the same picture read again
+    (another probe, another round, the reasoner then the critic) is not run through the engine twice."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
         self._pages: OrderedDict[str, OcrPage] = OrderedDict()
         self._lock = threading.Lock()
 
     def read(self, picture: Image.Image) -> OcrPage:
-        """The lines on ``picture`` (an RGB PIL image), top to bottom."""
+        """The lines on ``picture`` (a PIL image), top to bottom."""
         if not isinstance(picture, Image.Image):
             raise InputError(f"the OCR engine reads PIL images, got {type(picture).__name__}")
         key = hashlib.sha256(f"{picture.mode}:{picture.size}:".encode() + picture.tobytes()).hexdigest()
@@ -115,6 +138,117 @@ class OcrEngine:
             while len(self._pages) > self.keep:
                 self._pages.popitem(last=False)
         return page
+
+    def _read(self, picture: Image.Image) -> OcrPage:
+        raise NotImplementedError
+
+
+class RapidOcrEngine(_KeptPages):
+    """RapidOCR (PP-OCRv4 detection and recognition on onnxruntime, models from its wheel), reading
+    whole pictures into :class:`OcrPage`: one line per run of text, with its box and confidence.
+
+    Args:
+        max_side: a picture whose longer side is above this is scaled down to it first (the boxes
+            are given in the picture's own pixels either way).
+        min_side: a picture whose longer side is below this is enlarged towards it first (at most
+            twice): at a chart's 640 x 480 the recogniser ran words together ("Salesby quarter")
+            and missed a tick label that it reads at twice the size.
+        keep: how many pages are kept (see :class:`OcrEngine`).
+
+    Raises:
+        ConfigError: rapidocr-onnxruntime is not installed (it says what to install).
+    """
+
+    name = "rapidocr"
+
+    def __init__(self, *, max_side: int = 2000, min_side: int = 1280, keep: int = 64) -> None:
+        for name, value in (("max_side", max_side), ("min_side", min_side)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 64 <= value <= 8192:
+                raise ConfigError(f"{name} must be a whole number of pixels from 64 to 8192, got {value!r}")
+        if min_side > max_side:
+            raise ConfigError(f"min_side ({min_side}) must not be above max_side ({max_side})")
+        missing = rapidocr_available()
+        if missing:
+            raise ConfigError(missing)
+        super().__init__(keep)
+        self.max_side, self.min_side = max_side, min_side
+        self._engine = _rapidocr()
+
+    def _read(self, picture: Image.Image) -> OcrPage:
+        import unicodedata
+
+        import numpy as np
+
+        seen = picture.convert("RGB")
+        longest = max(seen.size)
+        factor = self.max_side / longest if longest > self.max_side else min(2.0, max(1.0, self.min_side / longest))
+        if factor != 1.0:
+            seen = seen.resize((max(1, round(seen.width * factor)), max(1, round(seen.height * factor))),
+                               Image.Resampling.LANCZOS)
+        try:
+            found, _ = self._engine(np.ascontiguousarray(np.asarray(seen)[:, :, ::-1]))  # RapidOCR reads BGR
+        except Exception as exc:  # noqa: BLE001 - onnxruntime and OpenCV raise their own
+            raise ExpertError(f"the text reader (RapidOCR) failed on the picture: {type(exc).__name__}: {exc}") from exc
+        lines, slopes = [], []
+        for quad, text, score in found or ():
+            text = " ".join(unicodedata.normalize("NFKC", text).split())
+            if not text:
+                continue
+            xs, ys = [p[0] / factor for p in quad], [p[1] / factor for p in quad]
+            box = (int(min(xs)), int(min(ys)), int(round(max(xs))), int(round(max(ys))))
+            lines.append(OcrLine((OcrWord(text, box, round(float(score), 4)),)))
+            (x0, y0), (x1, y1) = quad[0], quad[1]  # the run's top edge, left to right
+            if x1 - x0 > 3 * abs(ys[3] - ys[0]) and x1 > x0:  # long runs only: a short one's edge is noise
+                slopes.append((y1 - y0) / (x1 - x0))
+        lines.sort(key=lambda line: (line.box[1], line.box[0]))
+        skew = float(sorted(slopes)[len(slopes) // 2]) if len(slopes) >= 3 else 0.0
+        return OcrPage(picture.size, tuple(lines), engine=self.name, skew=skew)
+
+
+@functools.lru_cache(maxsize=1)
+def _rapidocr():
+    """One RapidOCR per process (its three ONNX sessions take about half a second to load); its
+    calls are thread-safe (onnxruntime sessions are)."""
+    from rapidocr_onnxruntime import RapidOCR
+
+    # Detection on the picture scaled so its longer side is 960 px: the package's default (the
+    # shorter side at least 736) enlarges small pictures and ran words together ("29Mar2024") and
+    # lost short lines on receipts drawn at 520 x 420 that this setting reads.
+    return RapidOCR(det_limit_type="max", det_limit_side_len=960)
+
+
+@functools.lru_cache(maxsize=1)
+def text_reader() -> RapidOcrEngine:
+    """The process's RapidOCR engine and the pages it has read (the reading reasoner and the critic
+    share them, so a picture is read once per run)."""
+    return RapidOcrEngine()
+
+
+class OcrEngine(_KeptPages):
+    """Tesseract, reading whole pictures into :class:`OcrPage` (the last ``keep`` pages are kept).
+
+    Args:
+        psm: Tesseract's page segmentation mode; 6 (one uniform block of text) read the project's
+            and the font documents best (BENCHMARKS.md); 3 is its automatic layout analysis.
+        timeout_s: a picture the engine has not read in this time is an error.
+        scale: pictures whose shorter side is below 300 px are enlarged by this factor first
+            (1: as they are).
+    """
+
+    name = "tesseract"
+
+    def __init__(self, *, psm: int = 6, timeout_s: float = 30.0, scale: int = 1, keep: int = 64) -> None:
+        if isinstance(psm, bool) or psm not in range(14):
+            raise ConfigError(f"psm must be one of Tesseract's page segmentation modes 0-13, got {psm!r}")
+        if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= 4:
+            raise ConfigError(f"scale must be a whole number from 1 to 4, got {scale!r}")
+        if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or not timeout_s > 0:
+            raise ConfigError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        missing = ocr_available()
+        if missing:
+            raise ConfigError(missing)
+        super().__init__(keep)
+        self.psm, self.timeout_s, self.scale = psm, float(timeout_s), scale
 
     def _read(self, picture: Image.Image) -> OcrPage:
         import pytesseract
