@@ -268,3 +268,10 @@ def test_the_development_set_and_the_readers_benchmark_run(tmp_path):
     everything = summary["by_tool_and_kind"]["all/all"]
     assert everything["n"] == sum(len(p["questions"]) for p in manifest["pictures"])
     assert everything["right"] + everything["wrong"] + everything["abstained"] == everything["n"]
+
+
+def test_the_command_line_says_why_for_every_reason_an_answer_is_unsure():
+    from redgraph.cli.answer import UNSURE_REASONS
+    from redgraph.graphs.run import UNSURE_FLAGS
+
+    assert set(UNSURE_REASONS) == UNSURE_FLAGS

@@ -89,9 +89,10 @@ def demo(
     if as_json:
         out.print_json(json.dumps(demo_run))
         return
-    table = Table("run", "question", "expected", "answer", "rationale (writer: support, status)", "outcome")
+    table = Table("run", "question", "expected", "answer", "rationale (by writer, support, status)", "outcome")
     for run in runs:
-        rationale = "; ".join(f"{r['model']}: {r['text']} ({r['support']:.2f}, {r['status']})" for r in run["rationales"])
+        # (No colon after the writer: rich reads ":chart:" in "readers:chart: ..." as an emoji code.)
+        rationale = "; ".join(f"{r['text']} (by {r['model']}, {r['support']:.2f}, {r['status']})" for r in run["rationales"])
         answer = f"{run['answer']} (unsure)" if run["unsure"] else str(run["answer"])
         table.add_row(run["run"], escape(run["question"]), escape(run["expected"]), escape(answer),
                       escape(rationale), escape(", ".join([run["outcome"] or "", *run["flags"]])))
@@ -185,8 +186,8 @@ def ask(
     for index, entry in enumerate(result.rationales):
         status = entry.get("status") or ("accepted" if entry["accepted"] else "rejected")
         mark = {"accepted": "[green]accepted[/]", "unsure": "[yellow]unsure[/]"}.get(status, f"[red]{status}[/]")
-        out.print(f"[bold]rationale {index}[/] ({entry['style']}, support {entry['support']:.2f}, {mark}): "
-                  f"{escape(entry['text'])}")
+        out.print(f"[bold]rationale {index}[/] (by {escape(entry.get('model') or '?')}, {entry['style']}, support "
+                  f"{entry['support']:.2f}, {mark}): {escape(entry['text'])}", emoji=False)
     if result.pending_review is not None:
         out.print(f"[yellow]paused for review[/]: {escape(result.pending_review['critique'])}")
         out.print(f"resume with: redgraph ask ... --thread {result.thread_id} --resume '{{\"use\": [0]}}' "
@@ -199,9 +200,21 @@ def ask(
         why = f", chosen by {result.document['basis']}" if result.document else ""
         pages = (result.state.get("image") or {}).get("document", {}).get("pages")
         out.print(f"[bold]page:[/] {result.page} of {pages}{escape(why)}")
-    if result.unsure:
-        out.print("[yellow]unsure:[/] the image could not tell whether the rationale holds, and this answer is the "
-                  "image's own; check it, or rerun with --on-unsure human_review")
+    for flag, why in UNSURE_REASONS.items():
+        if flag in result.flags:
+            out.print(f"[yellow]unsure:[/] {escape(why.format(readings=', '.join(result.summary().get('readings', []))))}")
+
+
+# What `redgraph ask` says for each reason an answer is unsure (redgraph.graphs.run.UNSURE_FLAGS).
+UNSURE_REASONS = {
+    "image_unsure": "the image could not tell whether the rationale holds, and this answer is the image's own; "
+                    "check it, or rerun with --on-unsure human_review",
+    "picture_out_of_range_answered_from_image": "the picture is beyond what the model's eyes were calibrated on, and "
+                                                "no accepted rationale speaks for this answer",
+    "answer_differs_from_reading": "the answer is not what the readers read ({readings}); the model did not write it",
+    "reader_failed": "a reader failed or is missing (named in the trace: redgraph trace show)",
+    "empty_answer": "the model wrote no answer",
+}
 
 
 def show_red_result(result, question: str, rationales: list[str], as_json: bool) -> None:
