@@ -109,6 +109,13 @@ def combine(readings: Sequence[ExpertReading], accept_at: float, rule: Combine =
     return ("supported" if yes else "unsupported"), support, ()
 
 
+def _check_shares(**values: object) -> None:
+    """Refuse a setting that must be a number from 0 to 1, naming it."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{name} must be between 0 and 1, got {value!r}")
+
+
 def check_combine(rule: object) -> str:
     if rule not in COMBINES:
         raise ConfigError(f"combine must be one of {', '.join(COMBINES)}, got {rule!r}")
@@ -220,9 +227,7 @@ class OcrExpert:
     def __init__(self, engine=None, *, sure_at: float = 0.6, accuracy: float = 0.99) -> None:
         from redgraph.models.ocr import OcrEngine
 
-        for name, value in (("sure_at", sure_at), ("accuracy", accuracy)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must be between 0 and 1, got {value!r}")
+        _check_shares(sure_at=sure_at, accuracy=accuracy)
         self.engine = OcrEngine() if engine is None else engine
         self.sure_at, self.accuracy = float(sure_at), float(accuracy)
 
@@ -287,9 +292,7 @@ class DocumentExpert:
     families = ("title", "field")
 
     def __init__(self, engine, *, sure_at: float = 0.6, accuracy: float = 0.99) -> None:
-        for name, value in (("sure_at", sure_at), ("accuracy", accuracy)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must be between 0 and 1, got {value!r}")
+        _check_shares(sure_at=sure_at, accuracy=accuracy)
         self.engine, self.name = engine, engine.name
         self.sure_at, self.accuracy = float(sure_at), float(accuracy)
 
@@ -340,9 +343,7 @@ class ChartExpert:
     def __init__(self, source: str = "axis", *, tolerance: float = 0.05, accuracy: float = 0.98) -> None:
         if source not in ("axis", "label"):
             raise ConfigError(f"source must be 'axis' or 'label', got {source!r}")
-        for name, value in (("tolerance", tolerance), ("accuracy", accuracy)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must be between 0 and 1, got {value!r}")
+        _check_shares(tolerance=tolerance, accuracy=accuracy)
         self.source, self.name = source, f"chart_{source}"
         self.tolerance, self.accuracy = float(tolerance), float(accuracy)
 

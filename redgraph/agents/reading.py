@@ -25,16 +25,14 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
 from redgraph.agents.reasoner import LocalReasoner, Rationale
 from redgraph.errors import ConfigError, check_question, check_whole_number
 from redgraph.models.images import ImageInput, ready_image
+from redgraph.models.ocr import KeptReadings
 
 AskedKind = Literal["title", "field", "tallest", "shortest", "bar_value", "bar_count", "bar_colour"]
 READING_MODEL = "readers"  # the name a reading rationale's writer goes by (with its engines: see ``model``)
@@ -131,8 +129,17 @@ def read_for(picture, question: str) -> Reading:
     return Reading(((sentence, fact.to_evidence(document.size)),), fact.value, (page.engine,), abstained)
 
 
-_CHARTS: OrderedDict[str, object] = OrderedDict()
-_CHARTS_LOCK = threading.Lock()
+class _ChartReadings(KeptReadings):
+    """The chart reader's readings of the last pictures it read (on the text reader's pages)."""
+
+    def _read(self, picture):
+        from redgraph.models.ocr import text_reader
+        from redgraph.readers.charts import read_bar_chart
+
+        return read_bar_chart(picture, text_reader().read(picture))
+
+
+_CHARTS = _ChartReadings(keep=64)
 
 
 def read_picture(picture):
@@ -140,20 +147,8 @@ def read_picture(picture):
     :class:`~redgraph.readers.charts.ChartReading` or its abstention), each made once per picture:
     the reading reasoner and the critic's experts share them."""
     from redgraph.models.ocr import text_reader
-    from redgraph.readers.charts import read_bar_chart
 
-    page = text_reader().read(picture)
-    key = hashlib.sha256(f"{picture.mode}:{picture.size}:".encode() + picture.tobytes()).hexdigest()
-    with _CHARTS_LOCK:
-        if key in _CHARTS:
-            _CHARTS.move_to_end(key)
-            return page, _CHARTS[key]
-    chart = read_bar_chart(picture, page)
-    with _CHARTS_LOCK:
-        _CHARTS[key] = chart
-        while len(_CHARTS) > 64:
-            _CHARTS.popitem(last=False)
-    return page, chart
+    return text_reader().read(picture), _CHARTS.read(picture)
 
 
 def _chart_reading(chart, asked: Asked, engine: str, size: tuple[int, int]) -> Reading:

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import shutil
 import threading
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from redgraph.errors import ConfigError, ExpertError, InputError
+from redgraph.models.images import image_sha256
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom, in the picture's pixels
 INSTALL = ("the OCR expert needs pytesseract and the tesseract program: pip install 'redgraph[ocr]' and "
@@ -114,9 +114,10 @@ def rapidocr_available() -> str | None:
     return None
 
 
-class _KeptPages:
-    """The last ``keep`` pages an engine read, by the picture's pixels: the same picture read again
-    (another probe, another round, the reasoner then the critic) is not run through the engine twice."""
+class KeptReadings:
+    """The last ``keep`` readings a reader made (an engine's pages; the chart reader's readings), by
+    the picture's pixels: the same picture read again (another probe, another round, the reasoner
+    then the critic) is not read twice. Subclasses say how to read (``_read``)."""
 
     def __init__(self, keep: int) -> None:
         self.keep = keep
@@ -127,7 +128,7 @@ class _KeptPages:
         """The lines on ``picture`` (a PIL image), top to bottom."""
         if not isinstance(picture, Image.Image):
             raise InputError(f"the OCR engine reads PIL images, got {type(picture).__name__}")
-        key = hashlib.sha256(f"{picture.mode}:{picture.size}:".encode() + picture.tobytes()).hexdigest()
+        key = image_sha256(picture)
         with self._lock:
             if key in self._pages:
                 self._pages.move_to_end(key)
@@ -143,7 +144,7 @@ class _KeptPages:
         raise NotImplementedError
 
 
-class RapidOcrEngine(_KeptPages):
+class RapidOcrEngine(KeptReadings):
     """RapidOCR (PP-OCRv4 detection and recognition on onnxruntime, models from its wheel), reading
     whole pictures into :class:`OcrPage`: one line per run of text, with its box and confidence.
 
@@ -224,7 +225,7 @@ def text_reader() -> RapidOcrEngine:
     return RapidOcrEngine()
 
 
-class OcrEngine(_KeptPages):
+class OcrEngine(KeptReadings):
     """Tesseract, reading whole pictures into :class:`OcrPage` (the last ``keep`` pages are kept).
 
     Args:
