@@ -275,3 +275,18 @@ def test_the_command_line_says_why_for_every_reason_an_answer_is_unsure():
     from redgraph.graphs.run import UNSURE_FLAGS
 
     assert set(UNSURE_REASONS) == UNSURE_FLAGS
+
+
+def test_a_reader_failing_in_the_reasoner_is_noted_on_the_rationales_written_instead(monkeypatch):
+    from redgraph.agents import reading
+    from redgraph.agents.scripted import ScriptedReasoner
+    from redgraph.errors import ExpertError
+
+    def broken(picture, question):
+        raise ExpertError("the text reader (RapidOCR) failed on the picture")
+
+    monkeypatch.setattr(reading, "read_for", broken)
+    team = reading.ReasonerTeam(ScriptedReasoner(["The total is $5.00."], name="other"), readers="always")
+    [written] = team.write(Image.new("RGB", (64, 48), "white"), "What is the total?")
+    assert written.model == "other"
+    assert written.notes == (f"{reading.READERS_FAILED}: ExpertError: the text reader (RapidOCR) failed on the picture",)

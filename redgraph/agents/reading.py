@@ -20,7 +20,7 @@ and the model's reasoner only where the readers cannot read the picture.
 Example:
     >>> reasoner = ReadingReasoner()  # doctest: +SKIP
     >>> [r.text for r in reasoner.write("receipt.png", "What is the total?")]  # doctest: +SKIP
-    ['The title is RECEIPT. The total is $11.25.']
+    ['The total is $11.25.']
 """
 
 from __future__ import annotations
@@ -202,16 +202,22 @@ class ReadingReasoner:
         check_question(question)
         check_whole_number("k (rationales per question)", k)
         picture = ready_image(image)
-        reading = read_for(picture, question)
-        if not reading.claims:
-            return []
-        text = " ".join(sentence for sentence, _ in reading.claims)
-        return [Rationale(text, "facts", f"{READING_MODEL}:{'+'.join(reading.readers)}",
-                          evidence=tuple({"claim": s, **e} for s, e in reading.claims), reading=reading.answer,
-                          notes=reading.abstained)]
+        return rationales_of(read_for(picture, question))
+
+
+def rationales_of(reading: Reading) -> list[Rationale]:
+    """The reading reasoner's rationale from what the readers read: none where they read nothing."""
+    if not reading.claims:
+        return []
+    text = " ".join(sentence for sentence, _ in reading.claims)
+    return [Rationale(text, "facts", f"{READING_MODEL}:{'+'.join(reading.readers)}",
+                      evidence=tuple({"claim": s, **e} for s, e in reading.claims), reading=reading.answer,
+                      notes=reading.abstained)]
 
 
 WHEN = ("out_of_range", "always", "never")
+# How a rationale's notes say the readers failed (the graph flags such a run reader_failed).
+READERS_FAILED = "readers failed"
 
 
 class ReasonerTeam:
@@ -235,7 +241,6 @@ class ReasonerTeam:
         if readers not in WHEN:
             raise ConfigError(f"readers must be one of {', '.join(WHEN)}, got {readers!r}")
         self.lvlm_reasoner, self.lvlm, self.readers = lvlm_reasoner, lvlm, readers
-        self.reading = ReadingReasoner()
         self.model_name = getattr(lvlm_reasoner, "model_name", "reasoner")
 
     def write(self, image: ImageInput, question: str, k: int = 1, *, critique: str | None = None) -> list[Rationale]:
@@ -244,16 +249,16 @@ class ReasonerTeam:
         picture = ready_image(image, max_pixels=getattr(self.lvlm, "max_image_pixels", 64_000_000))
         if self.readers == "never" or (self.readers == "out_of_range" and not picture_out_of_range(self.lvlm, picture)):
             return self.lvlm_reasoner.write(picture, question, k, critique=critique)
+        check_question(question)
         try:
-            read = self.reading.write(picture, question, k, critique=critique)
-            failure = None
+            reading = read_for(picture, question)
+            notes = () if reading.claims else ("readers wrote nothing", *reading.abstained)
         except Exception as exc:  # noqa: BLE001 - a missing or failing reader on any picture: said, never silent
-            read, failure = [], f"readers failed: {type(exc).__name__}: {exc}"
+            reading, notes = None, (f"{READERS_FAILED}: {type(exc).__name__}: {exc}",)
+        read = rationales_of(reading) if reading is not None else []
         if read and self.readers == "out_of_range" and isinstance(self.lvlm_reasoner, LocalReasoner):
             return read  # the model's own reasoner would write with eyes that cannot read this picture
         written = self.lvlm_reasoner.write(picture, question, k, critique=critique)
-        notes = (failure,) if failure else ("readers wrote nothing: the picture is not a document or bar chart they "
-                                             "could read for this question",) if not read else ()
         return read + [dataclasses.replace(r, notes=(*r.notes, *notes)) if notes else r for r in written]
 
 

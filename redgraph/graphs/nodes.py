@@ -203,7 +203,9 @@ def decide(state: GraphState, runtime: Runtime[RunContext]) -> dict:
     if any(r.get("status") == "unchecked" for r in state["reviews"]):
         flags.append("rationale_unchecked")  # it said nothing a question could check
     last = (state.get("history") or [{}])[-1]
-    if last.get("reader_failures") or any("readers failed" in note for r in state["rationales"]
+    from redgraph.agents.reading import READERS_FAILED
+
+    if last.get("reader_failures") or any(note.startswith(READERS_FAILED) for r in state["rationales"]
                                           for note in r.get("notes") or ()):
         flags.append("reader_failed")  # named in the trace: the critic's entry, the rationale's notes
     if state["verdict"] == "accept":
